@@ -1,0 +1,238 @@
+"""Compile a batch of per-sample op calls into a Plan (see ``fastaug/plan.py``).
+
+Rules (the documented difference from sequential torchvision): all geometric ops of a sample compose
+into one resampling that runs first; color ops then run in order on the resampled image; erasing
+runs after the color ops. A SHARPNESS op opens a new stage (it needs its neighbours); statistics ops
+(contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from fastaug.ops import geometry as G
+from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
+from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Geometry, Op, Plan, Stage
+
+
+@dataclass
+class _StageBuilder:
+    codes: list = field(default_factory=list)  # [B] int32 tensors
+    params: list = field(default_factory=list)  # [B,4] float32 tensors
+    static: list = field(default_factory=list)  # tuple of possible codes per position
+
+    def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...]) -> None:
+        b = code.shape[0]
+        p = torch.zeros(b, NUM_PARAMS, dtype=torch.float32, device=code.device)
+        p[:, : params.shape[1]] = params.to(torch.float32)
+        p[:, 3] = 1.0 if q else 0.0
+        self.codes.append(code.to(torch.int32))
+        self.params.append(p)
+        self.static.append(tuple(sorted(set(static))))
+
+    def build(self, b: int, device: torch.device, geometry: Geometry | None, in_scale: float, out_size) -> Stage:
+        if self.codes:
+            program = torch.stack(self.codes, 1)
+            params = torch.stack(self.params, 1)
+        else:
+            program = torch.zeros(b, 0, dtype=torch.int32, device=device)
+            params = torch.zeros(b, 0, NUM_PARAMS, dtype=torch.float32, device=device)
+        slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
+        return Stage(
+            program=program,
+            params=params,
+            in_scale=in_scale,
+            geometry=geometry,
+            out_size=out_size,
+            stat_slots=slots,
+            slot_codes=tuple(self.static),
+        )
+
+
+def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if isinstance(call.code, torch.Tensor):
+        code, static = call.code, call.codes
+    else:
+        code, static = torch.full((b,), int(call.code), device=device), (int(call.code),)
+    if call.applied is not None:
+        code = torch.where(call.applied, code, torch.zeros_like(code))
+        static = tuple(set(static) | {int(Op.IDENTITY)})
+    return code, static
+
+
+def _compose_geometry(
+    calls: list[GeometricCall], b: int, c: int, size: tuple[int, int], domains: list[bool], geo_q: bool, device
+):
+    """One Geometry for all geometric calls (in order), and the output size."""
+    matrix = G.identity(b, device)
+    h, w = size
+    window = torch.tensor([0.0, 0.0, w - 1.0, h - 1.0], dtype=torch.float64, device=device).expand(b, 4).clone()
+    clamp = False
+    bilinear = False
+    fill = None
+    first = True
+    for call, q in zip(calls, domains, strict=True):
+        m = call.matrix
+        if call.applied is not None:
+            m = torch.where(call.applied.view(b, 1, 1), m, G.identity(b, device, m.dtype))
+        if first and call.window is not None:
+            win = call.window.to(torch.float64)
+            if call.applied is not None:
+                win = torch.where(call.applied.view(b, 1), win, window)
+            window = win
+            clamp = call.resize
+        elif not call.resize:
+            clamp = False
+        matrix = matrix @ m.to(torch.float64)
+        bilinear = bilinear or call.bilinear
+        if call.fill is not None:
+            f = call.fill.to(torch.float32)
+            if q != geo_q:
+                f = f / 255.0 if q else f * 255.0
+            if call.applied is not None:
+                base = fill if fill is not None else torch.zeros_like(f)
+                f = torch.where(call.applied.view(b, 1), f, base)
+            fill = f
+        if call.out_size is not None:
+            h, w = call.out_size
+        first = False
+    if fill is not None and clamp:
+        clamp = False
+    geometry = Geometry(
+        matrix=matrix.to(torch.float32),
+        window=window.to(torch.float32),
+        clamp=clamp,
+        bilinear=bilinear,
+        fill=fill,
+        quantize=geo_q,
+    )
+    return geometry, (h, w)
+
+
+def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Plan:
+    """Compile op calls for a batch of shape [B,C,H,W] and dtype into a Plan."""
+    b, c, h, w = shape
+    domain_u8 = dtype == torch.uint8
+    in_scale = 1.0
+    calls = list(calls)
+    if domain_u8 and calls and isinstance(calls[0], DtypeCall) and calls[0].dtype.is_floating_point and calls[0].scale:
+        in_scale, domain_u8 = 1.0 / 255.0, False  # fold a leading ToDtype(float) into the read
+        out_dtype_hint = calls[0].dtype
+        calls = calls[1:]
+    else:
+        out_dtype_hint = None
+
+    geo_calls = [x for x in calls if isinstance(x, GeometricCall)]
+    geo_q = domain_u8
+    geo_domains = []
+    stages: list[_StageBuilder] = [_StageBuilder()]
+    rects, rect_phase, mask_values = [], [], []
+    normalize: NormalizeCall | None = None
+    out_dtype = out_dtype_hint
+    out_channels = c
+    unscaled = False
+
+    for call in calls:
+        if isinstance(call, GeometricCall):
+            geo_domains.append(domain_u8)
+            continue
+        if normalize is not None and not isinstance(call, (RectCall, DtypeCall)):
+            raise ValueError(f"Normalize must come after every color and geometric op; {call.name} follows it")
+        if isinstance(call, ColorCall):
+            if unscaled:
+                raise ValueError(f"{call.name} after to_dtype(scale=False): color ops need a scaled image")
+            code, static = _per_sample_code(call, b, device)
+            if int(Op.SHARPNESS) in static:
+                cur = stages[-1]
+                if cur.codes or len(stages) > 1 or geo_calls:
+                    stages.append(_StageBuilder())
+            params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
+            stages[-1].add(code, params, domain_u8, static)
+        elif isinstance(call, DtypeCall):
+            target_float = call.dtype.is_floating_point
+            if normalize is not None and not target_float:
+                raise ValueError("to_dtype to an integer dtype after normalize")
+            if call.scale and domain_u8 and target_float:
+                if normalize is None:
+                    stages[-1].add(
+                        torch.full((b,), int(Op.TO_FLOAT), device=device),
+                        torch.zeros(b, 3, device=device),
+                        True,
+                        (int(Op.TO_FLOAT),),
+                    )
+                    domain_u8 = False
+            elif call.scale and not domain_u8 and not target_float:
+                stages[-1].add(
+                    torch.full((b,), int(Op.TO_UINT8), device=device),
+                    torch.zeros(b, 3, device=device),
+                    False,
+                    (int(Op.TO_UINT8),),
+                )
+                domain_u8 = True
+            elif not call.scale and domain_u8 and target_float:
+                unscaled = True
+            elif not call.scale and not domain_u8 and not target_float:
+                raise ValueError("to_dtype(float -> uint8, scale=False) would truncate [0, 1] values to 0/1; use scale=True")
+            out_dtype = call.dtype
+        elif isinstance(call, NormalizeCall):
+            normalize = call
+        elif isinstance(call, RectCall):
+            rects.append(call)
+            rect_phase.append((2 if normalize is not None else 1, domain_u8))
+            mask_values.append(call.mask_value)
+        elif isinstance(call, ChannelsCall):
+            out_channels = call.channels
+        else:
+            raise TypeError(f"unknown call {call!r}")
+
+    geometry = None
+    out_size = (h, w)
+    if geo_calls:
+        geometry, out_size = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device)
+
+    if out_dtype is None:
+        out_dtype = torch.float32 if (normalize is not None and dtype == torch.uint8) else dtype
+    if not out_dtype.is_floating_point and not domain_u8:
+        stages[-1].add(
+            torch.full((b,), int(Op.TO_UINT8), device=device), torch.zeros(b, 3, device=device), False, (int(Op.TO_UINT8),)
+        )
+        domain_u8 = True
+    if normalize is not None and not out_dtype.is_floating_point:
+        raise ValueError(f"normalize needs a floating output dtype, got {out_dtype}")
+
+    built = []
+    for s, sb in enumerate(stages):
+        built.append(sb.build(b, device, geometry if s == 0 else None, in_scale if s == 0 else 1.0, out_size if s == 0 else None))
+
+    ep = Epilogue(out_dtype=out_dtype, out_channels=out_channels)
+    if out_dtype.is_floating_point and domain_u8 and not unscaled:
+        ep.out_scale = 1.0 / 255.0
+    if normalize is not None:
+        ep.mean = normalize.mean.to(device=device, dtype=torch.float32).expand(b, c).contiguous()
+        ep.std = normalize.std.to(device=device, dtype=torch.float32).expand(b, c).contiguous()
+    if rects:
+        _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device)
+    plan = Plan(stages=built, epilogue=ep, channels=c, out_size=out_size)
+    plan.notes["mask_values"] = mask_values
+    plan.notes["geometric_calls"] = geo_calls
+    return plan
+
+
+def _fill_rects(ep: Epilogue, rects: list[RectCall], phases, b: int, c: int, final_u8: bool, device) -> None:
+    boxes, values, phase = [], [], []
+    for call, (ph, q) in zip(rects, phases, strict=True):
+        r = call.rects.shape[1]
+        boxes.append(call.rects.to(torch.int32))
+        v = call.values.to(torch.float32).expand(b, r, c)
+        if ph == 1 and q != final_u8:  # painted in one domain, applied at the end in another
+            v = v / 255.0 if q else torch.floor(v * 255.999)
+        values.append(v)
+        active = call.active if call.active is not None else torch.ones(b, r, dtype=torch.bool, device=device)
+        if call.applied is not None:
+            active = active & call.applied.view(b, 1)
+        phase.append(torch.where(active, ph, 0).to(torch.int32))
+    ep.rects = torch.cat(boxes, 1).contiguous()
+    ep.rect_values = torch.cat(values, 1).contiguous()
+    ep.rect_phase = torch.cat(phase, 1).contiguous()

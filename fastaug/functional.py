@@ -1,0 +1,469 @@
+"""Per-sample functional ops on batches, with torchvision.transforms.v2.functional names and arguments.
+
+``img`` is [B,C,H,W] (or one image [C,H,W]), uint8 or float in [0, 1]. Every magnitude is a number
+or a per-sample tensor [B] (``translate``, ``shear``: [B,2]). Each op equals torchvision's functional
+op applied to each sample with that sample's values. ``backend``: "auto" (triton for CUDA tensors,
+numba for CPU), "triton", "numba" or "torch" (the plain reference).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from fastaug import engine, rng
+from fastaug.compiler import compile_plan
+from fastaug.ops import geometry as G
+from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
+from fastaug.plan import Op
+from fastaug.validation import as_batch, channels_for, fill_values, interpolation, per_sample
+
+__all__ = [
+    "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
+    "adjust_sharpness", "rgb_to_grayscale", "invert", "posterize", "solarize", "equalize", "autocontrast",
+    "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
+    "erase", "xy_masking", "normalize", "to_dtype", "run_calls",
+]  # fmt: skip
+
+
+def run_calls(img: torch.Tensor, calls: list[Call], backend: str = "auto") -> torch.Tensor:
+    """Compile calls for ``img`` into one Plan and execute it."""
+    x, unbatched = as_batch(img)
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    out = engine.execute(plan, x, backend)
+    return out[0] if unbatched else out
+
+
+def _batch(img: torch.Tensor) -> tuple[int, int, int, int, torch.device]:
+    x, _ = as_batch(img)
+    b, c, h, w = x.shape
+    return b, c, h, w, x.device
+
+
+def _bound(img: torch.Tensor) -> float:
+    return 255.0 if img.dtype == torch.uint8 else 1.0
+
+
+def _color(img, name: str, op: Op, kwargs: dict, params: list[torch.Tensor], backend: str, **extra) -> torch.Tensor:
+    b = params[0].shape[0] if params else _batch(img)[0]
+    dev = img.device
+    p = torch.zeros(b, 3, dtype=torch.float32, device=dev)
+    for i, t in enumerate(params):
+        p[:, i] = t.to(torch.float32)
+    call = ColorCall(name=name, kwargs=kwargs, code=int(op), params=p, **extra)
+    return run_calls(img, [call], backend)
+
+
+def _factor(img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, **rng_kw):
+    b, c, _, _, dev = _batch(img)
+    if channels is not None:
+        channels_for(c, channels, fname)
+    f = per_sample(value, b, name, dev, **rng_kw)
+    return _color(img, fname, op, {name: f}, [f], backend)
+
+
+def adjust_brightness(img: torch.Tensor, brightness_factor, *, backend: str = "auto") -> torch.Tensor:
+    """Multiply by ``brightness_factor`` (>= 0), clamp."""
+    return _factor(img, brightness_factor, "brightness_factor", None, Op.BRIGHTNESS, "adjust_brightness", backend, lo=0.0)
+
+
+def adjust_contrast(img: torch.Tensor, contrast_factor, *, backend: str = "auto") -> torch.Tensor:
+    """Blend with the mean gray value (1 or 3 channels)."""
+    return _factor(img, contrast_factor, "contrast_factor", (1, 3), Op.CONTRAST, "adjust_contrast", backend, lo=0.0)
+
+
+def adjust_saturation(img: torch.Tensor, saturation_factor, *, backend: str = "auto") -> torch.Tensor:
+    """Blend with the grayscale image (RGB; 1 channel: unchanged)."""
+    return _factor(img, saturation_factor, "saturation_factor", (1, 3), Op.SATURATION, "adjust_saturation", backend, lo=0.0)
+
+
+def adjust_hue(img: torch.Tensor, hue_factor, *, backend: str = "auto") -> torch.Tensor:
+    """Shift the hue by ``hue_factor`` in [-0.5, 0.5] (RGB; 1 channel: unchanged)."""
+    return _factor(img, hue_factor, "hue_factor", (1, 3), Op.HUE, "adjust_hue", backend, lo=-0.5, hi=0.5)
+
+
+def adjust_gamma(img: torch.Tensor, gamma, gain=1.0, *, backend: str = "auto") -> torch.Tensor:
+    """``gain * img ** gamma`` on the [0, 1] scale (clamped when gain != 1)."""
+    b, _, _, _, dev = _batch(img)
+    g = per_sample(gamma, b, "gamma", dev, lo=0.0)
+    k = per_sample(gain, b, "gain", dev, lo=0.0)
+    return _color(img, "adjust_gamma", Op.GAMMA, {"gamma": g, "gain": k}, [g, k], backend)
+
+
+def adjust_sharpness(img: torch.Tensor, sharpness_factor, *, backend: str = "auto") -> torch.Tensor:
+    """Blend with a 3x3 smoothed image (interior pixels; any channel count)."""
+    return _factor(img, sharpness_factor, "sharpness_factor", None, Op.SHARPNESS, "adjust_sharpness", backend, lo=0.0)
+
+
+def rgb_to_grayscale(img: torch.Tensor, num_output_channels: int = 1, *, backend: str = "auto") -> torch.Tensor:
+    """ITU-R 601 luma; ``num_output_channels`` 1 or 3."""
+    b, c, _, _, dev = _batch(img)
+    channels_for(c, (1, 3), "rgb_to_grayscale")
+    if num_output_channels not in (1, 3):
+        raise ValueError(f"num_output_channels must be 1 or 3, got {num_output_channels}")
+    calls: list[Call] = [
+        ColorCall(name="rgb_to_grayscale", kwargs={"num_output_channels": num_output_channels}, code=int(Op.GRAYSCALE))
+    ]
+    if num_output_channels == 1:
+        calls.append(ChannelsCall(name="channels", channels=1))
+    elif c == 1:
+        raise ValueError("num_output_channels=3 needs a 3-channel image (fastaug does not add channels)")
+    return run_calls(img, calls, backend)
+
+
+def invert(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """``bound - img``."""
+    return _color(img, "invert", Op.INVERT, {}, [], backend)
+
+
+def posterize(img: torch.Tensor, bits, *, backend: str = "auto") -> torch.Tensor:
+    """Keep the ``bits`` (0..8) most significant bits."""
+    return _factor(img, bits, "bits", None, Op.POSTERIZE, "posterize", backend, lo=0.0, hi=8.0, integer=True)
+
+
+def solarize(img: torch.Tensor, threshold, *, backend: str = "auto") -> torch.Tensor:
+    """Invert values >= ``threshold`` (in the image's value range)."""
+    return _factor(img, threshold, "threshold", None, Op.SOLARIZE, "solarize", backend, lo=0.0, hi=_bound(img))
+
+
+def equalize(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """Per-channel histogram equalization (PIL/torchvision rule)."""
+    return _color(img, "equalize", Op.EQUALIZE, {}, [], backend)
+
+
+def autocontrast(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """Stretch each channel to the full range."""
+    return _color(img, "autocontrast", Op.AUTOCONTRAST, {}, [], backend)
+
+
+def _center(center, b: int, dev) -> torch.Tensor | None:
+    return None if center is None else per_sample(center, b, "center", dev, width=2)
+
+
+def affine(
+    img: torch.Tensor,
+    angle,
+    translate,
+    scale,
+    shear,
+    interpolation="nearest",
+    fill=None,
+    center=None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Affine map about the centre: clockwise ``angle`` (degrees), ``translate`` (px), ``scale``, ``shear`` (degrees)."""
+    return run_calls(img, [affine_call(img, angle, translate, scale, shear, interpolation, fill, center)], backend)
+
+
+def affine_call(img, angle, translate, scale, shear, interpolation_mode="nearest", fill=None, center=None) -> GeometricCall:
+    b, c, h, w, dev = _batch(img)
+    a = per_sample(angle, b, "angle", dev)
+    t = per_sample(translate, b, "translate", dev, width=2)
+    s = per_sample(scale, b, "scale", dev)
+    if isinstance(shear, numbers.Number) and not isinstance(shear, bool):
+        shear = [float(shear), 0.0]
+    sh = per_sample(shear, b, "shear", dev, width=2)
+    _positive(s, "scale")
+    ctr = _center(center, b, dev)
+    m = G.affine_matrix(a, t, s, sh, (h, w), ctr)
+    kwargs = {
+        "angle": a,
+        "translate": t,
+        "scale": s,
+        "shear": sh,
+        "interpolation": _interp_name(interpolation_mode),
+        "fill": fill,
+    }
+    if ctr is not None:
+        kwargs["center"] = ctr
+    return GeometricCall(
+        name="affine", kwargs=kwargs, matrix=m, bilinear=interpolation(interpolation_mode), fill=fill_values(fill, b, c, dev)
+    )
+
+
+def _positive(t: torch.Tensor, name: str) -> None:
+    if t.device.type == "cpu" and not bool((t > 0).all()):
+        raise ValueError(f"{name} must be > 0")
+
+
+def _interp_name(mode) -> str:
+    return str(getattr(mode, "value", mode))
+
+
+def rotate(
+    img: torch.Tensor,
+    angle,
+    interpolation="nearest",
+    expand: bool = False,
+    center=None,
+    fill=None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Counter-clockwise rotation by ``angle`` degrees about the centre (expand=False)."""
+    if expand:
+        raise ValueError("expand=True is not supported: per-sample angles would give per-sample output sizes")
+    b, c, h, w, dev = _batch(img)
+    a = per_sample(angle, b, "angle", dev)
+    ctr = _center(center, b, dev)
+    m = G.rotate_matrix(a, (h, w), ctr)
+    kwargs = {"angle": a, "interpolation": _interp_name(interpolation), "fill": fill}
+    if ctr is not None:
+        kwargs["center"] = ctr
+    call = GeometricCall(
+        name="rotate", kwargs=kwargs, matrix=m, bilinear=_bilinear(interpolation), fill=fill_values(fill, b, c, dev)
+    )
+    return run_calls(img, [call], backend)
+
+
+def _bilinear(mode) -> bool:
+    return interpolation(mode)
+
+
+def horizontal_flip(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    b, _, h, w, dev = _batch(img)
+    return run_calls(img, [GeometricCall(name="horizontal_flip", matrix=G.flip_matrix(b, (h, w), True, dev))], backend)
+
+
+def vertical_flip(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    b, _, h, w, dev = _batch(img)
+    return run_calls(img, [GeometricCall(name="vertical_flip", matrix=G.flip_matrix(b, (h, w), False, dev))], backend)
+
+
+def _size(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int (one output size for the whole batch), got {value!r}")
+    return int(value)
+
+
+def crop(img: torch.Tensor, top, left, height: int, width: int, *, backend: str = "auto") -> torch.Tensor:
+    """Crop [top:top+height, left:left+width] per sample (zero padding outside the image)."""
+    b, _, _, _, dev = _batch(img)
+    hh, ww = _size(height, "height"), _size(width, "width")
+    t = per_sample(top, b, "top", dev, integer=True)
+    lf = per_sample(left, b, "left", dev, integer=True)
+    call = GeometricCall(
+        name="crop", kwargs={"top": t, "left": lf, "height": hh, "width": ww}, matrix=G.crop_matrix(t, lf), out_size=(hh, ww)
+    )
+    return run_calls(img, [call], backend)
+
+
+def _out_size(size) -> tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        return _size(size, "size"), _size(size, "size")
+    if isinstance(size, (list, tuple)) and len(size) in (1, 2):
+        s = [_size(v, "size") for v in size]
+        return (s[0], s[0]) if len(s) == 1 else (s[0], s[1])
+    raise ValueError(f"size must be an int or (height, width), got {size!r}")
+
+
+def resized_crop_call(img, top, left, height, width, size, interpolation_mode="bilinear", antialias=False) -> GeometricCall:
+    if antialias:
+        raise ValueError(
+            "antialias=True is not supported: fastaug resamples once per sample without an antialias filter "
+            "(torchvision's antialias=False); pass antialias=False"
+        )
+    b, _, _, _, dev = _batch(img)
+    out = _out_size(size)
+    t = per_sample(top, b, "top", dev)
+    lf = per_sample(left, b, "left", dev)
+    hh = per_sample(height, b, "height", dev, lo=1e-6)
+    ww = per_sample(width, b, "width", dev, lo=1e-6)
+    bil = interpolation(interpolation_mode)
+    window = torch.stack([lf, t, lf + ww - 1, t + hh - 1], -1)
+    return GeometricCall(
+        name="resized_crop",
+        kwargs={
+            "top": t,
+            "left": lf,
+            "height": hh,
+            "width": ww,
+            "size": list(out),
+            "interpolation": _interp_name(interpolation_mode),
+            "antialias": False,
+        },
+        matrix=G.resize_matrix(t, lf, hh, ww, out, bil),
+        out_size=out,
+        bilinear=bil,
+        window=window,
+        resize=True,
+    )
+
+
+def resized_crop(
+    img: torch.Tensor,
+    top,
+    left,
+    height,
+    width,
+    size,
+    interpolation="bilinear",
+    antialias: bool = False,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Crop a per-sample box and resize it to ``size`` (torch ``interpolate`` sampling, antialias=False)."""
+    return run_calls(img, [resized_crop_call(img, top, left, height, width, size, interpolation, antialias)], backend)
+
+
+def _points(value, b: int, name: str, dev) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64, device=dev)
+    if t.shape == (4, 2):
+        t = t.expand(b, 4, 2)
+    if tuple(t.shape) != (b, 4, 2):
+        raise ValueError(f"{name} must have shape [4,2] or [B,4,2], got {list(t.shape)}")
+    return t
+
+
+def perspective(
+    img: torch.Tensor,
+    startpoints,
+    endpoints,
+    interpolation="bilinear",
+    fill=None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Projective map taking ``endpoints`` to ``startpoints`` ([4,2] or per-sample [B,4,2])."""
+    b, c, _, _, dev = _batch(img)
+    sp, ep = _points(startpoints, b, "startpoints", dev), _points(endpoints, b, "endpoints", dev)
+    call = GeometricCall(
+        name="perspective",
+        kwargs={"startpoints": sp, "endpoints": ep, "interpolation": _interp_name(interpolation), "fill": fill},
+        matrix=G.perspective_matrix(sp, ep),
+        bilinear=_bilinear(interpolation),
+        fill=fill_values(fill, b, c, dev),
+    )
+    return run_calls(img, [call], backend)
+
+
+def erase(img: torch.Tensor, i, j, h, w, v, inplace: bool = False, *, backend: str = "auto") -> torch.Tensor:
+    """Set the box rows [i, i+h), columns [j, j+w) to ``v`` (number, [C] or [B,C]) per sample."""
+    if inplace:
+        raise ValueError("inplace=True is not supported: fastaug writes a new batch")
+    b, c, _, _, dev = _batch(img)
+    top = per_sample(i, b, "i", dev, integer=True)
+    left = per_sample(j, b, "j", dev, integer=True)
+    hh = per_sample(h, b, "h", dev, lo=0.0, integer=True)
+    ww = per_sample(w, b, "w", dev, lo=0.0, integer=True)
+    vals = fill_values(v, b, c, dev, name="v")
+    rects = torch.stack([left, top, left + ww, top + hh], -1).to(torch.int32).view(b, 1, 4)
+    call = RectCall(
+        name="erase", kwargs={"i": top, "j": left, "h": hh, "w": ww, "v": vals}, rects=rects, values=vals.view(b, 1, c)
+    )
+    return run_calls(img, [call], backend)
+
+
+def _length_range(value, name: str) -> tuple[int, int]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        lo = hi = int(value)
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = (int(v) for v in value)
+    else:
+        raise ValueError(f"{name} must be an int or a (min, max) range, got {value!r}")
+    if lo < 0 or hi < lo:
+        raise ValueError(f"{name} must satisfy 0 <= min <= max, got {value!r}")
+    return lo, hi
+
+
+def xy_masking_call(
+    b: int, c: int, h: int, w: int, dev, num_masks_x, num_masks_y, mask_x_length, mask_y_length, fill, mask_fill,
+    seed: int, epoch: int, indices: torch.Tensor, slot: int,
+) -> RectCall:  # fmt: skip
+    """Draw XYMasking's stripes: vertical stripes (full height) along x, horizontal ones along y."""
+    nx_lo, nx_hi = _length_range(num_masks_x, "num_masks_x")
+    ny_lo, ny_hi = _length_range(num_masks_y, "num_masks_y")
+    lx_lo, lx_hi = _length_range(mask_x_length, "mask_x_length")
+    ly_lo, ly_hi = _length_range(mask_y_length, "mask_y_length")
+    if lx_hi > w:
+        raise ValueError(f"mask_x_length max {lx_hi} exceeds the image width {w}")
+    if ly_hi > h:
+        raise ValueError(f"mask_y_length max {ly_hi} exceeds the image height {h}")
+    vals = fill_values(fill, b, c, dev)
+    nx = rng.randint(seed, epoch, indices, slot, nx_lo, nx_hi + 1)[:, 0]
+    ny = rng.randint(seed, epoch, indices, slot + 1, ny_lo, ny_hi + 1)[:, 0]
+    lx = rng.randint(seed, epoch, indices, slot + 2, lx_lo, lx_hi + 1, n=max(nx_hi, 1))
+    ly = rng.randint(seed, epoch, indices, slot + 3, ly_lo, ly_hi + 1, n=max(ny_hi, 1))
+    x0 = torch.floor(rng.uniform(seed, epoch, indices, slot + 4, max(nx_hi, 1)) * (w - lx + 1)).to(torch.int64)
+    y0 = torch.floor(rng.uniform(seed, epoch, indices, slot + 5, max(ny_hi, 1)) * (h - ly + 1)).to(torch.int64)
+    xr = torch.stack([x0, torch.zeros_like(x0), x0 + lx, torch.full_like(x0, h)], -1)[:, :nx_hi]
+    yr = torch.stack([torch.zeros_like(y0), y0, torch.full_like(y0, w), y0 + ly], -1)[:, :ny_hi]
+    rects = torch.cat([xr, yr], 1).to(torch.int32)
+    ax = torch.arange(nx_hi, device=dev).view(1, -1) < nx.view(-1, 1)
+    ay = torch.arange(ny_hi, device=dev).view(1, -1) < ny.view(-1, 1)
+    active = torch.cat([ax, ay], 1) & (torch.cat([lx[:, :nx_hi], ly[:, :ny_hi]], 1) > 0)
+    r = rects.shape[1]
+    return RectCall(
+        name="xy_masking",
+        kwargs={"rects": rects, "active": active, "fill": vals},
+        rects=rects,
+        values=vals.view(b, 1, c).expand(b, r, c),
+        active=active,
+        mask_value=mask_fill,
+    )
+
+
+def xy_masking(
+    img: torch.Tensor,
+    num_masks_x=0,
+    num_masks_y=0,
+    mask_x_length=0,
+    mask_y_length=0,
+    fill=0,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    indices: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """albumentations' XYMasking: per sample, ``num_masks_x`` full-height stripes of width
+    ``mask_x_length`` and ``num_masks_y`` full-width stripes of height ``mask_y_length`` (ints or
+    (min, max) ranges, drawn per sample from (seed, epoch, index)); ``fill`` a number or one value per
+    channel. One axis alone is SpecAugment's time / frequency masking."""
+    b, c, h, w, dev = _batch(img)
+    idx = torch.arange(b, device=dev) if indices is None else indices.to(dev)
+    call = xy_masking_call(
+        b, c, h, w, dev, num_masks_x, num_masks_y, mask_x_length, mask_y_length, fill, None, seed, epoch, idx, 0
+    )
+    return run_calls(img, [call], backend)
+
+
+def normalize(img: torch.Tensor, mean, std, inplace: bool = False, *, backend: str = "auto") -> torch.Tensor:
+    """``(img - mean) / std`` per channel (uint8 input is scaled to [0, 1] first)."""
+    if inplace:
+        raise ValueError("inplace=True is not supported: fastaug writes a new batch")
+    _, c, _, _, dev = _batch(img)
+    return run_calls(img, [normalize_call(mean, std, c, dev)], backend)
+
+
+def normalize_call(mean, std, c: int, dev) -> NormalizeCall:
+    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    s = torch.as_tensor(std, dtype=torch.float32).flatten()
+    if m.numel() == 1:
+        m = m.expand(c)
+    if s.numel() == 1:
+        s = s.expand(c)
+    if m.numel() != c or s.numel() != c:
+        raise ValueError(f"mean and std need 1 or {c} values (one per channel), got {m.numel()} and {s.numel()}")
+    if bool((s == 0).any()):
+        raise ValueError("std evaluated to zero, leading to division by zero")
+    return NormalizeCall(name="normalize", kwargs={"mean": m.tolist(), "std": s.tolist()}, mean=m.to(dev), std=s.to(dev))
+
+
+def to_dtype(
+    img: torch.Tensor, dtype: torch.dtype = torch.float32, scale: bool = False, *, backend: str = "auto"
+) -> torch.Tensor:
+    """Convert dtype; ``scale=True`` maps uint8 [0, 255] <-> float [0, 1] like torchvision."""
+    if not isinstance(dtype, torch.dtype) or dtype not in (
+        torch.uint8,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+    ):
+        raise TypeError(f"dtype must be torch.uint8 or a float dtype, got {dtype!r}")
+    return run_calls(
+        img, [DtypeCall(name="to_dtype", kwargs={"dtype": dtype, "scale": scale}, dtype=dtype, scale=scale)], backend
+    )

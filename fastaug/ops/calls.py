@@ -1,0 +1,64 @@
+"""Op calls: what transforms and functional ops hand to the compiler (parameters only, no pixels).
+
+Each call carries per-sample tensors and an ``applied`` mask [B]; ``record`` holds the functional name
+and the per-sample kwargs that reproduce it, for replay listings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Call:
+    name: str  # fastaug.functional name
+    kwargs: dict = field(default_factory=dict)  # per-sample tensors (leading dim B) or static values
+    applied: torch.Tensor | None = None  # [B] bool; None = every sample
+
+
+@dataclass
+class ColorCall(Call):
+    code: torch.Tensor | int = 0  # [B] op codes or one code
+    params: torch.Tensor | None = None  # [B,3]
+    codes: tuple[int, ...] = ()  # static: every code this call may produce
+    rgb_only: bool = False  # needs C == 3 (C == 1 is identity)
+    stat_channels_ok: tuple[int, ...] | None = None  # allowed channel counts (None: any)
+
+
+@dataclass
+class GeometricCall(Call):
+    matrix: torch.Tensor | None = None  # [B,3,3] float64, output index -> input index of this op
+    out_size: tuple[int, int] | None = None  # (H, W) after this op; None: unchanged
+    bilinear: bool = False
+    fill: torch.Tensor | None = None  # [B,C] in the image's value range; None: zero padding
+    window: torch.Tensor | None = None  # [B,4] crop box in this op's input space (resized_crop)
+    resize: bool = False  # clamp into the window (resize semantics)
+
+
+@dataclass
+class RectCall(Call):
+    rects: torch.Tensor | None = None  # [B,R,4] int (x0, y0, x1, y1) half-open
+    values: torch.Tensor | None = None  # [B,R,C] in the image's value range at this point
+    active: torch.Tensor | None = None  # [B,R] bool
+    mask_value: float | None = None  # value painted into masks (None: masks untouched)
+
+
+@dataclass
+class NormalizeCall(Call):
+    mean: torch.Tensor | None = None  # [C]
+    std: torch.Tensor | None = None  # [C]
+
+
+@dataclass
+class DtypeCall(Call):
+    dtype: torch.dtype = torch.float32
+    scale: bool = True
+
+
+@dataclass
+class ChannelsCall(Call):
+    """Keep the first ``channels`` channels at the output (rgb_to_grayscale with 1 output channel)."""
+
+    channels: int = 1

@@ -1,0 +1,148 @@
+"""Per-sample pixel maps of the geometric ops: 3x3 matrices from output pixel index to input pixel index.
+
+All functions are batched torch code (differentiable in their magnitudes, no host sync). Conventions
+follow torchvision v2: affine/rotate pivot on the image centre (or ``center`` in continuous pixel
+coordinates, where pixel i spans [i, i+1)), affine's angle is clockwise and rotate's counter-clockwise,
+perspective maps endpoints to startpoints in continuous coordinates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NEAREST_RESIZE_EPS = 1e-3  # tie-break so that rint reproduces torch's floor(j * scale) for nearest resize
+
+
+def identity(b: int, device: torch.device, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.eye(3, dtype=dtype, device=device).expand(b, 3, 3).clone()
+
+
+def _assemble(m00, m01, m02, m10, m11, m12) -> torch.Tensor:
+    zero = torch.zeros_like(m00)
+    one = torch.ones_like(m00)
+    return torch.stack(
+        [torch.stack([m00, m01, m02], -1), torch.stack([m10, m11, m12], -1), torch.stack([zero, zero, one], -1)], -2
+    )
+
+
+def affine_matrix(
+    angle: torch.Tensor,
+    translate: torch.Tensor,
+    scale: torch.Tensor,
+    shear: torch.Tensor,
+    size: tuple[int, int],
+    center: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Inverse affine map (output index -> input index), torchvision's ``affine`` convention.
+
+    angle, scale: [B] degrees / factor; translate, shear: [B,2] pixels / degrees; center: [B,2] or None.
+    """
+    h, w = size
+    rot = torch.deg2rad(angle)
+    sx, sy = torch.deg2rad(shear[:, 0]), torch.deg2rad(shear[:, 1])
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -(a * torch.tan(sx) + torch.sin(rot))
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = torch.cos(rot) - c * torch.tan(sx)
+    # RSS has determinant 1 before scaling, so its inverse is the adjugate over scale
+    i00, i01, i10, i11 = d / scale, -b / scale, -c / scale, a / scale
+    ox, oy = (w - 1) * 0.5, (h - 1) * 0.5
+    if center is None:
+        cfx = cfy = torch.zeros_like(angle)
+    else:  # continuous pixel coordinates -> offsets from the image centre
+        cfx, cfy = center[:, 0] - w * 0.5, center[:, 1] - h * 0.5
+    px, py = ox + cfx + translate[:, 0], oy + cfy + translate[:, 1]
+    m02 = cfx + ox - (i00 * px + i01 * py)
+    m12 = cfy + oy - (i10 * px + i11 * py)
+    return _assemble(i00, i01, m02, i10, i11, m12)
+
+
+def rotate_matrix(angle: torch.Tensor, size: tuple[int, int], center: torch.Tensor | None = None) -> torch.Tensor:
+    """Counter-clockwise rotation about the centre (torchvision's ``rotate``, expand=False)."""
+    zeros = torch.zeros_like(angle)
+    return affine_matrix(
+        -angle, torch.stack([zeros, zeros], -1), torch.ones_like(angle), torch.stack([zeros, zeros], -1), size, center
+    )
+
+
+def flip_matrix(b: int, size: tuple[int, int], horizontal: bool, device: torch.device) -> torch.Tensor:
+    h, w = size
+    m = identity(b, device)
+    axis = 0 if horizontal else 1
+    m[:, axis, axis] = -1.0
+    m[:, axis, 2] = (w - 1.0) if horizontal else (h - 1.0)
+    return m
+
+
+def crop_matrix(top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Integer shift: output (j, i) reads input (j + left, i + top)."""
+    one, zero = torch.ones_like(top), torch.zeros_like(top)
+    return _assemble(one, zero, left, zero, one, top)
+
+
+def resize_matrix(
+    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, size: tuple[int, int], bilinear: bool
+) -> torch.Tensor:
+    """Crop box (top, left, height, width) resized to ``size`` = (H, W), torch ``interpolate`` sampling.
+
+    bilinear: half-pixel centres (align_corners=False); nearest: torch's legacy ``floor(j * scale)``.
+    """
+    oh, ow = size
+    sx, sy = width / ow, height / oh
+    zero = torch.zeros_like(sx)
+    if bilinear:
+        tx, ty = left + 0.5 * sx - 0.5, top + 0.5 * sy - 0.5
+    else:
+        tx, ty = left - 0.5 + NEAREST_RESIZE_EPS, top - 0.5 + NEAREST_RESIZE_EPS
+    return _assemble(sx, zero, tx, zero, sy, ty)
+
+
+def homography(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tensor:
+    """[B,3,3] H with H(endpoint) = startpoint (continuous coordinates), from 4 point pairs [B,4,2]."""
+    sp, ep = startpoints.to(torch.float64), endpoints.to(torch.float64)
+    b = sp.shape[0]
+    x, y = ep[..., 0], ep[..., 1]
+    u, v = sp[..., 0], sp[..., 1]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rows_u = torch.stack([x, y, one, zero, zero, zero, -u * x, -u * y], -1)
+    rows_v = torch.stack([zero, zero, zero, x, y, one, -v * x, -v * y], -1)
+    a = torch.cat([rows_u, rows_v], 1)  # [B,8,8]
+    rhs = torch.cat([u, v], 1).unsqueeze(-1)
+    coeffs = torch.linalg.solve(a, rhs).squeeze(-1)
+    return torch.cat([coeffs, torch.ones(b, 1, dtype=coeffs.dtype, device=coeffs.device)], 1).view(b, 3, 3)
+
+
+def perspective_matrix(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tensor:
+    """Index-space map: continuous = index + 0.5, so M = T(-0.5) H T(+0.5)."""
+    hmat = homography(startpoints, endpoints)
+    b = hmat.shape[0]
+    shift_in = identity(b, hmat.device)
+    shift_in[:, :2, 2] = 0.5
+    shift_out = identity(b, hmat.device)
+    shift_out[:, :2, 2] = -0.5
+    return shift_out @ hmat @ shift_in
+
+
+def continuous_forward(matrix: torch.Tensor) -> torch.Tensor:
+    """Input->output map in continuous coordinates (for boxes and keypoints) from an index-space matrix."""
+    b = matrix.shape[0]
+    inv = torch.linalg.inv(matrix.to(torch.float64))
+    half = identity(b, matrix.device)
+    half[:, :2, 2] = 0.5
+    unhalf = identity(b, matrix.device)
+    unhalf[:, :2, 2] = -0.5
+    return half @ inv @ unhalf
+
+
+def random_perspective_points(
+    u: torch.Tensor, size: tuple[int, int], distortion_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision RandomPerspective's corner jitter from uniforms u [B,8] in [0,1)."""
+    h, w = size
+    hw, hh = int(distortion_scale * (w // 2)) + 1, int(distortion_scale * (h // 2)) + 1
+    b = u.shape[0]
+    start = torch.tensor([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=torch.float64, device=u.device)
+    j = torch.floor(u.to(torch.float64) * torch.tensor([hw, hh] * 4, dtype=torch.float64, device=u.device)).view(b, 4, 2)
+    sign = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64, device=u.device)
+    end = start + sign * j
+    return start.expand(b, 4, 2).clone(), end

@@ -1,0 +1,147 @@
+"""The Plan: all a backend ever sees.
+
+A batch of B samples, each with its own op sequence, compiles into a Plan: a list of
+:class:`Stage` s (one fused pass each) and an :class:`Epilogue` (erasing, normalize, output dtype).
+Every backend implements two primitives over one stage (see ``kernels/reference.py``)::
+
+    reduce(src, stage, stats, luts, k) -> Reduction   # statistics of the chain up to op k
+    apply(src, stage, stats, luts, epilogue, out)     # run the stage, write `out`
+
+and :mod:`fastaug.engine` orchestrates stages and statistics, identically for all backends.
+
+Semantics (the contract every backend meets; the reference defines it in plain torch)
+---------------------------------------------------------------------------------------
+Working values are float32. A value lives in one of two *domains*: the uint8 domain (values are
+integers in [0, 255], bound 255, each op truncates its result like torchvision's uint8 kernels) or
+the float domain (values in [0, 1], bound 1). An op's domain is ``params[..., 3]`` (1.0 = uint8).
+
+Reading: ``v = float32(src[b, c, y, x]) * stage.in_scale``.
+
+Geometry (stage 0 only, optional). For output pixel (x=j, y=i) of sample b:
+``(X', Y', W') = matrix[b] @ (j, i, 1)``; ``X = X'/W'``, ``Y = Y'/W'`` (input pixel-index space).
+If ``clamp``: X, Y are clamped into ``window[b] = (x_lo, y_lo, x_hi, y_hi)`` and a tap (u, v) is
+valid iff it lies in the frame ``0<=u<=W-1, 0<=v<=H-1``. Otherwise a tap is valid iff it lies in the
+frame and in the window. Nearest: ``u = rint(X), v = rint(Y)`` (round half to even); ``S`` = the tap's
+value if valid else 0, ``m`` = 1 if valid else 0. Bilinear: ``u0 = floor(X)``, ``fx = X - u0`` (same for
+y), the four taps weighted ``(1-fx)(1-fy), fx(1-fy), (1-fx)fy, fx*fy``; ``S`` = sum of weight*value over
+valid taps, ``m`` = sum of weights over valid taps. Result: ``fill is None``: ``S``; nearest with fill:
+``fill[b,c] if m < 0.5 else S``; bilinear with fill: ``(S - fill[b,c]) * m + fill[b,c]``.
+If ``geometry.quantize``: ``rint`` of the result.
+
+Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel vector, codes in
+:class:`Op`. Ops reading statistics (CONTRAST, AUTOCONTRAST, EQUALIZE) read ``stats[b, k]`` /
+``luts[b, k]``, which the engine filled from ``reduce(..., k)`` before ``apply``. SHARPNESS may only
+appear at k = 0 of a stage without geometry: it reads the 3x3 neighbourhood of the stage input.
+
+Epilogue (last stage only), per pixel after the program:
+1. rects with phase 1 (``rects[b, r] = (x0, y0, x1, y1)``, half-open, output pixels): ``v = rect_values[b, r, c]``
+2. ``v = v * out_scale``
+3. if normalize: ``v = (v - mean[b, c]) / std[b, c]``
+4. rects with phase 2: ``v = rect_values[b, r, c]``
+5. store channels ``0..out_channels-1``, cast to the output dtype (uint8 output: ``rint`` then cast).
+Later rects win over earlier ones.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+
+NUM_PARAMS = 4  # params[..., :3] are per-op values, params[..., 3] the domain flag
+
+
+class Op(enum.IntEnum):
+    """Per-pixel op codes of a Stage program. ``a, b`` are ``params[..., 0], params[..., 1]``;
+    ``bound`` is 255 in the uint8 domain and 1 in the float domain; "trunc" applies in the uint8
+    domain only (``floor``, values are non-negative)."""
+
+    IDENTITY = 0
+    BRIGHTNESS = 1  # v = trunc(clamp(v*a, 0, bound))
+    CONTRAST = 2  # m = stats[b,k,0,0] (mean gray); v = trunc(clamp(v*a + m*(1-a), 0, bound))
+    SATURATION = 3  # C==3: g = trunc(0.2989r + 0.587g + 0.114b); v = trunc(clamp(v*a + g*(1-a), 0, bound)); C==1: identity
+    HUE = 4  # C==3: (uint8: v/255) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); uint8: floor(v*255.999)
+    GAMMA = 5  # (uint8: v/255); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)
+    # SHARPNESS: k==0 only; interior pixels: blur = 3x3 [1 1 1;1 5 1;1 1 1]/13 (uint8: rint),
+    # v = trunc(clamp(v + (1-a)*(blur-v), 0, bound)); border pixels (and H<=2 or W<=2): unchanged
+    SHARPNESS = 6
+    GRAYSCALE = 7  # C==3: g = trunc(0.2989r + 0.587g + 0.114b) into every channel; C==1: identity
+    INVERT = 8  # v = bound - v
+    POSTERIZE = 9  # a = bits; uint8: v = floor(v / 2**(8-a)) * 2**(8-a); float: L=2**a, v = clamp(floor(v*L), 0, L-1)/L
+    SOLARIZE = 10  # a = threshold (domain scale): v = bound - v if v >= a else v
+    # AUTOCONTRAST: lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)/bound;
+    # v = trunc(clamp((v-lo)/s, 0, bound))
+    AUTOCONTRAST = 11
+    EQUALIZE = 12  # uint8: v = luts[b,k,c,int(v)]; float: v = luts[b,k,c,floor(v*255.999)] / 255
+    TO_FLOAT = 13  # v = v / 255   (uint8 domain -> float domain)
+    TO_UINT8 = 14  # v = floor(v * 255.999)   (float domain -> uint8 domain)
+
+
+STAT_OPS = (Op.CONTRAST, Op.AUTOCONTRAST, Op.EQUALIZE)
+RGB_OPS = (Op.SATURATION, Op.HUE, Op.GRAYSCALE)  # need C == 3 (C == 1: identity)
+EPS_TO_UINT8 = 255.999  # torchvision's float -> uint8 scale: 255 + 1 - 1e-3
+
+
+@dataclass
+class Geometry:
+    """One resampling per sample: output pixel index -> input pixel index."""
+
+    matrix: torch.Tensor  # [B,3,3] float32
+    window: torch.Tensor  # [B,4] float32 (x_lo, y_lo, x_hi, y_hi), input pixel-index space
+    clamp: bool  # True: clamp coordinates into the window (resize semantics)
+    bilinear: bool  # False: nearest
+    fill: torch.Tensor | None  # [B,C] float32 in the geometry's domain; None: zero padding, no mask
+    quantize: bool  # rint the result (uint8 domain)
+
+
+@dataclass
+class Stage:
+    """One fused pass: optional geometry, then a per-sample program of pixel ops."""
+
+    program: torch.Tensor  # [B,K] int32 op codes (K may be 0)
+    params: torch.Tensor  # [B,K,NUM_PARAMS] float32
+    in_scale: float = 1.0  # value read = src * in_scale
+    geometry: Geometry | None = None
+    out_size: tuple[int, int] | None = None  # (H, W) of this stage's output; None: input size
+    stat_slots: tuple[int, ...] = ()  # op positions k where some sample may run a statistics op
+    slot_codes: tuple[tuple[int, ...], ...] | None = None  # per k, the op codes that may occur (None: any)
+
+    def codes_at(self, k: int) -> tuple[int, ...]:
+        """Op codes that may occur at position k (static: backends specialise on it)."""
+        return tuple(int(o) for o in Op) if self.slot_codes is None else self.slot_codes[k]
+
+
+@dataclass
+class Reduction:
+    """Raw statistics of the chain before op k, per sample (zeros where not asked)."""
+
+    gray_sum: torch.Tensor  # [B] float64: sum over pixels of the gray value (C==3: trunc in uint8 domain) or of v (C==1)
+    minimum: torch.Tensor  # [B,C] float32, per channel
+    maximum: torch.Tensor  # [B,C] float32, per channel
+    hist: torch.Tensor  # [B,C,256] int64 of the uint8 value (uint8 domain: v; float: floor(v*255.999))
+
+
+@dataclass
+class Epilogue:
+    """Erasing, normalize and the output cast, applied by the last stage."""
+
+    out_dtype: torch.dtype
+    out_channels: int
+    out_scale: float = 1.0
+    mean: torch.Tensor | None = None  # [B,C] float32
+    std: torch.Tensor | None = None  # [B,C] float32
+    rects: torch.Tensor | None = None  # [B,R,4] int32 (x0, y0, x1, y1) half-open
+    rect_values: torch.Tensor | None = None  # [B,R,C] float32
+    rect_phase: torch.Tensor | None = None  # [B,R] int32: 0 off, 1 before normalize, 2 after
+
+
+@dataclass
+class Plan:
+    """Stages run in order; stage s>0 reads stage s-1's float32 output."""
+
+    stages: list[Stage]
+    epilogue: Epilogue
+    channels: int
+    out_size: tuple[int, int]
+    notes: dict = field(default_factory=dict)

@@ -1,0 +1,48 @@
+"""Counter-based random draws: a pure function of (seed, epoch, sample index, slot).
+
+Integer tensor ops on the data's device (no generator state), so draws are identical on CPU and GPU,
+whatever the batch composition, worker count or rank.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK = 0xFFFFFFFF
+_M1, _M2 = 0x7FEB352D, 0x5F356495  # < 2**31: products of 32-bit values stay inside int64
+
+
+def _mix(h: torch.Tensor) -> torch.Tensor:
+    h = h ^ (h >> 16)
+    h = (h * _M1) & _MASK
+    h = h ^ (h >> 15)
+    h = (h * _M2) & _MASK
+    return h ^ (h >> 16)
+
+
+def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
+    """32-bit hashes [B, n] (int64 tensor) of (seed, epoch, index, slot, j) for j < n."""
+    idx = indices.to(torch.int64)
+    j = torch.arange(n, dtype=torch.int64, device=idx.device)
+    h = _mix(torch.full_like(idx, (seed & _MASK) ^ 0x3C6EF372))
+    h = _mix(h ^ ((seed >> 32) & _MASK))
+    h = _mix(h ^ (epoch & _MASK))
+    h = _mix(h ^ (idx & _MASK))
+    h = _mix(h ^ ((idx >> 32) & _MASK))
+    h = _mix(h ^ (slot & _MASK))
+    return _mix(h.unsqueeze(1) ^ (j.unsqueeze(0) * 0x2545F491 & _MASK))
+
+
+def uniform(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
+    """Uniform draws in [0, 1) as float64 [B, n] (24-bit resolution, exact in float32)."""
+    return (hash32(seed, epoch, indices, slot, n) >> 8).to(torch.float64) * (1.0 / (1 << 24))
+
+
+def randint(seed: int, epoch: int, indices: torch.Tensor, slot: int, low, high, n: int = 1) -> torch.Tensor:
+    """Integers in [low, high) (``low``/``high`` numbers or [B] tensors) as int64 [B, n]."""
+    u = uniform(seed, epoch, indices, slot, n)
+    lo = torch.as_tensor(low, dtype=torch.float64, device=u.device)
+    hi = torch.as_tensor(high, dtype=torch.float64, device=u.device)
+    if lo.dim() == 1:
+        lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
+    return torch.minimum(torch.floor(lo + u * (hi - lo)), hi - 1).to(torch.int64)

@@ -1,0 +1,130 @@
+"""Input checks: clear ValueError/TypeError naming the argument, without host syncs on the GPU.
+
+CPU values are checked eagerly. CUDA tensors are checked with ``torch._assert_async`` (the failure
+surfaces as a device-side error at the next synchronisation) so the forward path never syncs.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check(cond: torch.Tensor, message: str, exc: type[Exception] = ValueError) -> None:
+    if cond.device.type == "cuda":
+        torch._assert_async(cond.all(), message)
+    elif not bool(cond.all()):
+        raise exc(message)
+
+
+def as_batch(img: torch.Tensor, name: str = "img") -> tuple[torch.Tensor, bool]:
+    """Validate an image batch [B,C,H,W] (or one image [C,H,W]); returns (batch, was_unbatched)."""
+    if not isinstance(img, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(img).__name__}")
+    if img.dtype not in IMAGE_DTYPES:
+        raise TypeError(f"{name} must be uint8 or float16/bfloat16/float32/float64, got {img.dtype}")
+    if img.dim() not in (3, 4):
+        raise ValueError(f"{name} must have shape [B,C,H,W] or [C,H,W], got {tuple(img.shape)}")
+    unbatched = img.dim() == 3
+    x = img.unsqueeze(0) if unbatched else img
+    b, c, h, w = x.shape
+    if b == 0:
+        raise ValueError(f"{name} is an empty batch (B=0)")
+    if c == 0 or h == 0 or w == 0:
+        raise ValueError(f"{name} has a zero-size dimension: {tuple(img.shape)}")
+    if x.is_floating_point():
+        lo, hi = torch.aminmax(x.detach())
+        _check(~torch.isnan(lo) & ~torch.isnan(hi), f"{name} contains NaN")
+        _check((lo >= 0) & (hi <= 1), f"float {name} must hold values in [0, 1]")
+    return x, unbatched
+
+
+def per_sample(
+    value,
+    b: int,
+    name: str,
+    device: torch.device,
+    *,
+    width: int | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+) -> torch.Tensor:
+    """A number or per-sample tensor as a float64 tensor [B] (or [B, width]), range-checked."""
+    if isinstance(value, bool) or (value is None):
+        raise TypeError(f"{name} must be a number or a tensor, got {value!r}")
+    if isinstance(value, numbers.Number):
+        t = torch.full((b,) if width is None else (b, width), float(value), dtype=torch.float64, device=device)
+    elif (
+        isinstance(value, (list, tuple))
+        and width is not None
+        and len(value) == width
+        and all(isinstance(v, numbers.Number) for v in value)
+    ):
+        t = torch.tensor([float(v) for v in value], dtype=torch.float64, device=device).expand(b, width)
+    elif isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got {value.dtype}")
+        t = value.to(device)
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        want = (b,) if width is None else (b, width)
+        if t.dim() == 0:
+            t = t.expand(want)
+        elif width is not None and t.dim() == 1 and t.shape[0] == width:
+            t = t.expand(want)
+        if tuple(t.shape) != want:
+            raise ValueError(
+                f"{name} must be a number or a tensor of shape {list(want)} (one per sample), got {list(value.shape)}"
+            )
+    else:
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+    d = t.detach()
+    _check(~torch.isnan(d), f"{name} contains NaN")
+    if lo is not None:
+        _check(d >= lo, f"{name} must be >= {lo}")
+    if hi is not None:
+        _check(d <= hi, f"{name} must be <= {hi}")
+    if integer:
+        _check(d == torch.round(d), f"{name} must hold integers", TypeError)
+    return t
+
+
+def channels_for(c: int, allowed: tuple[int, ...], op: str) -> None:
+    if c not in allowed:
+        raise ValueError(f"{op} needs an image with {' or '.join(map(str, allowed))} channels, got {c}")
+
+
+def interpolation(mode) -> bool:
+    """True for bilinear, False for nearest (strings or torchvision InterpolationMode)."""
+    name = getattr(mode, "value", mode)
+    if name not in ("nearest", "bilinear"):
+        raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {mode!r}")
+    return name == "bilinear"
+
+
+def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") -> torch.Tensor | None:
+    """None, a number, one value per channel, or per-sample [B,C] -> [B,C] float32."""
+    if fill is None:
+        return None
+    if isinstance(fill, numbers.Number) and not isinstance(fill, bool):
+        return torch.full((b, c), float(fill), dtype=torch.float32, device=device)
+    if isinstance(fill, (list, tuple)):
+        if len(fill) == 1:
+            return torch.full((b, c), float(fill[0]), dtype=torch.float32, device=device)
+        if len(fill) != c:
+            raise ValueError(f"{name} has {len(fill)} values but the image has {c} channels")
+        return torch.tensor([float(v) for v in fill], dtype=torch.float32, device=device).expand(b, c).contiguous()
+    if isinstance(fill, torch.Tensor):
+        t = fill.to(device=device, dtype=torch.float32)
+        if t.dim() == 0:
+            return t.expand(b, c).contiguous()
+        if t.dim() == 1 and t.shape[0] == c:
+            return t.expand(b, c).contiguous()
+        if tuple(t.shape) == (b, c):
+            return t
+        raise ValueError(f"{name} must be a number, [C] or [B,C], got shape {list(t.shape)}")
+    raise TypeError(f"{name} must be None, a number, a sequence or a tensor, got {type(fill).__name__}")

@@ -1,0 +1,293 @@
+"""Plain-torch implementation of the Plan semantics (see ``fastaug/plan.py``).
+
+It is the oracle every other backend is tested against and, being plain torch, the ground truth for
+autograd. Everything is batched; per-sample programs are evaluated by computing each op for the whole
+batch and selecting per sample (no host sync). Math runs in float32, or float64 for float64 input.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastaug.plan import EPS_TO_UINT8, Epilogue, Geometry, Op, Reduction, Stage
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+SHARPNESS_KERNEL = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
+
+
+def _work_dtype(src: torch.Tensor) -> torch.dtype:
+    return torch.float64 if src.dtype == torch.float64 else torch.float32
+
+
+def read(src: torch.Tensor, stage: Stage) -> torch.Tensor:
+    """The stage input as working values ``src * in_scale``."""
+    v = src.to(_work_dtype(src))
+    return v * stage.in_scale if stage.in_scale != 1.0 else v
+
+
+def _coordinates(geometry: Geometry, out_size: tuple[int, int], dtype: torch.dtype):
+    """Input-space coordinates X, Y [B,Ho,Wo] of every output pixel."""
+    ho, wo = out_size
+    m = geometry.matrix.to(dtype)
+    dev = m.device
+    ys = torch.arange(ho, device=dev, dtype=dtype).view(1, ho, 1)
+    xs = torch.arange(wo, device=dev, dtype=dtype).view(1, 1, wo)
+
+    def row(r: int) -> torch.Tensor:
+        return m[:, r, 0].view(-1, 1, 1) * xs + m[:, r, 1].view(-1, 1, 1) * ys + m[:, r, 2].view(-1, 1, 1)
+
+    xh, yh, wh = row(0), row(1), row(2)
+    return xh / wh, yh / wh
+
+
+def resample(v: torch.Tensor, geometry: Geometry, out_size: tuple[int, int]) -> torch.Tensor:
+    """One resampling per sample (nearest or bilinear), fill as in the Plan contract."""
+    b, c, h, w = v.shape
+    x, y = _coordinates(geometry, out_size, v.dtype)
+    win = geometry.window.to(v.dtype)
+    x_lo, y_lo, x_hi, y_hi = (win[:, i].view(-1, 1, 1) for i in range(4))
+    if geometry.clamp:
+        x = torch.minimum(torch.maximum(x, x_lo), x_hi)
+        y = torch.minimum(torch.maximum(y, y_lo), y_hi)
+    flat = v.reshape(b, c, h * w)
+
+    def tap(u: torch.Tensor, t: torch.Tensor):
+        valid = (u >= 0) & (u <= w - 1) & (t >= 0) & (t <= h - 1)
+        if not geometry.clamp:
+            valid = valid & (u >= x_lo) & (u <= x_hi) & (t >= y_lo) & (t <= y_hi)
+        idx = (t.clamp(0, h - 1) * w + u.clamp(0, w - 1)).long().reshape(b, 1, -1).expand(b, c, -1)
+        val = flat.gather(2, idx).reshape(b, c, *u.shape[1:])
+        return val, valid.unsqueeze(1).to(v.dtype)
+
+    if geometry.bilinear:
+        u0, t0 = torch.floor(x), torch.floor(y)
+        fx, fy = (x - u0).unsqueeze(1), (y - t0).unsqueeze(1)
+        s = torch.zeros((b, c) + tuple(out_size), dtype=v.dtype, device=v.device)
+        m = torch.zeros((b, 1) + tuple(out_size), dtype=v.dtype, device=v.device)
+        for du, dt, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            val, valid = tap(u0 + du, t0 + dt)
+            s = s + wt * valid * val
+            m = m + wt * valid
+    else:
+        s, m = tap(torch.round(x), torch.round(y))
+        s = s * m
+    if geometry.fill is not None:
+        f = geometry.fill.to(v.dtype).view(b, c, 1, 1)
+        s = torch.where(m < 0.5, f, s) if not geometry.bilinear else (s - f) * m + f
+    return torch.round(s) if geometry.quantize else s
+
+
+def _gray(v: torch.Tensor) -> torch.Tensor:
+    r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
+    return r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]
+
+
+def _rgb_to_hsv(v: torch.Tensor):
+    r, g, b = v[:, 0], v[:, 1], v[:, 2]
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    eqc = maxc == minc
+    span = maxc - minc
+    one = torch.ones_like(maxc)
+    s = span / torch.where(eqc, one, maxc)
+    div = torch.where(eqc, one, span)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    is_b = ~is_r & ~(maxc == g)
+    h = (bc - gc) * is_r + (2.0 + rc - bc) * is_g + (4.0 + gc - rc) * is_b
+    h = torch.fmod(h / 6.0 + 1.0, 1.0)
+    return h, s, maxc
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+    h6 = h * 6.0
+    i = torch.floor(h6)
+    f = h6 - i
+    i = torch.remainder(i, 6.0)
+    p = (val * (1.0 - s)).clamp(0.0, 1.0)
+    q = (val * (1.0 - s * f)).clamp(0.0, 1.0)
+    t = (val * (s * f + (1.0 - s))).clamp(0.0, 1.0)
+    sel = [i == n for n in range(6)]
+
+    def pick(*choices):
+        out = choices[5]
+        for n in range(4, -1, -1):
+            out = torch.where(sel[n], choices[n], out)
+        return out
+
+    r = pick(val, q, p, p, t, val)
+    g = pick(t, val, val, q, p, p)
+    b = pick(p, p, t, val, val, q)
+    return torch.stack((r, g, b), dim=1)
+
+
+def _sharpen(v: torch.Tensor, a: torch.Tensor, q: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = v.shape
+    if h <= 2 or w <= 2:
+        return v
+    k = torch.tensor(SHARPNESS_KERNEL, dtype=v.dtype, device=v.device) / 13.0
+    blur = torch.nn.functional.conv2d(v.reshape(b * c, 1, h, w), k.view(1, 1, 3, 3)).reshape(b, c, h - 2, w - 2)
+    blur = torch.where(q, torch.round(blur), blur)
+    inner = v[:, :, 1:-1, 1:-1]
+    inner = torch.minimum(torch.clamp(inner + (1.0 - a) * (blur - inner), min=0.0), bound)
+    inner = torch.where(q, torch.floor(inner), inner)
+    out = v.clone()
+    out[:, :, 1:-1, 1:-1] = inner
+    return out
+
+
+def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
+    """Apply op k of every sample's program (per-sample selection by op code)."""
+    b, c = v.shape[:2]
+    code = stage.program[:, k].view(b, 1, 1, 1)
+    prm = stage.params[:, k].to(v.dtype)
+    a, bb = prm[:, 0].view(b, 1, 1, 1), prm[:, 1].view(b, 1, 1, 1)
+    q = (prm[:, 3] > 0.5).view(b, 1, 1, 1)
+    bound = torch.where(q, 255.0, 1.0).to(v.dtype)
+
+    def trunc(x):
+        return torch.where(q, torch.floor(x), x)
+
+    def clip(x):
+        return torch.minimum(torch.clamp(x, min=0.0), bound)
+
+    out = v
+    present = set(stage.codes_at(k))
+
+    def choose(op: Op, result: torch.Tensor):
+        nonlocal out
+        out = torch.where(code == int(op), result, out)
+
+    if Op.BRIGHTNESS in present:
+        choose(Op.BRIGHTNESS, trunc(clip(v * a)))
+    if Op.CONTRAST in present:
+        mean = stats[:, k, 0, 0].to(v.dtype).view(b, 1, 1, 1)
+        choose(Op.CONTRAST, trunc(clip(v * a + mean * (1.0 - a))))
+    if c == 3:
+        gray = trunc(_gray(v))
+        if Op.SATURATION in present:
+            choose(Op.SATURATION, trunc(clip(v * a + gray * (1.0 - a))))
+        if Op.GRAYSCALE in present:
+            choose(Op.GRAYSCALE, gray.expand_as(v))
+        if Op.HUE in present:
+            x = torch.where(q, v * (1.0 / 255.0), v)
+            h, s, val = _rgb_to_hsv(x)
+            h = torch.remainder(h + a.view(b, 1, 1), 1.0)
+            x = _hsv_to_rgb(h, s, val)
+            choose(Op.HUE, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
+    if Op.GAMMA in present:
+        x = torch.where(q, v * (1.0 / 255.0), v)
+        x = torch.pow(x, a)
+        x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
+        choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
+    if Op.SHARPNESS in present and k == 0:
+        choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
+    if Op.INVERT in present:
+        choose(Op.INVERT, bound - v)
+    if Op.POSTERIZE in present:
+        step = torch.pow(2.0, 8.0 - a)
+        levels = torch.pow(2.0, a)
+        up = torch.floor(v / step) * step
+        fp = torch.minimum(torch.clamp(torch.floor(v * levels), min=0.0), levels - 1.0) / levels
+        choose(Op.POSTERIZE, torch.where(q, up, fp))
+    if Op.SOLARIZE in present:
+        choose(Op.SOLARIZE, torch.where(v >= a, bound - v, v))
+    if Op.AUTOCONTRAST in present:
+        lo = stats[:, k, :, 0].to(v.dtype).view(b, c, 1, 1)
+        hi = stats[:, k, :, 1].to(v.dtype).view(b, c, 1, 1)
+        eq = hi == lo
+        scale = torch.where(eq, torch.ones_like(hi), (hi - lo) * (1.0 / bound))
+        lo = torch.where(eq, torch.zeros_like(lo), lo)
+        choose(Op.AUTOCONTRAST, trunc(clip((v - lo) / scale)))
+    if Op.EQUALIZE in present:
+        u8 = torch.where(q, v, torch.floor(v * EPS_TO_UINT8)).clamp(0, 255).long()
+        lut = luts[:, k].to(v.dtype)  # [B,C,256]
+        mapped = lut.gather(2, u8.reshape(b, c, -1)).reshape(v.shape)
+        choose(Op.EQUALIZE, torch.where(q, mapped, mapped * (1.0 / 255.0)))
+    if Op.TO_FLOAT in present:
+        choose(Op.TO_FLOAT, v * (1.0 / 255.0))
+    if Op.TO_UINT8 in present:
+        choose(Op.TO_UINT8, torch.floor(v * EPS_TO_UINT8))
+    return out
+
+
+def chain(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int) -> torch.Tensor:
+    """Working values after geometry and ops 0..stop-1 of the stage."""
+    v = read(src, stage)
+    if stage.geometry is not None:
+        v = resample(v, stage.geometry, stage.out_size or tuple(src.shape[-2:]))
+    for k in range(stop):
+        v = apply_op(v, k, stage, stats, luts)
+    return v
+
+
+def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
+    """Statistics of the chain before op k (all kinds, for every sample)."""
+    v = chain(src, stage, stats, luts, k)
+    b, c = v.shape[:2]
+    q = (stage.params[:, k, 3] > 0.5).view(b, 1, 1, 1)
+    if c == 3:
+        gray = torch.where(q, torch.floor(_gray(v)), _gray(v))
+    else:
+        gray = v[:, :1]
+    gray_sum = gray.to(torch.float64).sum(dim=(1, 2, 3))
+    flat = v.reshape(b, c, -1)
+    u8 = torch.where(q.view(b, 1, 1), flat, torch.floor(flat * EPS_TO_UINT8)).clamp(0, 255).long()
+    hist = torch.zeros(b, c, 256, dtype=torch.int64, device=v.device)
+    hist.scatter_add_(2, u8, torch.ones_like(u8))
+    return Reduction(gray_sum=gray_sum, minimum=flat.amin(2).float(), maximum=flat.amax(2).float(), hist=hist)
+
+
+def _in_rects(epilogue: Epilogue, phase: int, v: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = v.shape
+    if epilogue.rects is None or epilogue.rects.shape[1] == 0:
+        return v
+    ys = torch.arange(h, device=v.device).view(1, h, 1)
+    xs = torch.arange(w, device=v.device).view(1, 1, w)
+    for r in range(epilogue.rects.shape[1]):
+        x0, y0, x1, y1 = (epilogue.rects[:, r, i].view(b, 1, 1) for i in range(4))
+        on = (epilogue.rect_phase[:, r].view(b, 1, 1) == phase) & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        val = epilogue.rect_values[:, r].to(v.dtype).view(b, c, 1, 1)
+        v = torch.where(on.unsqueeze(1), val, v)
+    return v
+
+
+def finish(v: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
+    """Erasing, normalize and output channel selection (before the cast)."""
+    b, c = v.shape[:2]
+    v = _in_rects(epilogue, 1, v)
+    if epilogue.out_scale != 1.0:
+        v = v * epilogue.out_scale
+    if epilogue.mean is not None:
+        v = (v - epilogue.mean.to(v.dtype).view(b, c, 1, 1)) / epilogue.std.to(v.dtype).view(b, c, 1, 1)
+    v = _in_rects(epilogue, 2, v)
+    return v[:, : epilogue.out_channels]
+
+
+def cast(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype.is_floating_point:
+        return v.to(dtype)
+    return torch.round(v).clamp(0, 255).to(dtype)
+
+
+def apply(
+    src: torch.Tensor,
+    stage: Stage,
+    stats: torch.Tensor,
+    luts: torch.Tensor,
+    epilogue: Epilogue | None,
+    out: torch.Tensor,
+) -> None:
+    """Run the stage and write ``out`` (float32 working values, or the epilogue's output)."""
+    v = chain(src, stage, stats, luts, stage.program.shape[1])
+    if epilogue is not None:
+        out.copy_(cast(finish(v, epilogue), out.dtype))
+    else:
+        out.copy_(v)
+
+
+def forward(src: torch.Tensor, stage: Stage, stats, luts, epilogue: Epilogue | None) -> torch.Tensor:
+    """Differentiable form of :func:`apply` (returns instead of writing)."""
+    v = chain(src, stage, stats, luts, stage.program.shape[1])
+    return finish(v, epilogue) if epilogue is not None else v

@@ -1,0 +1,159 @@
+"""Random Plans with per-sample programs, for comparing backends against the reference."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fastaug.plan import NUM_PARAMS, Epilogue, Geometry, Op, Plan, Stage
+
+PER_CHANNEL_OPS = (Op.BRIGHTNESS, Op.GAMMA, Op.INVERT, Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)
+
+
+def allowed_ops(channels: int) -> list[Op]:
+    ops = [Op.IDENTITY, *PER_CHANNEL_OPS]
+    if channels in (1, 3):
+        ops.append(Op.CONTRAST)
+    if channels == 3:
+        ops += [Op.SATURATION, Op.HUE, Op.GRAYSCALE]
+    return ops
+
+
+def _param(op: Op, g: torch.Generator, uint8: bool) -> list[float]:
+    u = float(torch.rand((), generator=g))
+    bound = 255.0 if uint8 else 1.0
+    if op in (Op.BRIGHTNESS, Op.CONTRAST, Op.SATURATION, Op.SHARPNESS):
+        return [2.0 * u, 0.0, 0.0]
+    if op == Op.HUE:
+        return [u - 0.5, 0.0, 0.0]
+    if op == Op.GAMMA:
+        return [0.5 + 1.5 * u, 1.0 if u < 0.5 else 1.2, 0.0]
+    if op == Op.POSTERIZE:
+        return [float(int(u * 9) % 9), 0.0, 0.0]
+    if op == Op.SOLARIZE:
+        return [round(u * bound) if uint8 else u, 0.0, 0.0]
+    return [0.0, 0.0, 0.0]
+
+
+def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: torch.Generator, uint8: bool) -> Geometry:
+    ho, wo = out
+    m = torch.zeros(b, 3, 3, dtype=torch.float64)
+    for i in range(b):
+        ang = float(torch.rand((), generator=g) - 0.5) * 1.2
+        s = 0.7 + 0.6 * float(torch.rand((), generator=g))
+        sx, sy = w / wo * s, h / ho * s
+        ca, sa = math.cos(ang), math.sin(ang)
+        tx, ty = (torch.rand(2, generator=g, dtype=torch.float64) - 0.5) * 3
+        cxo, cyo, cxi, cyi = (wo - 1) / 2, (ho - 1) / 2, (w - 1) / 2, (h - 1) / 2
+        a = torch.tensor([[ca * sx, -sa * sx], [sa * sy, ca * sy]], dtype=torch.float64)
+        m[i, :2, :2] = a
+        m[i, 0, 2] = cxi + tx - a[0, 0] * cxo - a[0, 1] * cyo
+        m[i, 1, 2] = cyi + ty - a[1, 0] * cxo - a[1, 1] * cyo
+        m[i, 2] = torch.tensor([0.0, 0.0, 1.0])
+        if i % 3 == 2:  # a mild perspective row
+            m[i, 2, :2] = (torch.rand(2, generator=g, dtype=torch.float64) - 0.5) * 0.02
+    clamp = bool(torch.rand((), generator=g) < 0.3)
+    window = torch.tensor([[0.0, 0.0, w - 1.0, h - 1.0]]).repeat(b, 1)
+    if torch.rand((), generator=g) < 0.5:
+        window[:, 0] += 1
+        window[:, 3] -= 1
+    fill = None
+    if torch.rand((), generator=g) < 0.7:
+        fill = torch.rand(b, c, generator=g) * (255.0 if uint8 else 1.0)
+        if uint8:
+            fill = fill.round()
+    return Geometry(
+        matrix=m.float(),
+        window=window,
+        clamp=clamp,
+        bilinear=bool(torch.rand((), generator=g) < 0.6),
+        fill=fill,
+        quantize=uint8,
+    )
+
+
+def random_program(b: int, k: int, ops: list[Op], g: torch.Generator, q: torch.Tensor, first: Op | None = None):
+    """program [B,K], params [B,K,4]; q [B,K] domain flags. ``first`` forces op 0 (e.g. SHARPNESS)."""
+    prog = torch.zeros(b, k, dtype=torch.int32)
+    params = torch.zeros(b, k, NUM_PARAMS)
+    for i in range(b):
+        for j in range(k):
+            op = ops[int(torch.randint(len(ops), (), generator=g))]
+            if j == 0 and first is not None and i % 4 != 3:
+                op = first
+            prog[i, j] = int(op)
+            params[i, j, :3] = torch.tensor(_param(op, g, bool(q[i, j] > 0.5)))
+    params[..., 3] = q
+    return prog, params
+
+
+def random_plan(
+    x: torch.Tensor,
+    seed: int,
+    *,
+    geometry: bool = True,
+    stages: int = 1,
+    ops_per_stage: int = 3,
+    out_dtype: torch.dtype = torch.float32,
+    normalize: bool = True,
+    rects: int = 2,
+    to_float_at: int | None = None,
+) -> Plan:
+    """A random Plan for input ``x`` (per-sample programs differ across the batch)."""
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = x.shape
+    uint8 = x.dtype == torch.uint8
+    out = (h + int(torch.randint(-2, 3, (), generator=g)), w + int(torch.randint(-2, 3, (), generator=g))) if geometry else (h, w)
+    ops = allowed_ops(c)
+    plan_stages = []
+    domain_u8 = uint8
+    for s in range(stages):
+        q = torch.full((b, ops_per_stage), 1.0 if domain_u8 else 0.0)
+        if s == stages - 1 and to_float_at is not None and domain_u8:
+            q[:, to_float_at:] = 0.0
+        first = Op.SHARPNESS if s > 0 else None
+        prog, params = random_program(b, ops_per_stage, ops, g, q, first=first)
+        if s == stages - 1 and to_float_at is not None and domain_u8:
+            prog[:, to_float_at] = int(Op.TO_FLOAT)
+            domain_u8 = False
+        codes = tuple(tuple(sorted({int(v) for v in prog[:, k].tolist()})) for k in range(ops_per_stage))
+        stat_slots = tuple(k for k in range(ops_per_stage) if any(int(o) in codes[k] for o in (2, 11, 12)))
+        geo = random_geometry(b, c, h, w, out, g, uint8) if (geometry and s == 0) else None
+        plan_stages.append(
+            Stage(
+                program=prog,
+                params=params,
+                geometry=geo,
+                out_size=out if geo is not None else None,
+                stat_slots=stat_slots,
+                slot_codes=codes,
+            )
+        )
+    ho, wo = out
+    out_float = out_dtype.is_floating_point
+    ep = Epilogue(out_dtype=out_dtype, out_channels=c, out_scale=(1 / 255 if (domain_u8 and out_float) else 1.0))
+    if normalize and out_float:
+        ep.mean = torch.rand(b, c, generator=g) * 0.5
+        ep.std = 0.2 + torch.rand(b, c, generator=g)
+    if rects:
+        x0 = torch.randint(0, wo, (b, rects), generator=g)
+        y0 = torch.randint(0, ho, (b, rects), generator=g)
+        x1 = x0 + torch.randint(0, wo, (b, rects), generator=g)
+        y1 = y0 + torch.randint(0, ho, (b, rects), generator=g)
+        ep.rects = torch.stack([x0, y0, x1, y1], -1).to(torch.int32)
+        ep.rect_phase = torch.randint(0, 3 if out_float else 2, (b, rects), generator=g).to(torch.int32)
+        vals = torch.rand(b, rects, c, generator=g)
+        ep.rect_values = (vals * 255).round() if (domain_u8 and not out_float) else vals
+    return Plan(stages=plan_stages, epilogue=ep, channels=c, out_size=out)
+
+
+def layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same batch as contiguous, channels-last and non-contiguous tensors."""
+    wide = torch.zeros(x.shape[:3] + (x.shape[3] * 2,), dtype=x.dtype)
+    wide[..., ::2] = x
+    return {
+        "contiguous": x.contiguous(),
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "strided": wide[..., ::2],
+    }
