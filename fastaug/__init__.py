@@ -1,3 +1,34 @@
-"""fastaug: per-sample image augmentation as one fused batch pass."""
+"""fastaug: per-sample image augmentation as one fused batch pass (Triton on GPU, Numba on CPU)."""
+
+from fastaug import functional
+from fastaug.compose import Compose, Record
+from fastaug.transforms import (
+    ColorJitter,
+    Normalize,
+    RandomAdjustSharpness,
+    RandomAffine,
+    RandomAutocontrast,
+    RandomEqualize,
+    RandomErasing,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomInvert,
+    RandomPerspective,
+    RandomPosterize,
+    RandomResizedCrop,
+    RandomRotation,
+    RandomSolarize,
+    RandomVerticalFlip,
+    ToDtype,
+    Transform,
+    XYMasking,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "functional", "Compose", "Record", "Transform", "ColorJitter", "Normalize", "RandomAdjustSharpness",
+    "RandomAffine", "RandomAutocontrast", "RandomEqualize", "RandomErasing", "RandomGrayscale",
+    "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
+    "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
+]  # fmt: skip

@@ -100,6 +100,7 @@ def _compose_geometry(
         first = False
     if fill is not None and clamp:
         clamp = False
+    matrix64 = matrix
     geometry = Geometry(
         matrix=matrix.to(torch.float32),
         window=window.to(torch.float32),
@@ -108,7 +109,7 @@ def _compose_geometry(
         fill=fill,
         quantize=geo_q,
     )
-    return geometry, (h, w)
+    return geometry, (h, w), matrix64
 
 
 def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Plan:
@@ -128,7 +129,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     geo_q = domain_u8
     geo_domains = []
     stages: list[_StageBuilder] = [_StageBuilder()]
-    rects, rect_phase, mask_values = [], [], []
+    rects, rect_phase = [], []
     normalize: NormalizeCall | None = None
     out_dtype = out_dtype_hint
     out_channels = c
@@ -181,7 +182,6 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
         elif isinstance(call, RectCall):
             rects.append(call)
             rect_phase.append((2 if normalize is not None else 1, domain_u8))
-            mask_values.append(call.mask_value)
         elif isinstance(call, ChannelsCall):
             out_channels = call.channels
         else:
@@ -189,8 +189,9 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
 
     geometry = None
     out_size = (h, w)
+    matrix64 = G.identity(b, device)
     if geo_calls:
-        geometry, out_size = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device)
+        geometry, out_size, matrix64 = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device)
 
     if out_dtype is None:
         out_dtype = torch.float32 if (normalize is not None and dtype == torch.uint8) else dtype
@@ -215,8 +216,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     if rects:
         _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device)
     plan = Plan(stages=built, epilogue=ep, channels=c, out_size=out_size)
-    plan.notes["mask_values"] = mask_values
-    plan.notes["geometric_calls"] = geo_calls
+    plan.notes["matrix64"] = matrix64  # output index -> input index, float64 (boxes, keypoints)
     return plan
 
 

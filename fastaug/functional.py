@@ -9,6 +9,7 @@ numba for CPU), "triton", "numba" or "torch" (the plain reference).
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import torch
 
@@ -35,10 +36,24 @@ def run_calls(img: torch.Tensor, calls: list[Call], backend: str = "auto") -> to
     return out[0] if unbatched else out
 
 
-def _batch(img: torch.Tensor) -> tuple[int, int, int, int, torch.device]:
+@dataclass(frozen=True)
+class Canvas:
+    """What call builders need to know of a batch: its shape and device."""
+
+    b: int
+    c: int
+    h: int
+    w: int
+    device: torch.device
+
+    def __iter__(self):
+        return iter((self.b, self.c, self.h, self.w, self.device))
+
+
+def _batch(img: torch.Tensor) -> Canvas:
     x, _ = as_batch(img)
     b, c, h, w = x.shape
-    return b, c, h, w, x.device
+    return Canvas(b, c, h, w, x.device)
 
 
 def _bound(img: torch.Tensor) -> float:
@@ -46,7 +61,7 @@ def _bound(img: torch.Tensor) -> float:
 
 
 def _color(img, name: str, op: Op, kwargs: dict, params: list[torch.Tensor], backend: str, **extra) -> torch.Tensor:
-    b = params[0].shape[0] if params else _batch(img)[0]
+    b = params[0].shape[0] if params else _batch(img).b
     dev = img.device
     p = torch.zeros(b, 3, dtype=torch.float32, device=dev)
     for i, t in enumerate(params):
@@ -154,11 +169,11 @@ def affine(
     backend: str = "auto",
 ) -> torch.Tensor:
     """Affine map about the centre: clockwise ``angle`` (degrees), ``translate`` (px), ``scale``, ``shear`` (degrees)."""
-    return run_calls(img, [affine_call(img, angle, translate, scale, shear, interpolation, fill, center)], backend)
+    return run_calls(img, [affine_call(_batch(img), angle, translate, scale, shear, interpolation, fill, center)], backend)
 
 
-def affine_call(img, angle, translate, scale, shear, interpolation_mode="nearest", fill=None, center=None) -> GeometricCall:
-    b, c, h, w, dev = _batch(img)
+def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill=None, center=None) -> GeometricCall:
+    b, c, h, w, dev = cv
     a = per_sample(angle, b, "angle", dev)
     t = per_sample(translate, b, "translate", dev, width=2)
     s = per_sample(scale, b, "scale", dev)
@@ -173,14 +188,12 @@ def affine_call(img, angle, translate, scale, shear, interpolation_mode="nearest
         "translate": t,
         "scale": s,
         "shear": sh,
-        "interpolation": _interp_name(interpolation_mode),
+        "interpolation": _interp_name(mode),
         "fill": fill,
     }
     if ctr is not None:
         kwargs["center"] = ctr
-    return GeometricCall(
-        name="affine", kwargs=kwargs, matrix=m, bilinear=interpolation(interpolation_mode), fill=fill_values(fill, b, c, dev)
-    )
+    return GeometricCall(name="affine", kwargs=kwargs, matrix=m, bilinear=interpolation(mode), fill=fill_values(fill, b, c, dev))
 
 
 def _positive(t: torch.Tensor, name: str) -> None:
@@ -205,31 +218,34 @@ def rotate(
     """Counter-clockwise rotation by ``angle`` degrees about the centre (expand=False)."""
     if expand:
         raise ValueError("expand=True is not supported: per-sample angles would give per-sample output sizes")
-    b, c, h, w, dev = _batch(img)
+    return run_calls(img, [rotate_call(_batch(img), angle, interpolation, center, fill)], backend)
+
+
+def rotate_call(cv: Canvas, angle, interpolation_mode="nearest", center=None, fill=None) -> GeometricCall:
+    b, c, h, w, dev = cv
     a = per_sample(angle, b, "angle", dev)
     ctr = _center(center, b, dev)
     m = G.rotate_matrix(a, (h, w), ctr)
-    kwargs = {"angle": a, "interpolation": _interp_name(interpolation), "fill": fill}
+    kwargs = {"angle": a, "interpolation": _interp_name(interpolation_mode), "fill": fill}
     if ctr is not None:
         kwargs["center"] = ctr
-    call = GeometricCall(
-        name="rotate", kwargs=kwargs, matrix=m, bilinear=_bilinear(interpolation), fill=fill_values(fill, b, c, dev)
-    )
-    return run_calls(img, [call], backend)
+    bil = interpolation(interpolation_mode)
+    return GeometricCall(name="rotate", kwargs=kwargs, matrix=m, bilinear=bil, fill=fill_values(fill, b, c, dev))
 
 
-def _bilinear(mode) -> bool:
-    return interpolation(mode)
+def flip_call(cv: Canvas, horizontal: bool) -> GeometricCall:
+    name = "horizontal_flip" if horizontal else "vertical_flip"
+    return GeometricCall(name=name, matrix=G.flip_matrix(cv.b, (cv.h, cv.w), horizontal, cv.device))
 
 
 def horizontal_flip(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    b, _, h, w, dev = _batch(img)
-    return run_calls(img, [GeometricCall(name="horizontal_flip", matrix=G.flip_matrix(b, (h, w), True, dev))], backend)
+    """Mirror left-right."""
+    return run_calls(img, [flip_call(_batch(img), True)], backend)
 
 
 def vertical_flip(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    b, _, h, w, dev = _batch(img)
-    return run_calls(img, [GeometricCall(name="vertical_flip", matrix=G.flip_matrix(b, (h, w), False, dev))], backend)
+    """Mirror top-bottom."""
+    return run_calls(img, [flip_call(_batch(img), False)], backend)
 
 
 def _size(value, name: str) -> int:
@@ -259,19 +275,19 @@ def _out_size(size) -> tuple[int, int]:
     raise ValueError(f"size must be an int or (height, width), got {size!r}")
 
 
-def resized_crop_call(img, top, left, height, width, size, interpolation_mode="bilinear", antialias=False) -> GeometricCall:
+def resized_crop_call(cv: Canvas, top, left, height, width, size, mode="bilinear", antialias=False) -> GeometricCall:
     if antialias:
         raise ValueError(
             "antialias=True is not supported: fastaug resamples once per sample without an antialias filter "
             "(torchvision's antialias=False); pass antialias=False"
         )
-    b, _, _, _, dev = _batch(img)
+    b, _, _, _, dev = cv
     out = _out_size(size)
     t = per_sample(top, b, "top", dev)
     lf = per_sample(left, b, "left", dev)
     hh = per_sample(height, b, "height", dev, lo=1e-6)
     ww = per_sample(width, b, "width", dev, lo=1e-6)
-    bil = interpolation(interpolation_mode)
+    bil = interpolation(mode)
     window = torch.stack([lf, t, lf + ww - 1, t + hh - 1], -1)
     return GeometricCall(
         name="resized_crop",
@@ -281,7 +297,7 @@ def resized_crop_call(img, top, left, height, width, size, interpolation_mode="b
             "height": hh,
             "width": ww,
             "size": list(out),
-            "interpolation": _interp_name(interpolation_mode),
+            "interpolation": _interp_name(mode),
             "antialias": False,
         },
         matrix=G.resize_matrix(t, lf, hh, ww, out, bil),
@@ -305,7 +321,7 @@ def resized_crop(
     backend: str = "auto",
 ) -> torch.Tensor:
     """Crop a per-sample box and resize it to ``size`` (torch ``interpolate`` sampling, antialias=False)."""
-    return run_calls(img, [resized_crop_call(img, top, left, height, width, size, interpolation, antialias)], backend)
+    return run_calls(img, [resized_crop_call(_batch(img), top, left, height, width, size, interpolation, antialias)], backend)
 
 
 def _points(value, b: int, name: str, dev) -> torch.Tensor:
@@ -327,16 +343,19 @@ def perspective(
     backend: str = "auto",
 ) -> torch.Tensor:
     """Projective map taking ``endpoints`` to ``startpoints`` ([4,2] or per-sample [B,4,2])."""
-    b, c, _, _, dev = _batch(img)
+    return run_calls(img, [perspective_call(_batch(img), startpoints, endpoints, interpolation, fill)], backend)
+
+
+def perspective_call(cv: Canvas, startpoints, endpoints, interpolation_mode="bilinear", fill=None) -> GeometricCall:
+    b, c, _, _, dev = cv
     sp, ep = _points(startpoints, b, "startpoints", dev), _points(endpoints, b, "endpoints", dev)
-    call = GeometricCall(
+    return GeometricCall(
         name="perspective",
-        kwargs={"startpoints": sp, "endpoints": ep, "interpolation": _interp_name(interpolation), "fill": fill},
+        kwargs={"startpoints": sp, "endpoints": ep, "interpolation": _interp_name(interpolation_mode), "fill": fill},
         matrix=G.perspective_matrix(sp, ep),
-        bilinear=_bilinear(interpolation),
+        bilinear=interpolation(interpolation_mode),
         fill=fill_values(fill, b, c, dev),
     )
-    return run_calls(img, [call], backend)
 
 
 def erase(img: torch.Tensor, i, j, h, w, v, inplace: bool = False, *, backend: str = "auto") -> torch.Tensor:

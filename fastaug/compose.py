@@ -1,0 +1,173 @@
+"""Compose: a pipeline of transforms compiled into one Plan per batch; records that replay it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from fastaug import engine
+from fastaug.compiler import compile_plan
+from fastaug.functional import Canvas
+from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
+from fastaug.ops.catalogue import COLOR_OPS, INTEGER_ARGS
+from fastaug.plan import Op
+from fastaug.targets import transform_boxes, transform_keypoints, transform_masks
+from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
+from fastaug.validation import as_batch
+
+
+def _plain(value, i: int):
+    if isinstance(value, torch.Tensor):
+        v = value[i] if value.dim() > 0 else value
+        return v.tolist()
+    if isinstance(value, torch.dtype):
+        return value
+    return value
+
+
+def _is_applied(call: Call, i: int) -> bool:
+    return call.applied is None or bool(call.applied[i])
+
+
+@dataclass
+class Record:
+    """Everything drawn for one batch: replays it exactly and lists each sample's calls."""
+
+    op_calls: list[Call]
+    seed: int
+    epoch: int
+    indices: torch.Tensor
+    shape: tuple[int, ...]
+    extras: dict = field(default_factory=dict)
+
+    def calls(self, i: int) -> list[tuple[str, dict]]:
+        """Sample i's applied ops as (fastaug.functional name, plain kwargs), in execution order
+        (the geometric ops first: they compose into one resampling)."""
+        geo = [c for c in self.op_calls if isinstance(c, GeometricCall)]
+        rest = [c for c in self.op_calls if not isinstance(c, GeometricCall)]
+        out: list[tuple[str, dict]] = []
+        for call in geo + rest:
+            if not _is_applied(call, i):
+                continue
+            if isinstance(call, ColorCall):
+                code = int(call.code[i]) if isinstance(call.code, torch.Tensor) else int(call.code)
+                if code == int(Op.IDENTITY):
+                    continue
+                name, args = COLOR_OPS[code]
+                vals = call.params[i].tolist() if call.params is not None else []
+                kw = {a: (int(round(vals[j])) if a in INTEGER_ARGS else vals[j]) for j, a in enumerate(args)}
+                if code == int(Op.GRAYSCALE):
+                    kw["num_output_channels"] = self.shape[1]
+                out.append((name, kw))
+            elif isinstance(call, RectCall):
+                for r in range(call.rects.shape[1]):
+                    if call.active is not None and not bool(call.active[i, r]):
+                        continue
+                    x0, y0, x1, y1 = (int(v) for v in call.rects[i, r].tolist())
+                    v = call.values[i, r].tolist()
+                    out.append(("erase", {"i": y0, "j": x0, "h": y1 - y0, "w": x1 - x0, "v": v}))
+            elif isinstance(call, NormalizeCall):
+                out.append(("normalize", {"mean": call.mean.tolist(), "std": call.std.tolist()}))
+            elif isinstance(call, DtypeCall):
+                out.append(("to_dtype", {"dtype": call.dtype, "scale": call.scale}))
+            else:
+                out.append((call.name, {k: _plain(v, i) for k, v in call.kwargs.items()}))
+        return out
+
+    def replay(self, images: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+        """Re-run exactly the recorded parameters on ``images`` (same shape as recorded)."""
+        x, unbatched = as_batch(images, "images")
+        if tuple(x.shape) != tuple(self.shape):
+            raise ValueError(f"images must have the recorded shape {list(self.shape)}, got {list(x.shape)}")
+        plan = compile_plan(self.op_calls, tuple(x.shape), x.dtype, x.device)
+        out = engine.execute(plan, x, backend)
+        return out[0] if unbatched else out
+
+
+class Compose(torch.nn.Module):
+    """A pipeline of transforms drawn per sample and run as one fused pass per stage.
+
+    Call with an image batch ``[B,C,H,W]`` (uint8 or float in [0, 1]); targets in albumentations
+    style (``mask=``, ``bboxes=`` with ``labels=``, ``keypoints=``) make it return a dict.
+    Draws are a pure function of (seed, epoch, sample index): pass the dataset ``indices``.
+    """
+
+    def __init__(self, transforms: list[Transform], seed: int = 0, backend: str = "auto"):
+        super().__init__()
+        for t in transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"transforms must be fastaug transforms, got {type(t).__name__}")
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.transforms = list(transforms)
+        self.seed = seed
+        self.backend = backend
+
+    def draw(self, x: torch.Tensor, indices: torch.Tensor, epoch: int) -> list[Call]:
+        """Op calls for a batch shaped like ``x`` (parameters only)."""
+        b, c, h, w = x.shape
+        uint8 = x.dtype == torch.uint8
+        calls: list[Call] = []
+        for pos, t in enumerate(self.transforms):
+            ctx = Context(Canvas(b, c, h, w, x.device), self.seed, epoch, indices, (pos + 1) * SLOTS_PER_TRANSFORM, uint8)
+            new = t.calls(ctx)
+            for call in new:
+                if isinstance(call, GeometricCall) and call.out_size is not None:
+                    h, w = call.out_size
+                if isinstance(call, DtypeCall) and call.scale:
+                    uint8 = not call.dtype.is_floating_point
+            calls.extend(new)
+        return calls
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        bboxes=None,
+        labels=None,
+        keypoints=None,
+        indices: torch.Tensor | None = None,
+        epoch: int = 0,
+        return_record: bool = False,
+        backend: str | None = None,
+    ):
+        x, unbatched = as_batch(image, "image")
+        b = x.shape[0]
+        idx = _indices(indices, b, x.device)
+        calls = self.draw(x, idx, epoch)
+        backend = backend or self.backend
+        plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+        out = engine.execute(plan, x, backend)
+        record = Record(calls, self.seed, epoch, idx, tuple(x.shape))
+        targets = {}
+        if mask is not None:
+            targets["mask"] = transform_masks(mask, calls, backend)
+        if bboxes is not None:
+            targets["bboxes"], targets["labels"] = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size)
+        elif labels is not None:
+            raise ValueError("labels= needs bboxes=")
+        if keypoints is not None:
+            targets["keypoints"], targets["keypoints_visible"] = transform_keypoints(
+                keypoints, plan.notes["matrix64"], plan.out_size
+            )
+        if unbatched:
+            out = out[0]
+        if targets:
+            result = {"image": out, **targets}
+            return (result, record) if return_record else result
+        return (out, record) if return_record else out
+
+    def __repr__(self) -> str:
+        inner = ",\n    ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n    {inner}\n], seed={self.seed})"
+
+
+def _indices(indices, b: int, device: torch.device) -> torch.Tensor:
+    if indices is None:
+        return torch.arange(b, device=device)
+    idx = torch.as_tensor(indices, device=device)
+    if idx.dtype.is_floating_point or idx.dtype == torch.bool or tuple(idx.shape) != (b,):
+        raise ValueError(f"indices must be an integer tensor of shape [{b}] (one dataset index per sample)")
+    return idx.to(torch.int64)
