@@ -1,0 +1,219 @@
+"""Ahead-of-time compilation of the Triton backend's kernels (no GPU needed) and ptxas reports.
+
+:func:`compile_all` compiles every kernel of the backend for a ``GPUTarget`` with the signatures,
+specialisations and constexprs that the runtime launches of a set of representative stages would get
+(ints equal to 1 become constants, 16-divisible ints and 16-byte aligned pointers get divisibility
+hints, as Triton's JIT does). :func:`ptxas_info` runs the ptxas shipped with Triton on the PTX.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+
+from fastaug.plan import Epilogue, Geometry, Op, Stage
+
+from .fused import Launch, kernel_module, prepare_apply, prepare_reduce
+
+_PTR_TYPES = {
+    torch.uint8: "*u8",
+    torch.float16: "*fp16",
+    torch.bfloat16: "*bf16",
+    torch.float32: "*fp32",
+    torch.float64: "*fp64",
+    torch.int32: "*i32",
+    torch.int64: "*i64",
+}
+
+PER_CHANNEL_CODES = (0, 1, 2, 5, 8, 9, 10, 11, 12, 13, 14)
+ALL_CODES = tuple(int(o) for o in Op)
+#: kernels that run on every batch in typical pipelines: they must not spill
+HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
+       "apply_f32_sharpness")
+
+
+@dataclass
+class Compiled:
+    """One compiled kernel variant: its launch spec and Triton's compiled object (``asm`` holds PTX/cubin)."""
+
+    name: str
+    launch: Launch
+    kernel: object
+
+
+def _stage(b: int, codes: list[tuple[int, ...]] | None, k: int, geometry: Geometry | None = None,
+           out_size: tuple[int, int] | None = None, in_scale: float = 1.0) -> Stage:
+    prog = torch.zeros(b, k, dtype=torch.int32)
+    params = torch.zeros(b, k, 4)
+    slot_codes = tuple(codes) if codes is not None else None
+    stat = tuple(i for i in range(k) if slot_codes is None or any(c in slot_codes[i] for c in (2, 11, 12)))
+    return Stage(program=prog, params=params, in_scale=in_scale, geometry=geometry, out_size=out_size,
+                 stat_slots=stat, slot_codes=slot_codes)
+
+
+def _geometry(b: int, c: int, bilinear: bool, clamp: bool, fill: bool) -> Geometry:
+    return Geometry(matrix=torch.eye(3).repeat(b, 1, 1), window=torch.zeros(b, 4), clamp=clamp, bilinear=bilinear,
+                    fill=torch.zeros(b, c) if fill else None, quantize=True)
+
+
+def _epilogue(b: int, c: int, dtype: torch.dtype, norm: bool, rects: int) -> Epilogue:
+    ep = Epilogue(out_dtype=dtype, out_channels=c, out_scale=1.0 / 255.0 if dtype.is_floating_point else 1.0)
+    if norm:
+        ep.mean, ep.std = torch.zeros(b, c), torch.ones(b, c)
+    if rects:
+        ep.rects = torch.zeros(b, rects, 4, dtype=torch.int32)
+        ep.rect_values = torch.zeros(b, rects, c)
+        ep.rect_phase = torch.zeros(b, rects, dtype=torch.int32)
+    return ep
+
+
+def _tables(b: int, k: int, c: int):
+    return torch.zeros(b, k, c, 2), torch.zeros(b, k, c, 256)
+
+
+def representative_launches() -> dict[str, Launch]:
+    """Launch specs of representative stages (224x224 outputs, batch 4) covering every kernel path."""
+    b, c, ho, wo = 4, 3, 224, 224
+    u8 = torch.zeros(b, c, ho, wo, dtype=torch.uint8)
+    u8_big = torch.zeros(b, c, 256, 320, dtype=torch.uint8)
+    cl_fp16 = torch.empty(b, c, ho, wo, dtype=torch.float16, memory_format=torch.channels_last)
+    specs: dict[str, Launch] = {}
+
+    st = _stage(b, [], 0, in_scale=1.0)
+    specs["apply_u8_fp16_norm"] = prepare_apply(u8, st, *_tables(b, 0, c), _epilogue(b, c, torch.float16, True, 0),
+                                                torch.empty(b, c, ho, wo, dtype=torch.float16))
+
+    st = _stage(b, [], 0, geometry=_geometry(b, c, True, True, False), out_size=(ho, wo))
+    specs["apply_u8_resize_fp16_cl"] = prepare_apply(u8_big, st, *_tables(b, 0, c),
+                                                     _epilogue(b, c, torch.float16, True, 0), cl_fp16)
+
+    codes = [(0, 1, 2, 8, 9, 10), (0, 1, 5, 10)]
+    st = _stage(b, codes, 2, geometry=_geometry(b, c, False, False, True), out_size=(ho, wo))
+    specs["apply_u8_affine_nearest_u8"] = prepare_apply(u8_big, st, *_tables(b, 2, c),
+                                                        _epilogue(b, c, torch.uint8, False, 2),
+                                                        torch.empty(b, c, ho, wo, dtype=torch.uint8))
+
+    st = _stage(b, None, 3, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
+    specs["apply_u8_randaug_fp16"] = prepare_apply(u8_big, st, *_tables(b, 3, c),
+                                                   _epilogue(b, c, torch.float16, True, 2),
+                                                   torch.empty(b, c, ho, wo, dtype=torch.float16))
+
+    f32 = torch.zeros(b, c, ho, wo)
+    codes = [(0, 1, 6, 8), (0, 1, 5, 13)]
+    st = _stage(b, codes, 2)
+    specs["apply_f32_sharpness"] = prepare_apply(f32, st, *_tables(b, 2, c), None, torch.empty(b, c, ho, wo))
+
+    c5 = 5
+    f64 = torch.zeros(b, c5, ho + 16, wo + 16, dtype=torch.float64)
+    st = _stage(b, [PER_CHANNEL_CODES] * 2, 2, geometry=_geometry(b, c5, True, False, True), out_size=(ho, wo))
+    specs["apply_f64_c5_runtime_loop"] = prepare_apply(f64, st, *_tables(b, 2, c5),
+                                                       _epilogue(b, c5, torch.float32, True, 1),
+                                                       torch.empty(b, c5, ho, wo))
+
+    st = _stage(b, None, 3, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
+    specs["reduce_u8_geo_rgb"] = prepare_reduce(u8_big, st, *_tables(b, 3, c), 2)
+
+    st = _stage(b, [PER_CHANNEL_CODES] * 2, 2)
+    specs["reduce_f32_per_channel"] = prepare_reduce(f32, st, *_tables(b, 2, c), 1)
+    return specs
+
+
+def _arg_type(value) -> tuple[str, bool]:
+    """(Triton signature type, 16-divisibility) of a runtime argument, as Triton's JIT specialises it."""
+    if isinstance(value, torch.Tensor):
+        return _PTR_TYPES[value.dtype], value.data_ptr() % 16 == 0
+    if isinstance(value, bool):
+        return "i1", False
+    if isinstance(value, int):
+        return ("i32" if -(2**31) <= value < 2**31 else "i64"), value % 16 == 0
+    if isinstance(value, float):
+        return "fp32", False
+    raise TypeError(f"unsupported argument {value!r}")
+
+
+def ast_source(spec: Launch, fn) -> triton.compiler.ASTSource:
+    """The ``ASTSource`` of a launch: runtime args typed, ints equal to 1 and constexprs folded in."""
+    values = {**spec.args, **spec.constexprs}
+    signature, constexprs, attrs = {}, {}, {}
+    for i, name in enumerate(fn.arg_names):
+        value = values[name]
+        if name in spec.constexprs or (isinstance(value, int) and not isinstance(value, bool) and value == 1):
+            signature[name] = "constexpr"
+            constexprs[name] = value
+            continue
+        ty, div16 = _arg_type(value)
+        signature[name] = ty
+        if div16:
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return triton.compiler.ASTSource(fn, signature, constexprs, attrs)
+
+
+def compile_all(target: GPUTarget, names: tuple[str, ...] | None = None) -> dict[str, Compiled]:
+    """Compile every representative kernel variant for ``target`` (PTX and cubin, no GPU needed)."""
+    mod = kernel_module(interpret=False)
+    out = {}
+    for name, spec in representative_launches().items():
+        if names is not None and name not in names:
+            continue
+        fn = getattr(mod, spec.kernel)
+        opts = {"num_warps": spec.num_warps, "enable_fp_fusion": False}
+        out[name] = Compiled(name, spec, triton.compile(ast_source(spec, fn), target=target, options=opts))
+    return out
+
+
+@dataclass
+class PtxasInfo:
+    """Resource usage reported by ``ptxas -v`` and a few facts read off the PTX."""
+
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack_frame: int
+    ld_v4: bool
+    ld_v2: bool
+    st_v4: bool
+    local_memory: bool
+    log: str
+
+
+def ptxas_path(arch: int) -> str:
+    """The ptxas Triton uses for compute capability ``arch`` (e.g. 80, 90)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    return get_ptxas(arch).path
+
+
+def ptxas_info(ptx: str, arch: int) -> PtxasInfo:
+    """Run Triton's ptxas with ``-v`` on ``ptx`` for ``arch`` and parse registers and spills."""
+    from triton.backends.nvidia.compiler import sm_arch_from_capability
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        cmd = [ptxas_path(arch), "-v", "--fmad=false", "--regAllocOptLevel=2",
+               f"--gpu-name={sm_arch_from_capability(arch)}", src, "-o", os.path.join(tmp, "kernel.cubin")]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    log = res.stdout + res.stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    spill = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    if regs is None or spill is None:
+        raise RuntimeError(f"cannot parse ptxas output:\n{log}")
+    return PtxasInfo(
+        registers=int(regs.group(1)),
+        stack_frame=int(spill.group(1)),
+        spill_stores=int(spill.group(2)),
+        spill_loads=int(spill.group(3)),
+        ld_v4=re.search(r"ld\.global[\w.:]*\.v4\.", ptx) is not None,
+        ld_v2=re.search(r"ld\.global[\w.:]*\.v2\.", ptx) is not None,
+        st_v4=re.search(r"st\.global[\w.:]*\.v4\.", ptx) is not None,
+        local_memory=re.search(r"\.local\b|ld\.local|st\.local", ptx) is not None,
+        log=log,
+    )

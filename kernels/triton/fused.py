@@ -1,0 +1,883 @@
+"""Fused Triton kernels for one Stage, and their host wrappers.
+
+One program instance covers one sample and one ``BH x BW`` tile of output pixels, all channels of
+them. The per-sample program is evaluated op by op with scalar branches on the sample's op code
+(uniform within an instance); static facts (geometry kind, fill, clamp, K, the op codes that may
+occur at each position, the channel count) are ``tl.constexpr`` specialisations. Reductions combine
+per-tile partial sums, minima/maxima and 256-bin histograms with atomics. The host wrappers never
+synchronise with the device, so ``apply``/``reduce`` can be captured in a CUDA graph.
+
+Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter; ``rint`` and ``pow``, which
+the interpreter lacks, then use exact (``rint``) or double-precision (``pow``) emulations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+import triton
+import triton.language as tl
+from triton import knobs
+from triton.language.extra import libdevice
+
+from fastaug.plan import RGB_OPS, Epilogue, Op, Reduction, Stage
+
+_INTERP = tl.constexpr(bool(knobs.runtime.interpret))
+_INTERPRETED = bool(knobs.runtime.interpret)  # the mode the kernels of this module copy were built for
+
+# ----------------------------------------------------------------------------------------------
+# device helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _rint(x):
+    """Round half to even (libdevice, or an exact floor-based emulation in the interpreter)."""
+    if _INTERP:
+        f = tl.floor(x)
+        d = x - f
+        odd = (f - 2.0 * tl.floor(f * 0.5)) != 0.0
+        r = tl.where(d > 0.5, f + 1.0, tl.where(d < 0.5, f, tl.where(odd, f + 1.0, f)))
+    else:
+        r = libdevice.rint(x)
+    return r
+
+
+@triton.jit
+def _pow(x, y):
+    """``x ** y`` (libdevice, or a float64 exp2/log2 emulation in the interpreter)."""
+    if _INTERP:
+        xd = x.to(tl.float64)
+        yd = y.to(tl.float64)
+        r = tl.exp2(yd * tl.log2(tl.where(xd == 0.0, 1.0, xd)))
+        r = tl.where(xd == 0.0, tl.where(yd > 0.0, 0.0, tl.where(yd == 0.0, 1.0, float("inf"))), r)
+        r = r.to(x.dtype)
+    else:
+        r = libdevice.pow(x, y)
+    return r
+
+
+@triton.jit
+def _div(x, y):
+    """IEEE round-to-nearest division (Triton's ``/`` on float32 is approximate)."""
+    if x.dtype == tl.float64:
+        r = x / y
+    else:
+        r = tl.math.div_rn(x, y)
+    return r
+
+
+@triton.jit
+def _trunc(x, q):
+    return tl.where(q, tl.floor(x), x)
+
+
+@triton.jit
+def _clip(x, bound):
+    return tl.minimum(tl.maximum(x, 0.0), bound)
+
+
+@triton.jit
+def _fmod1(x):
+    """``torch.fmod(x, 1)``."""
+    return x - tl.where(x >= 0.0, tl.floor(x), -tl.floor(-x))
+
+
+@triton.jit
+def _gray(r, g, b):
+    return r * 0.2989 + g * 0.587 + b * 0.114
+
+
+@triton.jit
+def _read(ptrs, mask, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """Working values ``src * in_scale`` (0 where masked)."""
+    v = tl.load(ptrs, mask=mask, other=0).to(WORK)
+    if IN_SCALE != 1.0:
+        v = v * IN_SCALE
+    return v
+
+
+@triton.jit
+def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw,
+           GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr, WORK: tl.constexpr):
+    """Per-pixel source taps: offsets, load masks, weights (times validity) and coverage ``m``.
+
+    Without geometry the first offset/mask is the pixel itself and the rest is unused."""
+    if GEO:
+        xf = xs.to(WORK)
+        yf = ys.to(WORK)
+        m00 = tl.load(mat_b + 0).to(WORK)
+        m01 = tl.load(mat_b + 1).to(WORK)
+        m02 = tl.load(mat_b + 2).to(WORK)
+        m10 = tl.load(mat_b + 3).to(WORK)
+        m11 = tl.load(mat_b + 4).to(WORK)
+        m12 = tl.load(mat_b + 5).to(WORK)
+        m20 = tl.load(mat_b + 6).to(WORK)
+        m21 = tl.load(mat_b + 7).to(WORK)
+        m22 = tl.load(mat_b + 8).to(WORK)
+        x = m00 * xf + m01 * yf + m02
+        y = m10 * xf + m11 * yf + m12
+        if (m20 != 0.0) | (m21 != 0.0) | (m22 != 1.0):  # perspective (else the divisor is exactly 1)
+            wh = m20 * xf + m21 * yf + m22
+            x = _div(x, wh)
+            y = _div(y, wh)
+        x_lo = tl.load(win_b + 0).to(WORK)
+        y_lo = tl.load(win_b + 1).to(WORK)
+        x_hi = tl.load(win_b + 2).to(WORK)
+        y_hi = tl.load(win_b + 3).to(WORK)
+        if CLAMP:
+            x = tl.minimum(tl.maximum(x, x_lo), x_hi)
+            y = tl.minimum(tl.maximum(y, y_lo), y_hi)
+        if BILINEAR:
+            u0 = tl.floor(x)
+            t0 = tl.floor(y)
+            fx = x - u0
+            fy = y - t0
+            u1 = u0 + 1.0
+            t1 = t0 + 1.0
+            ok_u0 = (u0 >= 0.0) & (u0 <= W - 1)
+            ok_u1 = (u1 >= 0.0) & (u1 <= W - 1)
+            ok_t0 = (t0 >= 0.0) & (t0 <= H - 1)
+            ok_t1 = (t1 >= 0.0) & (t1 <= H - 1)
+            if not CLAMP:
+                ok_u0 = ok_u0 & (u0 >= x_lo) & (u0 <= x_hi)
+                ok_u1 = ok_u1 & (u1 >= x_lo) & (u1 <= x_hi)
+                ok_t0 = ok_t0 & (t0 >= y_lo) & (t0 <= y_hi)
+                ok_t1 = ok_t1 & (t1 >= y_lo) & (t1 <= y_hi)
+            iu0 = tl.minimum(tl.maximum(u0, 0.0), W - 1).to(tl.int32) * ssw
+            iu1 = tl.minimum(tl.maximum(u1, 0.0), W - 1).to(tl.int32) * ssw
+            it0 = tl.minimum(tl.maximum(t0, 0.0), H - 1).to(tl.int32) * ssh
+            it1 = tl.minimum(tl.maximum(t1, 0.0), H - 1).to(tl.int32) * ssh
+            k00 = ok_u0 & ok_t0
+            k10 = ok_u1 & ok_t0
+            k01 = ok_u0 & ok_t1
+            k11 = ok_u1 & ok_t1
+            w00 = ((1.0 - fx) * (1.0 - fy)) * k00.to(WORK)
+            w10 = (fx * (1.0 - fy)) * k10.to(WORK)
+            w01 = ((1.0 - fx) * fy) * k01.to(WORK)
+            w11 = (fx * fy) * k11.to(WORK)
+            m = w00 + w10 + w01 + w11
+            o00 = it0 + iu0
+            o10 = it0 + iu1
+            o01 = it1 + iu0
+            o11 = it1 + iu1
+            k00 = k00 & pmask
+            k10 = k10 & pmask
+            k01 = k01 & pmask
+            k11 = k11 & pmask
+        else:
+            u = _rint(x)
+            t = _rint(y)
+            ok = (u >= 0.0) & (u <= W - 1) & (t >= 0.0) & (t <= H - 1)
+            if not CLAMP:
+                ok = ok & (u >= x_lo) & (u <= x_hi) & (t >= y_lo) & (t <= y_hi)
+            o00 = (tl.minimum(tl.maximum(t, 0.0), H - 1).to(tl.int32) * ssh
+                   + tl.minimum(tl.maximum(u, 0.0), W - 1).to(tl.int32) * ssw)
+            m = ok.to(WORK)
+            k00 = ok & pmask
+            o10, o01, o11 = o00, o00, o00
+            k10, k01, k11 = k00, k00, k00
+            w00, w10, w01, w11 = m, m, m, m
+    else:
+        o00 = ys * ssh + xs * ssw
+        k00 = pmask
+        o10, o01, o11 = o00, o00, o00
+        k10, k01, k11 = k00, k00, k00
+        m = tl.zeros(o00.shape, WORK)
+        w00, w10, w01, w11 = m, m, m, m
+    return o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m
+
+
+@triton.jit
+def _sample(src_c, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
+            IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """One channel of the stage input at every pixel of the tile (resampled if GEO)."""
+    if GEO:
+        if BILINEAR:
+            s = w00 * _read(src_c + o00, k00, IN_SCALE, WORK)
+            s = s + w10 * _read(src_c + o10, k10, IN_SCALE, WORK)
+            s = s + w01 * _read(src_c + o01, k01, IN_SCALE, WORK)
+            s = s + w11 * _read(src_c + o11, k11, IN_SCALE, WORK)
+            if FILL:
+                f = tl.load(fill_c).to(WORK)
+                s = (s - f) * m + f
+        else:
+            s = _read(src_c + o00, k00, IN_SCALE, WORK)
+            if FILL:
+                f = tl.load(fill_c).to(WORK)
+                s = tl.where(m < 0.5, f, s)
+        if QUANT:
+            s = _rint(s)
+    else:
+        s = _read(src_c + o00, k00, IN_SCALE, WORK)
+    return s
+
+
+@triton.jit
+def _sharpen(v, src_c, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound,
+             IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """SHARPNESS (k == 0, no geometry): 3x3 [1 1 1; 1 5 1; 1 1 1]/13 blur of the stage input."""
+    inner = pmask & (ys >= 1) & (ys < H - 1) & (xs >= 1) & (xs < W - 1)
+    n = tl.zeros(v.shape, WORK)
+    for dy in tl.static_range(3):
+        for dx in tl.static_range(3):
+            if dy * 3 + dx != 4:
+                n = n + _read(src_c + o00 + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, WORK)
+    blur = n * (1.0 / 13.0) + v * (5.0 / 13.0)
+    blur = tl.where(q, _rint(blur), blur)
+    res = _trunc(_clip(v + (1.0 - a) * (blur - v), bound), q)
+    return tl.where(inner, res, v)
+
+
+# Per-channel ops; one signature for all: (v, channel, a, b, uint8-domain flag, bound, stats[b,k], luts[b,k]).
+
+
+@triton.jit
+def _brightness(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    return _trunc(_clip(v * a, bound), q)
+
+
+@triton.jit
+def _contrast(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    mean = tl.load(stats_k).to(WORK)
+    return _trunc(_clip(v * a + mean * (1.0 - a), bound), q)
+
+
+@triton.jit
+def _gamma(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    x = tl.where(q, v * (1.0 / 255.0), v)
+    x = _pow(x, a)
+    if bb != 1.0:
+        x = tl.minimum(tl.maximum(x * bb, 0.0), 1.0)
+    return tl.where(q, tl.floor(x * 255.999), x)
+
+
+@triton.jit
+def _invert(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    return bound - v
+
+
+@triton.jit
+def _posterize(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    two = tl.full([], 2.0, WORK)
+    if q:
+        step = _pow(two, 8.0 - a)
+        v = tl.floor(_div(v, step)) * step
+    else:
+        levels = _pow(two, a)
+        v = _div(tl.minimum(tl.maximum(tl.floor(v * levels), 0.0), levels - 1.0), levels)
+    return v
+
+
+@triton.jit
+def _solarize(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    return tl.where(v >= a, bound - v, v)
+
+
+@triton.jit
+def _autocontrast(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    lo = tl.load(stats_k + c * 2).to(WORK)
+    hi = tl.load(stats_k + c * 2 + 1).to(WORK)
+    same = hi == lo
+    scale = tl.where(same, 1.0, (hi - lo) * _div(tl.full([], 1.0, WORK), bound)).to(WORK)
+    lo = tl.where(same, 0.0, lo).to(WORK)
+    return _trunc(_clip(_div(v - lo, scale), bound), q)
+
+
+@triton.jit
+def _equalize(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    x = tl.where(q, v, tl.floor(v * 255.999))
+    x = tl.where(x > 0.0, x, 0.0)  # NaN-safe clamp into [0, 255]
+    x = tl.where(x < 255.0, x, 255.0)
+    mapped = tl.load(luts_k + c * 256 + x.to(tl.int32)).to(WORK)
+    return tl.where(q, mapped, mapped / 255.0)
+
+
+@triton.jit
+def _to_float(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    return v * (1.0 / 255.0)
+
+
+@triton.jit
+def _to_uint8(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
+    return tl.floor(v * 255.999)
+
+
+@triton.jit
+def _each(fn: tl.constexpr, v0, v1, v2, v3, C0, NCH: tl.constexpr, a, bb, q, bound, stats_k, luts_k,
+          WORK: tl.constexpr):
+    """Apply the per-channel op ``fn`` to the NCH channel values (channels C0, C0+1, ...)."""
+    v0 = fn(v0, C0, a, bb, q, bound, stats_k, luts_k, WORK)
+    if NCH > 1:
+        v1 = fn(v1, C0 + 1, a, bb, q, bound, stats_k, luts_k, WORK)
+    if NCH > 2:
+        v2 = fn(v2, C0 + 2, a, bb, q, bound, stats_k, luts_k, WORK)
+    if NCH > 3:
+        v3 = fn(v3, C0 + 3, a, bb, q, bound, stats_k, luts_k, WORK)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _hue(r, g, b, a, q):
+    """HUE: rgb -> hsv, h = (h + a) mod 1, hsv -> rgb (torchvision's formulas)."""
+    r = tl.where(q, r * (1.0 / 255.0), r)
+    g = tl.where(q, g * (1.0 / 255.0), g)
+    b = tl.where(q, b * (1.0 / 255.0), b)
+    maxc = tl.maximum(tl.maximum(r, g), b)
+    minc = tl.minimum(tl.minimum(r, g), b)
+    eqc = maxc == minc
+    span = maxc - minc
+    s = _div(span, tl.where(eqc, 1.0, maxc))
+    dv = tl.where(eqc, 1.0, span)
+    rc = _div(maxc - r, dv)
+    gc = _div(maxc - g, dv)
+    bc = _div(maxc - b, dv)
+    is_r = maxc == r
+    is_g = maxc == g
+    h = tl.where(is_r, bc - gc, tl.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = _fmod1(_div(h, 6.0) + 1.0)
+    h = _fmod1(h + a)
+    h = tl.where(h < 0.0, h + 1.0, h)  # torch.remainder
+    h6 = h * 6.0
+    i = tl.floor(h6)
+    f = h6 - i
+    i = i - 6.0 * tl.floor(_div(i, 6.0))
+    p = tl.minimum(tl.maximum(maxc * (1.0 - s), 0.0), 1.0)
+    qq = tl.minimum(tl.maximum(maxc * (1.0 - s * f), 0.0), 1.0)
+    t = tl.minimum(tl.maximum(maxc * (s * f + (1.0 - s)), 0.0), 1.0)
+    r = tl.where(i == 0.0, maxc, tl.where(i == 1.0, qq, tl.where(i == 2.0, p, tl.where(i == 3.0, p, tl.where(i == 4.0, t, maxc)))))
+    g = tl.where(i == 0.0, t, tl.where(i == 1.0, maxc, tl.where(i == 2.0, maxc, tl.where(i == 3.0, qq, p))))
+    b = tl.where(i == 0.0, p, tl.where(i == 1.0, p, tl.where(i == 2.0, t, tl.where(i == 3.0, maxc, tl.where(i == 4.0, maxc, qq)))))
+    r = tl.where(q, tl.floor(r * 255.999), r)
+    g = tl.where(q, tl.floor(g * 255.999), g)
+    b = tl.where(q, tl.floor(b * 255.999), b)
+    return r, g, b
+
+
+@triton.jit
+def _load_op(prog_b, par_b, k, WORK: tl.constexpr):
+    code = tl.load(prog_b + k)
+    a = tl.load(par_b + k * 4).to(WORK)
+    bb = tl.load(par_b + k * 4 + 1).to(WORK)
+    q = tl.load(par_b + k * 4 + 3) > 0.5
+    bound = tl.where(q, 255.0, 1.0).to(WORK)
+    return code, a, bb, q, bound
+
+
+@triton.jit
+def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b,
+           o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+           ys, xs, pmask, H, W, ssc, ssh, ssw,
+           C: tl.constexpr, NCH: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr,
+           GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
+           SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..STOP-1``.
+
+    All channels are sampled first (the taps die there), then one loop over the program applies each
+    op to every channel under a single branch on the sample's op code. ``CODES`` has bit ``i`` set iff
+    op code ``i`` may occur; RGB-mixing ops need ``RGB`` (C == NCH == 3)."""
+    src0 = src_b + C0 * ssc
+    v0 = _sample(src0, fill_b + C0, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                 GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    v1 = v0
+    v2 = v0
+    v3 = v0
+    if NCH > 1:
+        v1 = _sample(src0 + ssc, fill_b + C0 + 1, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                     GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    if NCH > 2:
+        v2 = _sample(src0 + 2 * ssc, fill_b + C0 + 2, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    if NCH > 3:
+        v3 = _sample(src0 + 3 * ssc, fill_b + C0 + 3, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    if SHARP:  # SHARPNESS at k == 0 of a stage without geometry
+        code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
+        if code == 6:
+            v0 = _sharpen(v0, src0, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
+            if NCH > 1:
+                v1 = _sharpen(v1, src0 + ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
+            if NCH > 2:
+                v2 = _sharpen(v2, src0 + 2 * ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
+            if NCH > 3:
+                v3 = _sharpen(v3, src0 + 3 * ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
+    for k in range(STOP):
+        code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
+        st = stats_b + k * (C * 2)
+        lu = luts_b + k * (C * 256)
+        if (CODES >> 1) & 1:
+            if code == 1:
+                v0, v1, v2, v3 = _each(_brightness, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 2) & 1:
+            if code == 2:
+                v0, v1, v2, v3 = _each(_contrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 5) & 1:
+            if code == 5:
+                v0, v1, v2, v3 = _each(_gamma, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 8) & 1:
+            if code == 8:
+                v0, v1, v2, v3 = _each(_invert, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 9) & 1:
+            if code == 9:
+                v0, v1, v2, v3 = _each(_posterize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 10) & 1:
+            if code == 10:
+                v0, v1, v2, v3 = _each(_solarize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 11) & 1:
+            if code == 11:
+                v0, v1, v2, v3 = _each(_autocontrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 12) & 1:
+            if code == 12:
+                v0, v1, v2, v3 = _each(_equalize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 13) & 1:
+            if code == 13:
+                v0, v1, v2, v3 = _each(_to_float, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if (CODES >> 14) & 1:
+            if code == 14:
+                v0, v1, v2, v3 = _each(_to_uint8, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if RGB:
+            if (CODES >> 3) & 1:  # SATURATION
+                if code == 3:
+                    gray = _trunc(_gray(v0, v1, v2), q)
+                    v0 = _trunc(_clip(v0 * a + gray * (1.0 - a), bound), q)
+                    v1 = _trunc(_clip(v1 * a + gray * (1.0 - a), bound), q)
+                    v2 = _trunc(_clip(v2 * a + gray * (1.0 - a), bound), q)
+            if (CODES >> 7) & 1:  # GRAYSCALE
+                if code == 7:
+                    gray = _trunc(_gray(v0, v1, v2), q)
+                    v0 = gray
+                    v1 = gray
+                    v2 = gray
+            if (CODES >> 4) & 1:  # HUE
+                if code == 4:
+                    v0, v1, v2 = _hue(v0, v1, v2, a, q)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _rects(v, PHASE: tl.constexpr, b, c, ys, xs, rects, rvals, rphase, R, C: tl.constexpr, WORK: tl.constexpr):
+    for r in range(R):
+        i = b * R + r
+        on = tl.load(rphase + i) == PHASE
+        x0 = tl.load(rects + i * 4)
+        y0 = tl.load(rects + i * 4 + 1)
+        x1 = tl.load(rects + i * 4 + 2)
+        y1 = tl.load(rects + i * 4 + 3)
+        val = tl.load(rvals + i * C + c).to(WORK)
+        v = tl.where(on & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1), val, v)
+    return v
+
+
+@triton.jit
+def _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                  C: tl.constexpr, EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr,
+                  RECTS: tl.constexpr, OUT_U8: tl.constexpr, WORK: tl.constexpr):
+    """Epilogue of channel ``c`` (rects, out_scale, normalize, rects, cast) and the store."""
+    if EPI:
+        if RECTS:
+            v = _rects(v, 1, b, c, ys, xs, rects, rvals, rphase, R, C, WORK)
+        if OUT_SCALE != 1.0:
+            v = v * OUT_SCALE
+        if NORM:
+            mu = tl.load(mean + b * C + c).to(WORK)
+            inv = _div(tl.full([], 1.0, WORK), tl.load(std + b * C + c).to(WORK))
+            v = (v - mu) * inv
+        if RECTS:
+            v = _rects(v, 2, b, c, ys, xs, rects, rvals, rphase, R, C, WORK)
+    ptrs = out_b + c * osc + ys * osh + xs * osw
+    if OUT_U8:
+        v = tl.minimum(tl.maximum(_rint(v), 0.0), 255.0)
+    tl.store(ptrs, v.to(ptrs.dtype.element_ty), mask=pmask)
+
+
+@triton.jit
+def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
+    tile = tl.program_id(0)
+    tiles_w = tl.cdiv(Wo, BW)
+    ty = tile // tiles_w
+    tx = tile - ty * tiles_w
+    ys = ty * BH + tl.arange(0, BH)[:, None]
+    xs = tx * BW + tl.arange(0, BW)[None, :]
+    pmask = (ys < Ho) & (xs < Wo)
+    return ys, xs, pmask
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase,
+                 H, W, Ho, Wo, R,
+                 ssb, ssc, ssh, ssw, osb, osc, osh, osw,
+                 C: tl.constexpr, OC: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr,
+                 RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
+                 FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
+                 EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
+                 OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
+
+    C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
+    b = tl.program_id(1)
+    ys, xs, pmask = _tile(Ho, Wo, BH, BW)
+    src_b = src + b.to(tl.int64) * ssb
+    out_b = out + b.to(tl.int64) * osb
+    prog_b = prog + b * K
+    par_b = par + b * (K * 4)
+    stats_b = stats + b * (K * C * 2)
+    luts_b = luts + b * (K * C * 256)
+    fill_b = fill + b * C
+    o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+        mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
+    if C <= 4:
+        v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b,
+                                o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+        _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                      C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
+        if OC > 1:
+            _finish_store(v1, 1, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                          C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
+        if OC > 2:
+            _finish_store(v2, 2, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                          C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
+        if OC > 3:
+            _finish_store(v3, 3, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                          C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
+    else:
+        for c in range(OC):
+            v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b,
+                                      o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                      ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                      C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+            _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
+                          C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
+
+
+@triton.jit
+def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    """Tile minimum, maximum and 256-bin histogram of channel ``c``, folded in with atomics."""
+    lo = tl.min(tl.where(pmask, v, float("inf")))
+    hi = tl.max(tl.where(pmask, v, -float("inf")))
+    tl.atomic_min(vmin + b * C + c, lo.to(tl.float32))
+    tl.atomic_max(vmax + b * C + c, hi.to(tl.float32))
+    x = tl.where(qk, v, tl.floor(v * 255.999))
+    x = tl.where(x > 0.0, x, 0.0)
+    x = tl.where(x < 255.0, x, 255.0)
+    counts = tl.histogram(tl.reshape(x.to(tl.int32), [BH * BW]), 256, mask=tl.reshape(pmask, [BH * BW]))
+    tl.atomic_add(hist + (b * C + c) * 256 + tl.arange(0, 256), counts)
+
+
+@triton.jit
+def reduce_kernel(src, gsum, vmin, vmax, hist, prog, par, stats, luts, mat, win, fill,
+                  H, W, Ho, Wo,
+                  ssb, ssc, ssh, ssw,
+                  C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
+                  RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
+                  FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
+                  WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    """Statistics of the chain before op STOP on a tile of one sample (see ``Reduction``)."""
+    b = tl.program_id(1)
+    ys, xs, pmask = _tile(Ho, Wo, BH, BW)
+    src_b = src + b.to(tl.int64) * ssb
+    prog_b = prog + b * K
+    par_b = par + b * (K * 4)
+    stats_b = stats + b * (K * C * 2)
+    luts_b = luts + b * (K * C * 256)
+    fill_b = fill + b * C
+    qk = tl.load(par_b + STOP * 4 + 3) > 0.5
+    o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+        mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
+    v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b,
+                            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                            ys, xs, pmask, H, W, ssc, ssh, ssw,
+                            C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+    _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+    if NCH > 1:
+        _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+    if NCH > 2:
+        _stats1(v2, 2, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+    if NCH > 3:
+        _stats1(v3, 3, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+    if C == 3:
+        gray = _trunc(_gray(v0, v1, v2), qk)
+    else:
+        gray = v0
+    tl.atomic_add(gsum + b, tl.sum(tl.where(pmask, gray.to(tl.float64), 0.0)))
+    if C > 4:
+        for c in range(1, C):
+            v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b,
+                                      o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                      ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                      C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+            _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+
+SUPPORTED_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+NUM_WARPS = 4
+
+
+@dataclass
+class Launch:
+    """A kernel launch: the kernel's name, its grid, runtime arguments and constexprs (in order)."""
+
+    kernel: str
+    grid: tuple[int, int]
+    args: dict
+    constexprs: dict
+    num_warps: int = NUM_WARPS
+
+
+def kernel_module(interpret: bool | None = None) -> ModuleType:
+    """This module with its kernels built for the interpreter or the compiler (``None``: current mode)."""
+    if interpret is None:
+        interpret = bool(knobs.runtime.interpret)
+    if interpret == _INTERPRETED:
+        return sys.modules[__name__]
+    name = f"{__name__}_{'interpreted' if interpret else 'compiled'}"
+    mod = sys.modules.get(name)
+    if mod is None:
+        with knobs.runtime.scope():
+            knobs.runtime.interpret = interpret
+            spec = importlib.util.spec_from_file_location(name, __file__)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod
+            spec.loader.exec_module(mod)
+    return mod
+
+
+def _codes_mask(stage: Stage, stop: int) -> int:
+    """Bit ``code`` set iff ``code`` may occur at some position ``k < stop``."""
+    mask = 0
+    for k in range(stop):
+        for code in stage.codes_at(k):
+            mask |= 1 << int(code)
+    return mask
+
+
+def _blocks(ho: int, wo: int, pixels: int) -> tuple[int, int]:
+    """Tile (BH, BW) of ``pixels`` output pixels; BW (16..128, contiguous along W) wastes little of a row."""
+    bw = 16
+    for cand in (128, 64, 32):
+        if triton.cdiv(wo, cand) * cand - wo <= wo // 16:
+            bw = cand
+            break
+    bw = min(bw, max(16, triton.next_power_of_2(max(wo, 1))))
+    bh = min(max(1, pixels // bw), max(1, triton.next_power_of_2(max(ho, 1))))
+    return bh, bw
+
+
+def _tile_pixels(stage: Stage, stop: int) -> int:
+    """Pixels per program instance: 16 per thread for plain passes (16-byte uint8 loads), 4 with a program,
+    2 with a geometry (its taps keep many values live per pixel); chosen so that no kernel spills."""
+    per_thread = 2 if stage.geometry is not None else (16 if stop == 0 else 4)
+    return per_thread * 32 * NUM_WARPS
+
+
+def _f32(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return t.to(device=device, dtype=torch.float32).contiguous()
+
+
+def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int):
+    """Runtime arguments and constexprs shared by both kernels."""
+    if src.dim() != 4:
+        raise ValueError(f"expected a [B,C,H,W] batch, got shape {tuple(src.shape)}")
+    if src.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"unsupported input dtype {src.dtype}")
+    dev = src.device
+    bsz, c, h, w = src.shape
+    ho, wo = stage.out_size or (h, w)
+    geo = stage.geometry
+    if geo is None and (ho, wo) != (h, w):
+        raise ValueError("a stage without geometry keeps the input size")
+    prog = stage.program.to(device=dev, dtype=torch.int32).contiguous()
+    par = _f32(stage.params, dev)
+    k_total = prog.shape[1]
+    codes = _codes_mask(stage, stop)
+    rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
+    sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)
+    args = dict(
+        prog=prog,
+        par=par,
+        stats=_f32(stats, dev),
+        luts=_f32(luts, dev),
+        mat=_f32(geo.matrix, dev) if geo is not None else par,
+        win=_f32(geo.window, dev) if geo is not None else par,
+        fill=_f32(geo.fill, dev) if geo is not None and geo.fill is not None else par,
+        H=h,
+        W=w,
+        Ho=ho,
+        Wo=wo,
+    )
+    bh, bw = _blocks(ho, wo, _tile_pixels(stage, stop))
+    constexprs = dict(
+        C=c,
+        K=k_total,
+        CODES=codes,
+        RGB=rgb,
+        GEO=geo is not None,
+        BILINEAR=bool(geo is not None and geo.bilinear),
+        CLAMP=bool(geo is not None and geo.clamp),
+        FILL=bool(geo is not None and geo.fill is not None),
+        QUANT=bool(geo is not None and geo.quantize),
+        SHARP=sharp,
+        IN_SCALE=float(stage.in_scale),
+        WORK=tl.float64 if src.dtype == torch.float64 else tl.float32,
+        BH=bh,
+        BW=bw,
+    )
+    grid = (triton.cdiv(ho, bh) * triton.cdiv(wo, bw), bsz)
+    return args, constexprs, grid
+
+
+def _strides(t: torch.Tensor, prefix: str) -> dict:
+    return {f"{prefix}{n}": s for n, s in zip("bchw", t.stride(), strict=True)}
+
+
+def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,
+                  epilogue: Epilogue | None, out: torch.Tensor) -> Launch:
+    """The launch of ``apply_kernel`` for this stage (no device work)."""
+    common, cx, grid = _common(src, stage, stats, luts, stage.program.shape[1])
+    dev = src.device
+    bsz, c = src.shape[:2]
+    ho, wo = common["Ho"], common["Wo"]
+    oc = epilogue.out_channels if epilogue is not None else c
+    if tuple(out.shape) != (bsz, oc, ho, wo):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {(bsz, oc, ho, wo)}")
+    if out.device != dev:
+        raise ValueError("out must be on the input's device")
+    ep = epilogue
+    norm = ep is not None and ep.mean is not None
+    n_rects = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
+    dummy_i = common["prog"]
+    args = dict(
+        src=src,
+        out=out,
+        prog=common["prog"],
+        par=common["par"],
+        stats=common["stats"],
+        luts=common["luts"],
+        mat=common["mat"],
+        win=common["win"],
+        fill=common["fill"],
+        mean=_f32(ep.mean, dev) if norm else common["par"],
+        std=_f32(ep.std, dev) if norm else common["par"],
+        rects=ep.rects.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
+        rvals=_f32(ep.rect_values, dev) if n_rects else common["par"],
+        rphase=ep.rect_phase.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
+        H=common["H"],
+        W=common["W"],
+        Ho=ho,
+        Wo=wo,
+        R=n_rects,
+        **_strides(src, "ss"),
+        **_strides(out, "os"),
+    )
+    out_u8 = out.dtype == torch.uint8
+    if out.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"unsupported output dtype {out.dtype}")
+    constexprs = dict(
+        C=cx["C"],
+        OC=oc,
+        NCH=(c if cx["RGB"] else oc) if c <= 4 else 1,
+        K=cx["K"],
+        CODES=cx["CODES"],
+        RGB=cx["RGB"],
+        GEO=cx["GEO"],
+        BILINEAR=cx["BILINEAR"],
+        CLAMP=cx["CLAMP"],
+        FILL=cx["FILL"],
+        QUANT=cx["QUANT"],
+        SHARP=cx["SHARP"],
+        IN_SCALE=cx["IN_SCALE"],
+        EPI=ep is not None,
+        OUT_SCALE=float(ep.out_scale) if ep is not None else 1.0,
+        NORM=norm,
+        RECTS=n_rects > 0,
+        OUT_U8=out_u8,
+        WORK=cx["WORK"],
+        BH=cx["BH"],
+        BW=cx["BW"],
+    )
+    return Launch("apply_kernel", grid, args, constexprs)
+
+
+def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int,
+                   outputs: tuple[torch.Tensor, ...] | None = None) -> Launch:
+    """The launch of ``reduce_kernel`` for the chain before op ``k``; ``outputs`` = (gray_sum, min, max,
+    hist int32) buffers, freshly initialised when ``None``."""
+    k_total = stage.program.shape[1]
+    if not 0 <= k < k_total:
+        raise ValueError(f"k={k} outside the program (K={k_total})")
+    common, cx, grid = _common(src, stage, stats, luts, k)
+    dev = src.device
+    bsz, c = src.shape[:2]
+    if outputs is None:
+        outputs = (
+            torch.zeros(bsz, dtype=torch.float64, device=dev),
+            torch.full((bsz, c), float("inf"), dtype=torch.float32, device=dev),
+            torch.full((bsz, c), -float("inf"), dtype=torch.float32, device=dev),
+            torch.zeros(bsz, c, 256, dtype=torch.int32, device=dev),
+        )
+    gsum, vmin, vmax, hist = outputs
+    args = dict(
+        src=src,
+        gsum=gsum,
+        vmin=vmin,
+        vmax=vmax,
+        hist=hist,
+        prog=common["prog"],
+        par=common["par"],
+        stats=common["stats"],
+        luts=common["luts"],
+        mat=common["mat"],
+        win=common["win"],
+        fill=common["fill"],
+        H=common["H"],
+        W=common["W"],
+        Ho=common["Ho"],
+        Wo=common["Wo"],
+        **_strides(src, "ss"),
+    )
+    constexprs = dict(
+        C=cx["C"],
+        NCH=c if c <= 4 else 1,
+        K=cx["K"],
+        STOP=k,
+        **{n: cx[n] for n in ("CODES", "RGB", "GEO", "BILINEAR", "CLAMP", "FILL", "QUANT", "SHARP", "IN_SCALE")},
+        WORK=cx["WORK"],
+        BH=cx["BH"],
+        BW=cx["BW"],
+    )
+    return Launch("reduce_kernel", grid, args, constexprs)
+
+
+def launch(spec: Launch) -> None:
+    """Run a prepared launch with the kernels of the current mode (compiled or interpreted)."""
+    kernel = getattr(kernel_module(), spec.kernel)
+    kernel[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps, enable_fp_fusion=False)
+
+
+def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,
+          epilogue: Epilogue | None, out: torch.Tensor) -> None:
+    """Run the stage (and the epilogue if given) and write ``out`` through its strides."""
+    launch(prepare_apply(src, stage, stats, luts, epilogue, out))
+
+
+def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
+    """Statistics of the chain before op ``k`` (gray sum, per-channel min/max, 256-bin histograms)."""
+    spec = prepare_reduce(src, stage, stats, luts, k)
+    launch(spec)
+    gsum, vmin, vmax, hist = (spec.args[n] for n in ("gsum", "vmin", "vmax", "hist"))
+    return Reduction(gray_sum=gsum, minimum=vmin, maximum=vmax, hist=hist.to(torch.int64))

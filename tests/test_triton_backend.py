@@ -1,0 +1,277 @@
+"""The Triton backend against the torch reference, under Triton's CPU interpreter.
+
+Small random Plans with per-sample programs (B <= 3, odd sizes <= 13) cover every op, both value
+domains, nearest/bilinear geometry with and without fill and clamp, perspective rows, 1 and 2 stages
+(SHARPNESS in the second), uint8/float16/bfloat16/float32/float64 inputs in contiguous, channels-last
+and strided layouts, 1/3/4/5 channels (5: the runtime channel loop) and uint8/float outputs. The
+``gpu``-marked tests run the same comparisons natively on CUDA, plus a CUDA-graph capture.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (the kernels pick the mode per call)
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+pytest.importorskip("triton")
+
+from random_plans import layouts, random_plan  # noqa: E402
+
+from fastaug import engine  # noqa: E402
+from fastaug.kernels import reference  # noqa: E402
+from fastaug.plan import NUM_PARAMS, Op, Plan, Stage  # noqa: E402
+
+F16_RTOL = 2.0**-10  # one float16 rounding step
+BF16_RTOL = 2.0**-7
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _input(dtype: torch.dtype, b: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
+    return torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(dtype)
+
+
+def assert_matches(got: torch.Tensor, ref: torch.Tensor, normalized: bool) -> None:
+    """Float outputs: atol 1e-5 (1e-4 after normalize; +1 rounding step of float16/bfloat16); uint8: at
+    most 1 LSB off and at least 99% exact."""
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    assert got.stride() == ref.stride()
+    if ref.dtype == torch.uint8:
+        diff = (got.int() - ref.int()).abs()
+        assert diff.max().item() <= 1, f"uint8 max diff {diff.max().item()}"
+        assert (diff == 0).double().mean().item() >= 0.99
+        return
+    atol = 1e-4 if normalized else 1e-5
+    rtol = {torch.float16: F16_RTOL, torch.bfloat16: BF16_RTOL}.get(ref.dtype, 0.0)
+    torch.testing.assert_close(got.double(), ref.double(), atol=atol, rtol=rtol)
+
+
+def _set_geometry(plan: Plan, kind: str | None, clamp: bool, fill: bool, seed: int) -> None:
+    geo = plan.stages[0].geometry
+    if geo is None:
+        return
+    geo.bilinear = kind == "bilinear"
+    geo.clamp = clamp
+    if not fill:
+        geo.fill = None
+    elif geo.fill is None:
+        b, c = plan.stages[0].program.shape[0], plan.channels
+        g = torch.Generator().manual_seed(seed)
+        geo.fill = torch.rand(b, c, generator=g) * (255.0 if geo.quantize else 1.0)
+        if geo.quantize:
+            geo.fill = geo.fill.round()
+
+
+def compare(x: torch.Tensor, plan: Plan, normalized: bool) -> None:
+    ref = engine.execute(plan, x, backend="torch")
+    got = engine.execute(plan, x, backend="triton")
+    assert_matches(got, ref, normalized)
+
+
+# (seed, dtype, C, layout, stages, geometry, clamp, fill, out dtype, normalize, H, W)
+CASES = [
+    (0, torch.uint8, 3, "contiguous", 1, "bilinear", False, True, torch.float32, True, 11, 13),
+    (1, torch.uint8, 3, "channels_last", 1, "nearest", False, True, torch.uint8, False, 9, 7),
+    (2, torch.uint8, 3, "strided", 2, "bilinear", True, False, torch.float16, True, 7, 11),
+    (3, torch.float32, 3, "contiguous", 1, "nearest", True, False, torch.float32, False, 13, 9),
+    (4, torch.float32, 1, "strided", 2, None, False, False, torch.float32, False, 9, 9),
+    (5, torch.float16, 4, "strided", 1, "bilinear", False, True, torch.float32, True, 7, 9),
+    (6, torch.uint8, 4, "channels_last", 2, "nearest", True, True, torch.uint8, False, 11, 9),
+    (7, torch.uint8, 1, "strided", 1, "bilinear", True, True, torch.uint8, False, 9, 13),
+    (9, torch.bfloat16, 3, "channels_last", 1, "bilinear", False, False, torch.float32, False, 9, 11),
+    (10, torch.float64, 3, "contiguous", 1, "nearest", False, True, torch.float32, True, 7, 7),
+    (11, torch.uint8, 5, "contiguous", 1, "bilinear", False, True, torch.float16, False, 9, 11),
+    (12, torch.float32, 5, "channels_last", 2, None, False, False, torch.float32, True, 7, 9),
+    (14, torch.uint8, 3, "contiguous", 2, "bilinear", False, True, torch.uint8, False, 13, 11),
+    (15, torch.float16, 3, "channels_last", 2, "bilinear", True, False, torch.float16, True, 11, 9),
+]
+
+
+@pytest.mark.usefixtures("interpret")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"s{c[0]}-{str(c[1])[6:]}-c{c[2]}-{c[3]}-{c[4]}st-{c[5]}")
+def test_random_plans(case):
+    seed, dtype, c, layout, stages, geo, clamp, fill, out_dtype, normalize, h, w = case
+    x = layouts(_input(dtype, 3, c, h, w, seed))[layout]
+    plan = random_plan(x, seed, geometry=geo is not None, stages=stages, out_dtype=out_dtype, normalize=normalize)
+    _set_geometry(plan, geo, clamp, fill, seed)
+    compare(x, plan, normalize)
+
+
+@pytest.mark.usefixtures("interpret")
+def test_uint8_to_float_inside_stage():
+    """A uint8-domain chain switching to the float domain mid-program (TO_FLOAT), 2 stages."""
+    x = _input(torch.uint8, 3, 3, 9, 11, 8)
+    plan = random_plan(x, 8, stages=2, out_dtype=torch.float32, to_float_at=1)
+    compare(x, plan, True)
+
+
+@pytest.mark.usefixtures("interpret")
+def test_any_code_at_any_position():
+    """``slot_codes=None``: every op code may occur everywhere (the generic specialisation)."""
+    x = layouts(_input(torch.uint8, 3, 3, 9, 9, 13))["strided"]
+    plan = random_plan(x, 13, out_dtype=torch.uint8, normalize=False)
+    plan.stages[0].slot_codes = None
+    plan.stages[0].stat_slots = tuple(range(plan.stages[0].program.shape[1]))
+    compare(x, plan, False)
+
+
+def _op_plan(x: torch.Tensor, op: Op, seed: int) -> Plan:
+    """Sample 0 runs ``op`` at k=0 in the uint8 domain; sample 1 converts to float then runs it at k=1."""
+    plan = random_plan(x, seed, geometry=False, stages=1, ops_per_stage=2, out_dtype=torch.float32,
+                       normalize=False, rects=0)
+    st = plan.stages[0]
+    g = torch.Generator().manual_seed(seed)
+    prog = torch.tensor([[int(op), int(Op.IDENTITY)], [int(Op.TO_FLOAT), int(op)]], dtype=torch.int32)
+    params = torch.zeros(2, 2, NUM_PARAMS)
+    params[0, :, 3] = 1.0
+    params[1, 0, 3] = 1.0
+    for b, k, u8 in ((0, 0, True), (1, 1, False)):
+        u = float(torch.rand((), generator=g))
+        bound = 255.0 if u8 else 1.0
+        params[b, k, :3] = torch.tensor({
+            Op.BRIGHTNESS: [2 * u, 0, 0], Op.CONTRAST: [2 * u, 0, 0], Op.SATURATION: [2 * u, 0, 0],
+            Op.SHARPNESS: [2 * u, 0, 0], Op.HUE: [u - 0.5, 0, 0], Op.GAMMA: [0.5 + 1.5 * u, 1.2, 0],
+            Op.POSTERIZE: [float(1 + int(u * 7)), 0, 0], Op.SOLARIZE: [round(u * bound) if u8 else u, 0, 0],
+        }.get(op, [0.0, 0.0, 0.0]))
+    st.program, st.params = prog, params
+    st.slot_codes = ((int(op), int(Op.TO_FLOAT)), (int(Op.IDENTITY), int(op)))
+    st.stat_slots = (0, 1) if op in (Op.CONTRAST, Op.AUTOCONTRAST, Op.EQUALIZE) else ()
+    plan.epilogue.out_scale = 1.0
+    return plan
+
+
+@pytest.mark.usefixtures("interpret")
+@pytest.mark.parametrize("op", [o for o in Op if o != Op.SHARPNESS], ids=lambda o: o.name)
+def test_each_op_both_domains(op):
+    c = 3 if op in (Op.SATURATION, Op.HUE, Op.GRAYSCALE, Op.CONTRAST) else 4
+    x = _input(torch.uint8, 2, c, 7, 9, int(op))
+    plan = _op_plan(x, op, int(op))
+    ref = engine.execute(plan, x, backend="torch")
+    got = engine.execute(plan, x, backend="triton")
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.usefixtures("interpret")
+@pytest.mark.parametrize("hw", [(2, 9), (7, 9)])
+def test_sharpness_both_domains(hw):
+    """SHARPNESS at k=0 of a stage without geometry (uint8 and float domain samples; H <= 2: unchanged)."""
+    x = (_input(torch.float32, 2, 3, *hw, 21) * 255.0).round()
+    plan = random_plan(x, 21, geometry=False, ops_per_stage=1, normalize=False, rects=0)
+    st = plan.stages[0]
+    st.program = torch.full((2, 1), int(Op.SHARPNESS), dtype=torch.int32)
+    st.params = torch.tensor([[[0.3, 0, 0, 1.0]], [[1.7, 0, 0, 0.0]]])
+    st.in_scale = 1.0
+    st.slot_codes = ((int(Op.SHARPNESS),),)
+    x[1] /= 255.0  # sample 1 lives in the float domain
+    compare(x, plan, False)
+
+
+@pytest.mark.usefixtures("interpret")
+@pytest.mark.parametrize("seed,dtype,c", [(30, torch.uint8, 3), (31, torch.float32, 5)])
+def test_reduce_fields(seed, dtype, c):
+    """``reduce`` against the reference field by field, at every statistics slot (geometry stage)."""
+    from fastaug.kernels import triton as tb
+
+    x = layouts(_input(dtype, 3, c, 9, 11, seed))["channels_last"]
+    plan = random_plan(x, seed, ops_per_stage=3)
+    st = plan.stages[0]
+    st.slot_codes = None
+    stats, luts = engine.run_stage_stats(reference, x, st, c)
+    for k in range(st.program.shape[1]):
+        want = reference.reduce(x, st, stats, luts, k)
+        got = tb.reduce(x, st, stats, luts, k)
+        for f in dataclasses.fields(want):
+            a, b = getattr(got, f.name), getattr(want, f.name)
+            assert a.dtype == b.dtype and a.shape == b.shape, f.name
+            torch.testing.assert_close(a, b, atol=1e-9 if f.name == "gray_sum" else 0, rtol=1e-12, msg=f.name)
+
+
+@pytest.mark.usefixtures("interpret")
+def test_apply_writes_through_out_strides():
+    """``out`` with arbitrary strides (a channel-reversed, column-strided view of a larger buffer)."""
+    from fastaug.kernels import triton as tb
+
+    x = _input(torch.uint8, 2, 3, 7, 9, 40)
+    plan = random_plan(x, 40, out_dtype=torch.float32, normalize=True)
+    st, ep = plan.stages[0], plan.epilogue
+    stats, luts = engine.run_stage_stats(reference, x, st, 3)
+    ho, wo = plan.out_size
+    want = torch.empty(2, 3, ho, wo)
+    reference.apply(x, st, stats, luts, ep, want)
+    big = torch.full((2, ho, 2 * wo, 3), -7.0)
+    out = big.permute(0, 3, 1, 2)[..., ::2]  # strides (6*ho*wo, 1, 6*wo, 6)
+    tb.apply(x, st, stats, luts, ep, out)
+    torch.testing.assert_close(out, want, atol=1e-4, rtol=0)
+    assert (big[:, :, 1::2] == -7.0).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# native CUDA runs
+# ------------------------------------------------------------------------------------------------
+
+
+def plan_to(plan: Plan, device: torch.device) -> Plan:
+    """A copy of ``plan`` with every tensor moved to ``device``."""
+
+    def move(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.to(device)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.replace(obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
+        if isinstance(obj, list):
+            return [move(o) for o in obj]
+        return obj
+
+    return move(plan)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"s{c[0]}")
+def test_random_plans_cuda(case, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    seed, dtype, c, layout, stages, geo, clamp, fill, out_dtype, normalize, h, w = case
+    x = _input(dtype, 4, c, 8 * h + 1, 8 * w + 3, seed).cuda()
+    if layout == "strided":
+        wide = torch.zeros(x.shape[:3] + (2 * x.shape[3],), dtype=x.dtype, device=x.device)
+        wide[..., ::2] = x
+        x = wide[..., ::2]
+    elif layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    plan = random_plan(x.cpu(), seed, geometry=geo is not None, stages=stages, out_dtype=out_dtype,
+                       normalize=normalize)
+    _set_geometry(plan, geo, clamp, fill, seed)
+    compare(x, plan_to(plan, x.device), normalize)
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_graph_capture(monkeypatch):
+    """apply/reduce never synchronise: a whole Plan (statistics included) replays from a CUDA graph."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = _input(torch.uint8, 4, 3, 61, 75, 50).cuda()
+    plan = plan_to(random_plan(x.cpu(), 50, stages=2, out_dtype=torch.float16), x.device)
+    plan.stages[0].slot_codes = None
+    want = engine.execute(plan, x, backend="torch")
+    engine.execute(plan, x, backend="triton")  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        got = engine.execute(plan, x, backend="triton")
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_matches(got, want, True)
