@@ -20,11 +20,11 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
+from fastaug.kernels import reference  # noqa: E402
 from random_plans import layouts, random_plan  # noqa: E402
 
 from fastaug import engine  # noqa: E402
-from fastaug.kernels import reference  # noqa: E402
-from fastaug.plan import NUM_PARAMS, Op, Plan, Stage  # noqa: E402
+from fastaug.plan import NUM_PARAMS, Op, Plan  # noqa: E402
 
 F16_RTOL = 2.0**-10  # one float16 rounding step
 BF16_RTOL = 2.0**-7
