@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (the kernels pick the mode per call)
+# Triton's own jit helpers are built for the interpreter only if TRITON_INTERPRET=1 when triton is first
+# imported; set it before that import, then put the environment back (the fixture below sets it for
+# each test, the kernels pick interpreted or compiled copies per call).
+_PREVIOUS = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
 
 import dataclasses  # noqa: E402
 
@@ -26,13 +30,20 @@ from random_plans import layouts, random_plan  # noqa: E402
 from fastaug import engine  # noqa: E402
 from fastaug.plan import NUM_PARAMS, Op, Plan  # noqa: E402
 
+if _PREVIOUS is None:
+    del os.environ["TRITON_INTERPRET"]
+else:
+    os.environ["TRITON_INTERPRET"] = _PREVIOUS
+
+
+@pytest.fixture(autouse=True)
+def interpret(monkeypatch):
+    """Run the Triton kernels in the CPU interpreter (the ``gpu`` tests switch it off again)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
 F16_RTOL = 2.0**-10  # one float16 rounding step
 BF16_RTOL = 2.0**-7
-
-
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 def _input(dtype: torch.dtype, b: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -58,6 +69,8 @@ def assert_matches(got: torch.Tensor, ref: torch.Tensor, normalized: bool) -> No
 
 
 def _set_geometry(plan: Plan, kind: str | None, clamp: bool, fill: bool, seed: int) -> None:
+    """Force the geometry's kind, clamp and fill; odd seeds get a fractional window inside the frame;
+    sample 0's matrix is scaled by 2 (same mapping, divisor 2: the perspective path)."""
     geo = plan.stages[0].geometry
     if geo is None:
         return
@@ -71,6 +84,11 @@ def _set_geometry(plan: Plan, kind: str | None, clamp: bool, fill: bool, seed: i
         geo.fill = torch.rand(b, c, generator=g) * (255.0 if geo.quantize else 1.0)
         if geo.quantize:
             geo.fill = geo.fill.round()
+    if seed % 2:
+        w_hi, h_hi = geo.window[:, 2].clone(), geo.window[:, 3].clone()
+        geo.window = torch.stack([torch.full_like(w_hi, 0.7), torch.ones_like(w_hi), w_hi - 1.5, h_hi - 1.0], 1)
+    geo.matrix = geo.matrix.clone()
+    geo.matrix[0] *= 2.0
 
 
 def compare(x: torch.Tensor, plan: Plan, normalized: bool) -> None:
@@ -98,17 +116,17 @@ CASES = [
 ]
 
 
-@pytest.mark.usefixtures("interpret")
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"s{c[0]}-{str(c[1])[6:]}-c{c[2]}-{c[3]}-{c[4]}st-{c[5]}")
 def test_random_plans(case):
     seed, dtype, c, layout, stages, geo, clamp, fill, out_dtype, normalize, h, w = case
     x = layouts(_input(dtype, 3, c, h, w, seed))[layout]
     plan = random_plan(x, seed, geometry=geo is not None, stages=stages, out_dtype=out_dtype, normalize=normalize)
     _set_geometry(plan, geo, clamp, fill, seed)
+    if stages == 2:  # integer-valued uint8-domain values stay integers (no ties for rint/floor to split)
+        plan.stages[1].in_scale = 2.0 if dtype == torch.uint8 else 0.5
     compare(x, plan, normalize)
 
 
-@pytest.mark.usefixtures("interpret")
 def test_uint8_to_float_inside_stage():
     """A uint8-domain chain switching to the float domain mid-program (TO_FLOAT), 2 stages."""
     x = _input(torch.uint8, 3, 3, 9, 11, 8)
@@ -116,13 +134,30 @@ def test_uint8_to_float_inside_stage():
     compare(x, plan, True)
 
 
-@pytest.mark.usefixtures("interpret")
 def test_any_code_at_any_position():
     """``slot_codes=None``: every op code may occur everywhere (the generic specialisation)."""
     x = layouts(_input(torch.uint8, 3, 3, 9, 9, 13))["strided"]
     plan = random_plan(x, 13, out_dtype=torch.uint8, normalize=False)
     plan.stages[0].slot_codes = None
     plan.stages[0].stat_slots = tuple(range(plan.stages[0].program.shape[1]))
+    compare(x, plan, False)
+
+
+@pytest.mark.parametrize("bilinear", [False, True])
+def test_round_half_to_even(bilinear):
+    """Ties round to even: nearest taps at exact half-pixel shifts, quantized bilinear midpoints and the
+    uint8 cast of rect values k + 0.5."""
+    x = _input(torch.uint8, 2, 3, 7, 9, 60)
+    plan = random_plan(x, 60, out_dtype=torch.uint8, normalize=False, rects=2)
+    st, ep = plan.stages[0], plan.epilogue
+    st.out_size = plan.out_size = (7, 9)
+    st.geometry.matrix = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]]).repeat(2, 1, 1)
+    st.geometry.bilinear, st.geometry.clamp, st.geometry.fill = bilinear, False, None
+    st.program.zero_()
+    st.stat_slots = ()
+    ep.rects = torch.tensor([[0, 0, 3, 3], [4, 2, 9, 7]], dtype=torch.int32).repeat(2, 1, 1)
+    ep.rect_phase = torch.ones(2, 2, dtype=torch.int32)
+    ep.rect_values = torch.tensor([2.5, 3.5, 254.5]).repeat(2, 2, 1)
     compare(x, plan, False)
 
 
@@ -151,7 +186,6 @@ def _op_plan(x: torch.Tensor, op: Op, seed: int) -> Plan:
     return plan
 
 
-@pytest.mark.usefixtures("interpret")
 @pytest.mark.parametrize("op", [o for o in Op if o != Op.SHARPNESS], ids=lambda o: o.name)
 def test_each_op_both_domains(op):
     c = 3 if op in (Op.SATURATION, Op.HUE, Op.GRAYSCALE, Op.CONTRAST) else 4
@@ -162,7 +196,6 @@ def test_each_op_both_domains(op):
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
 
 
-@pytest.mark.usefixtures("interpret")
 @pytest.mark.parametrize("hw", [(2, 9), (7, 9)])
 def test_sharpness_both_domains(hw):
     """SHARPNESS at k=0 of a stage without geometry (uint8 and float domain samples; H <= 2: unchanged)."""
@@ -177,7 +210,6 @@ def test_sharpness_both_domains(hw):
     compare(x, plan, False)
 
 
-@pytest.mark.usefixtures("interpret")
 @pytest.mark.parametrize("seed,dtype,c", [(30, torch.uint8, 3), (31, torch.float32, 5)])
 def test_reduce_fields(seed, dtype, c):
     """``reduce`` against the reference field by field, at every statistics slot (geometry stage)."""
@@ -197,7 +229,6 @@ def test_reduce_fields(seed, dtype, c):
             torch.testing.assert_close(a, b, atol=1e-9 if f.name == "gray_sum" else 0, rtol=1e-12, msg=f.name)
 
 
-@pytest.mark.usefixtures("interpret")
 def test_apply_writes_through_out_strides():
     """``out`` with arbitrary strides (a channel-reversed, column-strided view of a larger buffer)."""
     from fastaug.kernels import triton as tb
@@ -214,6 +245,15 @@ def test_apply_writes_through_out_strides():
     tb.apply(x, st, stats, luts, ep, out)
     torch.testing.assert_close(out, want, atol=1e-4, rtol=0)
     assert (big[:, :, 1::2] == -7.0).all()
+
+
+@pytest.mark.parametrize("c,oc", [(4, 3), (3, 2)])
+def test_fewer_output_channels(c, oc):
+    """``out_channels < C``: RGBA -> RGB with a per-channel program, and RGB-mixing programs keeping 2."""
+    x = _input(torch.uint8, 3, c, 9, 7, 70 + c)
+    plan = random_plan(x, 70 + c, out_dtype=torch.float16, normalize=True)
+    plan.epilogue.out_channels = oc
+    compare(x, plan, True)
 
 
 # ------------------------------------------------------------------------------------------------

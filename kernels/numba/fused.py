@@ -1,27 +1,47 @@
 """Numba kernels of the CPU backend: one fused pass per stage, row by row.
 
-Work is split into tasks of (sample, block of output rows), sample index fastest, so that a static
-split of the task range gives every thread rows of every sample. A task owns a row buffer ``buf``
-([C * Wo], planar) of working values; each output row is produced in three steps:
+The work of a stage is a range of tasks ``t`` = (row block, sample), sample index fastest;
+:func:`run_tasks` runs a contiguous range of them (serial, ``nogil``) and the host runs one range per
+thread (``numba.get_num_threads()`` Python threads), so thread j gets row block j of every sample.
+Not ``prange``: numba's parfor lowering re-links and re-optimises the whole kernel, which measured
+~2x the cold compile time (30 s vs 17 s CPU) for the same static split. Kernels are compiled without
+NRT (``_nrt=False``): no atomic reference counting on arrays shared by all threads, no allocation
+(per-thread scratch comes from the host, :func:`scratch`).
 
-1. fill: read the stage input (plain, SHARPNESS-at-k=0 3x3, nearest or bilinear resampling); the
-   geometry of a pixel is computed once and all its channels are read in one place;
-2. ops: the sample's program, one tight (vectorisable) loop over the row per op, so dispatching on
-   the op code costs one branch per row and op, not per pixel;
-3. epilogue and store through the output strides (``apply``), or statistics (``reduce``).
+Each output row is produced in a row buffer ``buf`` ([C, Wo] working values):
 
-Arrays are passed as 1-D views of the tensors' memory plus element strides, so contiguous,
-channels-last and strided tensors share one compiled signature. Working values have the dtype ``F``
-of the tables (float32, or float64 for float64 input like the reference); every float constant comes
-from the ``cst`` table (see :func:`constants`) so that no arithmetic silently widens to float64.
+1. fill: the stage input, plain, 3x3 SHARPNESS at k = 0, or resampled in three steps: the
+   geometry of the row (coordinates, tap offsets, masked weights: one vectorisable loop,
+   :func:`_coords_row`), the gather of all channels' taps of each pixel in one place (uint8 taps
+   packed four to a uint32), and the blend (vectorisable);
+2. ops: the sample's program, one tight loop over the row per op, so the op-code dispatch costs
+   one branch per (row, op) instead of one per pixel, and the loops vectorise;
+3. epilogue and store through the output strides (apply), or statistics (reduce).
+
+Tensors are passed as 1-D views of their memory plus element strides, so contiguous, channels-last
+and strided tensors share one compiled signature; uint8 and float sources and outputs come in
+separate typed slots (the unused one empty) so that apply and reduce, for every input / output
+dtype, are one compilation per working dtype ``F`` (float32, or float64 for float64 input, as the
+reference computes). Every float constant comes from the ``cst`` table (:func:`constants`) so that
+no arithmetic silently widens to float64, and the reference's float32 operation order is kept
+(no FMA contraction, no reassociation): results are bit-exact except where torch itself rounds
+differently (GAMMA: torch's vectorised pow vs libm powf, up to 1 ulp).
+
+Indexing: loops index ``buf`` with range variables (provably non-negative) and computed offsets into
+the flat tensors are cast to uint64, so numba emits no negative-index wraparound code and LLVM can
+vectorise the row loops.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-jit = njit(cache=True, error_model="numpy")
+U = np.uint64  # offsets into the flat tensors (non-negative: no wraparound code)
+
+# No NRT: no reference counting (atomic increments shared by all threads) on array arguments and
+# views; the kernels allocate nothing (scratch comes from the host).
+jit = njit(cache=True, error_model="numpy", _nrt=False)
 
 # Op codes (mirror fastaug.plan.Op; module-level ints are compile-time constants for numba).
 IDENTITY = 0
@@ -41,19 +61,30 @@ TO_FLOAT = 13
 TO_UINT8 = 14
 
 # Indices into the constants table.
-ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5 = range(15)
+ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5, INF, THREE, FIVE = range(18)
 
-# Indices of the float scalars (F array) and of the int flags (int64 array ``iv``).
+# Indices of the float scalars (F array ``fs``) and of the int flags (int64 array ``iv``).
 S_IN, S_OUT, S_WM1, S_HM1 = range(4)  # in_scale, out_scale, W - 1, H - 1
 I_GEO, I_CLAMP, I_FILL, I_QUANT = range(4)  # geometry: mode (0 none, 1 nearest, 2 bilinear) and flags
 I_CO, I_INT, I_NORM, I_RECTS = range(4, 8)  # epilogue: out_channels, uint8 output, normalize, rects
-I_REDUCE, I_SRC8, I_KIND = range(8, 11)  # statistics pass, uint8 source, out array (0 u8, 1 f32, 2 f64)
+I_REDUCE, I_SRC8, I_ROWS = range(8, 11)  # statistics pass (1: gray sum, 2: min/max/hist, 3: both), ...
 NUM_FLAGS = 11
+
+
+def scratch(C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool) -> tuple[np.ndarray, ...]:
+    """Per-thread scratch arrays of :func:`run_tasks`: buf, wt, ms, ofs, packed, tapsf."""
+    packed = np.empty((C if bilinear and from_u8 else 0, Wo), dtype=np.uint32)
+    tapsf = np.empty((C if bilinear and not from_u8 else 0, 4 * Wo), dtype=dtype)
+    return (
+        np.empty((C, Wo), dtype=dtype), np.empty((4, Wo), dtype=dtype), np.empty(Wo, dtype=dtype),
+        np.empty((4, Wo), dtype=np.int32), packed, tapsf,
+    )  # fmt: skip
 
 
 def constants(dtype: type) -> np.ndarray:
     """The float constants of the kernels in the working dtype (as torch casts python scalars)."""
     vals = [0.0, 1.0, 0.5, 255.0, 1.0 / 255.0, 255.999, 0.2989, 0.587, 0.114, 2.0, 4.0, 6.0, 8.0, 1.0 / 13.0, 5.0 / 13.0]
+    vals += [np.inf, 3.0, 5.0]
     return np.array(vals, dtype=dtype)
 
 
@@ -68,21 +99,27 @@ def _read_row(src, base, sc, sx, C, W, scale, buf):
         for x in range(W):
             o = base + x * sx
             for c in range(C):
-                buf[c * W + x] = src[o + c] * scale
+                buf[c, x] = src[U(o + c)] * scale
+    elif sx == 1:  # unit stride: vectorisable
+        for c in range(C):
+            o = base + c * sc
+            for x in range(W):
+                buf[c, x] = src[U(o + x)] * scale
     else:
         for c in range(C):
             o = base + c * sc
-            r = c * W
             for x in range(W):
-                buf[r + x] = src[o + x * sx] * scale
+                buf[c, x] = src[U(o + x * sx)] * scale
 
 
 @jit
 def _sharpen_row(src, base, sy, sc, sx, C, W, scale, a, q, cst, buf):
     """SHARPNESS of an interior row (0 < i < H-1, H, W > 2) from the 3x3 neighbourhood of the input.
 
-    The blur is torch's conv2d: an FMA chain over the taps in raster order, emulated exactly for
-    float32 by accumulating each step in float64 and rounding it to ``F`` through ``buf``.
+    The blur mimics the reference's conv2d on CPU (oneDNN: an FMA chain over the taps in raster order):
+    each step is computed in float64 and rounded to ``F`` through ``buf``. uint8-domain results do
+    not depend on it (``rint`` of n/13 is never a tie); float-domain results may differ by an ulp
+    where torch sums differently.
     """
     zero = cst[ZERO]
     w1 = np.float64(cst[W1])
@@ -91,151 +128,197 @@ def _sharpen_row(src, base, sy, sc, sx, C, W, scale, a, q, cst, buf):
     bound = cst[B255] if q else cst[ONE]
     for c in range(C):
         o = base + c * sc
-        r = c * W
-        buf[r] = src[o] * scale
-        buf[r + W - 1] = src[o + (W - 1) * sx] * scale
+        buf[c, 0] = src[U(o)] * scale
+        buf[c, W - 1] = src[U(o + (W - 1) * sx)] * scale
         for x in range(1, W - 1):
             p = o + x * sx
             acc = 0.0
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
                     wt = w5 if (dy == 0 and dx == 0) else w1
-                    buf[r + x] = wt * np.float64(src[p + dy * sy + dx * sx] * scale) + acc
-                    acc = np.float64(buf[r + x])
-            buf[r + x] = acc
-            blur = buf[r + x]
-            v = src[p] * scale
+                    buf[c, x] = wt * np.float64(src[U(p + dy * sy + dx * sx)] * scale) + acc
+                    acc = np.float64(buf[c, x])
+            blur = buf[c, x]
+            v = src[U(p)] * scale
             if q:
                 blur = np.rint(blur)
             v = min(max(v + oma * (blur - v), zero), bound)
-            buf[r + x] = np.floor(v) if q else v
+            buf[c, x] = np.floor(v) if q else v
 
 
 @jit
-def _nearest_row(src, sbase, sy, sc, sx, C, fs, iv, m, win, fill, xs, yi, Wo, cst, buf):
-    """Nearest resampling of one output row (round half to even)."""
-    zero = cst[ZERO]
-    scale = fs[S_IN]
-    wm1 = fs[S_WM1]
-    hm1 = fs[S_HM1]
-    clamp = iv[I_CLAMP] != 0
-    has_fill = iv[I_FILL] != 0
-    quant = iv[I_QUANT] != 0
-    xlo, ylo, xhi, yhi = win[0], win[1], win[2], win[3]
-    t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
-    for j in range(Wo):
-        xj = xs[j]
-        wh = (m[6] * xj + t2) + m[8]
-        X = ((m[0] * xj + t0) + m[2]) / wh
-        Y = ((m[3] * xj + t1) + m[5]) / wh
-        if clamp:
-            X = min(max(X, xlo), xhi)
-            Y = min(max(Y, ylo), yhi)
-        u = np.rint(X)
-        t = np.rint(Y)
-        ok = u >= zero and u <= wm1 and t >= zero and t <= hm1
-        if not clamp:
-            ok = ok and u >= xlo and u <= xhi and t >= ylo and t <= yhi
-        if ok:
-            o = sbase + int(t) * sy + int(u) * sx
-            for c in range(C):
-                val = src[o + c * sc] * scale
-                buf[c * Wo + j] = np.rint(val) if quant else val
-        else:
-            for c in range(C):
-                val = fill[c] if has_fill else zero
-                buf[c * Wo + j] = np.rint(val) if quant else val
+def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
+    """Geometry of one output row: the input-independent half of resampling, branch-free loops.
 
-
-@jit
-def _bilinear_row(src, sbase, sy, sc, sx, C, fs, iv, m, win, fill, xs, yi, Wo, cst, buf):
-    """Bilinear resampling of one output row: taps summed in the reference's order."""
+    Offsets are int32 within the sample (the host checks that a sample spans < 2**31 elements).
+    Nearest: ``ofs[0]`` = offset (within the sample) of tap (u, v) clamped into the frame, ``ms`` =
+    1 if the tap is valid else 0. Bilinear: ``ofs[0..3]`` = offsets of taps (u0,v0), (u1,v0),
+    (u0,v1), (u1,v1) clamped into the frame, ``wt[0..3]`` = their weights, zero where the tap is
+    invalid, ``ms`` = the weights' sum in the reference's order. Gathering clamped taps times zero
+    weights is what the reference does; NaN coordinates give offset 0 and weight 0, so reads stay in
+    bounds. Unused clamp / window bounds are +-inf, and X / W' is exact for affine rows (W' == 1),
+    so the flags cost no branches.
+    """
     zero = cst[ZERO]
     one = cst[ONE]
-    scale = fs[S_IN]
     wm1 = fs[S_WM1]
     hm1 = fs[S_HM1]
-    clamp = iv[I_CLAMP] != 0
+    inf = cst[INF]
+    if iv[I_CLAMP] != 0:  # clamp the coordinates; validity = the frame only
+        cxl, cyl, cxh, cyh = win[0], win[1], win[2], win[3]
+        vxl, vyl, vxh, vyh = -inf, -inf, inf, inf
+    else:  # validity = the frame and the window
+        cxl, cyl, cxh, cyh = -inf, -inf, inf, inf
+        vxl, vyl, vxh, vyh = win[0], win[1], win[2], win[3]
+    # frame and window as one interval per axis
+    vxl = max(vxl, zero)
+    vyl = max(vyl, zero)
+    vxh = min(vxh, wm1)
+    vyh = min(vyh, hm1)
+    t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
+    if iv[I_GEO] == 2:
+        for j in range(Wo):
+            xj = xs[j]
+            wh = (m[6] * xj + t2) + m[8]
+            X = min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh)
+            Y = min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh)
+            u0 = np.floor(X)
+            v0 = np.floor(Y)
+            fx = X - u0
+            fy = Y - v0
+            gx = one - fx
+            gy = one - fy
+            u1 = u0 + one
+            v1 = v0 + one
+            ku0 = (u0 >= vxl) & (u0 <= vxh)
+            ku1 = (u1 >= vxl) & (u1 <= vxh)
+            kv0 = (v0 >= vyl) & (v0 <= vyh)
+            kv1 = (v1 >= vyl) & (v1 <= vyh)
+            w00 = gx * gy if ku0 & kv0 else zero
+            w10 = fx * gy if ku1 & kv0 else zero
+            w01 = gx * fy if ku0 & kv1 else zero
+            w11 = fx * fy if ku1 & kv1 else zero
+            wt[0, j] = w00
+            wt[1, j] = w10
+            wt[2, j] = w01
+            wt[3, j] = w11
+            ms[j] = ((w00 + w10) + w01) + w11
+            u0 = u0 if u0 >= zero else zero
+            u1 = u1 if u1 >= zero else zero
+            v0 = v0 if v0 >= zero else zero
+            v1 = v1 if v1 >= zero else zero
+            x0 = np.int32(u0 if u0 <= wm1 else wm1) * sx
+            x1 = np.int32(u1 if u1 <= wm1 else wm1) * sx
+            y0 = np.int32(v0 if v0 <= hm1 else hm1) * sy
+            y1 = np.int32(v1 if v1 <= hm1 else hm1) * sy
+            ofs[0, j] = np.int32(y0 + x0)
+            ofs[1, j] = np.int32(y0 + x1)
+            ofs[2, j] = np.int32(y1 + x0)
+            ofs[3, j] = np.int32(y1 + x1)
+    else:
+        for j in range(Wo):
+            xj = xs[j]
+            wh = (m[6] * xj + t2) + m[8]
+            u = np.rint(min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh))
+            v = np.rint(min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh))
+            ok = (u >= vxl) & (u <= vxh) & (v >= vyl) & (v <= vyh)
+            ms[j] = one if ok else zero
+            u = u if u >= zero else zero
+            v = v if v >= zero else zero
+            ofs[0, j] = np.int32(np.int32(v if v <= hm1 else hm1) * sy + np.int32(u if u <= wm1 else wm1) * sx)
+
+
+@jit
+def _gather_nearest(src, sbase, sc, C, Wo, scale, ofs, buf):
+    """Nearest tap values ``src * scale`` of one output row into ``buf``."""
+    for j in range(Wo):
+        o = sbase + ofs[0, j]
+        for c in range(C):
+            buf[c, j] = src[U(o + c * sc)] * scale
+
+
+@jit
+def _gather_bilinear(src, sbase, sc, C, Wo, ofs, taps):
+    """Raw bilinear taps of one output row: ``taps[c, 4 * j + t]`` = tap t of pixel j."""
+    for j in range(Wo):
+        o0 = sbase + ofs[0, j]
+        o1 = sbase + ofs[1, j]
+        o2 = sbase + ofs[2, j]
+        o3 = sbase + ofs[3, j]
+        for c in range(C):
+            cc = c * sc
+            taps[c, 4 * j] = src[U(o0 + cc)]
+            taps[c, 4 * j + 1] = src[U(o1 + cc)]
+            taps[c, 4 * j + 2] = src[U(o2 + cc)]
+            taps[c, 4 * j + 3] = src[U(o3 + cc)]
+
+
+@jit
+def _gather_bilinear_u8(src, sbase, sc, C, Wo, ofs, packed):
+    """uint8 bilinear taps packed 4 to a uint32 (one store per channel and pixel), tap t in bits
+    ``8t..8t+7`` (see :func:`_blend_bilinear_u8`)."""
+    for j in range(Wo):
+        o0 = sbase + ofs[0, j]
+        o1 = sbase + ofs[1, j]
+        o2 = sbase + ofs[2, j]
+        o3 = sbase + ofs[3, j]
+        for c in range(C):
+            cc = c * sc
+            packed[c, j] = (
+                np.uint32(src[U(o0 + cc)])
+                | (np.uint32(src[U(o1 + cc)]) << np.uint32(8))
+                | (np.uint32(src[U(o2 + cc)]) << np.uint32(16))
+                | (np.uint32(src[U(o3 + cc)]) << np.uint32(24))
+            )
+
+
+@jit
+def _blend_bilinear_u8(iv, fill, C, Wo, scale, wt, ms, packed, buf):
+    """Bilinear values from packed uint8 taps (one vectorisable pass): ``S`` = weighted taps summed
+    in the reference's order (a tap's value is ``tap * scale``), fill ``(S - f) * m + f``, then
+    ``rint`` if quantize."""
     has_fill = iv[I_FILL] != 0
     quant = iv[I_QUANT] != 0
-    xlo, ylo, xhi, yhi = win[0], win[1], win[2], win[3]
-    t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
-    for j in range(Wo):
-        xj = xs[j]
-        wh = (m[6] * xj + t2) + m[8]
-        X = ((m[0] * xj + t0) + m[2]) / wh
-        Y = ((m[3] * xj + t1) + m[5]) / wh
-        if clamp:
-            X = min(max(X, xlo), xhi)
-            Y = min(max(Y, ylo), yhi)
-        u0 = np.floor(X)
-        v0 = np.floor(Y)
-        fx = X - u0
-        fy = Y - v0
-        gx = one - fx
-        gy = one - fy
-        w00 = gx * gy
-        w10 = fx * gy
-        w01 = gx * fy
-        w11 = fx * fy
-        u1 = u0 + one
-        v1 = v0 + one
-        ok_u0 = u0 >= zero and u0 <= wm1
-        ok_u1 = u1 >= zero and u1 <= wm1
-        ok_v0 = v0 >= zero and v0 <= hm1
-        ok_v1 = v1 >= zero and v1 <= hm1
-        if not clamp:
-            ok_u0 = ok_u0 and u0 >= xlo and u0 <= xhi
-            ok_u1 = ok_u1 and u1 >= xlo and u1 <= xhi
-            ok_v0 = ok_v0 and v0 >= ylo and v0 <= yhi
-            ok_v1 = ok_v1 and v1 >= ylo and v1 <= yhi
-        if ok_u0 and ok_u1 and ok_v0 and ok_v1:  # interior: all four taps
-            o00 = sbase + int(v0) * sy + int(u0) * sx
-            o10 = o00 + sx
-            o01 = o00 + sy
-            o11 = o01 + sx
-            msum = ((w00 + w10) + w01) + w11
-            for c in range(C):
-                cc = c * sc
-                s = w00 * (src[o00 + cc] * scale)
-                s = s + w10 * (src[o10 + cc] * scale)
-                s = s + w01 * (src[o01 + cc] * scale)
-                s = s + w11 * (src[o11 + cc] * scale)
-                if has_fill:
-                    s = (s - fill[c]) * msum + fill[c]
-                buf[c * Wo + j] = np.rint(s) if quant else s
-        else:
-            e00 = ok_u0 and ok_v0
-            e10 = ok_u1 and ok_v0
-            e01 = ok_u0 and ok_v1
-            e11 = ok_u1 and ok_v1
-            msum = zero
-            if e00:
-                msum = msum + w00
-            if e10:
-                msum = msum + w10
-            if e01:
-                msum = msum + w01
-            if e11:
-                msum = msum + w11
-            iu0 = int(u0) if (e00 or e01) else 0
-            iu1 = int(u1) if (e10 or e11) else 0
-            iv0 = int(v0) if (e00 or e10) else 0
-            iv1 = int(v1) if (e01 or e11) else 0
-            for c in range(C):
-                o = sbase + c * sc
-                s = zero
-                if e00:
-                    s = s + w00 * (src[o + iv0 * sy + iu0 * sx] * scale)
-                if e10:
-                    s = s + w10 * (src[o + iv0 * sy + iu1 * sx] * scale)
-                if e01:
-                    s = s + w01 * (src[o + iv1 * sy + iu0 * sx] * scale)
-                if e11:
-                    s = s + w11 * (src[o + iv1 * sy + iu1 * sx] * scale)
-                if has_fill:
-                    s = (s - fill[c]) * msum + fill[c]
-                buf[c * Wo + j] = np.rint(s) if quant else s
+    m8 = np.int32(255)
+    for c in range(C):
+        f = fill[c]
+        for j in range(Wo):
+            p = np.int32(packed[c, j])
+            s = wt[0, j] * (np.float32(p & m8) * scale) + wt[1, j] * (np.float32((p >> np.int32(8)) & m8) * scale)
+            s = s + wt[2, j] * (np.float32((p >> np.int32(16)) & m8) * scale)
+            s = s + wt[3, j] * (np.float32((p >> np.int32(24)) & m8) * scale)
+            s = (s - f) * ms[j] + f if has_fill else s
+            buf[c, j] = np.rint(s) if quant else s
+
+
+@jit
+def _blend_row(iv, fill, C, Wo, scale, wt, ms, taps, cst, buf):
+    """Resampled values (vectorisable). Bilinear from float taps [C, 4 * Wo] (a tap's value is
+    ``tap * scale``): ``S`` = weighted taps summed in the reference's order, fill
+    ``(S - f) * m + f``. Nearest, on the gathered values in ``buf``: ``S = v * m``, fill
+    ``f if m < 0.5``. Then ``rint`` if quantize."""
+    has_fill = iv[I_FILL] != 0
+    half = cst[HALF]
+    if iv[I_GEO] == 2:
+        for c in range(C):
+            for j in range(Wo):
+                s = wt[0, j] * (taps[c, 4 * j] * scale) + wt[1, j] * (taps[c, 4 * j + 1] * scale)
+                s = s + wt[2, j] * (taps[c, 4 * j + 2] * scale)
+                buf[c, j] = s + wt[3, j] * (taps[c, 4 * j + 3] * scale)
+            if has_fill:
+                f = fill[c]
+                for j in range(Wo):
+                    buf[c, j] = (buf[c, j] - f) * ms[j] + f
+    else:
+        for c in range(C):
+            f = fill[c]
+            for j in range(Wo):
+                s = buf[c, j] * ms[j]
+                buf[c, j] = f if has_fill and ms[j] < half else s
+    if iv[I_QUANT] != 0:
+        for c in range(C):
+            for j in range(Wo):
+                buf[c, j] = np.rint(buf[c, j])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,13 +332,15 @@ def _hue_row(buf, W, a, q, cst):
     one = cst[ONE]
     two = cst[TWO]
     four = cst[FOUR]
+    three = cst[THREE]
+    five = cst[FIVE]
     six = cst[SIX]
     inv = cst[INV255]
     eps = cst[EPS]
     for x in range(W):
-        r = buf[x]
-        g = buf[W + x]
-        b = buf[2 * W + x]
+        r = buf[0, x]
+        g = buf[1, x]
+        b = buf[2, x]
         if q:
             r = r * inv
             g = g * inv
@@ -271,12 +356,10 @@ def _hue_row(buf, W, a, q, cst):
         rc = (maxc - r) / div
         gc = (maxc - g) / div
         bc = (maxc - b) / div
-        if maxc == r:
-            h = bc - gc
-        elif maxc == g:
-            h = (two + rc) - bc
-        else:
-            h = (four + gc) - rc
+        hr = bc - gc
+        hg = (two + rc) - bc
+        hb = (four + gc) - rc
+        h = hr if maxc == r else (hg if maxc == g else hb)
         h = h / six + one
         h = h - np.floor(h)  # == fmod(h, 1) for h >= 0
         h = h + a
@@ -284,32 +367,22 @@ def _hue_row(buf, W, a, q, cst):
         h6 = h * six
         i = np.floor(h6)
         f = h6 - i
-        if i >= six:
-            i = i - six
+        i = i - six if i >= six else i
         val = maxc
         p = min(max(val * (one - s), zero), one)
         qq = min(max(val * (one - s * f), zero), one)
         t = min(max(val * (s * f + (one - s)), zero), one)
-        k = int(i)
-        if k == 0:
-            r, g, b = val, t, p
-        elif k == 1:
-            r, g, b = qq, val, p
-        elif k == 2:
-            r, g, b = p, val, t
-        elif k == 3:
-            r, g, b = p, qq, val
-        elif k == 4:
-            r, g, b = t, p, val
-        else:
-            r, g, b = val, p, qq
+        # sector i: (r, g, b) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q), as selects
+        r = val if (i == zero) | (i == five) else (qq if i == one else (t if i == four else p))
+        g = t if i == zero else (val if (i == one) | (i == two) else (qq if i == three else p))
+        b = p if i <= one else (t if i == two else (qq if i == five else val))
         if q:
             r = np.floor(r * eps)
             g = np.floor(g * eps)
             b = np.floor(b * eps)
-        buf[x] = r
-        buf[W + x] = g
-        buf[2 * W + x] = b
+        buf[0, x] = r
+        buf[1, x] = g
+        buf[2, x] = b
 
 
 @jit
@@ -319,59 +392,77 @@ def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
     one = cst[ONE]
     eps = cst[EPS]
     inv = cst[INV255]
-    gw0, gw1, gw2 = cst[GW0], cst[GW1], cst[GW2]
-    bound = cst[B255] if q else one
-    n = C * W
+    top = cst[B255]
+    bound = top if q else one
     if code == BRIGHTNESS:
-        for p in range(n):
-            v = min(max(buf[p] * a, zero), bound)
-            buf[p] = np.floor(v) if q else v
+        for c in range(C):
+            for x in range(W):
+                v = min(max(buf[c, x] * a, zero), bound)
+                buf[c, x] = np.floor(v) if q else v
     elif code == CONTRAST:
         t = st[0, 0] * (one - a)
-        for p in range(n):
-            v = min(max(buf[p] * a + t, zero), bound)
-            buf[p] = np.floor(v) if q else v
+        for c in range(C):
+            for x in range(W):
+                v = min(max(buf[c, x] * a + t, zero), bound)
+                buf[c, x] = np.floor(v) if q else v
     elif code == SATURATION or code == GRAYSCALE:
+        gw0, gw1, gw2 = cst[GW0], cst[GW1], cst[GW2]
         oma = one - a
+        gray_only = code == GRAYSCALE
         for x in range(W):
-            g = (buf[x] * gw0 + buf[W + x] * gw1) + buf[2 * W + x] * gw2
+            r = buf[0, x]
+            g = buf[1, x]
+            b = buf[2, x]
+            y = (r * gw0 + g * gw1) + b * gw2
             if q:
-                g = np.floor(g)
-            if code == GRAYSCALE:
-                buf[x] = g
-                buf[W + x] = g
-                buf[2 * W + x] = g
+                y = np.floor(y)
+            if gray_only:
+                r = y
+                g = y
+                b = y
             else:
-                gt = g * oma
-                for c in range(3):
-                    v = min(max(buf[c * W + x] * a + gt, zero), bound)
-                    buf[c * W + x] = np.floor(v) if q else v
+                yt = y * oma
+                r = min(max(r * a + yt, zero), bound)
+                g = min(max(g * a + yt, zero), bound)
+                b = min(max(b * a + yt, zero), bound)
+                if q:
+                    r = np.floor(r)
+                    g = np.floor(g)
+                    b = np.floor(b)
+            buf[0, x] = r
+            buf[1, x] = g
+            buf[2, x] = b
     elif code == HUE:
         _hue_row(buf, W, a, q, cst)
     elif code == GAMMA:
-        for p in range(n):
-            x = buf[p] * inv if q else buf[p]
-            x = x**a
-            if bb != one:
-                x = min(max(x * bb, zero), one)
-            buf[p] = np.floor(x * eps) if q else x
+        for c in range(C):
+            for x in range(W):
+                y = buf[c, x] * inv if q else buf[c, x]
+                y = y**a
+                if bb != one:
+                    y = min(max(y * bb, zero), one)
+                buf[c, x] = np.floor(y * eps) if q else y
     elif code == INVERT:
-        for p in range(n):
-            buf[p] = bound - buf[p]
+        for c in range(C):
+            for x in range(W):
+                buf[c, x] = bound - buf[c, x]
     elif code == POSTERIZE:
         step = cst[TWO] ** (cst[EIGHT] - a)
         levels = cst[TWO] ** a
-        if q:
-            for p in range(n):
-                buf[p] = np.floor(buf[p] / step) * step
-        else:
-            top = levels - one
-            for p in range(n):
-                buf[p] = min(max(np.floor(buf[p] * levels), zero), top) / levels
+        last = levels - one
+        for c in range(C):
+            for x in range(W):
+                v = buf[c, x]
+                if q:
+                    buf[c, x] = np.floor(v / step) * step
+                else:
+                    buf[c, x] = min(max(np.floor(v * levels), zero), last) / levels
     elif code == SOLARIZE:
-        for p in range(n):
-            v = buf[p]
-            buf[p] = bound - v if v >= a else v
+        for c in range(C):
+            for x in range(W):
+                v = buf[c, x]
+                # "+ zero": storing v unchanged would become a (slow, microcoded on AMD) masked store
+                buf[c, x] = bound - v if v >= a else v + zero
     elif code == AUTOCONTRAST:
         for c in range(C):
             lo = st[c, 0]
@@ -381,22 +472,24 @@ def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
                 lo = zero
             else:
                 scale = (hi - lo) * (inv if q else one)
-            for x in range(c * W, (c + 1) * W):
-                v = min(max((buf[x] - lo) / scale, zero), bound)
-                buf[x] = np.floor(v) if q else v
+            for x in range(W):
+                v = min(max((buf[c, x] - lo) / scale, zero), bound)
+                buf[c, x] = np.floor(v) if q else v
     elif code == EQUALIZE:
-        top = cst[B255]
         for c in range(C):
-            for x in range(c * W, (c + 1) * W):
-                v = buf[x] if q else np.floor(buf[x] * eps)
-                idx = int(min(max(v, zero), top))
-                buf[x] = lut[c, idx] if q else lut[c, idx] * inv
+            for x in range(W):
+                v = buf[c, x] if q else np.floor(buf[c, x] * eps)
+                v = v if v > zero else zero  # NaN-safe clamp: the index stays in [0, 255]
+                m = lut[c, U(v if v < top else top)]
+                buf[c, x] = m if q else m * inv
     elif code == TO_FLOAT:
-        for p in range(n):
-            buf[p] = buf[p] * inv
+        for c in range(C):
+            for x in range(W):
+                buf[c, x] = buf[c, x] * inv
     elif code == TO_UINT8:
-        for p in range(n):
-            buf[p] = np.floor(buf[p] * eps)
+        for c in range(C):
+            for x in range(W):
+                buf[c, x] = np.floor(buf[c, x] * eps)
     # IDENTITY, SHARPNESS (applied while filling) and unknown codes: nothing
 
 
@@ -405,111 +498,121 @@ def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
 
 
 @jit
-def _rects_row(buf, Co, W, i, phase, rects, rphase, rvals):
-    for r in range(rects.shape[0]):
-        if rphase[r] == phase and rects[r, 1] <= i and i < rects[r, 3]:
-            x0 = max(rects[r, 0], 0)
-            x1 = min(rects[r, 2], W)
-            for c in range(Co):
-                val = rvals[r, c]
-                for x in range(c * W + x0, c * W + x1):
-                    buf[x] = val
-
-
-@jit
 def _epilogue_row(buf, W, i, iv, fs, mean, std, rects, rphase, rvals, cst):
-    """Rects (phase 1), out_scale, normalize, rects (phase 2) on channels ``0..Co-1``."""
+    """Rects (phase 1), out_scale, normalize, rects (phase 2) on channels ``0..Co-1`` of row ``i``."""
     co = iv[I_CO]
-    if iv[I_RECTS] > 0:
-        _rects_row(buf, co, W, i, 1, rects, rphase, rvals)
-    osc = fs[S_OUT]
-    if osc != cst[ONE]:
-        for p in range(co * W):
-            buf[p] = buf[p] * osc
-    if iv[I_NORM] != 0:
-        for c in range(co):
-            mu = mean[c]
-            sd = std[c]
-            for p in range(c * W, (c + 1) * W):
-                buf[p] = (buf[p] - mu) / sd
-    if iv[I_RECTS] > 0:
-        _rects_row(buf, co, W, i, 2, rects, rphase, rvals)
+    for phase in range(1, 3):
+        if phase == 2:
+            osc = fs[S_OUT]
+            if osc != cst[ONE]:
+                for c in range(co):
+                    for x in range(W):
+                        buf[c, x] = buf[c, x] * osc
+            if iv[I_NORM] != 0:
+                for c in range(co):
+                    mu = mean[c]
+                    sd = std[c]
+                    for x in range(W):
+                        buf[c, x] = (buf[c, x] - mu) / sd
+        for r in range(iv[I_RECTS]):
+            if rphase[r] == phase and rects[r, 1] <= i and i < rects[r, 3]:
+                x0 = max(rects[r, 0], 0)
+                x1 = min(rects[r, 2], W)
+                for c in range(co):
+                    val = rvals[r, c]
+                    for x in range(x0, x1):
+                        buf[c, U(x)] = val
 
 
 @jit
-def _store_row(out, base, oc, ox, Co, W, to_int, buf, cst):
-    """Write channels ``0..Co-1`` of the row (uint8: rint, clamp, cast) through the output strides."""
-    zero = cst[ZERO]
-    top = cst[B255]
-    if to_int:
-        for p in range(Co * W):
-            buf[p] = min(max(np.rint(buf[p]), zero), top)
+def _store_row(out, base, oc, ox, Co, W, buf):
+    """Write channels ``0..Co-1`` of the row through the output strides."""
     if oc == 1 and Co > 1:  # channels-last
         for x in range(W):
             o = base + x * ox
             for c in range(Co):
-                out[o + c] = buf[c * W + x]
+                out[U(o + c)] = buf[c, x]
+    elif ox == 1:  # unit stride: vectorisable
+        for c in range(Co):
+            o = base + c * oc
+            for x in range(W):
+                out[U(o + x)] = buf[c, x]
     else:
         for c in range(Co):
             o = base + c * oc
-            r = c * W
             for x in range(W):
-                out[o + x * ox] = buf[r + x]
+                out[U(o + x * ox)] = buf[c, x]
 
 
 @jit
-def _stats_row(buf, C, W, q, cst, acc, mn, mx, hist):
-    """Accumulate a row into min/max [C], hist [C, 256]; returns acc + the row's gray sum (float64)."""
+def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
+    """Accumulate a row: ``what & 1``: returns acc + the row's gray sum (float64); ``what & 2``:
+    min/max [C] and hist [C, 256]."""
     zero = cst[ZERO]
     top = cst[B255]
     eps = cst[EPS]
     gw0, gw1, gw2 = cst[GW0], cst[GW1], cst[GW2]
-    if C == 3:
+    if what & 1 and C == 3:
         for x in range(W):
-            g = (buf[x] * gw0 + buf[W + x] * gw1) + buf[2 * W + x] * gw2
+            g = (buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2
             if q:
                 g = np.floor(g)
             acc += np.float64(g)
-    else:
+    elif what & 1:
         for x in range(W):
-            acc += np.float64(buf[x])
+            acc += np.float64(buf[0, x])
+    if what & 2 == 0:
+        return acc
     for c in range(C):
         lo = mn[c]
         hi = mx[c]
-        for x in range(c * W, (c + 1) * W):
-            v = buf[x]
+        for x in range(W):
+            v = buf[c, x]
             lo = v if v < lo else lo
             hi = v if v > hi else hi
             u = v if q else np.floor(v * eps)
-            hist[c, int(min(max(u, zero), top))] += 1
+            u = u if u > zero else zero  # NaN-safe clamp: the bin stays in [0, 255]
+            hist[c, U(u if u < top else top)] += 1
         mn[c] = lo
         mx[c] = hi
     return acc
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def stage_kernel(src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
-                 Ho, Wo, rows, stop, out8, out32, out64, os_, mean, std, rects, rphase, rvals,
-                 gray, mn, mx, hist):  # fmt: skip
-    """One pass over all (sample, row block) tasks: the chain up to op ``stop``, then either the
-    epilogue and the store into ``out8`` / ``out32`` / ``out64`` (``iv[I_KIND]``), or (``iv[I_REDUCE]``)
-    partial statistics per (row block, sample): gray [nblk, B], mn / mx [nblk, B, C] (pre-filled
-    with +-inf), hist [nblk, B, C, 256] (zeros). The unused src / out arrays are empty."""
+# ----------------------------------------------------------------------------------------------
+# the task loop
+
+
+@njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
+def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
+              Ho, Wo, stop, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist,
+              buf, wt, ms, ofs, packed, tapsf):  # fmt: skip
+    """Tasks ``t0..t1-1`` (task t: sample ``t % B``, rows ``[r0, r0 + iv[I_ROWS])``, r0 = (t // B) * rows).
+
+    Runs geometry and ops ``0..stop-1``, then either the epilogue and the store into ``out8`` (uint8:
+    rint, clamp) or ``outf``, or (``iv[I_REDUCE]`` != 0) partial statistics per (row block, sample):
+    gray [nblk, B] (``iv[I_REDUCE] & 1``), mn / mx [nblk, B, C] (pre-filled with +-inf) and hist
+    [nblk, B, C, 256] (zeros) (``& 2``).
+    Exactly one of ``src8`` / ``srcf`` and (apply) of ``out8`` / ``outf`` is non-empty. Scratch of
+    the calling thread (see :func:`scratch`): ``buf`` [C, Wo], ``wt`` [4, Wo], ``ms`` [Wo], ``ofs``
+    [4, Wo], bilinear taps ``packed`` [C, Wo] (uint8 source, four to a uint32) or ``tapsf`` [C, 4 * Wo]
+    (float source).
+    """
     B = codes.shape[0]
-    nblk = (Ho + rows - 1) // rows
+    rows = iv[I_ROWS]
     from_u8 = iv[I_SRC8] != 0
     reducing = iv[I_REDUCE] != 0
-    kind = iv[I_KIND]
+    to_u8 = iv[I_INT] != 0
     co = iv[I_CO]
     geo = iv[I_GEO]
     half = cst[HALF]
+    zero = cst[ZERO]
+    top = cst[B255]
     sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
-    for t in prange(B * nblk):
+    for t in range(t0, t1):
         b = t % B
         blk = t // B
         r0 = blk * rows
         r1 = min(r0 + rows, Ho)
-        buf = np.empty(C * Wo, dtype=cst.dtype)
         acc = 0.0
         q = reducing and prm[b, stop, 3] > half
         for i in range(r0, r1):
@@ -527,15 +630,21 @@ def stage_kernel(src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes,
                     _read_row(src8, base, ss[1], ss[3], C, W, fs[S_IN], buf)
                 else:
                     _read_row(srcf, base, ss[1], ss[3], C, W, fs[S_IN], buf)
-            elif geo == 1:
-                if from_u8:
-                    _nearest_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, fs, iv, mat[b], win[b], fill[b], xs, ys[i], Wo, cst, buf)
-                else:
-                    _nearest_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, fs, iv, mat[b], win[b], fill[b], xs, ys[i], Wo, cst, buf)
-            elif from_u8:
-                _bilinear_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, fs, iv, mat[b], win[b], fill[b], xs, ys[i], Wo, cst, buf)
             else:
-                _bilinear_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, fs, iv, mat[b], win[b], fill[b], xs, ys[i], Wo, cst, buf)
+                sb = b * ss[0]
+                _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
+                if geo == 1 and from_u8:
+                    _gather_nearest(src8, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
+                elif geo == 1:
+                    _gather_nearest(srcf, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
+                elif from_u8:
+                    _gather_bilinear_u8(src8, sb, ss[1], C, Wo, ofs, packed)
+                else:
+                    _gather_bilinear(srcf, sb, ss[1], C, Wo, ofs, tapsf)
+                if geo == 2 and from_u8:
+                    _blend_bilinear_u8(iv, fill[b], C, Wo, fs[S_IN], wt, ms, packed, buf)
+                else:
+                    _blend_row(iv, fill[b], C, Wo, fs[S_IN], wt, ms, tapsf, cst, buf)
             # 2. ops
             for k in range(stop):
                 code = codes[b, k]
@@ -543,15 +652,16 @@ def stage_kernel(src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes,
                     _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
             # 3. statistics, or epilogue and store
             if reducing:
-                acc = _stats_row(buf, C, Wo, q, cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])
+                acc = _stats_row(buf, C, Wo, q, iv[I_REDUCE], cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])
                 continue
             _epilogue_row(buf, Wo, i, iv, fs, mean[b], std[b], rects[b], rphase[b], rvals[b], cst)
             base = b * os_[0] + i * os_[2]
-            if kind == 0:
-                _store_row(out8, base, os_[1], os_[3], co, Wo, iv[I_INT] != 0, buf, cst)
-            elif kind == 1:
-                _store_row(out32, base, os_[1], os_[3], co, Wo, False, buf, cst)
+            if to_u8:
+                for c in range(co):
+                    for x in range(Wo):
+                        buf[c, x] = min(max(np.rint(buf[c, x]), zero), top)
+                _store_row(out8, base, os_[1], os_[3], co, Wo, buf)
             else:
-                _store_row(out64, base, os_[1], os_[3], co, Wo, False, buf, cst)
+                _store_row(outf, base, os_[1], os_[3], co, Wo, buf)
         if reducing:
             gray[blk, b] = acc

@@ -36,7 +36,7 @@ PER_CHANNEL_CODES = (0, 1, 2, 5, 8, 9, 10, 11, 12, 13, 14)
 ALL_CODES = tuple(int(o) for o in Op)
 #: kernels that run on every batch in typical pipelines: they must not spill
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
-       "apply_f32_sharpness")
+       "apply_u8_jitter_fp16", "apply_f32_sharpness")
 
 
 @dataclass
@@ -104,6 +104,10 @@ def representative_launches() -> dict[str, Launch]:
     specs["apply_u8_randaug_fp16"] = prepare_apply(u8_big, st, *_tables(b, 3, c),
                                                    _epilogue(b, c, torch.float16, True, 2),
                                                    torch.empty(b, c, ho, wo, dtype=torch.float16))
+
+    st = _stage(b, [(0, 1), (0, 2), (0, 3), (0, 4)], 4)
+    specs["apply_u8_jitter_fp16"] = prepare_apply(u8, st, *_tables(b, 4, c), _epilogue(b, c, torch.float16, True, 0),
+                                                  torch.empty(b, c, ho, wo, dtype=torch.float16))
 
     f32 = torch.zeros(b, c, ho, wo)
     codes = [(0, 1, 6, 8), (0, 1, 5, 13)]

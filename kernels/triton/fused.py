@@ -1,14 +1,21 @@
 """Fused Triton kernels for one Stage, and their host wrappers.
 
-One program instance covers one sample and one ``BH x BW`` tile of output pixels, all channels of
-them. The per-sample program is evaluated op by op with scalar branches on the sample's op code
-(uniform within an instance); static facts (geometry kind, fill, clamp, K, the op codes that may
-occur at each position, the channel count) are ``tl.constexpr`` specialisations. Reductions combine
-per-tile partial sums, minima/maxima and 256-bin histograms with atomics. The host wrappers never
-synchronise with the device, so ``apply``/``reduce`` can be captured in a CUDA graph.
+One program instance covers one sample and one ``BH x BW`` tile of output pixels (rows contiguous
+along W), all channels of them. The channels are sampled first (geometry taps are shared), then one
+runtime loop over the program applies each op to every channel under a single scalar branch on the
+sample's op code (uniform within an instance). Static facts are ``tl.constexpr`` specialisations: the
+geometry (present, bilinear, clamp, fill, quantize), K, the op codes that ``stage.codes_at(k)`` allows
+(their union over k), SHARPNESS at k=0, the channel count (C <= 4: channels unrolled; more: a runtime
+channel loop), in/out scales, normalize, rects and the output cast. Reductions combine per-tile sums,
+minima/maxima and 256-bin histograms with atomics. The host side never synchronises with the device,
+so ``apply``/``reduce`` can be captured in a CUDA graph.
 
-Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter; ``rint`` and ``pow``, which
-the interpreter lacks, then use exact (``rint``) or double-precision (``pow``) emulations.
+Numerics follow ``kernels/reference.py``: float32 math (float64 for float64 input), IEEE divisions,
+no FMA contraction (launched with ``enable_fp_fusion=False``), ``rint`` = round half to even. One
+deliberate difference: normalize multiplies by ``1/std`` (within the 1e-4 tolerance) instead of
+dividing per element. SHARPNESS, defined for stages without geometry only, is an identity in a stage
+with geometry. Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter, which lacks
+libdevice: ``rint`` then uses an exact floor-based emulation and ``pow`` a float64 exp2/log2 one.
 """
 
 from __future__ import annotations
@@ -53,8 +60,12 @@ def _pow(x, y):
     if _INTERP:
         xd = x.to(tl.float64)
         yd = y.to(tl.float64)
-        r = tl.exp2(yd * tl.log2(tl.where(xd == 0.0, 1.0, xd)))
-        r = tl.where(xd == 0.0, tl.where(yd > 0.0, 0.0, tl.where(yd == 0.0, 1.0, float("inf"))), r)
+        ax = tl.where(xd < 0.0, -xd, xd)
+        r = tl.exp2(yd * tl.log2(tl.where(ax > 0.0, ax, 1.0)))
+        r = tl.where(ax == 0.0, tl.where(yd > 0.0, 0.0, tl.where(yd == 0.0, 1.0, float("inf"))), r)
+        whole = tl.floor(yd) == yd
+        odd = whole & ((yd - 2.0 * tl.floor(yd * 0.5)) != 0.0)
+        r = tl.where(xd < 0.0, tl.where(whole, tl.where(odd, -r, r), float("nan")), r)
         r = r.to(x.dtype)
     else:
         r = libdevice.pow(x, y)
@@ -187,7 +198,7 @@ def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw,
         k00 = pmask
         o10, o01, o11 = o00, o00, o00
         k10, k01, k11 = k00, k00, k00
-        m = tl.zeros(o00.shape, WORK)
+        m = tl.full(o00.shape, 0.0, WORK)
         w00, w10, w01, w11 = m, m, m, m
     return o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m
 
@@ -223,7 +234,7 @@ def _sharpen(v, src_c, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound,
              IN_SCALE: tl.constexpr, WORK: tl.constexpr):
     """SHARPNESS (k == 0, no geometry): 3x3 [1 1 1; 1 5 1; 1 1 1]/13 blur of the stage input."""
     inner = pmask & (ys >= 1) & (ys < H - 1) & (xs >= 1) & (xs < W - 1)
-    n = tl.zeros(v.shape, WORK)
+    n = tl.full(v.shape, 0.0, WORK)
     for dy in tl.static_range(3):
         for dx in tl.static_range(3):
             if dy * 3 + dx != 4:
@@ -295,7 +306,7 @@ def _equalize(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
     x = tl.where(x > 0.0, x, 0.0)  # NaN-safe clamp into [0, 255]
     x = tl.where(x < 255.0, x, 255.0)
     mapped = tl.load(luts_k + c * 256 + x.to(tl.int32)).to(WORK)
-    return tl.where(q, mapped, mapped / 255.0)
+    return tl.where(q, mapped, mapped * (1.0 / 255.0))
 
 
 @triton.jit
@@ -498,7 +509,7 @@ def _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects
 @triton.jit
 def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
     tile = tl.program_id(0)
-    tiles_w = tl.cdiv(Wo, BW)
+    tiles_w = (Wo + BW - 1) // BW
     ty = tile // tiles_w
     tx = tile - ty * tiles_w
     ys = ty * BH + tl.arange(0, BH)[:, None]
@@ -562,10 +573,25 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
 
 
 @triton.jit
+def _min2(a, b):
+    return tl.minimum(a, b)
+
+
+@triton.jit
+def _max2(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _add2(a, b):
+    return a + b
+
+
+@triton.jit
 def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
     """Tile minimum, maximum and 256-bin histogram of channel ``c``, folded in with atomics."""
-    lo = tl.min(tl.where(pmask, v, float("inf")))
-    hi = tl.max(tl.where(pmask, v, -float("inf")))
+    lo = tl.reduce(tl.where(pmask, v, float("inf")), None, _min2)
+    hi = tl.reduce(tl.where(pmask, v, -float("inf")), None, _max2)
     tl.atomic_min(vmin + b * C + c, lo.to(tl.float32))
     tl.atomic_max(vmax + b * C + c, hi.to(tl.float32))
     x = tl.where(qk, v, tl.floor(v * 255.999))
@@ -610,7 +636,7 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, prog, par, stats, luts, mat, win,
         gray = _trunc(_gray(v0, v1, v2), qk)
     else:
         gray = v0
-    tl.atomic_add(gsum + b, tl.sum(tl.where(pmask, gray.to(tl.float64), 0.0)))
+    tl.atomic_add(gsum + b, tl.reduce(tl.where(pmask, gray.to(tl.float64), 0.0), None, _add2))
     if C > 4:
         for c in range(1, C):
             v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b,
@@ -680,8 +706,11 @@ def _blocks(ho: int, wo: int, pixels: int) -> tuple[int, int]:
 
 def _tile_pixels(stage: Stage, stop: int) -> int:
     """Pixels per program instance: 16 per thread for plain passes (16-byte uint8 loads), 4 with a program,
-    2 with a geometry (its taps keep many values live per pixel); chosen so that no kernel spills."""
-    per_thread = 2 if stage.geometry is not None else (16 if stop == 0 else 4)
+    2 with a geometry or SHARPNESS (taps keep many values live per pixel); chosen so that nothing spills."""
+    if stage.geometry is not None or (stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)):
+        per_thread = 2
+    else:
+        per_thread = 16 if stop == 0 else 4
     return per_thread * 32 * NUM_WARPS
 
 
@@ -872,12 +901,15 @@ def launch(spec: Launch) -> None:
 def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,
           epilogue: Epilogue | None, out: torch.Tensor) -> None:
     """Run the stage (and the epilogue if given) and write ``out`` through its strides."""
-    launch(prepare_apply(src, stage, stats, luts, epilogue, out))
+    spec = prepare_apply(src, stage, stats, luts, epilogue, out)
+    if out.numel():
+        launch(spec)
 
 
 def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
     """Statistics of the chain before op ``k`` (gray sum, per-channel min/max, 256-bin histograms)."""
     spec = prepare_reduce(src, stage, stats, luts, k)
-    launch(spec)
+    if spec.grid[0] * spec.grid[1]:
+        launch(spec)
     gsum, vmin, vmax, hist = (spec.args[n] for n in ("gsum", "vmin", "vmax", "hist"))
     return Reduction(gray_sum=gsum, minimum=vmin, maximum=vmax, hist=hist.to(torch.int64))
