@@ -2,6 +2,7 @@
 
 from fastaug import functional
 from fastaug.compose import Compose, Record
+from fastaug.policies import AutoAugment, RandAugment, TrivialAugmentWide
 from fastaug.transforms import (
     ColorJitter,
     Normalize,
@@ -31,4 +32,5 @@ __all__ = [
     "RandomAffine", "RandomAutocontrast", "RandomEqualize", "RandomErasing", "RandomGrayscale",
     "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
+    "RandAugment", "TrivialAugmentWide", "AutoAugment",
 ]  # fmt: skip

@@ -1,10 +1,16 @@
-"""The ``fastaug`` command: ``fastaug demo`` augments built-in photos and reports throughput."""
+"""The ``fastaug`` command.
+
+``fastaug demo``   augment built-in photos, write a grid PNG and an HTML preview, print throughput
+``fastaug synth``  generate a synthetic dataset from a labelled image folder (resumable)
+``fastaug bench``  time the reference pipeline side by side with the peers (needs the repository checkout)
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,39 +42,78 @@ def sample_photos() -> torch.Tensor:
     return torch.from_numpy(np.stack(load_sample_images().images)).permute(0, 3, 1, 2).contiguous()
 
 
-def _grid(batch: torch.Tensor, cols: int) -> np.ndarray:
-    b, c, h, w = batch.shape
-    rows = (b + cols - 1) // cols
-    canvas = np.full((rows * (h + 4), cols * (w + 4), 3), 255, dtype=np.uint8)
-    for i in range(b):
-        r, k = divmod(i, cols)
-        canvas[r * (h + 4) : r * (h + 4) + h, k * (w + 4) : k * (w + 4) + w] = batch[i].permute(1, 2, 0).numpy()
-    return canvas
-
-
 def demo(out_dir: str, count: int, backend: str) -> None:
-    from PIL import Image
+    from fastaug import preview
 
     photos = sample_photos()
     idx = torch.arange(count)
     batch = photos[idx % photos.shape[0]]
-    aug = default_pipeline(normalize=False)
-    shown = aug(batch, indices=idx, backend=backend)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "grid.png")
-    Image.fromarray(_grid(shown, cols=4)).save(path)
-    print(f"wrote {path}: {count} augmented samples of scikit-learn's sample photos")
+    policy = demo_policy()
+    shown, record = policy(batch, indices=idx, backend=backend, return_record=True)
+    png, page = preview.write(out_dir, shown, record, f"fastaug demo: {policy_label(policy)} on scikit-learn's sample photos")
+    print(f"wrote {png} and {page}: {count} augmented samples of scikit-learn's sample photos")
 
-    full = default_pipeline()
     x = batch[:1].expand(64, -1, -1, -1).contiguous()
-    full(x, backend=backend)  # compile / warm up
+    for name, aug in (("RandAugment(2, 9), uint8 out", policy), ("the reference pipeline, normalized float32 out", default_pipeline())):
+        rate = _throughput(aug, x, backend)
+        print(f"{backend} backend, 64x3x427x640 uint8, {name}: {rate:.0f} img/s (best of 5)")
+
+
+def _throughput(aug: torch.nn.Module, x: torch.Tensor, backend: str) -> float:
+    aug(x, backend=backend)  # compile / warm up
     times = []
-    for epoch in range(5):
+    for epoch in range(1, 6):
         t0 = time.perf_counter()
-        full(x, epoch=epoch, backend=backend)
+        aug(x, epoch=epoch, backend=backend)
         times.append(time.perf_counter() - t0)
-    best = min(times)
-    print(f"{backend} backend, 64x3x427x640 uint8 -> 64x3x224x224 float32 normalized: {64 / best:.0f} img/s (best of 5)")
+    return x.shape[0] / min(times)
+
+
+def demo_policy() -> torch.nn.Module:
+    return fastaug.RandAugment(num_ops=2, magnitude=9, interpolation="bilinear", seed=0)
+
+
+def policy_label(policy: torch.nn.Module) -> str:
+    return type(policy).__name__
+
+
+POLICIES = ("randaugment", "trivialaugment", "autoaugment-imagenet", "autoaugment-cifar10", "autoaugment-svhn", "default")
+
+
+def policy_by_name(name: str, seed: int) -> torch.nn.Module:
+    """A uint8 -> uint8 augmentation module by name (``fastaug synth --policy``)."""
+    if name == "randaugment":
+        return fastaug.RandAugment(interpolation="bilinear", seed=seed)
+    if name == "trivialaugment":
+        return fastaug.TrivialAugmentWide(interpolation="bilinear", seed=seed)
+    if name.startswith("autoaugment-") and name in POLICIES:
+        return fastaug.AutoAugment(name.split("-", 1)[1], interpolation="bilinear", seed=seed)
+    if name == "default":
+        return default_pipeline(seed=seed, normalize=False)
+    raise ValueError(f"policy must be one of {POLICIES}, got {name!r}")
+
+
+def bench(argv: list[str]) -> None:
+    """Run ``benchmarks/bench.py`` of the repository this package is installed from (editable install)."""
+    root = Path(fastaug.__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "bench.py").is_file():
+        raise SystemExit("fastaug bench runs benchmarks/bench.py of a repository checkout: pip install -e the repository")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.bench import main as bench_main
+
+    bench_main(argv)
+
+
+def synth(args: argparse.Namespace) -> None:
+    from fastaug import synth as S
+
+    sources = S.builtin_sources() if args.input == "builtin" else S.folder_sources(args.input)
+    policy = policy_by_name(args.policy, args.seed)
+    settings = {"input": args.input, "policy": args.policy, "seed": args.seed, "sources": len(sources)}
+    written = S.synthesize(sources, args.out, args.count, policy, settings, batch=args.batch, backend=args.backend)
+    labels = sorted({s.label for s in sources})
+    print(f"{args.out}: {args.count} images ({written} written now) from {len(sources)} sources, labels {labels}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,9 +123,25 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--out", default="fastaug-demo")
     d.add_argument("--count", type=int, default=16)
     d.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"])
-    args = parser.parse_args(argv)
+    s = sub.add_parser("synth", help="write N augmented copies of a labelled image folder (resumes after a kill)")
+    s.add_argument("--input", default="builtin", help="a folder DIR/<label>/*.png, or 'builtin' (scikit-learn's photos)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--policy", default="randaugment", choices=POLICIES)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"])
+    sub.add_parser("bench", help="side-by-side benchmark (options: fastaug bench --help)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        bench(rest)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         demo(args.out, args.count, args.backend)
+    elif args.command == "synth":
+        synth(args)
 
 
 if __name__ == "__main__":

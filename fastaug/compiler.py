@@ -22,11 +22,12 @@ class _StageBuilder:
     codes: list = field(default_factory=list)  # [B] int32 tensors
     params: list = field(default_factory=list)  # [B,4] float32 tensors
     static: list = field(default_factory=list)  # tuple of possible codes per position
+    dtype: torch.dtype = torch.float32  # params dtype (float64 for float64 images: exact gradients)
 
     def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...]) -> None:
         b = code.shape[0]
-        p = torch.zeros(b, NUM_PARAMS, dtype=torch.float32, device=code.device)
-        p[:, : params.shape[1]] = params.to(torch.float32)
+        p = torch.zeros(b, NUM_PARAMS, dtype=self.dtype, device=code.device)
+        p[:, : params.shape[1]] = params.to(self.dtype)  # differentiable in the magnitudes
         p[:, 3] = 1.0 if q else 0.0
         self.codes.append(code.to(torch.int32))
         self.params.append(p)
@@ -38,7 +39,7 @@ class _StageBuilder:
             params = torch.stack(self.params, 1)
         else:
             program = torch.zeros(b, 0, dtype=torch.int32, device=device)
-            params = torch.zeros(b, 0, NUM_PARAMS, dtype=torch.float32, device=device)
+            params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
         return Stage(
             program=program,
@@ -62,13 +63,24 @@ def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[tor
     return code, static
 
 
+_GRAY_OPS = (Op.CONTRAST, Op.SATURATION, Op.HUE, Op.GRAYSCALE)  # read a gray value: 1 or 3 channels only
+
+
+def _check_channels(name: str, static: tuple[int, ...], c: int) -> None:
+    if c not in (1, 3) and any(int(op) in static for op in _GRAY_OPS):
+        ops = ", ".join(op.name.lower() for op in _GRAY_OPS if int(op) in static)
+        raise ValueError(f"{name} ({ops}) needs an image with 1 or 3 channels, got {c} channels")
+
+
 def _compose_geometry(
-    calls: list[GeometricCall], b: int, c: int, size: tuple[int, int], domains: list[bool], geo_q: bool, device
+    calls: list[GeometricCall], b: int, c: int, size: tuple[int, int], domains: list[bool], geo_q: bool, device,
+    pdtype: torch.dtype = torch.float32,
 ):
     """One Geometry for all geometric calls (in order), and the output size."""
     matrix = G.identity(b, device)
     h, w = size
-    window = torch.tensor([0.0, 0.0, w - 1.0, h - 1.0], dtype=torch.float64, device=device).expand(b, 4).clone()
+    window = torch.zeros(b, 4, dtype=torch.float64, device=device)  # no host->device copy: CUDA-graph capturable
+    window[:, 2], window[:, 3] = w - 1.0, h - 1.0
     clamp = False
     bilinear = False
     fill = None
@@ -88,7 +100,7 @@ def _compose_geometry(
         matrix = matrix @ m.to(torch.float64)
         bilinear = bilinear or call.bilinear
         if call.fill is not None:
-            f = call.fill.to(torch.float32)
+            f = call.fill.to(pdtype)
             if q != geo_q:
                 f = f / 255.0 if q else f * 255.0
             if call.applied is not None:
@@ -102,7 +114,7 @@ def _compose_geometry(
         clamp = False
     matrix64 = matrix
     geometry = Geometry(
-        matrix=matrix.to(torch.float32),
+        matrix=matrix.to(pdtype),
         window=window.to(torch.float32),
         clamp=clamp,
         bilinear=bilinear,
@@ -128,7 +140,8 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     geo_calls = [x for x in calls if isinstance(x, GeometricCall)]
     geo_q = domain_u8
     geo_domains = []
-    stages: list[_StageBuilder] = [_StageBuilder()]
+    pdtype = torch.float64 if dtype == torch.float64 else torch.float32  # Plan tensors' dtype
+    stages: list[_StageBuilder] = [_StageBuilder(dtype=pdtype)]
     rects, rect_phase = [], []
     normalize: NormalizeCall | None = None
     out_dtype = out_dtype_hint
@@ -145,10 +158,11 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
             if unscaled:
                 raise ValueError(f"{call.name} after to_dtype(scale=False): color ops need a scaled image")
             code, static = _per_sample_code(call, b, device)
+            _check_channels(call.name, static, c)
             if int(Op.SHARPNESS) in static:
                 cur = stages[-1]
                 if cur.codes or len(stages) > 1 or geo_calls:
-                    stages.append(_StageBuilder())
+                    stages.append(_StageBuilder(dtype=pdtype))
             params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
             stages[-1].add(code, params, domain_u8, static)
         elif isinstance(call, DtypeCall):
@@ -191,7 +205,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     out_size = (h, w)
     matrix64 = G.identity(b, device)
     if geo_calls:
-        geometry, out_size, matrix64 = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device)
+        geometry, out_size, matrix64 = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device, pdtype)
 
     if out_dtype is None:
         out_dtype = torch.float32 if (normalize is not None and dtype == torch.uint8) else dtype
@@ -211,21 +225,25 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     if out_dtype.is_floating_point and domain_u8 and not unscaled:
         ep.out_scale = 1.0 / 255.0
     if normalize is not None:
-        ep.mean = normalize.mean.to(device=device, dtype=torch.float32).expand(b, c).contiguous()
-        ep.std = normalize.std.to(device=device, dtype=torch.float32).expand(b, c).contiguous()
+        ep.mean = normalize.mean.to(device=device, dtype=pdtype).expand(b, c).contiguous()
+        ep.std = normalize.std.to(device=device, dtype=pdtype).expand(b, c).contiguous()
     if rects:
-        _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device)
+        _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device, pdtype)
     plan = Plan(stages=built, epilogue=ep, channels=c, out_size=out_size)
     plan.notes["matrix64"] = matrix64  # output index -> input index, float64 (boxes, keypoints)
     return plan
 
 
-def _fill_rects(ep: Epilogue, rects: list[RectCall], phases, b: int, c: int, final_u8: bool, device) -> None:
+def _fill_rects(
+    ep: Epilogue, rects: list[RectCall], phases, b: int, c: int, final_u8: bool, device, pdtype: torch.dtype = torch.float32
+) -> None:
     boxes, values, phase = [], [], []
     for call, (ph, q) in zip(rects, phases, strict=True):
         r = call.rects.shape[1]
         boxes.append(call.rects.to(torch.int32))
-        v = call.values.to(torch.float32).expand(b, r, c)
+        v = call.values.to(pdtype).expand(b, r, c)
+        if ph == 1 and q:
+            v = torch.floor(v)  # assigning into a uint8 image truncates (torchvision's erase)
         if ph == 1 and q != final_u8:  # painted in one domain, applied at the end in another
             v = v / 255.0 if q else torch.floor(v * 255.999)
         values.append(v)

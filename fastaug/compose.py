@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastaug import engine
+from fastaug import autograd
 from fastaug.compiler import compile_plan
 from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
@@ -81,7 +81,7 @@ class Record:
         if tuple(x.shape) != tuple(self.shape):
             raise ValueError(f"images must have the recorded shape {list(self.shape)}, got {list(x.shape)}")
         plan = compile_plan(self.op_calls, tuple(x.shape), x.dtype, x.device)
-        out = engine.execute(plan, x, backend)
+        out = autograd.execute(plan, x, backend)
         return out[0] if unbatched else out
 
 
@@ -93,7 +93,7 @@ class Compose(torch.nn.Module):
     Draws are a pure function of (seed, epoch, sample index): pass the dataset ``indices``.
     """
 
-    def __init__(self, transforms: list[Transform], seed: int = 0, backend: str = "auto"):
+    def __init__(self, transforms: list[Transform], seed: int = 0, backend: str = "auto", straight_through: bool = False):
         super().__init__()
         for t in transforms:
             if not isinstance(t, Transform):
@@ -103,6 +103,7 @@ class Compose(torch.nn.Module):
         self.transforms = list(transforms)
         self.seed = seed
         self.backend = backend
+        self.straight_through = straight_through  # posterize/solarize/autocontrast/equalize: identity gradient
 
     def draw(self, x: torch.Tensor, indices: torch.Tensor, epoch: int) -> list[Call]:
         """Op calls for a batch shaped like ``x`` (parameters only)."""
@@ -139,7 +140,7 @@ class Compose(torch.nn.Module):
         calls = self.draw(x, idx, epoch)
         backend = backend or self.backend
         plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
-        out = engine.execute(plan, x, backend)
+        out = autograd.execute(plan, x, backend, self.straight_through)  # differentiable when anything requires grad
         record = Record(calls, self.seed, epoch, idx, tuple(x.shape))
         targets = {}
         if mask is not None:

@@ -1,18 +1,21 @@
 """Run a Plan on a backend: stage orchestration and statistics, shared by every backend.
 
-A backend is a module with ``reduce(src, stage, stats, luts, k) -> Reduction`` and
-``apply(src, stage, stats, luts, epilogue, out)``; see ``kernels/reference.py``.
+A backend is a module with ``reduce(src, stage, stats, luts, stop) -> Reduction`` and
+``apply(src, stage, stats, luts, epilogue, out)``; see ``fastaug/plan.py`` and ``kernels/reference.py``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
 import os
+import sys
 from types import ModuleType
 
 import torch
 
-from fastaug.plan import Plan, Stage
+from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage
 
 BACKENDS = ("torch", "numba", "triton")
 _MODULES = {"torch": "fastaug.kernels.reference", "numba": "fastaug.kernels.numba", "triton": "fastaug.kernels.triton"}
@@ -52,8 +55,16 @@ def equalize_luts(hist: torch.Tensor) -> torch.Tensor:
     return torch.where(step != 0, lut, identity).to(torch.float32)
 
 
-def _contrast_slots(stage: Stage) -> set[int]:
-    return {k for k in stage.stat_slots if 2 in stage.codes_at(k)}
+def stat_positions(stage: Stage) -> torch.Tensor:
+    """[B,K] bool: sample b runs a statistics op at position k (a code of ``STAT_OPS`` that ``codes_at(k)``
+    allows; other codes there are not run, so they need no statistics)."""
+    prog = stage.program
+    found = torch.zeros(prog.shape, dtype=torch.bool, device=prog.device)
+    for k in stage.stat_slots:
+        codes = [int(op) for op in STAT_OPS if int(op) in stage.codes_at(k)]
+        if codes:
+            found[:, k] = torch.isin(prog[:, k], torch.tensor(codes, dtype=prog.dtype, device=prog.device))
+    return found
 
 
 def stage_tables(stage: Stage, batch: int, channels: int, device: torch.device):
@@ -64,23 +75,70 @@ def stage_tables(stage: Stage, batch: int, channels: int, device: torch.device):
 
 
 def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channels: int):
-    """Fill the statistics tables of a stage, slot by slot, in program order."""
+    """Fill the statistics tables of a stage: one reduction per *round*, not per slot.
+
+    Round r reduces, for every sample at once, the chain before that sample's r-th statistics op
+    (``reduce`` with a per-sample ``stop``; samples with fewer statistics ops are skipped). A sample's
+    r-th reduction reads only its earlier statistics ops, filled by rounds < r. ColorJitter (CONTRAST at
+    a per-sample random one of four slots) thus needs one reduction pass, not four. The number of
+    rounds is static (``len(stat_slots)``, no host sync); on CPU the loop stops at the first round
+    without any sample (free there), on GPU empty rounds cost a launch of early-exiting programs."""
     batch = src.shape[0]
     stats, luts = stage_tables(stage, batch, channels, src.device)
+    if not stage.stat_slots:
+        return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
-    contrast = _contrast_slots(stage)
-    for k in sorted(stage.stat_slots):
-        red = backend.reduce(src, stage, stats, luts, k)
-        stats[:, k, :, 0] = red.minimum
-        stats[:, k, :, 1] = red.maximum
-        if k in contrast:
-            # contrast reads the gray mean from channel 0's first entry; AUTOCONTRAST/EQUALIZE at this
-            # slot are other samples, which read their own per-channel entries
-            is_contrast = stage.program[:, k] == 2
+    k_total = stage.program.shape[1]
+    found = stat_positions(stage)
+    rank = found.to(torch.int32).cumsum(1) - 1
+    pos = torch.arange(k_total, device=src.device).expand_as(found)
+    rows = torch.arange(batch, device=src.device)
+    contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    equalize = any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
+    for r in range(len(stage.stat_slots)):
+        stop = torch.where(found & (rank == r), pos, k_total).amin(1)  # [B]: position, or K (skip)
+        if src.device.type == "cpu" and bool((stop == k_total).all()):
+            break
+        red = backend.reduce(src, stage, stats, luts, stop)
+        active = (stop < k_total).view(batch, 1, 1)
+        at = stop.clamp(max=k_total - 1)
+        entry = torch.stack([red.minimum.to(torch.float32), red.maximum.to(torch.float32)], -1)  # [B,C,2]
+        if contrast:
+            # CONTRAST reads the gray mean from channel 0's first entry; AUTOCONTRAST / EQUALIZE samples
+            # read their own per-channel entries
+            is_contrast = stage.program[rows, at] == int(Op.CONTRAST)
             mean = (red.gray_sum / (h * w)).to(torch.float32)
-            stats[:, k, 0, 0] = torch.where(is_contrast, mean, stats[:, k, 0, 0])
-        luts[:, k] = equalize_luts(red.hist)
+            entry[:, 0, 0] = torch.where(is_contrast, mean, entry[:, 0, 0])
+        stats[rows, at] = torch.where(active, entry, stats[rows, at])
+        if equalize:
+            luts[rows, at] = torch.where(active, equalize_luts(red.hist), luts[rows, at])
     return stats, luts
+
+
+def presample(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, Stage]:
+    """Resample once, before the statistics, where the backend asks for it (``backend.PRESAMPLE``).
+
+    A stage with geometry and statistics otherwise resamples in every pass (reduction and apply). When
+    the resampled values are exact in uint8 (uint8 input read with ``in_scale`` 1, ``quantize``, a fill
+    of integers in [0, 255]: a blend of such values rounded), the geometry runs alone into a uint8
+    buffer and the program runs on it as a stage without geometry: bit-identical results, one
+    resampling plus a uint8 round trip through memory. Only CPU tensors (the fill check reads values).
+    Returns the (possibly new) stage input and stage."""
+    geo = stage.geometry
+    if not getattr(backend, "PRESAMPLE", False) or geo is None or not stage.stat_slots or src.device.type != "cpu":
+        return src, stage
+    if src.dtype != torch.uint8 or stage.in_scale != 1.0 or not geo.quantize:
+        return src, stage
+    if geo.fill is not None and not bool(((geo.fill >= 0) & (geo.fill <= 255) & (geo.fill == torch.round(geo.fill))).all()):
+        return src, stage
+    b, c = src.shape[:2]
+    h, w = stage.out_size or tuple(src.shape[-2:])
+    geo_only = Stage(program=stage.program[:, :0], params=stage.params[:, :0], geometry=geo, out_size=(h, w))
+    tmp = empty((b, c, h, w), torch.uint8, src.device)
+    none = torch.zeros(b, 0, c, 2, device=src.device)
+    backend.apply(src, geo_only, none, none, Epilogue(out_dtype=torch.uint8, out_channels=c), tmp)
+    rest = Stage(program=stage.program, params=stage.params, stat_slots=stage.stat_slots, slot_codes=stage.slot_codes)
+    return tmp, rest
 
 
 def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -92,18 +150,54 @@ def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     channels = plan.channels
     for s, stage in enumerate(plan.stages):
         last = s == len(plan.stages) - 1
+        src, stage = presample(mod, src, stage)
         stats, luts = run_stage_stats(mod, src, stage, channels)
         h, w = stage.out_size or tuple(src.shape[-2:])
         if last:
             ep = plan.epilogue
             fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-            out = torch.empty((batch, ep.out_channels, h, w), dtype=ep.out_dtype, device=x.device, memory_format=fmt)
+            out = empty((batch, ep.out_channels, h, w), ep.out_dtype, x.device, fmt)
             mod.apply(src, stage, stats, luts, ep, out)
         else:
-            out = torch.empty((batch, channels, h, w), dtype=torch.float32, device=x.device)
+            out = empty((batch, channels, h, w), torch.float32, x.device)
             mod.apply(src, stage, stats, luts, None, out)
         src = out
     return src
+
+
+_HUGE_MIN = 4 << 20  # bytes: CPU outputs from this size on are backed by transparent huge pages
+_MADV_HUGEPAGE = 14
+
+
+@functools.cache
+def _madvise():
+    """libc's ``madvise`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, fmt=torch.contiguous_format) -> torch.Tensor:
+    """``torch.empty``; a large CPU tensor's 2 MiB-aligned interior is advised ``MADV_HUGEPAGE`` first.
+
+    A fresh output of tens of MB otherwise costs one page fault per 4 KiB page on first write (measured:
+    64x3x224x224 float32, 2 cores: 25 ms of faults for an 8 ms write). Where transparent huge pages are
+    off (or not Linux) this is a plain ``torch.empty`` (torch's own ``THP_MEM_ALLOC_ENABLE=1`` does the
+    same for every allocation, but only when set before torch starts)."""
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
+    if out.device.type == "cpu" and out.numel() * out.element_size() >= _HUGE_MIN and (fn := _madvise()) is not None:
+        start = out.data_ptr()
+        lo = (start + (1 << 21) - 1) & ~((1 << 21) - 1)
+        hi = (start + out.numel() * out.element_size()) & ~((1 << 21) - 1)
+        if hi > lo:
+            fn(lo, hi - lo, _MADV_HUGEPAGE)  # advisory: failure (THP off) changes nothing
+    return out
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from fastaug import engine, rng
+from fastaug import autograd, rng
 from fastaug.compiler import compile_plan
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.plan import Op
-from fastaug.validation import as_batch, channels_for, fill_values, interpolation, per_sample
+from fastaug.validation import as_batch, channels_for, interpolation, per_sample
+from fastaug.validation import fill_values as _checked_fill_values
 
 __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
@@ -32,8 +33,16 @@ def run_calls(img: torch.Tensor, calls: list[Call], backend: str = "auto") -> to
     """Compile calls for ``img`` into one Plan and execute it."""
     x, unbatched = as_batch(img)
     plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
-    out = engine.execute(plan, x, backend)
+    out = autograd.execute(plan, x, backend)  # differentiable when x or a magnitude requires grad
     return out[0] if unbatched else out
+
+
+def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") -> torch.Tensor | None:
+    """:func:`fastaug.validation.fill_values`, keeping a float64 tensor's precision (exact gradients)."""
+    out = _checked_fill_values(fill, b, c, device, name=name)
+    if isinstance(fill, torch.Tensor) and fill.dtype == torch.float64:
+        out = fill.to(device).expand(b, c)
+    return out
 
 
 @dataclass(frozen=True)
@@ -63,19 +72,26 @@ def _bound(img: torch.Tensor) -> float:
 def _color(img, name: str, op: Op, kwargs: dict, params: list[torch.Tensor], backend: str, **extra) -> torch.Tensor:
     b = params[0].shape[0] if params else _batch(img).b
     dev = img.device
-    p = torch.zeros(b, 3, dtype=torch.float32, device=dev)
+    p = torch.zeros(b, 3, dtype=torch.float64, device=dev)
     for i, t in enumerate(params):
-        p[:, i] = t.to(torch.float32)
+        p[:, i] = t.to(torch.float64)  # differentiable: gradients reach the magnitude tensors
     call = ColorCall(name=name, kwargs=kwargs, code=int(op), params=p, **extra)
     return run_calls(img, [call], backend)
 
 
-def _factor(img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, **rng_kw):
+def _factor(
+    img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, straight_through=False, **rng_kw
+):
     b, c, _, _, dev = _batch(img)
     if channels is not None:
         channels_for(c, channels, fname)
     f = per_sample(value, b, name, dev, **rng_kw)
-    return _color(img, fname, op, {name: f}, [f], backend)
+    return _color(img, fname, op, {name: f}, [f] + _straight_through(straight_through, b, dev), backend)
+
+
+def _straight_through(flag: bool, b: int, dev) -> list[torch.Tensor]:
+    """params[..., 2] = 1: the op passes the gradient to the image unchanged (see fastaug.autograd)."""
+    return [torch.zeros(b, device=dev), torch.ones(b, device=dev)] if flag else []
 
 
 def adjust_brightness(img: torch.Tensor, brightness_factor, *, backend: str = "auto") -> torch.Tensor:
@@ -122,9 +138,10 @@ def rgb_to_grayscale(img: torch.Tensor, num_output_channels: int = 1, *, backend
     ]
     if num_output_channels == 1:
         calls.append(ChannelsCall(name="channels", channels=1))
-    elif c == 1:
-        raise ValueError("num_output_channels=3 needs a 3-channel image (fastaug does not add channels)")
-    return run_calls(img, calls, backend)
+    out = run_calls(img, calls, backend)
+    if c == 1 and num_output_channels == 3:  # a gray image is its own luma: repeat it, as torchvision does
+        out = out.repeat_interleave(3, dim=-3)
+    return out
 
 
 def invert(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
@@ -132,24 +149,30 @@ def invert(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     return _color(img, "invert", Op.INVERT, {}, [], backend)
 
 
-def posterize(img: torch.Tensor, bits, *, backend: str = "auto") -> torch.Tensor:
-    """Keep the ``bits`` (0..8) most significant bits."""
-    return _factor(img, bits, "bits", None, Op.POSTERIZE, "posterize", backend, lo=0.0, hi=8.0, integer=True)
+def posterize(img: torch.Tensor, bits, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
+    """Keep the ``bits`` (0..8) most significant bits (``straight_through``: identity gradient)."""
+    return _factor(
+        img, bits, "bits", None, Op.POSTERIZE, "posterize", backend, straight_through, lo=0.0, hi=8.0, integer=True
+    )
 
 
-def solarize(img: torch.Tensor, threshold, *, backend: str = "auto") -> torch.Tensor:
-    """Invert values >= ``threshold`` (in the image's value range)."""
-    return _factor(img, threshold, "threshold", None, Op.SOLARIZE, "solarize", backend, lo=0.0, hi=_bound(img))
+def solarize(img: torch.Tensor, threshold, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
+    """Invert values >= ``threshold`` (in the image's value range; ``straight_through``: identity gradient)."""
+    return _factor(img, threshold, "threshold", None, Op.SOLARIZE, "solarize", backend, straight_through, lo=0.0, hi=_bound(img))
 
 
-def equalize(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """Per-channel histogram equalization (PIL/torchvision rule)."""
-    return _color(img, "equalize", Op.EQUALIZE, {}, [], backend)
+def equalize(img: torch.Tensor, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
+    """Per-channel histogram equalization (PIL/torchvision rule; ``straight_through``: identity gradient)."""
+    b = _batch(img).b
+    st = [torch.zeros(b, device=img.device)] + _straight_through(straight_through, b, img.device)
+    return _color(img, "equalize", Op.EQUALIZE, {}, st, backend)
 
 
-def autocontrast(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """Stretch each channel to the full range."""
-    return _color(img, "autocontrast", Op.AUTOCONTRAST, {}, [], backend)
+def autocontrast(img: torch.Tensor, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
+    """Stretch each channel to the full range (``straight_through``: identity gradient, else through min / max)."""
+    b = _batch(img).b
+    st = [torch.zeros(b, device=img.device)] + _straight_through(straight_through, b, img.device)
+    return _color(img, "autocontrast", Op.AUTOCONTRAST, {}, st, backend)
 
 
 def _center(center, b: int, dev) -> torch.Tensor | None:
@@ -458,8 +481,9 @@ def normalize(img: torch.Tensor, mean, std, inplace: bool = False, *, backend: s
 
 
 def normalize_call(mean, std, c: int, dev) -> NormalizeCall:
-    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-    s = torch.as_tensor(std, dtype=torch.float32).flatten()
+    keep = (torch.float32, torch.float64)  # float tensors stay attached (gradients w.r.t. mean / std)
+    m = (mean if isinstance(mean, torch.Tensor) and mean.dtype in keep else torch.as_tensor(mean, dtype=torch.float32)).flatten()
+    s = (std if isinstance(std, torch.Tensor) and std.dtype in keep else torch.as_tensor(std, dtype=torch.float32)).flatten()
     if m.numel() == 1:
         m = m.expand(c)
     if s.numel() == 1:

@@ -4,16 +4,25 @@ A batch of B samples, each with its own op sequence, compiles into a Plan: a lis
 :class:`Stage` s (one fused pass each) and an :class:`Epilogue` (erasing, normalize, output dtype).
 Every backend implements two primitives over one stage (see ``kernels/reference.py``)::
 
-    reduce(src, stage, stats, luts, k) -> Reduction   # statistics of the chain up to op k
-    apply(src, stage, stats, luts, epilogue, out)     # run the stage, write `out`
+    reduce(src, stage, stats, luts, stop) -> Reduction  # statistics of each sample's chain before op stop[b]
+    apply(src, stage, stats, luts, epilogue, out)       # run the stage, write `out`
 
 and :mod:`fastaug.engine` orchestrates stages and statistics, identically for all backends.
 
+``stop`` is an int k (every sample) or an integer tensor [B] of per-sample positions; a sample whose
+stop lies outside [0, K) is skipped (its Reduction entries are unspecified, and should cost nothing).
+A backend may compute only the fields the op at ``stop[b]`` reads (CONTRAST: ``gray_sum``;
+AUTOCONTRAST / EQUALIZE: ``minimum``, ``maximum``, ``hist``) and leave the others zero. The engine
+runs one reduction per *round*: round r stops every sample just before its r-th statistics op, so a
+stage needs as many reduction passes as its busiest sample has statistics ops (ColorJitter: one),
+not one per statistics slot.
+
 Semantics (the contract every backend meets; the reference defines it in plain torch)
 ---------------------------------------------------------------------------------------
-Working values are float32. A value lives in one of two *domains*: the uint8 domain (values are
-integers in [0, 255], bound 255, each op truncates its result like torchvision's uint8 kernels) or
-the float domain (values in [0, 1], bound 1). An op's domain is ``params[..., 3]`` (1.0 = uint8).
+Working values are float32 (float64 when the input is float64, as torchvision computes). A value lives
+in one of two *domains*: the uint8 domain (values are integers in [0, 255], bound 255, each op
+truncates its result like torchvision's uint8 kernels) or the float domain (values in [0, 1], bound 1).
+An op's domain is ``params[..., 3]`` (1.0 = uint8).
 
 Reading: ``v = float32(src[b, c, y, x]) * stage.in_scale``.
 
@@ -30,7 +39,8 @@ If ``geometry.quantize``: ``rint`` of the result.
 
 Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel vector, codes in
 :class:`Op`. Ops reading statistics (CONTRAST, AUTOCONTRAST, EQUALIZE) read ``stats[b, k]`` /
-``luts[b, k]``, which the engine filled from ``reduce(..., k)`` before ``apply``. SHARPNESS may only
+``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from a ``reduce``
+stopping sample b at k, before ``apply``. SHARPNESS may only
 appear at k = 0 of a stage without geometry: it reads the 3x3 neighbourhood of the stage input.
 
 Epilogue (last stage only), per pixel after the program:
@@ -61,8 +71,8 @@ class Op(enum.IntEnum):
     BRIGHTNESS = 1  # v = trunc(clamp(v*a, 0, bound))
     CONTRAST = 2  # m = stats[b,k,0,0] (mean gray); v = trunc(clamp(v*a + m*(1-a), 0, bound))
     SATURATION = 3  # C==3: g = trunc(0.2989r + 0.587g + 0.114b); v = trunc(clamp(v*a + g*(1-a), 0, bound)); C==1: identity
-    HUE = 4  # C==3: (uint8: v/255) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); uint8: floor(v*255.999)
-    GAMMA = 5  # (uint8: v/255); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)
+    HUE = 4  # C==3: (uint8: v*(1/255)) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); uint8: floor(v*255.999)
+    GAMMA = 5  # (uint8: v*(1/255)); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)
     # SHARPNESS: k==0 only; interior pixels: blur = 3x3 [1 1 1;1 5 1;1 1 1]/13 (uint8: rint),
     # v = trunc(clamp(v + (1-a)*(blur-v), 0, bound)); border pixels (and H<=2 or W<=2): unchanged
     SHARPNESS = 6
@@ -70,11 +80,12 @@ class Op(enum.IntEnum):
     INVERT = 8  # v = bound - v
     POSTERIZE = 9  # a = bits; uint8: v = floor(v / 2**(8-a)) * 2**(8-a); float: L=2**a, v = clamp(floor(v*L), 0, L-1)/L
     SOLARIZE = 10  # a = threshold (domain scale): v = bound - v if v >= a else v
-    # AUTOCONTRAST: lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)/bound;
+    # AUTOCONTRAST: lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)*float32(1/bound)
+    # (torchvision's order: uint8 arange(16) -> 0, 16, 33, ..., 254);
     # v = trunc(clamp((v-lo)/s, 0, bound))
     AUTOCONTRAST = 11
     EQUALIZE = 12  # uint8: v = luts[b,k,c,int(v)]; float: v = luts[b,k,c,floor(v*255.999)] / 255
-    TO_FLOAT = 13  # v = v / 255   (uint8 domain -> float domain)
+    TO_FLOAT = 13  # v = v * (1/255)   (uint8 domain -> float domain; torchvision's to_dtype order)
     TO_UINT8 = 14  # v = floor(v * 255.999)   (float domain -> uint8 domain)
 
 
@@ -114,7 +125,7 @@ class Stage:
 
 @dataclass
 class Reduction:
-    """Raw statistics of the chain before op k, per sample (zeros where not asked)."""
+    """Raw statistics of each sample's chain before its stop (see ``reduce``; zeros where not asked)."""
 
     gray_sum: torch.Tensor  # [B] float64: sum over pixels of the gray value (C==3: trunc in uint8 domain) or of v (C==1)
     minimum: torch.Tensor  # [B,C] float32, per channel

@@ -178,6 +178,7 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
             choose(Op.HUE, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
     if Op.GAMMA in present:
         x = torch.where(q, v * (1.0 / 255.0), v)
+        x = torch.where(code == int(Op.GAMMA), x, torch.ones_like(x))  # other samples: no NaN in pow's backward
         x = torch.pow(x, a)
         x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
         choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
@@ -222,11 +223,23 @@ def chain(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
     return v
 
 
-def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
-    """Statistics of the chain before op k (all kinds, for every sample)."""
-    v = chain(src, stage, stats, luts, k)
+def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int | torch.Tensor) -> Reduction:
+    """Statistics of each sample's chain before op ``stop`` (all kinds, for every sample).
+
+    ``stop``: an int k (every sample) or a per-sample integer tensor [B]; a sample whose stop lies
+    outside [0, K) is skipped (its entries are unspecified; here: those before op 0)."""
+    if not isinstance(stop, torch.Tensor):
+        v = chain(src, stage, stats, luts, stop)
+        at = torch.full((src.shape[0],), int(stop), dtype=torch.int64, device=stage.params.device)
+    else:
+        k_total = stage.program.shape[1]
+        at = stop.to(device=stage.params.device, dtype=torch.int64).reshape(-1)
+        at = torch.where((at < 0) | (at >= k_total), 0, at)
+        v = chain(src, stage, stats, luts, 0)
+        for k in range(k_total):
+            v = torch.where((at > k).view(-1, 1, 1, 1), apply_op(v, k, stage, stats, luts), v)
     b, c = v.shape[:2]
-    q = (stage.params[:, k, 3] > 0.5).view(b, 1, 1, 1)
+    q = (stage.params[torch.arange(b, device=at.device), at, 3] > 0.5).view(b, 1, 1, 1)
     if c == 3:
         gray = torch.where(q, torch.floor(_gray(v)), _gray(v))
     else:
@@ -290,4 +303,53 @@ def apply(
 def forward(src: torch.Tensor, stage: Stage, stats, luts, epilogue: Epilogue | None) -> torch.Tensor:
     """Differentiable form of :func:`apply` (returns instead of writing)."""
     v = chain(src, stage, stats, luts, stage.program.shape[1])
+    return finish(v, epilogue) if epilogue is not None else v
+
+
+# ----------------------------------------------------------------------------------------------
+# autograd ground truth: the stage with statistics recomputed in the graph, straight-through ops
+
+ST_OPS = (Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)  # params[..., 2] > 0.5: straight-through
+LIVE_OPS = (Op.CONTRAST, Op.AUTOCONTRAST)  # read statistics with a gradient (gray mean, min / max)
+
+
+def live_stats(v: torch.Tensor, stage: Stage, k: int) -> torch.Tensor:
+    """stats[:, k] [B,C,2] of the chain value ``v`` in differentiable torch ops: per-channel (min, max),
+    with the gray mean in entry (0, 0) for samples running CONTRAST at k (as the engine fills it)."""
+    b, c = v.shape[:2]
+    q = (stage.params[:, k, 3] > 0.5).view(b, 1, 1, 1)
+    gray = torch.where(q, torch.floor(_gray(v)), _gray(v)) if c == 3 else v[:, :1]
+    mean = gray.mean(dim=(1, 2, 3))
+    lo, hi = v.amin(dim=(2, 3)), v.amax(dim=(2, 3))
+    lo0 = torch.where(stage.program[:, k] == int(Op.CONTRAST), mean, lo[:, 0])
+    return torch.stack([torch.cat([lo0.unsqueeze(1), lo[:, 1:]], 1), hi], -1)
+
+
+def chain_live(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, straight_through: bool = False):
+    """:func:`chain` over the whole program, differentiable: CONTRAST / AUTOCONTRAST read statistics
+    recomputed from the chain (gradients reach the pixels through the mean / min / max); ops in
+    ``ST_OPS`` flagged by ``params[..., 2] > 0.5`` (or all of them if ``straight_through``) pass the
+    gradient to their input unchanged."""
+    v = read(src, stage)
+    if stage.geometry is not None:
+        v = resample(v, stage.geometry, stage.out_size or tuple(src.shape[-2:]))
+    st = stats.to(v.dtype)
+    b = v.shape[0]
+    for k in range(stage.program.shape[1]):
+        present = set(stage.codes_at(k))
+        if present & set(LIVE_OPS):
+            st = torch.cat([st[:, :k], live_stats(v, stage, k).unsqueeze(1), st[:, k + 1 :]], 1)
+        out = apply_op(v, k, stage, st, luts)
+        if present & set(ST_OPS):
+            code = stage.program[:, k]
+            flag = torch.isin(code, torch.tensor([int(o) for o in ST_OPS], device=code.device))
+            flag = flag & ((stage.params[:, k, 2] > 0.5) | straight_through)
+            out = torch.where(flag.view(b, 1, 1, 1), v + (out - v).detach(), out)
+        v = out
+    return v
+
+
+def forward_live(src: torch.Tensor, stage: Stage, stats, luts, epilogue: Epilogue | None, straight_through: bool = False):
+    """Differentiable stage (see :func:`chain_live`): the reference's autograd ground truth."""
+    v = chain_live(src, stage, stats, luts, straight_through)
     return finish(v, epilogue) if epilogue is not None else v

@@ -157,3 +157,28 @@ def layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
         "channels_last": x.contiguous(memory_format=torch.channels_last),
         "strided": wide[..., ::2],
     }
+
+
+def statistics_plan(params: torch.Tensor, mean, std, rect_values, h: int, w: int) -> Plan:
+    """Two samples, one stage: CONTRAST / AUTOCONTRAST / BRIGHTNESS / GAMMA in per-sample orders (two live
+    statistics ops per sample: two extra backward passes), then rects before and after normalize."""
+    program = torch.tensor([[int(Op.CONTRAST), int(Op.AUTOCONTRAST), int(Op.BRIGHTNESS)],
+                            [int(Op.AUTOCONTRAST), int(Op.GAMMA), int(Op.CONTRAST)]], dtype=torch.int32)  # fmt: skip
+    stage = Stage(program=program, params=params, stat_slots=(0, 1, 2))
+    rects = torch.tensor([[[1, 1, 4, 3], [3, 2, 6, 6]], [[0, 0, 2, 8], [5, 4, 9, 6]]], dtype=torch.int32)
+    phase = torch.tensor([[1, 2], [2, 1]], dtype=torch.int32)
+    c = mean.shape[-1]
+    ep = Epilogue(out_dtype=torch.float32, out_channels=c, mean=mean, std=std, rects=rects, rect_values=rect_values, rect_phase=phase)
+    return Plan(stages=[stage], epilogue=ep, channels=c, out_size=(h, w))
+
+
+def statistics_plan_magnitudes(c: int) -> list[torch.Tensor]:
+    """params [2,3,4], mean [2,C], std [2,C], rect values [2,2,C] for :func:`statistics_plan`."""
+    g = torch.Generator().manual_seed(11)
+    params = torch.zeros(2, 3, NUM_PARAMS)
+    params[0, :, 0] = torch.tensor([0.7, 0.0, 1.3])
+    params[1, :, 0] = torch.tensor([0.0, 1.4, 1.2])
+    params[1, 1, 1] = 0.9  # gamma gain
+    mean = 0.3 + 0.3 * torch.rand(2, c, generator=g)
+    std = 0.2 + 0.1 * torch.rand(2, c, generator=g)
+    return [params, mean, std, torch.rand(2, 2, c, generator=g)]

@@ -225,6 +225,15 @@ def test_rgb_to_grayscale_wrong_channel_count(c):
     raises(lambda: FA.rgb_to_grayscale(u8(c=c), 1, backend="torch"), "channels")
 
 
+@pytest.mark.parametrize("part", ["contrast", "saturation", "hue"])
+def test_color_jitter_gray_ops_wrong_channel_count(part):
+    import fastaug
+
+    aug = fastaug.Compose([fastaug.ColorJitter(**{part: 0.3})], backend="torch")
+    raises(lambda: aug(f32(c=4)), "channels")
+    assert fastaug.Compose([fastaug.ColorJitter(brightness=0.3)], backend="torch")(f32(c=4)).shape[1] == 4
+
+
 @pytest.mark.parametrize("n", [0, 2, 4])
 def test_rgb_to_grayscale_bad_num_output_channels(n):
     raises(lambda: FA.rgb_to_grayscale(u8(), n, backend="torch"), "num_output_channels")

@@ -16,7 +16,7 @@ exactness count. Nearest resize excludes the output rows/columns where torch's f
 ``floor(i * in/out)`` differs from the exact floor.
 
 Known deviations from torchvision are ``xfail(strict=True)`` with the reason: to_dtype(float -> uint8,
-scale=False) raises, rgb_to_grayscale(1 channel -> 3) raises, erase rounds a fractional uint8 value.
+scale=False) raises (it would silently turn [0, 1] values into 0/1).
 
 The same checks run for every CPU backend: "torch" (the plain reference) and "numba" (skipped until
 ``fastaug.kernels.numba`` provides ``apply``).
@@ -224,12 +224,6 @@ def test_rgb_to_grayscale_one_channel(dtype, backend):
     check_batch(out, per_sample(O.rgb_to_grayscale, x, 1), "rgb_to_grayscale 1ch")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="fastaug deviation (not in the documented list): rgb_to_grayscale(1-channel, num_output_channels=3) raises "
-    "'fastaug does not add channels'; torchvision repeats the channel 3 times",
-)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rgb_to_grayscale_one_channel_to_three(dtype, backend):
     x = rand_batch(gen(12), 4, 1, 11, 13, dtype)
@@ -493,12 +487,8 @@ def test_erase(dtype, c, backend):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fastaug bug: erase on a uint8 image with a fractional value v rounds v (rint: 200.7 -> 201, "
-    "10.5 -> 10) where torchvision's assignment image[..., i:i+h, j:j+w] = v truncates (200.7 -> 200)",
-)
 def test_erase_fractional_value_uint8(backend):
+    """torchvision's assignment image[..., i:i+h, j:j+w] = v truncates (200.7 -> 200)."""
     x = rand_batch(gen(91), 3, 3, 6, 7, U8)
     v = torch.tensor([[200.7, 10.5, 0.9], [99.5, 254.6, 1.5], [3.2, 4.8, 5.5]])
     out = FA.erase(x, 1, 2, 3, 4, v, backend=backend)

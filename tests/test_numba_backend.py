@@ -214,3 +214,83 @@ def test_float64_input(out: str) -> None:
     for k in range(stage.program.shape[1]):
         want, got = reference.reduce(x, stage, stats, luts, k), nb.reduce(x, stage, stats, luts, k)
         assert_reduction(got, want, stage, k)
+
+
+def _per_slot_stats(backend, x: torch.Tensor, stage: Stage, channels: int):
+    """The statistics tables filled the naive way (one reduction per slot, in order): an oracle for the
+    engine's per-sample rounds (``run_stage_stats``)."""
+    from fastaug.engine import equalize_luts, stage_tables
+
+    stats, luts = stage_tables(stage, x.shape[0], channels, x.device)
+    h, w = stage.out_size or tuple(x.shape[-2:])
+    for k in sorted(stage.stat_slots):
+        red = backend.reduce(x, stage, stats, luts, k)
+        stats[:, k, :, 0], stats[:, k, :, 1] = red.minimum, red.maximum
+        is_contrast = stage.program[:, k] == int(Op.CONTRAST)
+        stats[:, k, 0, 0] = torch.where(is_contrast, (red.gray_sum / (h * w)).float(), stats[:, k, 0, 0])
+        luts[:, k] = equalize_luts(red.hist)
+    return stats, luts
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_stats_rounds_match_per_slot(dtype: str) -> None:
+    """One reduction per round (per-sample stops) fills the same tables as one per slot, at every
+    position where a sample runs a statistics op; numba's tables match the reference's."""
+    from fastaug.engine import stat_positions
+
+    x = make_input(DTYPES[dtype], (6, 3, 9, 11), 31)
+    plan = random_plan(x, 31, ops_per_stage=5)
+    stage = plan.stages[0]
+    stage.slot_codes = None  # any code anywhere: several statistics ops per sample
+    stage.stat_slots = tuple(range(stage.program.shape[1]))
+    stage.program[:, 1] = int(Op.CONTRAST)
+    stage.program[::2, 3] = int(Op.EQUALIZE)
+    found = stat_positions(stage)
+    assert found.sum(1).max() >= 2
+    contrast = found & (stage.program == int(Op.CONTRAST))
+    ranged = found & ~contrast  # AUTOCONTRAST / EQUALIZE read every entry and the LUTs
+    want_s, want_l = _per_slot_stats(reference, x, stage, 3)
+    for backend in (reference, nb):
+        got_s, got_l = run_stage_stats(backend, x, stage, 3)
+        torch.testing.assert_close(got_s[contrast][:, 0, 0], want_s[contrast][:, 0, 0], rtol=1e-6, atol=1e-6)
+        assert torch.equal(got_s[ranged], want_s[ranged]) and torch.equal(got_l[ranged], want_l[ranged])
+
+
+def test_reduce_per_sample_stops() -> None:
+    """``reduce`` with a stop per sample: each active sample as an int-k reduction at its stop (what its
+    op reads), skipped samples (stop outside [0, K)) cost nothing and read as zeros."""
+    x = make_input(torch.uint8, (5, 3, 9, 11), 8)
+    _, stage, stats, luts = _stage_with_stats(x, 41)
+    k_total = stage.program.shape[1]
+    stage.slot_codes = None
+    stage.program[:, 2] = torch.tensor([int(Op.CONTRAST), int(Op.EQUALIZE), int(Op.AUTOCONTRAST), 1, int(Op.CONTRAST)])
+    stop = torch.tensor([2, 2, 2, k_total, -1])
+    got = nb.reduce(x, stage, stats, luts, stop)
+    want = reference.reduce(x, stage, stats, luts, 2)
+    torch.testing.assert_close(got.gray_sum[0], want.gray_sum[0], rtol=1e-9, atol=1e-6)
+    for b in (1, 2):
+        assert torch.equal(got.minimum[b], want.minimum[b]) and torch.equal(got.maximum[b], want.maximum[b])
+        assert torch.equal(got.hist[b], want.hist[b])
+    assert not got.gray_sum[1:].any() and not got.hist[[0, 3, 4]].any() and not got.minimum[[0, 3, 4]].any()
+    per_sample = reference.reduce(x, stage, stats, luts, stop)
+    for f in ("gray_sum", "minimum", "maximum", "hist"):
+        assert torch.equal(getattr(per_sample, f)[:3], getattr(want, f)[:3]), f
+
+
+def test_presample_is_exact() -> None:
+    """``engine.presample``: resampling once into uint8 before the statistics gives the same outputs as
+    the fused stage (and is skipped for fills that uint8 cannot hold)."""
+    from fastaug import engine
+
+    x = make_input(torch.uint8, (4, 3, 13, 12), 17)
+    plan = random_plan(x, 17, ops_per_stage=4, stages=1)
+    stage = plan.stages[0]
+    stage.program[:, 1] = int(Op.CONTRAST)
+    stage.stat_slots = tuple(sorted(set(stage.stat_slots) | {1}))
+    stage.slot_codes = None
+    assert stage.geometry is not None and stage.geometry.quantize
+    src, rest = engine.presample(nb, x, stage)
+    assert src.dtype == torch.uint8 and rest.geometry is None
+    check_plan(plan, x)
+    stage.geometry.fill = torch.full((4, 3), 0.5)
+    assert engine.presample(nb, x, stage)[1] is stage

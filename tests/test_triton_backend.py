@@ -315,3 +315,24 @@ def test_cuda_graph_capture(monkeypatch):
     graph.replay()
     torch.cuda.synchronize()
     assert_matches(got, want, True)
+
+
+def test_reduce_per_sample_stops():
+    """``reduce`` with a stop per sample equals the reference's, field by field, for the active samples;
+    skipped samples (stop outside [0, K)) leave their entries at the initial values."""
+    from fastaug.kernels import triton as tb
+
+    x = _input(torch.uint8, 4, 3, 9, 11, 32)
+    plan = random_plan(x, 32, ops_per_stage=4)
+    st = plan.stages[0]
+    st.slot_codes = None
+    k_total = st.program.shape[1]
+    stats, luts = engine.run_stage_stats(reference, x, st, 3)
+    stop = torch.tensor([0, 3, k_total, 2])
+    want = reference.reduce(x, st, stats, luts, stop)
+    got = tb.reduce(x, st, stats, luts, stop)
+    active = torch.tensor([0, 1, 3])
+    for f in dataclasses.fields(want):
+        a, b = getattr(got, f.name)[active], getattr(want, f.name)[active]
+        torch.testing.assert_close(a, b, atol=1e-9 if f.name == "gray_sum" else 0, rtol=1e-12, msg=f.name)
+    assert got.gray_sum[2] == 0 and not got.hist[2].any() and torch.isinf(got.minimum[2]).all()

@@ -8,9 +8,10 @@ strides (contiguous, channels-last, any view); other dtypes go through a tempora
 ``out.copy_``.
 
 Parallelism: the kernel :func:`fused.run_tasks` is a serial ``nogil`` function over a range of
-(row block, sample) tasks; :func:`_launch` runs one contiguous range per thread, with
-``numba.get_num_threads()`` threads (so ``numba.set_num_threads`` applies). Thread j gets row block
-j of every sample: equal work per thread, and consecutive rows of an image stay on one thread.
+(row block, sample) tasks; :func:`_launch` runs chunks of tasks on :func:`num_threads`
+threads (so ``torch.set_num_threads`` applies), taken from a shared counter. Tasks are whole samples
+for resampling passes when the batch splits evenly over the threads (each thread packs its samples
+once, see ``I_PACK``), else one block of rows per thread and sample.
 (A ``prange`` kernel would do the same split at twice the cold compile time; see
 ``kernels/numba/fused.py``.)
 
@@ -20,9 +21,9 @@ kernel itself has no bounds checks).
 
 from __future__ import annotations
 
+import itertools
 import threading
 
-import numba
 import numpy as np
 import torch
 
@@ -32,6 +33,7 @@ from . import fused
 
 _RGB = (int(Op.SATURATION), int(Op.HUE), int(Op.GRAYSCALE))
 _CONSTS = {np.float32: fused.constants(np.float32), np.float64: fused.constants(np.float64)}
+_PACK_MAX = 1 << 22  # pixels of a sample packed into a per-thread scratch (16 MiB)
 
 
 def _flat(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -102,31 +104,49 @@ def _split_geometry(src: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, Stag
     return tmp, rest
 
 
-def _rows(height: int) -> int:
-    """Rows per task: one block of rows per thread."""
-    return max(1, -(-height // max(1, numba.get_num_threads())))
+def num_threads() -> int:
+    """Threads for a pass: torch's setting (``torch.set_num_threads``; 1 in DataLoader workers). The kernels
+    release the GIL and run on Python threads, so numba's own threading layer is never started: its
+    OpenMP layer would reset the OpenMP thread count torch relies on, and deadlock forked workers."""
+    return max(1, torch.get_num_threads())
+
+
+def _rows(height: int, batch: int, geometry: bool) -> int:
+    """Rows per task: whole samples for a resampling pass when the samples split evenly (or nearly) over
+    the threads (each thread then packs and resamples its own samples, see ``I_PACK``); else one block
+    of rows per thread, so that every thread gets an equal share of every sample."""
+    n = num_threads()
+    if geometry and (batch % n == 0 or batch >= 4 * n):
+        return max(1, height)
+    return max(1, -(-height // n))
 
 
 def _launch(ntasks: int, args: tuple, scratch: tuple) -> None:
-    """Run tasks ``0..ntasks-1`` of :func:`fused.run_tasks`, one contiguous range per thread, each
-    thread with its own scratch arrays (``scratch`` = :func:`fused.scratch`'s arguments)."""
-    nthreads = max(1, min(numba.get_num_threads(), ntasks))
-    bounds = [ntasks * j // nthreads for j in range(nthreads + 1)]
+    """Run tasks ``0..ntasks-1`` of :func:`fused.run_tasks` on :func:`num_threads` threads, each
+    with its own scratch arrays (``scratch`` = :func:`fused.scratch`'s arguments). Threads take chunks of
+    consecutive tasks from a shared counter (about 4 per thread): a thread slowed down by a busy
+    neighbour on its core does less of the work instead of holding up the pass. Every task writes its
+    own outputs, so results do not depend on which thread runs it."""
+    nthreads = min(num_threads(), ntasks)
     if nthreads == 1:
         fused.run_tasks(0, ntasks, *args, *fused.scratch(*scratch))
         return
+    chunk = max(1, ntasks // (4 * nthreads))
+    starts = itertools.count(0, chunk)  # next() is atomic under the GIL
     errors: list[BaseException] = []
 
-    def work(j: int) -> None:
+    def work() -> None:
         try:
-            fused.run_tasks(bounds[j], bounds[j + 1], *args, *fused.scratch(*scratch))
+            buffers = fused.scratch(*scratch)
+            while (t0 := next(starts)) < ntasks:
+                fused.run_tasks(t0, min(t0 + chunk, ntasks), *args, *buffers)
         except BaseException as e:  # re-raised in the calling thread
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(j,), daemon=True) for j in range(1, nthreads)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(1, nthreads)]
     for th in threads:
         th.start()
-    work(0)
+    work()
     for th in threads:
         th.join()
     if errors:
@@ -142,14 +162,17 @@ def _run(
     stage: Stage,
     stats: torch.Tensor,
     luts: torch.Tensor,
-    stop: int,
+    stops: np.ndarray,
+    whats: np.ndarray,
+    codes: np.ndarray,
     flags: np.ndarray,
     rows: int,
     out: torch.Tensor | None = None,
     epilogue: Epilogue | None = None,
     partials: tuple[np.ndarray, ...] | None = None,
 ) -> None:
-    """Build the kernel arguments and run it (apply: ``out``; reduce: ``partials``)."""
+    """Build the kernel arguments and run it (apply: ``out``; reduce: per-sample ``stops`` / ``whats``,
+    ``partials``); ``codes`` = :func:`_effective_codes`."""
     ftype = _working_dtype(src)
     b, c, h, w = src.shape
     ho, wo = _out_size(src, stage)
@@ -161,6 +184,8 @@ def _run(
     flags[fused.I_SRC8] = int(src.dtype == torch.uint8)
     flags[fused.I_ROWS] = rows
     geo = stage.geometry
+    pack = geo is not None and geo.bilinear and src.dtype == torch.uint8 and c <= 4 and rows >= ho and h * w <= _PACK_MAX
+    flags[fused.I_PACK] = int(pack)
     if geo is not None:
         if sum((n - 1) * st for n, st in zip(src.shape[1:], src.stride()[1:])) >= 2**31:
             raise ValueError("numba backend: a resampled sample must span fewer than 2**31 elements")
@@ -187,13 +212,14 @@ def _run(
         partials = (np.zeros((0, b)), np.zeros((0, b, c), ftype), np.zeros((0, b, c), ftype), np.zeros((0, b, c, 256), np.int64))
     out_scale = 1.0 if ep is None else ep.out_scale
     fs = np.array([stage.in_scale, out_scale, w - 1, h - 1], dtype=ftype)
+    scratch = (c, wo, ftype, flags[fused.I_GEO] == 2, src.dtype == torch.uint8, h * w if pack else 0)
     args = (
         src8, srcf, ss, c, h, w, fs, flags, mat, win, fill, np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype),
-        _effective_codes(stage, c), _np(stage.params[..., :NUM_PARAMS], ftype, (b, k, NUM_PARAMS)),
+        codes, _np(stage.params[..., :NUM_PARAMS], ftype, (b, k, NUM_PARAMS)),
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), _CONSTS[ftype],
-        ho, wo, stop, out8, outf, os_, mean, std, rects, rphase, rvals, *partials,
+        ho, wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, *partials,
     )  # fmt: skip
-    _launch(b * -(-ho // rows), args, (c, wo, ftype, flags[fused.I_GEO] == 2, src.dtype == torch.uint8))
+    _launch(b * -(-ho // rows), args, scratch)
 
 
 def apply(
@@ -224,38 +250,58 @@ def apply(
     flags = np.zeros(fused.NUM_FLAGS, np.int64)
     flags[fused.I_CO] = co
     flags[fused.I_INT] = int(to_int)
-    _run(src, stage, stats, luts, stage.program.shape[1], flags, _rows(out.shape[2]), out=target, epilogue=epilogue)
+    stops = np.full(b, stage.program.shape[1], np.int64)
+    rows = _rows(out.shape[2], b, stage.geometry is not None)
+    _run(src, stage, stats, luts, stops, np.zeros(b, np.int64), _effective_codes(stage, c), flags, rows, out=target, epilogue=epilogue)
     if target is not out:
         out.copy_(target)
 
 
-def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
-    """Statistics of the chain before op ``k``, for every sample (see :class:`fastaug.plan.Reduction`).
+def _whats(stage: Stage, codes: np.ndarray, stop: int | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample stops and the statistics each sample needs (1: gray sum, 2: min / max and histograms).
 
-    Only what the ops that may occur at ``k`` read is computed, the rest is zeros: the gray sum for
-    CONTRAST, min / max and histograms for AUTOCONTRAST and EQUALIZE (all of it when
-    ``stage.slot_codes`` is None)."""
+    int k: what the ops that may occur at k read (all of it when ``stage.slot_codes`` is None), for every
+    sample. Tensor: what the sample's own (effective) op at ``stop[b]`` reads; 0 (skip) for a stop
+    outside [0, K) or an op reading no statistics."""
+    b, k_total = codes.shape
+    if not isinstance(stop, torch.Tensor):
+        if not 0 <= stop < k_total:
+            raise ValueError(f"k must index an op of the stage, got {stop}")
+        present = set(stage.codes_at(stop))
+        what = (int(Op.CONTRAST) in present) | 2 * bool(present & {int(Op.AUTOCONTRAST), int(Op.EQUALIZE)})
+        return np.full(b, stop, np.int64), np.full(b, what, np.int64)
+    stops = stop.detach().cpu().to(torch.int64).numpy().reshape(b)
+    valid = (stops >= 0) & (stops < k_total)
+    stops = np.where(valid, stops, 0)
+    code = codes[np.arange(b), stops] if k_total else np.zeros(b, np.int32)
+    what = (code == int(Op.CONTRAST)) | 2 * ((code == int(Op.AUTOCONTRAST)) | (code == int(Op.EQUALIZE)))
+    return stops, np.where(valid, what, 0).astype(np.int64)
+
+
+def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int | torch.Tensor) -> Reduction:
+    """Statistics of each sample's chain before op ``stop`` (an int k, or a per-sample tensor [B]), see
+    :class:`fastaug.plan.Reduction`. Only what is read is computed, the rest is zeros (see :func:`_whats`);
+    skipped samples cost nothing."""
     src, stage = _split_geometry(_readable(src), stage)
-    if not 0 <= k < stage.program.shape[1]:
-        raise ValueError(f"k must index an op of the stage, got {k}")
-    codes = set(stage.codes_at(k))
-    what = (int(Op.CONTRAST) in codes) | 2 * bool(codes & {int(Op.AUTOCONTRAST), int(Op.EQUALIZE)})
     b, c = src.shape[:2]
+    codes = _effective_codes(stage, c)
+    stops, whats = _whats(stage, codes, stop)
     ho, wo = _out_size(src, stage)
     ftype = _working_dtype(src)
-    rows = _rows(ho)
+    rows = _rows(ho, b, stage.geometry is not None)
     nblk = max(1, -(-ho // rows))
     gray = np.zeros((nblk, b), np.float64)
-    mn = np.full((nblk, b, c), np.inf if what & 2 else 0.0, ftype)
-    mx = np.full((nblk, b, c), -np.inf if what & 2 else 0.0, ftype)
+    mn = np.full((nblk, b, c), np.inf, ftype)
+    mx = np.full((nblk, b, c), -np.inf, ftype)
     hist = np.zeros((nblk, b, c, 256), np.int64)
-    if what and src.numel() > 0 and ho * wo > 0:
+    if whats.any() and src.numel() > 0 and ho * wo > 0:
         flags = np.zeros(fused.NUM_FLAGS, np.int64)
-        flags[fused.I_REDUCE] = what
-        _run(src, stage, stats, luts, k, flags, rows, partials=(gray, mn, mx, hist))
+        flags[fused.I_REDUCE] = 1
+        _run(src, stage, stats, luts, stops, whats, codes, flags, rows, partials=(gray, mn, mx, hist))
+    ranged = (whats & 2 != 0)[:, None]
     return Reduction(
         gray_sum=torch.from_numpy(gray.sum(0)),
-        minimum=torch.from_numpy(mn.min(0)).float(),
-        maximum=torch.from_numpy(mx.max(0)).float(),
+        minimum=torch.from_numpy(np.where(ranged, mn.min(0), 0)).float(),
+        maximum=torch.from_numpy(np.where(ranged, mx.max(0), 0)).float(),
         hist=torch.from_numpy(hist.sum(0)),
     )

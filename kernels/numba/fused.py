@@ -2,7 +2,7 @@
 
 The work of a stage is a range of tasks ``t`` = (row block, sample), sample index fastest;
 :func:`run_tasks` runs a contiguous range of them (serial, ``nogil``) and the host runs one range per
-thread (``numba.get_num_threads()`` Python threads), so thread j gets row block j of every sample.
+thread (``torch.get_num_threads()`` Python threads), so thread j gets row block j of every sample.
 Not ``prange``: numba's parfor lowering re-links and re-optimises the whole kernel, which measured
 ~2x the cold compile time (30 s vs 17 s CPU) for the same static split. Kernels are compiled without
 NRT (``_nrt=False``): no atomic reference counting on arrays shared by all threads, no allocation
@@ -67,17 +67,24 @@ ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5
 S_IN, S_OUT, S_WM1, S_HM1 = range(4)  # in_scale, out_scale, W - 1, H - 1
 I_GEO, I_CLAMP, I_FILL, I_QUANT = range(4)  # geometry: mode (0 none, 1 nearest, 2 bilinear) and flags
 I_CO, I_INT, I_NORM, I_RECTS = range(4, 8)  # epilogue: out_channels, uint8 output, normalize, rects
-I_REDUCE, I_SRC8, I_ROWS = range(8, 11)  # statistics pass (1: gray sum, 2: min/max/hist, 3: both), ...
-NUM_FLAGS = 11
+I_REDUCE, I_SRC8, I_ROWS = range(8, 11)  # statistics pass (per-sample kinds in ``whats``), uint8 source, rows per task
+I_PACK = 11  # bilinear from a uint8 source (C <= 4, whole-sample tasks): resample from a packed copy of the sample
+NUM_FLAGS = 12
 
 
-def scratch(C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool) -> tuple[np.ndarray, ...]:
-    """Per-thread scratch arrays of :func:`run_tasks`: buf, wt, ms, ofs, packed, tapsf."""
-    packed = np.empty((C if bilinear and from_u8 else 0, Wo), dtype=np.uint32)
+def scratch(C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool, pixels: int = 0) -> tuple[np.ndarray, ...]:
+    """Per-thread scratch arrays of :func:`run_tasks`: buf, wt, ms, ofs, packed, tapsf, image.
+
+    ``pixels`` > 0 (H * W): ``image`` holds one packed sample (see :func:`_pack_u8`) and ``packed``
+    the four taps of a row [4, Wo]; else ``packed`` holds [C, Wo] taps packed four to a uint32."""
+    if pixels:
+        packed = np.empty((4, Wo), dtype=np.uint32)
+    else:
+        packed = np.empty((C if bilinear and from_u8 else 0, Wo), dtype=np.uint32)
     tapsf = np.empty((C if bilinear and not from_u8 else 0, 4 * Wo), dtype=dtype)
     return (
         np.empty((C, Wo), dtype=dtype), np.empty((4, Wo), dtype=dtype), np.empty(Wo, dtype=dtype),
-        np.empty((4, Wo), dtype=np.int32), packed, tapsf,
+        np.empty((4, Wo), dtype=np.int32), packed, tapsf, np.empty(pixels, dtype=np.uint32),
     )  # fmt: skip
 
 
@@ -270,6 +277,58 @@ def _gather_bilinear_u8(src, sbase, sc, C, Wo, ofs, packed):
                 | (np.uint32(src[U(o2 + cc)]) << np.uint32(16))
                 | (np.uint32(src[U(o3 + cc)]) << np.uint32(24))
             )
+
+
+@jit
+def _pack_u8(src, sbase, sc, sy, sx, C, H, W, image):
+    """One uint8 sample packed to one uint32 per pixel: ``image[y * W + x]``, channel c in bits 8c..8c+7
+    (C <= 4). Bilinear taps then cost one load each for all channels, from one cache line."""
+    if C == 3 and sx == 1:  # planar RGB rows: vectorisable
+        for y in range(H):
+            o = sbase + y * sy
+            r = y * W
+            for x in range(W):
+                image[r + x] = (
+                    np.uint32(src[U(o + x)])
+                    | (np.uint32(src[U(o + sc + x)]) << np.uint32(8))
+                    | (np.uint32(src[U(o + 2 * sc + x)]) << np.uint32(16))
+                )
+        return
+    for y in range(H):
+        o = sbase + y * sy
+        r = y * W
+        for x in range(W):
+            p = np.uint32(0)
+            for c in range(C):
+                p |= np.uint32(src[U(o + c * sc + x * sx)]) << np.uint32(8 * c)
+            image[r + x] = p
+
+
+@jit
+def _gather_packed(image, Wo, ofs, taps):
+    """The four taps (all channels) of each pixel of a row from a packed sample: ``taps[t, j]``."""
+    for j in range(Wo):
+        taps[0, j] = image[U(ofs[0, j])]
+        taps[1, j] = image[U(ofs[1, j])]
+        taps[2, j] = image[U(ofs[2, j])]
+        taps[3, j] = image[U(ofs[3, j])]
+
+
+@jit
+def _blend_packed(iv, fill, C, Wo, scale, wt, ms, taps, buf):
+    """:func:`_blend_bilinear_u8` on packed pixels (channel c = bits 8c..8c+7 of each tap): same values."""
+    has_fill = iv[I_FILL] != 0
+    quant = iv[I_QUANT] != 0
+    m8 = np.uint32(255)
+    for c in range(C):
+        f = fill[c]
+        sh = np.uint32(8 * c)
+        for j in range(Wo):
+            s = wt[0, j] * (np.float32((taps[0, j] >> sh) & m8) * scale) + wt[1, j] * (np.float32((taps[1, j] >> sh) & m8) * scale)
+            s = s + wt[2, j] * (np.float32((taps[2, j] >> sh) & m8) * scale)
+            s = s + wt[3, j] * (np.float32((taps[3, j] >> sh) & m8) * scale)
+            s = (s - f) * ms[j] + f if has_fill else s
+            buf[c, j] = np.rint(s) if quant else s
 
 
 @jit
@@ -552,12 +611,14 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
     top = cst[B255]
     eps = cst[EPS]
     gw0, gw1, gw2 = cst[GW0], cst[GW1], cst[GW2]
-    if what & 1 and C == 3:
+    if what & 1 and C == 3 and q:  # integer grays: an exact integer row sum (vectorisable), any order
+        isum = 0
         for x in range(W):
-            g = (buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2
-            if q:
-                g = np.floor(g)
-            acc += np.float64(g)
+            isum += np.int64(np.floor((buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2))
+        acc += np.float64(isum)
+    elif what & 1 and C == 3:
+        for x in range(W):
+            acc += np.float64((buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2)
     elif what & 1:
         for x in range(W):
             acc += np.float64(buf[0, x])
@@ -584,18 +645,19 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
 
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
-              Ho, Wo, stop, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist,
-              buf, wt, ms, ofs, packed, tapsf):  # fmt: skip
+              Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist,
+              buf, wt, ms, ofs, packed, tapsf, image):  # fmt: skip
     """Tasks ``t0..t1-1`` (task t: sample ``t % B``, rows ``[r0, r0 + iv[I_ROWS])``, r0 = (t // B) * rows).
 
-    Runs geometry and ops ``0..stop-1``, then either the epilogue and the store into ``out8`` (uint8:
+    Runs geometry and ops ``0..stops[b]-1``, then either the epilogue and the store into ``out8`` (uint8:
     rint, clamp) or ``outf``, or (``iv[I_REDUCE]`` != 0) partial statistics per (row block, sample):
-    gray [nblk, B] (``iv[I_REDUCE] & 1``), mn / mx [nblk, B, C] (pre-filled with +-inf) and hist
-    [nblk, B, C, 256] (zeros) (``& 2``).
+    gray [nblk, B] (``whats[b] & 1``), mn / mx [nblk, B, C] (pre-filled with +-inf) and hist
+    [nblk, B, C, 256] (zeros) (``whats[b] & 2``); samples with ``whats[b] == 0`` are skipped.
     Exactly one of ``src8`` / ``srcf`` and (apply) of ``out8`` / ``outf`` is non-empty. Scratch of
     the calling thread (see :func:`scratch`): ``buf`` [C, Wo], ``wt`` [4, Wo], ``ms`` [Wo], ``ofs``
     [4, Wo], bilinear taps ``packed`` [C, Wo] (uint8 source, four to a uint32) or ``tapsf`` [C, 4 * Wo]
-    (float source).
+    (float source); with ``iv[I_PACK]`` (tasks of whole samples) the sample packed in ``image`` [H * W]
+    and its taps in ``packed`` [4, Wo].
     """
     B = codes.shape[0]
     rows = iv[I_ROWS]
@@ -607,14 +669,21 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
     half = cst[HALF]
     zero = cst[ZERO]
     top = cst[B255]
-    sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
     for t in range(t0, t1):
         b = t % B
+        what = whats[b] if reducing else 0
+        if reducing and what == 0:
+            continue
+        stop = stops[b]
+        sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
         blk = t // B
         r0 = blk * rows
         r1 = min(r0 + rows, Ho)
         acc = 0.0
         q = reducing and prm[b, stop, 3] > half
+        pack = iv[I_PACK] != 0
+        if pack:
+            _pack_u8(src8, b * ss[0], ss[1], ss[2], ss[3], C, H, W, image)
         for i in range(r0, r1):
             # 1. fill
             if geo == 0:
@@ -632,19 +701,24 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                     _read_row(srcf, base, ss[1], ss[3], C, W, fs[S_IN], buf)
             else:
                 sb = b * ss[0]
-                _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
-                if geo == 1 and from_u8:
-                    _gather_nearest(src8, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
-                elif geo == 1:
-                    _gather_nearest(srcf, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
-                elif from_u8:
-                    _gather_bilinear_u8(src8, sb, ss[1], C, Wo, ofs, packed)
+                if pack:
+                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, W, 1, cst, wt, ms, ofs)
+                    _gather_packed(image, Wo, ofs, packed)
+                    _blend_packed(iv, fill[b], C, Wo, fs[S_IN], wt, ms, packed, buf)
                 else:
-                    _gather_bilinear(srcf, sb, ss[1], C, Wo, ofs, tapsf)
-                if geo == 2 and from_u8:
-                    _blend_bilinear_u8(iv, fill[b], C, Wo, fs[S_IN], wt, ms, packed, buf)
-                else:
-                    _blend_row(iv, fill[b], C, Wo, fs[S_IN], wt, ms, tapsf, cst, buf)
+                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
+                    if geo == 1 and from_u8:
+                        _gather_nearest(src8, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
+                    elif geo == 1:
+                        _gather_nearest(srcf, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
+                    elif from_u8:
+                        _gather_bilinear_u8(src8, sb, ss[1], C, Wo, ofs, packed)
+                    else:
+                        _gather_bilinear(srcf, sb, ss[1], C, Wo, ofs, tapsf)
+                    if geo == 2 and from_u8:
+                        _blend_bilinear_u8(iv, fill[b], C, Wo, fs[S_IN], wt, ms, packed, buf)
+                    else:
+                        _blend_row(iv, fill[b], C, Wo, fs[S_IN], wt, ms, tapsf, cst, buf)
             # 2. ops
             for k in range(stop):
                 code = codes[b, k]
@@ -652,7 +726,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                     _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
             # 3. statistics, or epilogue and store
             if reducing:
-                acc = _stats_row(buf, C, Wo, q, iv[I_REDUCE], cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])
+                acc = _stats_row(buf, C, Wo, q, what, cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])
                 continue
             _epilogue_row(buf, Wo, i, iv, fs, mean[b], std[b], rects[b], rphase[b], rvals[b], cst)
             base = b * os_[0] + i * os_[2]

@@ -381,13 +381,13 @@ def _load_op(prog_b, par_b, k, WORK: tl.constexpr):
 
 
 @triton.jit
-def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b,
+def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
            ys, xs, pmask, H, W, ssc, ssh, ssw,
            C: tl.constexpr, NCH: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
            SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
-    """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..STOP-1``.
+    """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1``.
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
     op to every channel under a single branch on the sample's op code. ``CODES`` has bit ``i`` set iff
@@ -409,7 +409,7 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b,
                      m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     if SHARP:  # SHARPNESS at k == 0 of a stage without geometry
         code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
-        if code == 6:
+        if (code == 6) & (stop_b > 0):
             v0 = _sharpen(v0, src0, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
             if NCH > 1:
                 v1 = _sharpen(v1, src0 + ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
@@ -419,6 +419,7 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b,
                 v3 = _sharpen(v3, src0 + 3 * ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
+        code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
         st = stats_b + k * (C * 2)
         lu = luts_b + k * (C * 256)
         if (CODES >> 1) & 1:
@@ -547,7 +548,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
     o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
         mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
     if C <= 4:
-        v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b,
+        v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
@@ -564,7 +565,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
     else:
         for c in range(OC):
-            v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b,
+            v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                       o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                       ys, xs, pmask, H, W, ssc, ssh, ssw,
                                       C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
@@ -602,48 +603,51 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
 
 
 @triton.jit
-def reduce_kernel(src, gsum, vmin, vmax, hist, prog, par, stats, luts, mat, win, fill,
+def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill,
                   H, W, Ho, Wo,
                   ssb, ssc, ssh, ssw,
                   C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                   WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
-    """Statistics of the chain before op STOP on a tile of one sample (see ``Reduction``)."""
+    """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
+    bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
-    ys, xs, pmask = _tile(Ho, Wo, BH, BW)
-    src_b = src + b.to(tl.int64) * ssb
-    prog_b = prog + b * K
-    par_b = par + b * (K * 4)
-    stats_b = stats + b * (K * C * 2)
-    luts_b = luts + b * (K * C * 256)
-    fill_b = fill + b * C
-    qk = tl.load(par_b + STOP * 4 + 3) > 0.5
-    o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-        mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
-    v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b,
-                            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                            ys, xs, pmask, H, W, ssc, ssh, ssw,
-                            C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
-    _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
-    if NCH > 1:
-        _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
-    if NCH > 2:
-        _stats1(v2, 2, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
-    if NCH > 3:
-        _stats1(v3, 3, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
-    if C == 3:
-        gray = _trunc(_gray(v0, v1, v2), qk)
-    else:
-        gray = v0
-    tl.atomic_add(gsum + b, tl.reduce(tl.where(pmask, gray.to(tl.float64), 0.0), None, _add2))
-    if C > 4:
-        for c in range(1, C):
-            v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b,
-                                      o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                                      ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                      C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
-            _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+    stop_b = tl.load(stops + b)
+    if (stop_b >= 0) & (stop_b < K):
+        ys, xs, pmask = _tile(Ho, Wo, BH, BW)
+        src_b = src + b.to(tl.int64) * ssb
+        prog_b = prog + b * K
+        par_b = par + b * (K * 4)
+        stats_b = stats + b * (K * C * 2)
+        luts_b = luts + b * (K * C * 256)
+        fill_b = fill + b * C
+        qk = tl.load(par_b + stop_b * 4 + 3) > 0.5
+        o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
+        v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
+                                o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+        _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+        if NCH > 1:
+            _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+        if NCH > 2:
+            _stats1(v2, 2, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+        if NCH > 3:
+            _stats1(v3, 3, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+        if C == 3:
+            gray = _trunc(_gray(v0, v1, v2), qk)
+        else:
+            gray = v0
+        tl.atomic_add(gsum + b, tl.reduce(tl.where(pmask, gray.to(tl.float64), 0.0), None, _add2))
+        if C > 4:
+            for c in range(1, C):
+                v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
+                                          o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                          ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                          C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+                _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -665,22 +669,28 @@ class Launch:
     num_warps: int = NUM_WARPS
 
 
-def kernel_module(interpret: bool | None = None) -> ModuleType:
-    """This module with its kernels built for the interpreter or the compiler (``None``: current mode)."""
+def module_copy(module_name: str, path: str, built_interpreted: bool, interpret: bool | None) -> ModuleType:
+    """The module ``module_name`` (file ``path``, its kernels built for ``built_interpreted``) with its
+    kernels built for the interpreter or the compiler (``interpret``; ``None``: the current mode)."""
     if interpret is None:
         interpret = bool(knobs.runtime.interpret)
-    if interpret == _INTERPRETED:
-        return sys.modules[__name__]
-    name = f"{__name__}_{'interpreted' if interpret else 'compiled'}"
+    if interpret == built_interpreted:
+        return sys.modules[module_name]
+    name = f"{module_name}_{'interpreted' if interpret else 'compiled'}"
     mod = sys.modules.get(name)
     if mod is None:
         with knobs.runtime.scope():
             knobs.runtime.interpret = interpret
-            spec = importlib.util.spec_from_file_location(name, __file__)
+            spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod
             spec.loader.exec_module(mod)
     return mod
+
+
+def kernel_module(interpret: bool | None = None) -> ModuleType:
+    """This module with its kernels built for the interpreter or the compiler (``None``: current mode)."""
+    return module_copy(__name__, __file__, _INTERPRETED, interpret)
 
 
 def _codes_mask(stage: Stage, stop: int) -> int:
@@ -842,16 +852,23 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
     return Launch("apply_kernel", grid, args, constexprs)
 
 
-def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int,
+def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor,
                    outputs: tuple[torch.Tensor, ...] | None = None) -> Launch:
-    """The launch of ``reduce_kernel`` for the chain before op ``k``; ``outputs`` = (gray_sum, min, max,
-    hist int32) buffers, freshly initialised when ``None``."""
+    """The launch of ``reduce_kernel`` for the chain before op ``k`` (an int, or per-sample stops [B]:
+    samples with a stop outside [0, K) are skipped); ``outputs`` = (gray_sum, min, max, hist int32)
+    buffers, freshly initialised when ``None``. No device work, no synchronisation."""
     k_total = stage.program.shape[1]
-    if not 0 <= k < k_total:
-        raise ValueError(f"k={k} outside the program (K={k_total})")
-    common, cx, grid = _common(src, stage, stats, luts, k)
     dev = src.device
     bsz, c = src.shape[:2]
+    if isinstance(k, torch.Tensor):
+        stops = k.to(device=dev, dtype=torch.int32).reshape(bsz).contiguous()
+        bound = k_total
+    else:
+        if not 0 <= k < k_total:
+            raise ValueError(f"k={k} outside the program (K={k_total})")
+        stops = torch.full((bsz,), k, dtype=torch.int32, device=dev)
+        bound = k
+    common, cx, grid = _common(src, stage, stats, luts, bound)
     if outputs is None:
         outputs = (
             torch.zeros(bsz, dtype=torch.float64, device=dev),
@@ -866,6 +883,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         vmin=vmin,
         vmax=vmax,
         hist=hist,
+        stops=stops,
         prog=common["prog"],
         par=common["par"],
         stats=common["stats"],
@@ -883,7 +901,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         C=cx["C"],
         NCH=c if c <= 4 else 1,
         K=cx["K"],
-        STOP=k,
+        STOP=bound,
         **{n: cx[n] for n in ("CODES", "RGB", "GEO", "BILINEAR", "CLAMP", "FILL", "QUANT", "SHARP", "IN_SCALE")},
         WORK=cx["WORK"],
         BH=cx["BH"],
@@ -906,8 +924,9 @@ def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
         launch(spec)
 
 
-def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int) -> Reduction:
-    """Statistics of the chain before op ``k`` (gray sum, per-channel min/max, 256-bin histograms)."""
+def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor) -> Reduction:
+    """Statistics of the chain before op ``k`` (an int, or per-sample stops [B]; stops outside [0, K):
+    skipped, entries left at their initial values): gray sum, per-channel min/max, 256-bin histograms."""
     spec = prepare_reduce(src, stage, stats, luts, k)
     if spec.grid[0] * spec.grid[1]:
         launch(spec)

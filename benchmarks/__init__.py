@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks (not tests: CI does not run them)."""

@@ -1,0 +1,920 @@
+"""Triton backward kernels of one stage: gradients of the image and of every Plan tensor (see :mod:`fastaug.autograd`).
+
+Same contract as ``kernels/numba/backward.py`` (``supports`` / ``stage_backward``), same semantics (ground
+truth: torch autograd through ``kernels/reference.py``). One program per (tile of output pixels, sample),
+like the forward kernels, all channels (C <= 4) together:
+
+1. the gradient of the stage output tile goes back through the epilogue (rects, out_scale, normalize);
+2. the ops run backward in reverse; each op's input values are recomputed with the forward kernels' own
+   ``_chain`` stopped before that op (bit-identical values, so AUTOCONTRAST's min / max ties are exact;
+   ``O(K^2)`` op evaluations per pixel instead of a ``[K+1, C, tile]`` stack that registers cannot index);
+3. the resampling backward: bilinear scatters to the 4 taps with ``tl.atomic_add`` (float32 buffer) and,
+   through the sampling coordinates (perspective divide included), to the 3x3 matrix; nearest to the tap
+   and the fill only; SHARPNESS at k = 0 scatters its 3x3 stencil.
+
+Per-sample gradients (params, matrix, fill, mean / std, rect values) are tile sums folded in with atomics.
+CONTRAST (gray mean) and AUTOCONTRAST (per-channel min / max, shared evenly among tied pixels) need a
+global per-sample sum before any pixel can go further back: as in the numba design, one extra pass per
+statistics slot (last first) runs the backward from the output down to that op and accumulates the sum
+(and the tie counts); later passes add ``sum / pixels`` or ``sum / ties`` to every pixel's gradient.
+Kinks follow torch exactly: the reference's ``clip`` (``minimum(clamp(y, min=0), 1)``) passes half the
+gradient at ``y == 1`` and HUE's max / min chains split ties evenly, as ``torch.minimum`` / ``maximum`` do.
+Everything accumulates in float32 (float16 / bfloat16 inputs are read as float32); float64 inputs, C > 4,
+quantized geometry and SHARPNESS in a stage with geometry are declined (torch autograd fallback).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+import triton
+import triton.language as tl
+from triton import knobs
+
+from fastaug.autograd import StageGrads, StageNeeds
+from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage
+
+from . import fused as _fused_any
+
+_INTERPRETED = bool(knobs.runtime.interpret)  # the mode this module copy's kernels were built for
+_fz = _fused_any.kernel_module(_INTERPRETED)  # the forward helpers built for the same mode
+_chain = _fz._chain
+_setup = _fz._setup
+_tile = _fz._tile
+_load_op = _fz._load_op
+_read = _fz._read
+_rint = _fz._rint
+_pow = _fz._pow
+_div = _fz._div
+_gray = _fz._gray
+_add2 = _fz._add2
+
+ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQUALIZE))
+LIVE_CODES = (int(Op.CONTRAST), int(Op.AUTOCONTRAST))
+NUM_WARPS = 4
+TILE_PIXELS = 128  # one pixel per thread: the backward keeps ~4x the forward's values live per pixel
+
+# ----------------------------------------------------------------------------------------------
+# device helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tsum(x, pmask):
+    """Sum of ``x`` over the tile's valid pixels (a scalar)."""
+    return tl.reduce(tl.where(pmask, x, 0.0), None, _add2)  # own combine fn: built for this module's mode
+
+
+@triton.jit
+def _band(y, g):
+    """``g`` where ``0 <= y <= 1`` (the clamp's gradient, inclusive like ``torch.clamp``), else 0."""
+    return tl.where((y >= 0.0) & (y <= 1.0), g, 0.0)
+
+
+@triton.jit
+def _clipg(y, g):
+    """The gradient of the reference's ``clip`` = ``minimum(clamp(y, min=0), 1)``: ``torch.minimum``
+    splits a tie evenly, so ``y == 1`` passes half (frequent after quantizing ops and at AUTOCONTRAST's max)."""
+    return tl.where((y >= 0.0) & (y < 1.0), g, tl.where(y == 1.0, 0.5 * g, 0.0))
+
+
+@triton.jit
+def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
+    """Per-channel differentiable op (float domain) backward on one channel.
+
+    Returns (input gradient, d a, d b, d gray-mean, d min, d max) per pixel."""
+    zero = tl.full(g.shape, 0.0, tl.float32)
+    da = zero
+    db = zero
+    dm = zero
+    dlo = zero
+    dhi = zero
+    if (CODES >> 1) & 1:  # BRIGHTNESS
+        if code == 1:
+            gy = _clipg(v * a, g)
+            da = gy * v
+            g = gy * a
+    if (CODES >> 2) & 1:  # CONTRAST
+        if code == 2:
+            mu = tl.load(stk).to(tl.float32)
+            gy = _clipg(v * a + mu * (1.0 - a), g)
+            da = gy * (v - mu)
+            dm = gy * (1.0 - a)
+            g = gy * a
+    if (CODES >> 5) & 1:  # GAMMA
+        if code == 5:
+            y = _pow(v, a)
+            gy = g
+            if bb != 1.0:
+                inz = (y * bb >= 0.0) & (y * bb <= 1.0)
+                db = tl.where(inz, g * y, 0.0)
+                gy = tl.where(inz, g * bb, 0.0)
+            da = tl.where(v != 0.0, gy * y * tl.log(tl.where(v != 0.0, v, 1.0)), 0.0)
+            g = tl.where(a == 0.0, 0.0, gy * a * _pow(v, a - 1.0))
+    if (CODES >> 11) & 1:  # AUTOCONTRAST
+        if code == 11:
+            lo = tl.load(stk + c * 2).to(tl.float32)
+            hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+            same = hi == lo
+            s = tl.where(same, 1.0, hi - lo)
+            lo0 = tl.where(same, 0.0, lo)
+            gy = _clipg((v - lo0) / s, g)
+            s2 = s * s
+            dlo = tl.where(same, 0.0, gy * (v - hi) / s2)
+            dhi = tl.where(same, 0.0, -gy * (v - lo) / s2)
+            g = gy / s
+    return g, da, db, dm, dlo, dhi
+
+
+@triton.jit
+def _hue_back(r, g, b, a, gr, gg, gb):
+    """HUE backward of RGB pixels (float domain): (grad r, grad g, grad b, grad hue factor)."""
+    maxc = tl.maximum(tl.maximum(r, g), b)
+    minc = tl.minimum(tl.minimum(r, g), b)
+    # maximum(maximum(r, g), b) / minimum(...): torch splits the gradient of a tie evenly
+    m1 = tl.maximum(r, g)
+    p_m = tl.where(m1 > b, 1.0, tl.where(m1 == b, 0.5, 0.0))
+    xr = tl.where(r > g, p_m, tl.where(r == g, 0.5 * p_m, 0.0))
+    xg = p_m - xr
+    xb = 1.0 - p_m
+    n1 = tl.minimum(r, g)
+    p_n = tl.where(n1 < b, 1.0, tl.where(n1 == b, 0.5, 0.0))
+    nr = tl.where(r < g, p_n, tl.where(r == g, 0.5 * p_n, 0.0))
+    ng = p_n - nr
+    nb = 1.0 - p_n
+    eqc = maxc == minc
+    span = maxc - minc
+    s = _div(span, tl.where(eqc, 1.0, maxc))
+    dv = tl.where(eqc, 1.0, span)
+    rc = _div(maxc - r, dv)
+    gc = _div(maxc - g, dv)
+    bc = _div(maxc - b, dv)
+    is_r = maxc == r
+    is_g = (maxc == g) & (~is_r)
+    h = tl.where(is_r, bc - gc, tl.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = _div(h, 6.0) + 1.0
+    h = h - tl.floor(h)
+    h = h + a
+    h = h - tl.floor(h)
+    h6 = h * 6.0
+    sec = tl.floor(h6)
+    f = h6 - sec
+    sec = tl.where(sec >= 6.0, sec - 6.0, sec)
+    val = maxc
+    pp = val * (1.0 - s)
+    qp = val * (1.0 - s * f)
+    tp = val * (s * f + (1.0 - s))
+    e0 = sec == 0.0
+    e1 = sec == 1.0
+    e2 = sec == 2.0
+    e3 = sec == 3.0
+    e4 = sec == 4.0
+    e5 = ~(e0 | e1 | e2 | e3 | e4)
+    # sector: (r, g, b) = 0: (v, t, p) 1: (q, v, p) 2: (p, v, t) 3: (p, q, v) 4: (t, p, v) 5: (v, p, q)
+    gval = tl.where(e0 | e5, gr, 0.0) + tl.where(e1 | e2, gg, 0.0) + tl.where(e3 | e4, gb, 0.0)
+    g_p = tl.where(e0 | e1, gb, 0.0) + tl.where(e2 | e3, gr, 0.0) + tl.where(e4 | e5, gg, 0.0)
+    g_q = tl.where(e1, gr, 0.0) + tl.where(e3, gg, 0.0) + tl.where(e5, gb, 0.0)
+    g_t = tl.where(e0, gg, 0.0) + tl.where(e2, gb, 0.0) + tl.where(e4, gr, 0.0)
+    g_p = _band(pp, g_p)
+    g_q = _band(qp, g_q)
+    g_t = _band(tp, g_t)
+    gval += g_p * (1.0 - s) + g_q * (1.0 - s * f) + g_t * (s * f + (1.0 - s))
+    gs = -g_p * val - g_q * val * f + g_t * val * (f - 1.0)
+    ghr = -g_q * val * s + g_t * val * s  # d h, over 6
+    ga = 6.0 * ghr
+    grc = tl.where(is_g, ghr, tl.where(is_r, 0.0, -ghr))
+    ggc = tl.where(is_r, -ghr, tl.where(is_g, 0.0, ghr))
+    gbc = tl.where(is_r, ghr, tl.where(is_g, -ghr, 0.0))
+    gmax = (grc + ggc + gbc) / dv
+    o_r = -grc / dv
+    o_g = -ggc / dv
+    o_b = -gbc / dv
+    mx = tl.where(eqc, 1.0, maxc)
+    gspan = tl.where(eqc, gs, -(grc * rc + ggc * gc + gbc * bc) / dv + gs / mx)
+    gmax = gmax - tl.where(eqc, 0.0, gs * span / (mx * mx))
+    gmax = gmax + gspan + gval
+    gmin = -gspan
+    o_r += xr * gmax + nr * gmin
+    o_g += xg * gmax + ng * gmin
+    o_b += xb * gmax + nb * gmin
+    return o_r, o_g, o_b, ga
+
+
+@triton.jit
+def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp, gmk, glok, ghik, do_stat,
+             PRM: tl.constexpr, NCH: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr):
+    """Backward of op ``code`` (input values ``v*``) on the gradients ``g*``; parameter gradients into
+    ``gp[0:2]`` (PRM); with ``do_stat`` the gray-mean / min / max gradients into ``gmk`` / ``glok`` / ``ghik``."""
+    if st == 0:  # straight-through ops pass the gradient unchanged
+        if (CODES >> 8) & 1:  # INVERT
+            neg = code == 8
+            g0 = tl.where(neg, -g0, g0)
+            g1 = tl.where(neg, -g1, g1)
+            g2 = tl.where(neg, -g2, g2)
+            g3 = tl.where(neg, -g3, g3)
+        if (CODES >> 10) & 1:  # SOLARIZE
+            sol = code == 10
+            g0 = tl.where(sol & (v0 >= a), -g0, g0)
+            g1 = tl.where(sol & (v1 >= a), -g1, g1)
+            g2 = tl.where(sol & (v2 >= a), -g2, g2)
+            g3 = tl.where(sol & (v3 >= a), -g3, g3)
+        if (CODES >> 13) & 1:  # TO_FLOAT
+            sc = tl.where(code == 13, 1.0 / 255.0, 1.0)
+            g0 = g0 * sc
+            g1 = g1 * sc
+            g2 = g2 * sc
+            g3 = g3 * sc
+        exact = (code == 0) | (code == 6) | (code == 8) | (code == 10) | (code == 13)
+        dead = (q | (code == 9) | (code == 12) | (code == 14)) & (~exact)  # truncating: zero gradient
+        if dead:
+            zero = tl.full(g0.shape, 0.0, tl.float32)
+            g0 = zero
+            g1 = zero
+            g2 = zero
+            g3 = zero
+        elif ~exact:
+            g0, da, db, dm, dlo0, dhi0 = _ch_back(code, g0, v0, 0, a, bb, stk, CODES)
+            dlo1 = dlo0
+            dhi1 = dhi0
+            dlo2 = dlo0
+            dhi2 = dhi0
+            dlo3 = dlo0
+            dhi3 = dhi0
+            if NCH > 1:
+                g1, da1, db1, dm1, dlo1, dhi1 = _ch_back(code, g1, v1, 1, a, bb, stk, CODES)
+                da += da1
+                db += db1
+                dm += dm1
+            if NCH > 2:
+                g2, da2, db2, dm2, dlo2, dhi2 = _ch_back(code, g2, v2, 2, a, bb, stk, CODES)
+                da += da2
+                db += db2
+                dm += dm2
+            if NCH > 3:
+                g3, da3, db3, dm3, dlo3, dhi3 = _ch_back(code, g3, v3, 3, a, bb, stk, CODES)
+                da += da3
+                db += db3
+                dm += dm3
+            if RGB:
+                if (CODES >> 3) & 1:  # SATURATION
+                    if code == 3:
+                        y = _gray(v0, v1, v2)
+                        z0 = _clipg(v0 * a + y * (1.0 - a), g0)
+                        z1 = _clipg(v1 * a + y * (1.0 - a), g1)
+                        z2 = _clipg(v2 * a + y * (1.0 - a), g2)
+                        da = z0 * (v0 - y) + z1 * (v1 - y) + z2 * (v2 - y)
+                        t = (z0 + z1 + z2) * (1.0 - a)
+                        g0 = z0 * a + 0.2989 * t
+                        g1 = z1 * a + 0.587 * t
+                        g2 = z2 * a + 0.114 * t
+                if (CODES >> 7) & 1:  # GRAYSCALE
+                    if code == 7:
+                        t = g0 + g1 + g2
+                        g0 = 0.2989 * t
+                        g1 = 0.587 * t
+                        g2 = 0.114 * t
+                if (CODES >> 4) & 1:  # HUE
+                    if code == 4:
+                        g0, g1, g2, da = _hue_back(v0, v1, v2, a, g0, g1, g2)
+            if PRM:
+                tl.atomic_add(gp, _tsum(da, pmask))
+                tl.atomic_add(gp + 1, _tsum(db, pmask))
+            if do_stat:
+                tl.atomic_add(gmk, _tsum(dm, pmask))
+                tl.atomic_add(glok, _tsum(dlo0, pmask))
+                tl.atomic_add(ghik, _tsum(dhi0, pmask))
+                if NCH > 1:
+                    tl.atomic_add(glok + 1, _tsum(dlo1, pmask))
+                    tl.atomic_add(ghik + 1, _tsum(dhi1, pmask))
+                if NCH > 2:
+                    tl.atomic_add(glok + 2, _tsum(dlo2, pmask))
+                    tl.atomic_add(ghik + 2, _tsum(dhi2, pmask))
+                if NCH > 3:
+                    tl.atomic_add(glok + 3, _tsum(dlo3, pmask))
+                    tl.atomic_add(ghik + 3, _tsum(dhi3, pmask))
+    return g0, g1, g2, g3
+
+
+@triton.jit
+def _ties(v, c, stk, pmask, nlok, nhik):
+    """Count channel ``c``'s pixels equal to its min / max (AUTOCONTRAST)."""
+    lo = tl.load(stk + c * 2).to(tl.float32)
+    hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+    tl.atomic_add(nlok + c, _tsum(tl.where(v == lo, 1.0, 0.0), pmask))
+    tl.atomic_add(nhik + c, _tsum(tl.where(v == hi, 1.0, 0.0), pmask))
+
+
+@triton.jit
+def _minmax_share(g, v, c, stk, glok, ghik, nlok, nhik):
+    """AUTOCONTRAST's min / max gradients shared evenly among the tied pixels of channel ``c``."""
+    lo = tl.load(stk + c * 2).to(tl.float32)
+    hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+    nl = tl.load(nlok + c)
+    nh = tl.load(nhik + c)
+    tlo = tl.where((nl > 0.0) & (hi != lo), tl.load(glok + c) / tl.maximum(nl, 1.0), 0.0)
+    thi = tl.where((nh > 0.0) & (hi != lo), tl.load(ghik + c) / tl.maximum(nh, 1.0), 0.0)
+    return g + tl.where(v == lo, tlo, 0.0) + tl.where(v == hi, thi, 0.0)
+
+
+@triton.jit
+def _epi_back(g, vpre, c, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
+              C: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr, EPG: tl.constexpr):
+    """Channel ``c``'s gradient through rects (later ones win), out_scale and normalize; their gradients (EPG)."""
+    who1 = tl.full(g.shape, -1, tl.int32)
+    who2 = tl.full(g.shape, -1, tl.int32)
+    if RECTS:
+        for r in range(R):
+            i = b * R + r
+            ph = tl.load(rphase + i)
+            x0 = tl.load(rects + i * 4)
+            y0 = tl.load(rects + i * 4 + 1)
+            x1 = tl.load(rects + i * 4 + 2)
+            y1 = tl.load(rects + i * 4 + 3)
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            who1 = tl.where(inside & (ph == 1), r, who1)
+            who2 = tl.where(inside & (ph == 2), r, who2)
+        if EPG:
+            for r in range(R):
+                tl.atomic_add(grv + (b * R + r) * C + c, _tsum(tl.where(who2 == r, g, 0.0), pmask))
+        g = tl.where(who2 >= 0, 0.0, g)
+    if NORM:
+        mu = tl.load(mean + b * C + c).to(tl.float32)
+        sd = tl.load(std + b * C + c).to(tl.float32)
+        if EPG:
+            v = vpre
+            if RECTS:
+                v = tl.where(who1 >= 0, tl.load(rvals + (b * R + who1) * C + c, mask=pmask & (who1 >= 0), other=0.0), v)
+            if OUT_SCALE != 1.0:
+                v = v * OUT_SCALE
+            tl.atomic_add(gmean + b * C + c, _tsum(-g / sd, pmask))
+            tl.atomic_add(gstd + b * C + c, _tsum(-g * (v - mu) / (sd * sd), pmask))
+        g = g / sd
+    if OUT_SCALE != 1.0:
+        g = g * OUT_SCALE
+    if RECTS:
+        if EPG:
+            for r in range(R):
+                tl.atomic_add(grv + (b * R + r) * C + c, _tsum(tl.where(who1 == r, g, 0.0), pmask))
+        g = tl.where(who1 >= 0, 0.0, g)
+    return g
+
+
+@triton.jit
+def _coords(mat_b, win_b, ys, xs, CLAMP: tl.constexpr):
+    """Sampling coordinates as the forward computes them, plus what their backward needs."""
+    xf = xs.to(tl.float32)
+    yf = ys.to(tl.float32)
+    xh = tl.load(mat_b + 0) * xf + tl.load(mat_b + 1) * yf + tl.load(mat_b + 2)
+    yh = tl.load(mat_b + 3) * xf + tl.load(mat_b + 4) * yf + tl.load(mat_b + 5)
+    wh = tl.load(mat_b + 6) * xf + tl.load(mat_b + 7) * yf + tl.load(mat_b + 8)
+    x0 = _div(xh, wh)
+    y0 = _div(yh, wh)
+    x_lo = tl.load(win_b + 0)
+    y_lo = tl.load(win_b + 1)
+    x_hi = tl.load(win_b + 2)
+    y_hi = tl.load(win_b + 3)
+    x = x0
+    y = y0
+    kx = tl.full(xf.shape, 1.0, tl.float32)
+    ky = kx
+    if CLAMP:
+        kx = tl.where((x0 < x_lo) | (x0 > x_hi), 0.0, 1.0)
+        ky = tl.where((y0 < y_lo) | (y0 > y_hi), 0.0, 1.0)
+        x = tl.minimum(tl.maximum(x, x_lo), x_hi)
+        y = tl.minimum(tl.maximum(y, y_lo), y_hi)
+    return xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi
+
+
+@triton.jit
+def _bil_ch(gc, c, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
+            k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
+            FILL: tl.constexpr, SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr):
+    """Bilinear backward of channel ``c``: taps and fill; returns (d X, d Y, d coverage) per pixel."""
+    src_c = src_b + c * ssc
+    v00 = _read(src_c + o00, k00, IN_SCALE, tl.float32)
+    v10 = _read(src_c + o10, k10, IN_SCALE, tl.float32)
+    v01 = _read(src_c + o01, k01, IN_SCALE, tl.float32)
+    v11 = _read(src_c + o11, k11, IN_SCALE, tl.float32)
+    dsx = (1.0 - fy) * (v10 - v00) + fy * (v11 - v01)
+    dsy = (1.0 - fx) * (v01 - v00) + fx * (v11 - v10)
+    gms = tl.full(gc.shape, 0.0, tl.float32)
+    if FILL:
+        fl = tl.load(fill_b + c).to(tl.float32)
+        s = w00 * v00 + w10 * v10 + w01 * v01 + w11 * v11
+        gms = gc * (s - fl)
+        if FILLG:
+            tl.atomic_add(gfill_b + c, _tsum(gc * (1.0 - msum), pmask))
+        gc = gc * msum
+    if SRCG:
+        gs_c = gsrc_b + c * HW
+        tl.atomic_add(gs_c + q00, gc * w00 * IN_SCALE, mask=k00)
+        tl.atomic_add(gs_c + q10, gc * w10 * IN_SCALE, mask=k10)
+        tl.atomic_add(gs_c + q01, gc * w01 * IN_SCALE, mask=k01)
+        tl.atomic_add(gs_c + q11, gc * w11 * IN_SCALE, mask=k11)
+    return gc * dsx, gc * dsy, gms
+
+
+@triton.jit
+def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b, win_b, ys, xs, pmask,
+                   H, W, ssc, ssh, ssw, NCH: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
+                   SRCG: tl.constexpr, FILLG: tl.constexpr, MATG: tl.constexpr, IN_SCALE: tl.constexpr):
+    """Bilinear resampling backward: taps, fill and (through X, Y and the perspective divide) the matrix."""
+    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
+    u0 = tl.floor(x)
+    t0 = tl.floor(y)
+    fx = x - u0
+    fy = y - t0
+    u1 = u0 + 1.0
+    t1 = t0 + 1.0
+    ok_u0 = (u0 >= 0.0) & (u0 <= W - 1)
+    ok_u1 = (u1 >= 0.0) & (u1 <= W - 1)
+    ok_t0 = (t0 >= 0.0) & (t0 <= H - 1)
+    ok_t1 = (t1 >= 0.0) & (t1 <= H - 1)
+    if not CLAMP:
+        ok_u0 = ok_u0 & (u0 >= x_lo) & (u0 <= x_hi)
+        ok_u1 = ok_u1 & (u1 >= x_lo) & (u1 <= x_hi)
+        ok_t0 = ok_t0 & (t0 >= y_lo) & (t0 <= y_hi)
+        ok_t1 = ok_t1 & (t1 >= y_lo) & (t1 <= y_hi)
+    k00 = ok_u0 & ok_t0 & pmask
+    k10 = ok_u1 & ok_t0 & pmask
+    k01 = ok_u0 & ok_t1 & pmask
+    k11 = ok_u1 & ok_t1 & pmask
+    w00 = tl.where(k00, (1.0 - fx) * (1.0 - fy), 0.0)
+    w10 = tl.where(k10, fx * (1.0 - fy), 0.0)
+    w01 = tl.where(k01, (1.0 - fx) * fy, 0.0)
+    w11 = tl.where(k11, fx * fy, 0.0)
+    msum = w00 + w10 + w01 + w11
+    dmx = tl.where(k00, fy - 1.0, 0.0) + tl.where(k10, 1.0 - fy, 0.0) + tl.where(k01, -fy, 0.0) + tl.where(k11, fy, 0.0)
+    dmy = tl.where(k00, fx - 1.0, 0.0) + tl.where(k10, -fx, 0.0) + tl.where(k01, 1.0 - fx, 0.0) + tl.where(k11, fx, 0.0)
+    iu0 = tl.minimum(tl.maximum(u0, 0.0), W - 1).to(tl.int32)
+    iu1 = tl.minimum(tl.maximum(u1, 0.0), W - 1).to(tl.int32)
+    it0 = tl.minimum(tl.maximum(t0, 0.0), H - 1).to(tl.int32)
+    it1 = tl.minimum(tl.maximum(t1, 0.0), H - 1).to(tl.int32)
+    o00 = it0 * ssh + iu0 * ssw
+    o10 = it0 * ssh + iu1 * ssw
+    o01 = it1 * ssh + iu0 * ssw
+    o11 = it1 * ssh + iu1 * ssw
+    q00 = it0 * W + iu0
+    q10 = it0 * W + iu1
+    q01 = it1 * W + iu0
+    q11 = it1 * W + iu1
+    HW = H * W
+    gfx, gfy, gms = _bil_ch(g0, 0, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
+                            k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
+                            FILL, SRCG, FILLG, IN_SCALE)
+    if NCH > 1:
+        ax, ay, am = _bil_ch(g1, 1, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
+                             k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
+                             FILL, SRCG, FILLG, IN_SCALE)
+        gfx += ax
+        gfy += ay
+        gms += am
+    if NCH > 2:
+        ax, ay, am = _bil_ch(g2, 2, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
+                             k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
+                             FILL, SRCG, FILLG, IN_SCALE)
+        gfx += ax
+        gfy += ay
+        gms += am
+    if NCH > 3:
+        ax, ay, am = _bil_ch(g3, 3, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
+                             k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
+                             FILL, SRCG, FILLG, IN_SCALE)
+        gfx += ax
+        gfy += ay
+        gms += am
+    if MATG:
+        gx = (gfx + gms * dmx) * kx
+        gy = (gfy + gms * dmy) * ky
+        gxh = gx / wh
+        gyh = gy / wh
+        gwh = -(gx * x0 + gy * y0) / wh
+        tl.atomic_add(gmat_b + 0, _tsum(gxh * xf, pmask))
+        tl.atomic_add(gmat_b + 1, _tsum(gxh * yf, pmask))
+        tl.atomic_add(gmat_b + 2, _tsum(gxh, pmask))
+        tl.atomic_add(gmat_b + 3, _tsum(gyh * xf, pmask))
+        tl.atomic_add(gmat_b + 4, _tsum(gyh * yf, pmask))
+        tl.atomic_add(gmat_b + 5, _tsum(gyh, pmask))
+        tl.atomic_add(gmat_b + 6, _tsum(gwh * xf, pmask))
+        tl.atomic_add(gmat_b + 7, _tsum(gwh * yf, pmask))
+        tl.atomic_add(gmat_b + 8, _tsum(gwh, pmask))
+
+
+@triton.jit
+def _near_ch(gc, c, ok, q, gsrc_b, gfill_b, pmask, HW,
+             FILL: tl.constexpr, SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr):
+    if FILL:
+        if FILLG:
+            tl.atomic_add(gfill_b + c, _tsum(tl.where(ok, 0.0, gc), pmask))
+    if SRCG:
+        tl.atomic_add(gsrc_b + c * HW + q, gc * IN_SCALE, mask=ok & pmask)
+
+
+@triton.jit
+def _nearest_back(g0, g1, g2, g3, gsrc_b, gfill_b, mat_b, win_b, ys, xs, pmask, H, W,
+                  NCH: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
+                  SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr):
+    """Nearest resampling backward: the tap and the fill (no coordinate gradient)."""
+    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
+    u = _rint(x)
+    t = _rint(y)
+    ok = (u >= 0.0) & (u <= W - 1) & (t >= 0.0) & (t <= H - 1)
+    if not CLAMP:
+        ok = ok & (u >= x_lo) & (u <= x_hi) & (t >= y_lo) & (t <= y_hi)
+    q = tl.minimum(tl.maximum(t, 0.0), H - 1).to(tl.int32) * W + tl.minimum(tl.maximum(u, 0.0), W - 1).to(tl.int32)
+    HW = H * W
+    _near_ch(g0, 0, ok, q, gsrc_b, gfill_b, pmask, HW, FILL, SRCG, FILLG, IN_SCALE)
+    if NCH > 1:
+        _near_ch(g1, 1, ok, q, gsrc_b, gfill_b, pmask, HW, FILL, SRCG, FILLG, IN_SCALE)
+    if NCH > 2:
+        _near_ch(g2, 2, ok, q, gsrc_b, gfill_b, pmask, HW, FILL, SRCG, FILLG, IN_SCALE)
+    if NCH > 3:
+        _near_ch(g3, 3, ok, q, gsrc_b, gfill_b, pmask, HW, FILL, SRCG, FILLG, IN_SCALE)
+
+
+@triton.jit
+def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ssh, ssw,
+             SHARP: tl.constexpr, SRCG: tl.constexpr, PRM: tl.constexpr, IN_SCALE: tl.constexpr):
+    """Backward of the plain read, or of SHARPNESS's 3x3 stencil (``sharp``; factor gradient into ``gp``)."""
+    gs_c = gsrc_b + c * (H * W)
+    q0 = ys * W + xs
+    if SHARP:
+        if sharp:
+            src_c = src_b + c * ssc
+            o = ys * ssh + xs * ssw
+            inner = pmask & (ys >= 1) & (ys < H - 1) & (xs >= 1) & (xs < W - 1)
+            v = _read(src_c + o, pmask, IN_SCALE, tl.float32)
+            n = tl.full(gc.shape, 0.0, tl.float32)
+            for dy in tl.static_range(3):
+                for dx in tl.static_range(3):
+                    if dy * 3 + dx != 4:
+                        n = n + _read(src_c + o + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, tl.float32)
+            blur = n * (1.0 / 13.0) + v * (5.0 / 13.0)
+            gy = tl.where(q, 0.0, tl.where(inner, _clipg(v + (1.0 - a) * (blur - v), gc), 0.0))  # uint8 domain: floor
+            if PRM:  # folded in per channel: keeps the live ranges short (no spill)
+                tl.atomic_add(gp, _tsum(gy * (v - blur), pmask))
+            t = gy * (1.0 - a) * (1.0 / 13.0) * IN_SCALE
+            if SRCG:
+                centre = tl.where(inner, gy * a * IN_SCALE + 5.0 * t, gc * IN_SCALE)
+                tl.atomic_add(gs_c + q0, centre, mask=pmask)
+                for dy in tl.static_range(3):
+                    for dx in tl.static_range(3):
+                        if dy * 3 + dx != 4:
+                            tl.atomic_add(gs_c + q0 + (dy - 1) * W + (dx - 1), t, mask=inner)
+        else:
+            if SRCG:
+                tl.store(gs_c + q0, gc * IN_SCALE, mask=pmask)
+    else:
+        if SRCG:
+            tl.store(gs_c + q0, gc * IN_SCALE, mask=pmask)
+
+
+# ----------------------------------------------------------------------------------------------
+# the kernel
+# ----------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase,
+                    gsrc, gprm, gmat, gfill, gmean, gstd, grv, gm, glo, ghi, nlo, nhi,
+                    KT, H, W, Ho, Wo, R, NPIX,
+                    ssb, ssc, ssh, ssw, gsb, gsc, gsh, gsw,
+                    C: tl.constexpr, OC: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr,
+                    GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
+                    SHARP: tl.constexpr, IN_SCALE: tl.constexpr, EPI: tl.constexpr, OUT_SCALE: tl.constexpr,
+                    NORM: tl.constexpr, RECTS: tl.constexpr, FINAL: tl.constexpr, SRCG: tl.constexpr,
+                    PRM: tl.constexpr, MATG: tl.constexpr, FILLG: tl.constexpr, EPG: tl.constexpr,
+                    BH: tl.constexpr, BW: tl.constexpr):
+    """Backward of one Stage on a tile of one sample (see the module doc).
+
+    FINAL: the gradient pass (image and every Plan tensor); else the statistics pass of op ``KT``: samples
+    whose op at KT reads a live statistic (CONTRAST, AUTOCONTRAST not straight-through, float domain)
+    accumulate its gradient into ``gm`` / ``glo`` / ``ghi`` and their min / max ties into ``nlo`` / ``nhi``."""
+    b = tl.program_id(1)
+    prog_b = prog + b * K
+    par_b = par + b * (K * 4)
+    stf_b = stf + b * K
+    run = True
+    if not FINAL:
+        code_t, a_t, bb_t, q_t, bound_t = _load_op(prog_b, par_b, KT, tl.float32)
+        run = ((code_t == 2) | ((code_t == 11) & (tl.load(stf_b + KT) == 0))) & (~q_t)
+    if run:
+        ys, xs, pmask = _tile(Ho, Wo, BH, BW)
+        src_b = src + b.to(tl.int64) * ssb
+        stats_b = stats + b * (K * C * 2)
+        luts_b = luts + b * (K * C * 256)
+        fill_b = fill + b * C
+        o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, tl.float32)
+        go_b = gout + b.to(tl.int64) * gsb + ys * gsh + xs * gsw
+        g0 = tl.load(go_b, mask=pmask, other=0.0).to(tl.float32)
+        zero = tl.full(g0.shape, 0.0, tl.float32)
+        g1 = zero
+        g2 = zero
+        g3 = zero
+        if OC > 1:
+            g1 = tl.load(go_b + gsc, mask=pmask, other=0.0).to(tl.float32)
+        if OC > 2:
+            g2 = tl.load(go_b + 2 * gsc, mask=pmask, other=0.0).to(tl.float32)
+        if OC > 3:
+            g3 = tl.load(go_b + 3 * gsc, mask=pmask, other=0.0).to(tl.float32)
+        if EPI:
+            p0 = g0
+            p1 = g1
+            p2 = g2
+            p3 = g3
+            if NORM & EPG:  # normalize's std gradient reads the values before the epilogue
+                p0, p1, p2, p3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
+                                        o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                        ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32)
+            g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
+                           C, OUT_SCALE, NORM, RECTS, EPG)
+            if OC > 1:
+                g1 = _epi_back(g1, p1, 1, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
+                               C, OUT_SCALE, NORM, RECTS, EPG)
+            if OC > 2:
+                g2 = _epi_back(g2, p2, 2, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
+                               C, OUT_SCALE, NORM, RECTS, EPG)
+            if OC > 3:
+                g3 = _epi_back(g3, p3, 3, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
+                               C, OUT_SCALE, NORM, RECTS, EPG)
+        for kk in range(K):
+            k = K - 1 - kk
+            if k >= KT:
+                v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, k,
+                                        o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                        ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32)
+                code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
+                st = tl.load(stf_b + k)
+                stk = stats_b + k * (C * 2)
+                bk = b * K + k
+                g0, g1, g2, g3 = _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask,
+                                          gprm + bk * 4, gm + bk, glo + bk * C, ghi + bk * C, k == KT,
+                                          PRM, C, CODES, RGB)
+                if k == KT:
+                    if code == 11:
+                        _ties(v0, 0, stk, pmask, nlo + bk * C, nhi + bk * C)
+                        if C > 1:
+                            _ties(v1, 1, stk, pmask, nlo + bk * C, nhi + bk * C)
+                        if C > 2:
+                            _ties(v2, 2, stk, pmask, nlo + bk * C, nhi + bk * C)
+                        if C > 3:
+                            _ties(v3, 3, stk, pmask, nlo + bk * C, nhi + bk * C)
+                else:
+                    if (CODES >> 2) & 1:  # CONTRAST's gray mean: every pixel
+                        if (code == 2) & (~q):
+                            share = tl.load(gm + bk) / NPIX
+                            if C == 3:
+                                g0 += share * 0.2989
+                                g1 += share * 0.587
+                                g2 += share * 0.114
+                            else:
+                                g0 += share
+                    if (CODES >> 11) & 1:  # AUTOCONTRAST's min / max: the tied pixels
+                        if (code == 11) & (~q) & (st == 0):
+                            g0 = _minmax_share(g0, v0, 0, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                            if C > 1:
+                                g1 = _minmax_share(g1, v1, 1, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                            if C > 2:
+                                g2 = _minmax_share(g2, v2, 2, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                            if C > 3:
+                                g3 = _minmax_share(g3, v3, 3, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+        if FINAL:
+            gsrc_b = gsrc + b.to(tl.int64) * (C * H * W)
+            if GEO:
+                if BILINEAR:
+                    _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill + b * C, gmat + b * 9, mat + b * 9,
+                                   win + b * 4, ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                   C, CLAMP, FILL, SRCG, FILLG, MATG, IN_SCALE)
+                else:
+                    _nearest_back(g0, g1, g2, g3, gsrc_b, gfill + b * C, mat + b * 9, win + b * 4, ys, xs, pmask, H, W,
+                                  C, CLAMP, FILL, SRCG, FILLG, IN_SCALE)
+            else:
+                sharp = False
+                a0 = 0.0
+                q0 = False
+                if SHARP:
+                    code0, a0, bb0, q0, bound0 = _load_op(prog_b, par_b, 0, tl.float32)
+                    sharp = code0 == 6
+                gp0 = gprm + b * (K * 4)
+                _read_ch(g0, 0, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                if C > 1:
+                    _read_ch(g1, 1, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                if C > 2:
+                    _read_ch(g2, 2, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                if C > 3:
+                    _read_ch(g3, 3, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+
+
+def kernel_module(interpret: bool | None = None) -> ModuleType:
+    """This module with its kernels built for the interpreter or the compiler (``None``: current mode)."""
+    return _fused_any.module_copy(__name__, __file__, _INTERPRETED, interpret)
+
+
+def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
+    """Op codes the reference runs at position k (SHARPNESS only at k = 0, RGB ops only for C == 3)."""
+    present = set(stage.codes_at(k))
+    if k > 0:
+        present.discard(int(Op.SHARPNESS))
+    if channels != 3:
+        present.difference_update(int(o) for o in RGB_OPS)
+    return present
+
+
+def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
+    """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
+    no quantized geometry; SHARPNESS only at k = 0 of a stage without geometry (what the compiler emits)."""
+    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        return False
+    if src.device.type != "cuda" and not knobs.runtime.interpret:
+        return False
+    if not 1 <= src.shape[1] <= 4 or stage.params.shape[-1] != NUM_PARAMS:
+        return False
+    geo = stage.geometry
+    if geo is not None and (geo.quantize or (stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0))):
+        return False
+    return epilogue is None or epilogue.out_channels <= src.shape[1]
+
+
+def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, epilogue: Epilogue | None,
+                     grad: torch.Tensor, needs: StageNeeds, straight_through: bool = False):
+    """The launches of ``backward_kernel`` (statistics passes, last first, then the final pass) and the
+    zero-initialised gradient buffers they write. No device work beyond small table preparation."""
+    dev = src.device
+    b, c, h, w = src.shape
+    geo = stage.geometry
+    ho, wo = (tuple(stage.out_size or (h, w)) if geo is not None else (h, w))
+    k = stage.program.shape[1]
+    f32 = dict(device=dev, dtype=torch.float32)
+    prog = stage.program.to(device=dev, dtype=torch.int32)
+    eff = torch.zeros_like(prog)
+    codes = 0
+    for i in range(k):
+        allowed = sorted(_allowed(stage, i, c))
+        for code in allowed:
+            codes |= 1 << code
+        eff[:, i] = torch.where(torch.isin(prog[:, i], torch.tensor(allowed, device=dev, dtype=torch.int32)), prog[:, i], 0)
+    par = stage.params.detach().to(**f32).reshape(b, k, NUM_PARAMS).contiguous()
+    st_flag = torch.isin(eff, torch.tensor(ST_CODES, device=dev, dtype=torch.int32))
+    if not straight_through:
+        st_flag = st_flag & (par[..., 2] > 0.5)
+    ep = epilogue
+    norm = ep is not None and ep.mean is not None
+    nr = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
+    oc = ep.out_channels if ep is not None else c
+
+    def t32(t: torch.Tensor | None, shape) -> torch.Tensor:
+        return par if t is None else t.detach().to(**f32).reshape(shape).contiguous()
+
+    ints = dict(device=dev, dtype=torch.int32)
+    zeros = {
+        "gsrc": (b, c, h, w) if needs.src else (1,), "gprm": (b, k, NUM_PARAMS), "gmat": (b, 9), "gfill": (b, c),
+        "gmean": (b, c), "gstd": (b, c), "grv": (b, max(nr, 1), c), "gm": (b, max(k, 1)), "glo": (b, max(k, 1), c),
+        "ghi": (b, max(k, 1), c), "nlo": (b, max(k, 1), c), "nhi": (b, max(k, 1), c),
+    }  # fmt: skip
+    bufs = {n: torch.zeros(s, **f32) for n, s in zeros.items()}
+    args = dict(
+        src=src, gout=grad, prog=eff.contiguous(), par=par, stf=st_flag.to(torch.int32).contiguous(),
+        stats=stats.detach().to(**f32).reshape(b, k, c, 2).contiguous() if k else par,
+        luts=luts.detach().to(**f32).reshape(b, k, c, 256).contiguous() if k else par,
+        mat=t32(None if geo is None else geo.matrix, (b, 9)), win=t32(None if geo is None else geo.window, (b, 4)),
+        fill=t32(None if geo is None else geo.fill, (b, c)),
+        mean=t32(ep.mean if norm else None, (b, c)), std=t32(ep.std if norm else None, (b, c)),
+        rects=ep.rects.to(**ints).contiguous() if nr else eff, rvals=t32(ep.rect_values if nr else None, (b, nr, c)),
+        rphase=ep.rect_phase.to(**ints).contiguous() if nr else eff,
+        **bufs,
+        KT=-1, H=h, W=w, Ho=ho, Wo=wo, R=nr, NPIX=float(ho * wo),
+        **{f"ss{n}": s for n, s in zip("bchw", src.stride())},
+        **{f"gs{n}": s for n, s in zip("bchw", grad.stride())},
+    )  # fmt: skip
+    bh, bw = _fz._blocks(ho, wo, TILE_PIXELS)
+    cx = dict(
+        C=c, OC=oc, K=k, CODES=codes,
+        RGB=c == 3 and any(op in _allowed(stage, i, c) for i in range(k) for op in (int(o) for o in RGB_OPS)),
+        GEO=geo is not None, BILINEAR=bool(geo is not None and geo.bilinear), CLAMP=bool(geo is not None and geo.clamp),
+        FILL=bool(geo is not None and geo.fill is not None),
+        SHARP=geo is None and k > 0 and int(Op.SHARPNESS) in stage.codes_at(0),
+        IN_SCALE=float(stage.in_scale), EPI=ep is not None, OUT_SCALE=float(ep.out_scale) if ep is not None else 1.0,
+        NORM=norm, RECTS=nr > 0, BH=bh, BW=bw,
+    )  # fmt: skip
+    grid = (triton.cdiv(ho, bh) * triton.cdiv(wo, bw), b)
+    launches = []
+    stat_pass = dict(FINAL=False, SRCG=False, PRM=False, MATG=False, FILLG=False, EPG=False)
+    for kt in range(k - 1, -1, -1):
+        allowed = _allowed(stage, kt, c)
+        if any(code in allowed for code in LIVE_CODES):
+            launches.append(_fz.Launch("backward_kernel", grid, {**args, "KT": kt}, {**cx, **stat_pass}, NUM_WARPS))
+    final = dict(
+        FINAL=True, SRCG=bool(needs.src), PRM=bool(needs.params), MATG=bool(needs.matrix and geo is not None and geo.bilinear),
+        FILLG=bool(needs.fill and cx["FILL"]), EPG=bool(needs.mean or needs.std or needs.rect_values),
+    )  # fmt: skip
+    cx_final = {**cx, **final}
+    # gradients of the epilogue: only when asked (they are the only reason to recompute the chain at K)
+    launches.append(_fz.Launch("backward_kernel", grid, args, cx_final, NUM_WARPS))
+    return launches, bufs
+
+
+def stage_backward(
+    src: torch.Tensor,
+    stage: Stage,
+    stats: torch.Tensor,
+    luts: torch.Tensor,
+    epilogue: Epilogue | None,
+    grad: torch.Tensor,
+    needs: StageNeeds,
+    straight_through: bool = False,
+) -> StageGrads:
+    """Gradients of one stage's inputs (``needs`` says which) from ``grad``, the gradient of its output."""
+    src = src.detach()
+    b, c = src.shape[:2]
+    geo, ep = stage.geometry, epilogue
+    launches, bufs = prepare_backward(src, stage, stats, luts, epilogue, grad.detach(), needs, straight_through)
+    mod = kernel_module()
+    if grad.numel():
+        for spec in launches:
+            getattr(mod, spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps,
+                                                 enable_fp_fusion=False)
+
+    def back(name: str, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
+        if not want or ref is None:
+            return None
+        return bufs[name].reshape(-1)[: ref.numel()].reshape(ref.shape).to(ref.dtype)
+
+    nr = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
+    return StageGrads(
+        src=bufs["gsrc"] if needs.src else None,
+        params=back("gprm", stage.params, needs.params),
+        matrix=back("gmat", None if geo is None else geo.matrix, needs.matrix),
+        fill=back("gfill", None if geo is None else geo.fill, needs.fill),
+        mean=back("gmean", None if ep is None else ep.mean, needs.mean),
+        std=back("gstd", None if ep is None else ep.std, needs.std),
+        rect_values=back("grv", None if ep is None or nr == 0 else ep.rect_values, needs.rect_values),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# ahead-of-time compilation (no GPU needed; see ``kernels/triton/aot.py``)
+# ----------------------------------------------------------------------------------------------
+
+#: variants on the path of typical training pipelines: they must not spill
+HOT = ("bwd_jitter_norm_erase", "bwd_affine_bilinear_fill", "bwd_resize_clamp", "bwd_nearest_fill", "bwd_sharpness")
+
+
+def representative_launches() -> dict:
+    """Launch specs of ``backward_kernel`` for representative stages (224x224, batch 4, C = 3)."""
+    from . import aot
+
+    b, c, hw = 4, 3, 224
+    x = torch.zeros(b, c, hw, hw)
+    big = torch.zeros(b, c, 256, 320)
+    grad = torch.zeros(b, c, hw, hw)
+    every = StageNeeds(src=True, params=True, matrix=True, fill=True, mean=True, std=True, rect_values=True)
+    specs = {}
+
+    def add(name: str, src, stage: Stage, ep: Epilogue | None, which: int = -1) -> None:
+        k = stage.program.shape[1]
+        launches, _ = prepare_backward(src, stage, *aot._tables(b, k, c), ep, grad, every)
+        specs[name] = launches[which]
+
+    jitter = aot._stage(b, [(0, 1), (0, 2), (0, 3), (0, 4)], 4)
+    add("bwd_jitter_norm_erase", x, jitter, aot._epilogue(b, c, torch.float32, True, 2))
+    add("bwd_jitter_contrast_pass", x, jitter, aot._epilogue(b, c, torch.float32, True, 2), 0)
+    geo = aot._geometry(b, c, True, False, True)
+    geo.quantize = False
+    add("bwd_affine_bilinear_fill", big, aot._stage(b, [], 0, geometry=geo, out_size=(hw, hw)), None)
+    geo = aot._geometry(b, c, True, True, False)
+    geo.quantize = False
+    add("bwd_resize_clamp", big, aot._stage(b, [], 0, geometry=geo, out_size=(hw, hw)),
+        aot._epilogue(b, c, torch.float16, True, 0))
+    geo = aot._geometry(b, c, False, False, True)
+    geo.quantize = False
+    add("bwd_nearest_fill", big, aot._stage(b, [(0, 1, 8, 10)], 1, geometry=geo, out_size=(hw, hw)), None)
+    add("bwd_sharpness", x, aot._stage(b, [(0, 1, 6, 8), (0, 1, 5, 13)], 2), None)
+    geo = aot._geometry(b, c, True, False, True)
+    geo.quantize = False
+    add("bwd_randaug_all_codes", big.half(), aot._stage(b, None, 3, geometry=geo, out_size=(hw, hw)),
+        aot._epilogue(b, c, torch.float16, True, 1))
+    return specs
+
+
+def compile_all(target, names: tuple[str, ...] | None = None) -> dict:
+    """Compile the representative variants for ``target`` (a ``GPUTarget``): ``{name: aot.Compiled}``."""
+    from . import aot
+
+    mod = kernel_module(interpret=False)
+    out = {}
+    for name, spec in representative_launches().items():
+        if names is not None and name not in names:
+            continue
+        fn = getattr(mod, spec.kernel)
+        opts = {"num_warps": spec.num_warps, "enable_fp_fusion": False}
+        out[name] = aot.Compiled(name, spec, triton.compile(aot.ast_source(spec, fn), target=target, options=opts))
+    return out

@@ -1,0 +1,109 @@
+"""`fastaug synth`: labels from folders, deterministic outputs, atomic writes, resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastaug
+from fastaug import synth as S
+from fastaug.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path):
+    g = np.random.default_rng(0)
+    root = tmp_path / "in"
+    for label, sizes in (("cat", [(20, 24), (20, 24)]), ("dog", [(18, 30)])):
+        (root / label).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(g.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / label / f"img{i}.png")
+    return root
+
+
+def policy(seed: int = 0) -> fastaug.Compose:
+    return fastaug.Compose([fastaug.RandomAffine(20, interpolation="bilinear"), fastaug.ColorJitter(0.3, 0.3)], seed=seed)
+
+
+def run(folder, out, count, **kw):
+    return S.synthesize(S.folder_sources(folder), out, count, policy(), {"seed": 0}, batch=4, backend="torch", progress=False, **kw)
+
+
+def files(out) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+
+def test_labels_and_manifest(folder, tmp_path):
+    out = tmp_path / "out"
+    assert run(folder, out, 7) == 7
+    rows = list(csv.DictReader(open(out / S.MANIFEST)))
+    assert len(rows) == 7 and {r["label"] for r in rows} == {"cat", "dog"}
+    for r in rows:
+        assert (out / r["file"]).parent.name == r["label"]
+        img = np.asarray(Image.open(out / r["file"]))
+        assert img.dtype == np.uint8 and img.shape == ((18, 30, 3) if r["label"] == "dog" else (20, 24, 3))
+
+
+def test_outputs_are_the_policy_applied_to_each_index(folder, tmp_path):
+    out = tmp_path / "out"
+    run(folder, out, 5)
+    sources = S.folder_sources(folder)
+    for k in range(5):
+        src = torch.from_numpy(np.array(Image.open(folder / sources[k % 3].label / f"{sources[k % 3].name}.png")))
+        want = policy()(src.permute(2, 0, 1)[None], indices=torch.tensor([k]), backend="torch")[0]
+        got = torch.from_numpy(np.array(Image.open(out / S.output_name(sources[k % 3], k)))).permute(2, 0, 1)
+        assert torch.equal(got, want)
+
+
+def test_resume_after_a_kill_writes_what_a_clean_run_writes(folder, tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    run(folder, clean, 9)
+    killed = tmp_path / "killed"
+    real_replace, calls = S.os.replace, []
+
+    def dying_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 5:  # killed between writing a temporary file and renaming it
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(S.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        run(folder, killed, 9)
+    monkeypatch.setattr(S.os, "replace", real_replace)
+    partial = files(killed)
+    assert 0 < len(partial) < 9 and list(killed.rglob(".*.tmp")), "the kill should leave a partial run and a temp file"
+    assert run(folder, killed, 9) == 9 - len(partial)
+    assert files(killed) == files(clean) and not list(killed.rglob(".*.tmp"))
+    assert run(folder, killed, 9) == 0  # nothing left to do
+    assert run(folder, killed, 12) == 3  # a larger count extends the set
+
+
+def test_other_settings_refuse_to_mix(folder, tmp_path):
+    out = tmp_path / "out"
+    run(folder, out, 2)
+    with pytest.raises(ValueError, match="other settings"):
+        S.synthesize(S.folder_sources(folder), out, 2, policy(), {"seed": 1}, progress=False)
+
+
+def test_bad_inputs(folder, tmp_path):
+    with pytest.raises(ValueError, match="input"):
+        S.folder_sources(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        S.folder_sources(tmp_path / "empty")
+    with pytest.raises(ValueError, match="count"):
+        run(folder, tmp_path / "o", -1)
+    normalized = fastaug.Compose([fastaug.Normalize([0.5] * 3, [0.2] * 3)])
+    with pytest.raises(ValueError, match="uint8"):
+        S.synthesize(S.folder_sources(folder), tmp_path / "o2", 2, normalized, {}, backend="torch", progress=False)
+
+
+def test_command_line_builtin(tmp_path, capsys):
+    main(["synth", "--out", str(tmp_path / "s"), "--count", "3", "--backend", "torch"])
+    assert len(files(tmp_path / "s")) == 3
+    assert "3 images" in capsys.readouterr().out
