@@ -64,7 +64,8 @@ def _out_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def fastaug_pipeline(device: torch.device, seed: int = 0):
+def fastaug_pipeline(device: torch.device, seed: int = 0, float_input: bool = False):
+    """The reference pipeline (for a float input in [0, 1] the solarize threshold is 128/255)."""
     import fastaug
 
     steps = [
@@ -72,7 +73,7 @@ def fastaug_pipeline(device: torch.device, seed: int = 0):
         fastaug.ColorJitter(0.4, 0.4, 0.4, 0.1),
         fastaug.RandomHorizontalFlip(),
         fastaug.RandomPosterize(4, p=0.5),
-        fastaug.RandomSolarize(128, p=0.5),
+        fastaug.RandomSolarize(128 / 255 if float_input else 128, p=0.5),
         fastaug.Normalize(list(MEAN), list(STD)),
     ]
     if _out_dtype(device) != torch.float32:
@@ -93,7 +94,7 @@ def _fastaug(backend: str):
 
     def backward(x: torch.Tensor, device: torch.device):
         """Forward+backward on a float input, if fastaug's autograd is there (capability check)."""
-        aug = fastaug_pipeline(device)
+        aug = fastaug_pipeline(device, float_input=True)
         xf = (x.float() / 255).requires_grad_()
         try:
             out = aug(xf, backend=backend)

@@ -16,6 +16,8 @@ kornia) suffers most from a busy neighbour (each op's thread team waits for its 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import statistics
 import time
@@ -23,19 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-
-def _torchvision():
-    import torch.library as lib
-
-    original = lib.register_fake
-    lib.register_fake = lambda *a, **k: (lambda f: f)  # its C extension may not load; transforms do not need it
-    try:
-        import torchvision.transforms.v2 as T
-    except ImportError:
-        return None
-    finally:
-        lib.register_fake = original
-    return T
+from benchmarks.bench import RESULTS_DIR, device_info, device_slug, import_torchvision, versions
 
 
 def peers(x: torch.Tensor) -> dict[str, Callable[[int], object]]:
@@ -47,7 +37,11 @@ def peers(x: torch.Tensor) -> dict[str, Callable[[int], object]]:
     out: dict[str, Callable[[int], object]] = {
         "fastaug (numba)": lambda r: aug(x, indices=idx, epoch=r, backend="numba"),
     }
-    T = _torchvision()
+    try:
+        import_torchvision()
+        import torchvision.transforms.v2 as T
+    except ImportError:
+        T = None
     if T is not None:
         tv = T.RandAugment(num_ops=2, magnitude=9)
         out["torchvision v2 (per image)"] = lambda r: torch.stack([tv(img) for img in x])
@@ -81,12 +75,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
+    p.add_argument("--no-write", action="store_true", help="print only (default: also write benchmarks/results/policies-*.json)")
     a = p.parse_args(argv)
     if a.threads is not None:
-        import numba
-
-        numba.set_num_threads(a.threads)
-        torch.set_num_threads(a.threads)  # after numba: its OpenMP layer resets the OpenMP thread count
+        torch.set_num_threads(a.threads)  # the numba kernels run on torch's thread count too
     torch.manual_seed(0)
     x = torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8)
     print(f"RandAugment(2, 9), {a.batch}x3x{a.size}x{a.size} uint8, CPU, {torch.get_num_threads()} torch threads, "
@@ -99,7 +91,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, rate in rates.items():
         if name != "fastaug (numba)":
             print(f"  fastaug / {name}: {ours / rate:.2f}x")
-    print(f"  load average (1 min) before / after: {load:.2f} / {os.getloadavg()[0]:.2f}")
+    after = os.getloadavg()[0]
+    print(f"  load average (1 min) before / after: {load:.2f} / {after:.2f}")
+    results = {
+        "benchmark": "RandAugment(2, 9)", "date": datetime.date.today().isoformat(), "device": device_info(torch.device("cpu")),
+        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "shape": [a.batch, 3, a.size, a.size],
+        "repeats": a.repeats, "img_s": rates, "fastaug_over": {n: ours / r for n, r in rates.items() if n != "fastaug (numba)"},
+        "load_avg_before_after": [load, after], "versions": versions(),
+    }  # fmt: skip
+    if not a.no_write:
+        path = RESULTS_DIR / f"policies-{device_slug(results['device'])}-{results['date']}.json"
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {path}")
     return rates
 
 

@@ -18,8 +18,7 @@ from fastaug.compiler import compile_plan
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.plan import Op
-from fastaug.validation import as_batch, channels_for, interpolation, per_sample
-from fastaug.validation import fill_values as _checked_fill_values
+from fastaug.validation import as_batch, channels_for, fill_values, interpolation, per_sample
 
 __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
@@ -35,14 +34,6 @@ def run_calls(img: torch.Tensor, calls: list[Call], backend: str = "auto") -> to
     plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
     out = autograd.execute(plan, x, backend)  # differentiable when x or a magnitude requires grad
     return out[0] if unbatched else out
-
-
-def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") -> torch.Tensor | None:
-    """:func:`fastaug.validation.fill_values`, keeping a float64 tensor's precision (exact gradients)."""
-    out = _checked_fill_values(fill, b, c, device, name=name)
-    if isinstance(fill, torch.Tensor) and fill.dtype == torch.float64:
-        out = fill.to(device).expand(b, c)
-    return out
 
 
 @dataclass(frozen=True)

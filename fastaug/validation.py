@@ -107,7 +107,8 @@ def interpolation(mode) -> bool:
 
 
 def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") -> torch.Tensor | None:
-    """None, a number, one value per channel, or per-sample [B,C] -> [B,C] float32."""
+    """None, a number, one value per channel, or per-sample [B,C] -> [B,C] float32 (a float64 tensor stays
+    float64, and a tensor stays in the autograd graph: exact gradients to the fill)."""
     if fill is None:
         return None
     if isinstance(fill, numbers.Number) and not isinstance(fill, bool):
@@ -119,7 +120,7 @@ def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") 
             raise ValueError(f"{name} has {len(fill)} values but the image has {c} channels")
         return torch.tensor([float(v) for v in fill], dtype=torch.float32, device=device).expand(b, c).contiguous()
     if isinstance(fill, torch.Tensor):
-        t = fill.to(device=device, dtype=torch.float32)
+        t = fill.to(device=device, dtype=torch.float64 if fill.dtype == torch.float64 else torch.float32)
         if t.dim() == 0:
             return t.expand(b, c).contiguous()
         if t.dim() == 1 and t.shape[0] == c:
