@@ -62,8 +62,8 @@ def stat_positions(stage: Stage) -> torch.Tensor:
     found = torch.zeros(prog.shape, dtype=torch.bool, device=prog.device)
     for k in stage.stat_slots:
         codes = [int(op) for op in STAT_OPS if int(op) in stage.codes_at(k)]
-        if codes:
-            found[:, k] = torch.isin(prog[:, k], torch.tensor(codes, dtype=prog.dtype, device=prog.device))
+        for code in codes:  # scalar comparisons: no host -> device copy (CUDA-graph capturable)
+            found[:, k] |= prog[:, k] == code
     return found
 
 

@@ -14,10 +14,12 @@ IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch
 
 
 def _check(cond: torch.Tensor, message: str, exc: type[Exception] = ValueError) -> None:
-    if cond.device.type == "cuda":
+    """CPU: raise now. Accelerators: an asynchronous device-side assert (no host sync). meta: no values."""
+    if cond.device.type == "cpu":
+        if not bool(cond.all()):
+            raise exc(message)
+    elif cond.device.type != "meta":
         torch._assert_async(cond.all(), message)
-    elif not bool(cond.all()):
-        raise exc(message)
 
 
 def as_batch(img: torch.Tensor, name: str = "img") -> tuple[torch.Tensor, bool]:

@@ -210,3 +210,17 @@ def test_transform_argument_errors():
         fastaug.Compose([lambda x: x])
     with pytest.raises(ValueError, match="indices"):
         big_pipeline()(images(), indices=torch.arange(3))
+
+
+def test_draw_and_compile_never_read_values():
+    """On the meta device tensors have no values: drawing and compiling a pipeline there proves the
+    parameter path never reads a value back to the host (the GPU path must not sync)."""
+    from fastaug.compiler import compile_plan
+
+    aug = fastaug.Compose([
+        fastaug.RandomResizedCrop(16), fastaug.RandomAffine(10, translate=(0.1, 0.1)), fastaug.ColorJitter(0.3, 0.3, 0.3, 0.1),
+        fastaug.RandomErasing(p=1.0), fastaug.XYMasking(1, 1, 3, 3, p=1.0), fastaug.Normalize([0.5] * 3, [0.2] * 3),
+    ])  # fmt: skip
+    x = torch.empty(4, 3, 20, 24, dtype=torch.uint8, device="meta")
+    plan = compile_plan(aug.draw(x, torch.arange(4, device="meta"), 0), tuple(x.shape), x.dtype, x.device)
+    assert plan.out_size == (16, 16) and plan.stages[0].program.device.type == "meta"
