@@ -17,10 +17,10 @@ from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
 from fastaug.validation import as_batch
 
 
-def _plain(value, i: int):
+def _plain(value, i: int, integer: bool = False):
     if isinstance(value, torch.Tensor):
-        v = value[i] if value.dim() > 0 else value
-        return v.tolist()
+        v = (value[i] if value.dim() > 0 else value).tolist()
+        return int(v) if integer and isinstance(v, float) and v.is_integer() else v
     if isinstance(value, torch.dtype):
         return value
     return value
@@ -72,7 +72,7 @@ class Record:
             elif isinstance(call, DtypeCall):
                 out.append(("to_dtype", {"dtype": call.dtype, "scale": call.scale}))
             else:
-                out.append((call.name, {k: _plain(v, i) for k, v in call.kwargs.items()}))
+                out.append((call.name, {k: _plain(v, i, k in INTEGER_ARGS) for k, v in call.kwargs.items()}))
         return out
 
     def replay(self, images: torch.Tensor, backend: str = "auto") -> torch.Tensor:

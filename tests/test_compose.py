@@ -224,3 +224,14 @@ def test_draw_and_compile_never_read_values():
     x = torch.empty(4, 3, 20, 24, dtype=torch.uint8, device="meta")
     plan = compile_plan(aug.draw(x, torch.arange(4, device="meta"), 0), tuple(x.shape), x.dtype, x.device)
     assert plan.out_size == (16, 16) and plan.stages[0].program.device.type == "meta"
+
+
+def test_record_lists_integer_arguments_as_ints():
+    """torchvision takes crop boxes, erase boxes and posterize bits as ints: the listing gives ints."""
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.RandomPosterize(3, p=1.0), fastaug.RandomErasing(p=1.0)])
+    _, record = aug(images(), return_record=True, backend="torch")
+    for name, kwargs in record.calls(0):
+        for key in ("top", "left", "height", "width", "i", "j", "h", "w", "bits"):
+            if key in kwargs:
+                assert type(kwargs[key]) is int, (name, key, kwargs[key])
+    assert [name for name, _ in record.calls(0)][:2] == ["resized_crop", "posterize"]

@@ -19,4 +19,5 @@ COLOR_OPS: dict[int, tuple[str, tuple[str, ...]]] = {
     int(Op.AUTOCONTRAST): ("autocontrast", ()),
     int(Op.EQUALIZE): ("equalize", ()),
 }
-INTEGER_ARGS = frozenset({"bits"})
+# arguments torchvision takes as ints: listed as ints when their (float) value is integral
+INTEGER_ARGS = frozenset({"bits", "top", "left", "height", "width", "i", "j", "h", "w"})
