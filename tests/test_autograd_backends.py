@@ -133,3 +133,46 @@ def test_statistics_passes_and_epilogue_plan_tensors(backend):
     mags = statistics_plan_magnitudes(C)
     for i, (a, b) in enumerate(zip(_grads(fn, x, mags, backend), _grads(fn, x, mags, "torch"), strict=True)):
         assert _rel(a, b) <= TOL, (i, _rel(a, b))
+
+
+def _one_contrast_stage(x, br, co, sa, ang, sc, fill, shp, be):
+    """One stage (sharpness or bilinear affine with fill, brightness, CONTRAST, saturation, normalize): a single live
+    statistic per sample, folded into the final backward pass (numba)."""
+    from fastaug.ops.calls import ColorCall, NormalizeCall
+    from fastaug.plan import Op
+
+    b, c, h, w = x.shape
+    z = torch.zeros(b, 2)
+    calls = []
+    if shp is not None:
+        calls.append(ColorCall(name="adjust_sharpness", code=int(Op.SHARPNESS), params=torch.stack([shp, 0 * shp, 0 * shp], 1)))
+    calls += [
+        ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.stack([br, 0 * br, 0 * br], 1)),
+        ColorCall(name="adjust_contrast", code=int(Op.CONTRAST), params=torch.stack([co, 0 * co, 0 * co], 1)),
+        ColorCall(name="adjust_saturation", code=int(Op.SATURATION), params=torch.stack([sa, 0 * sa, 0 * sa], 1)),
+    ]
+    if shp is None:
+        calls.append(F.affine_call(F.Canvas(b, c, h, w, x.device), ang, z, sc, z, "bilinear", fill=fill))
+    calls.append(NormalizeCall(name="normalize", mean=torch.tensor([0.5, 0.4, 0.3]), std=torch.tensor([0.2, 0.3, 0.25])))
+    return F.run_calls(x, calls, be)
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("geometry", [True, False])
+def test_single_contrast_every_magnitude(geometry, backend):
+    """One CONTRAST per sample below a bilinear resampling with fill (or above SHARPNESS): every magnitude requires grad."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(B, C, H, W, generator=g) * 0.9 + 0.05
+    br, co, sa = (0.6 + 0.8 * torch.rand(B, generator=g) for _ in range(3))
+    ang, sc = torch.rand(B, generator=g) * 40 - 20, 0.8 + 0.4 * torch.rand(B, generator=g)
+    fill, shp = torch.rand(B, C, generator=g), 2 * torch.rand(B, generator=g)
+    mags = [br, co, sa, ang, sc, fill] if geometry else [br, co, sa, shp]
+
+    def fn(xx, *m):
+        *m, be = m
+        if geometry:
+            return _one_contrast_stage(xx, *m, None, be)
+        return _one_contrast_stage(xx, *m[:3], None, None, None, m[3], be)
+
+    for i, (a, b) in enumerate(zip(_grads(fn, x, mags, backend), _grads(fn, x, mags, "torch"), strict=True)):
+        assert _rel(a, b) <= TOL, (i, _rel(a, b))

@@ -10,7 +10,11 @@ through the sampling coordinates, the 3x3 matrix; nearest: taps and fill) or SHA
 Ops whose statistics carry a gradient (CONTRAST: gray mean; AUTOCONTRAST: min / max) need a global
 sum before any pixel can go further back: for each such op (last first) one pass accumulates it
 (backward from the output down to that op, plus the min / max tie counts), then the final pass adds
-``sum / pixels`` (mean) or ``sum / ties`` (min / max) to every pixel's gradient. Semantics: see
+``sum / pixels`` (mean) or ``sum / ties`` (min / max) to every pixel's gradient. A sample whose only
+live statistic is one CONTRAST's mean (at op k) has no extra pass, as the backward is linear in the
+gradient: the final pass also carries a second stream, the mean's own gradient (``gray weights /
+pixels`` at op k's input, back through the ops below k and the resampling into separate buffers), sums
+dL/dmean at op k, and at the end adds dL/dmean x that stream to the sample's gradients. Semantics: see
 :mod:`fastaug.autograd`; the ground truth is torch autograd through ``kernels/reference.py``.
 """
 
@@ -352,8 +356,31 @@ def _epilogue_back(vpre, g, i, C, Co, Wo, osc, norm, mean, std, rects, rphase, r
 
 
 @bjit
-def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat, win, fill, need_src, gsrc, gmat, gfill, okb):
-    """Bilinear / nearest resampling backward of output row ``i`` (see the Plan contract)."""
+def _mat_back(gfx, gfy, gms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat):
+    """Gradient of one bilinear sample's coordinates (and of its in-image weight sum) into the 3x3 matrix."""
+    gfx += gms * dmx
+    gfy += gms * dmy
+    gX = gfx * kx
+    gY = gfy * ky
+    gxh = gX / wh
+    gyh = gY / wh
+    gwh = -(gX * X0 + gY * Y0) / wh
+    gmat[0] += gxh * xj
+    gmat[1] += gxh * yi
+    gmat[2] += gxh
+    gmat[3] += gyh * xj
+    gmat[4] += gyh * yi
+    gmat[5] += gyh
+    gmat[6] += gwh * xj
+    gmat[7] += gwh * yi
+    gmat[8] += gwh
+
+
+@bjit
+def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat, win, fill, need_src, gsrc, gmat, gfill, okb,
+                   two, u, gsrc_u, gmat_u, gfill_u):  # fmt: skip
+    """Bilinear / nearest resampling backward of output row ``i`` (see the Plan contract). ``two``: also the
+    row ``u`` (a folded mean's stream: same taps and coordinates) into ``gsrc_u[0]``, ``gmat_u``, ``gfill_u``."""
     m = mat
     xlo, ylo, xhi, yhi = win[0], win[1], win[2], win[3]
     yi = float(i)
@@ -375,17 +402,21 @@ def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat,
             X = min(max(X, xlo), xhi)
             Y = min(max(Y, ylo), yhi)
         if mode == 1:  # nearest: image and fill only
-            u = np.rint(X)
+            uu = np.rint(X)
             t = np.rint(Y)
-            ok = u >= 0 and u <= W - 1 and t >= 0 and t <= H - 1
+            ok = uu >= 0 and uu <= W - 1 and t >= 0 and t <= H - 1
             if not clamp:
-                ok = ok and u >= xlo and u <= xhi and t >= ylo and t <= yhi
+                ok = ok and uu >= xlo and uu <= xhi and t >= ylo and t <= yhi
             for c in range(C):
                 gc = g[c, j]
                 if has_fill and not ok:
                     gfill[c] += gc
+                    if two:
+                        gfill_u[c] += u[c, j]
                 elif ok and need_src:
-                    gsrc[b, c, int(t), int(u)] += gc * scale
+                    gsrc[b, c, int(t), int(uu)] += gc * scale
+                    if two:
+                        gsrc_u[0, c, int(t), int(uu)] += u[c, j] * scale
             continue
         u0 = np.floor(X)
         t0 = np.floor(Y)
@@ -411,8 +442,12 @@ def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat,
         gfx = 0.0
         gfy = 0.0
         gms = 0.0
+        hfx = 0.0
+        hfy = 0.0
+        hms = 0.0
         for c in range(C):
             gc = g[c, j]
+            hc = u[c, j] if two else 0.0
             s = 0.0
             dsx = 0.0
             dsy = 0.0
@@ -426,46 +461,44 @@ def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat,
                 gms += gc * (s - fill[c])
                 gfill[c] += gc * (1.0 - msum)
                 gc = gc * msum
+                if two:
+                    hms += hc * (s - fill[c])
+                    gfill_u[c] += hc * (1.0 - msum)
+                    hc = hc * msum
             gfx += gc * dsx
             gfy += gc * dsy
+            hfx += hc * dsx
+            hfy += hc * dsy
             if need_src:
                 for n in range(4):
                     if okb[n]:
                         gsrc[b, c, int(ts[n]), int(us[n])] += gc * ws[n] * scale
-        gfx += gms * dmx
-        gfy += gms * dmy
-        gX = gfx * kx
-        gY = gfy * ky
-        gxh = gX / wh
-        gyh = gY / wh
-        gwh = -(gX * X0 + gY * Y0) / wh
-        gmat[0] += gxh * xj
-        gmat[1] += gxh * yi
-        gmat[2] += gxh
-        gmat[3] += gyh * xj
-        gmat[4] += gyh * yi
-        gmat[5] += gyh
-        gmat[6] += gwh * xj
-        gmat[7] += gwh * yi
-        gmat[8] += gwh
+                if two:
+                    for n in range(4):
+                        if okb[n]:
+                            gsrc_u[0, c, int(ts[n]), int(us[n])] += hc * ws[n] * scale
+        _mat_back(gfx, gfy, gms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat)
+        if two:
+            _mat_back(hfx, hfy, hms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat_u)
 
 
 @bjit
-def _read_back(src, b, g, i, C, H, W, scale, sharp, a, need_src, gsrc, acc):
-    """Plain read, or SHARPNESS at k = 0 (3x3 stencil; ``acc[0]``: factor gradient), backward of row ``i``."""
+def _read_back(src, b, g, i, C, H, W, scale, sharp, a, need_src, gsrc, gb, acc):
+    """Plain read, or SHARPNESS at k = 0 (3x3 stencil; ``acc[0]``: factor gradient), backward of row ``i``; image
+    gradient into ``gsrc[gb]``."""
     interior_row = sharp and i > 0 and i < H - 1
     if not interior_row:
         if need_src:
             for c in range(C):
                 for x in range(W):
-                    gsrc[b, c, i, x] += g[c, x] * scale
+                    gsrc[gb, c, i, x] += g[c, x] * scale
         return
     for c in range(C):
         for x in range(W):
             gc = g[c, x]
             if not interior_row or x == 0 or x == W - 1:
                 if need_src:
-                    gsrc[b, c, i, x] += gc * scale
+                    gsrc[gb, c, i, x] += gc * scale
                 continue
             blur = 0.0
             for dy in range(-1, 2):
@@ -478,12 +511,33 @@ def _read_back(src, b, g, i, C, H, W, scale, sharp, a, need_src, gsrc, acc):
             gy = gc if (y >= 0.0 and y <= 1.0) else 0.0
             acc[0] += gy * (v - blur)
             if need_src:
-                gsrc[b, c, i, x] += gy * a * scale
+                gsrc[gb, c, i, x] += gy * a * scale
                 t = gy * (1.0 - a) * scale / 13.0
                 for dy in range(-1, 2):
                     for dx in range(-1, 2):
                         wt = 5.0 if (dy == 0 and dx == 0) else 1.0
-                        gsrc[b, c, i + dy, x + dx] += wt * t
+                        gsrc[gb, c, i + dy, x + dx] += wt * t
+
+
+@bjit
+def _fold_in(b, C, H, W, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u):
+    """Sample ``b``'s gradients += ``t`` (the folded mean's gradient) x the mean stream's; the stream is zeroed."""
+    if need_src:
+        for c in range(C):
+            for y in range(H):
+                for x in range(W):
+                    gsrc[b, c, y, x] += t * gsrc_u[0, c, y, x]
+                    gsrc_u[0, c, y, x] = 0.0
+    for k in range(kc):
+        for j in range(gprm_u.shape[1]):
+            gprm[b, k, j] += t * gprm_u[k, j]
+            gprm_u[k, j] = 0.0
+    for j in range(9):
+        gmat[b, j] += t * gmat_u[j]
+        gmat_u[j] = 0.0
+    for c in range(C):
+        gfill[b, c] += t * gfill_u[c]
+        gfill_u[c] = 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,6 +578,18 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
     jrv = np.zeros(grv.shape[1:], np.float64)
     npix = float(Ho * Wo)
     sharp_ok = geo == 0 and K > 0 and H > 2 and W > 2
+    # the mean's stream of a folded CONTRAST (see the module doc): its gradients, scaled at the end
+    u = np.empty((C, Wo), np.float64)
+    gsrc_u = np.zeros((1, C, H, W) if need_src else (1, 1, 1, 1), gsrc.dtype)
+    gprm_u = np.zeros((K, NUM_PARAMS), np.float64)
+    gmat_u = np.zeros(9, np.float64)
+    gfill_u = np.zeros(C, np.float64)
+    useed = np.zeros(C, np.float64)
+    if C == 3:
+        for c in range(3):
+            useed[c] = GW[c] / npix
+    else:
+        useed[0] = 1.0 / npix
     for b in range(b0, b1):
         gm = np.zeros(K, np.float64)
         glo = np.zeros((K, C), np.float64)
@@ -531,9 +597,17 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
         nlo = np.zeros((K, C), np.float64)
         nhi = np.zeros((K, C), np.float64)
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
+        nlive = 0
+        kc = -1
+        for k in range(K):
+            if _live(codes[b, k], prm[b, k, 3] > 0.5, stflag[b, k]):
+                nlive += 1
+                kc = k
+        fold = nlive == 1 and codes[b, kc] == CONTRAST  # one CONTRAST: no statistics pass
+        gmf = 0.0  # its mean's gradient (folded)
         for kt in range(K - 1, -2, -1):
             final = kt < 0
-            if not final and not _live(codes[b, kt], prm[b, kt, 3] > 0.5, stflag[b, kt]):
+            if not final and (fold or not _live(codes[b, kt], prm[b, kt, 3] > 0.5, stflag[b, kt])):
                 continue
             for i in range(Ho):
                 # 1. forward recompute (the forward kernels' helpers)
@@ -581,18 +655,30 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                         gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g,
                                           junk, glo[k], ghi[k])
                         break
-                    _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi)
-                    if _live(code, q, stflag[b, k]):
+                    if fold and k < kc:
+                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi)
+                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi)
+                    if fold and k == kc:
+                        gmf += gmk
+                        for c in range(C):
+                            for x in range(Wo):
+                                u[c, x] = useed[c]
+                    elif _live(code, q, stflag[b, k]):
                         _add_global(code, C, Wo, stats[b, k], vs[k], g, gm[k], glo[k], ghi[k], nlo[k], nhi[k], npix)
                 if not final:
                     continue
                 # 4. geometry / read / sharpen backward
                 if geo == 0:
                     a0 = prm[b, 0, 0] if K > 0 else 0.0
-                    _read_back(src, b, g, i, C, H, W, scale, sharp, a0, need_src, gsrc, gprm[b, 0] if K > 0 else junk)
+                    _read_back(src, b, g, i, C, H, W, scale, sharp, a0, need_src, gsrc, b, gprm[b, 0] if K > 0 else junk)
+                    if fold:
+                        _read_back(src, b, u, i, C, H, W, scale, sharp, a0, need_src, gsrc_u, 0, gprm_u[0])
                 else:
                     _resample_back(src, b, g, i, C, H, W, Wo, scale, geo, iv[fused.I_CLAMP] != 0, iv[fused.I_FILL] != 0,
-                                   mat[b], win[b], fill[b], need_src, gsrc, gmat[b], gfill[b], okb)  # fmt: skip
+                                   mat[b], win[b], fill[b], need_src, gsrc, gmat[b], gfill[b], okb, fold, u, gsrc_u, gmat_u,
+                                   gfill_u)  # fmt: skip
+        if fold:  # add the mean's share: its gradient times the mean stream's, then clear the stream
+            _fold_in(b, C, H, W, kc, gmf, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u)
 
 
 # ----------------------------------------------------------------------------------------------
