@@ -22,7 +22,9 @@ Semantics (the contract every backend meets; the reference defines it in plain t
 Working values are float32 (float64 when the input is float64, as torchvision computes). A value lives
 in one of two *domains*: the uint8 domain (values are integers in [0, 255], bound 255, each op
 truncates its result like torchvision's uint8 kernels) or the float domain (values in [0, 1], bound 1).
-An op's domain is ``params[..., 3]`` (1.0 = uint8).
+An op's domain is ``params[..., 3]`` (1.0 = uint8). For POSTERIZE, SOLARIZE, AUTOCONTRAST and
+EQUALIZE, ``params[..., 2] > 0.5`` asks for a straight-through gradient (see ``fastaug.autograd``);
+forward kernels ignore it.
 
 Reading: ``v = float32(src[b, c, y, x]) * stage.in_scale``.
 
