@@ -49,6 +49,7 @@ _pow = _fz._pow
 _div = _fz._div
 _gray = _fz._gray
 _add2 = _fz._add2
+_bilinear_cell = _fz._bilinear_cell
 
 ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQUALIZE))
 LIVE_CODES = (int(Op.CONTRAST), int(Op.AUTOCONTRAST))
@@ -421,21 +422,7 @@ def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b
                    SRCG: tl.constexpr, FILLG: tl.constexpr, MATG: tl.constexpr, IN_SCALE: tl.constexpr):
     """Bilinear resampling backward: taps, fill and (through X, Y and the perspective divide) the matrix."""
     xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
-    u0 = tl.floor(x)
-    t0 = tl.floor(y)
-    fx = x - u0
-    fy = y - t0
-    u1 = u0 + 1.0
-    t1 = t0 + 1.0
-    ok_u0 = (u0 >= 0.0) & (u0 <= W - 1)
-    ok_u1 = (u1 >= 0.0) & (u1 <= W - 1)
-    ok_t0 = (t0 >= 0.0) & (t0 <= H - 1)
-    ok_t1 = (t1 >= 0.0) & (t1 <= H - 1)
-    if not CLAMP:
-        ok_u0 = ok_u0 & (u0 >= x_lo) & (u0 <= x_hi)
-        ok_u1 = ok_u1 & (u1 >= x_lo) & (u1 <= x_hi)
-        ok_t0 = ok_t0 & (t0 >= y_lo) & (t0 <= y_hi)
-        ok_t1 = ok_t1 & (t1 >= y_lo) & (t1 <= y_hi)
+    u0, t0, u1, t1, fx, fy, ok_u0, ok_u1, ok_t0, ok_t1 = _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP)
     k00 = ok_u0 & ok_t0 & pmask
     k10 = ok_u1 & ok_t0 & pmask
     k01 = ok_u0 & ok_t1 & pmask

@@ -113,6 +113,28 @@ def _read(ptrs, mask, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
 
 
 @triton.jit
+def _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP: tl.constexpr):
+    """The bilinear cell of sampling point (x, y): corners (u0, t0), (u1, t1), fractions (fx, fy) and
+    which tap columns / rows are valid (in the frame; and in the window unless ``CLAMP``)."""
+    u0 = tl.floor(x)
+    t0 = tl.floor(y)
+    fx = x - u0
+    fy = y - t0
+    u1 = u0 + 1.0
+    t1 = t0 + 1.0
+    ok_u0 = (u0 >= 0.0) & (u0 <= W - 1)
+    ok_u1 = (u1 >= 0.0) & (u1 <= W - 1)
+    ok_t0 = (t0 >= 0.0) & (t0 <= H - 1)
+    ok_t1 = (t1 >= 0.0) & (t1 <= H - 1)
+    if not CLAMP:
+        ok_u0 = ok_u0 & (u0 >= x_lo) & (u0 <= x_hi)
+        ok_u1 = ok_u1 & (u1 >= x_lo) & (u1 <= x_hi)
+        ok_t0 = ok_t0 & (t0 >= y_lo) & (t0 <= y_hi)
+        ok_t1 = ok_t1 & (t1 >= y_lo) & (t1 <= y_hi)
+    return u0, t0, u1, t1, fx, fy, ok_u0, ok_u1, ok_t0, ok_t1
+
+
+@triton.jit
 def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr, WORK: tl.constexpr):
     """Per-pixel source taps: offsets, load masks, weights (times validity) and coverage ``m``.
@@ -144,21 +166,7 @@ def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw,
             x = tl.minimum(tl.maximum(x, x_lo), x_hi)
             y = tl.minimum(tl.maximum(y, y_lo), y_hi)
         if BILINEAR:
-            u0 = tl.floor(x)
-            t0 = tl.floor(y)
-            fx = x - u0
-            fy = y - t0
-            u1 = u0 + 1.0
-            t1 = t0 + 1.0
-            ok_u0 = (u0 >= 0.0) & (u0 <= W - 1)
-            ok_u1 = (u1 >= 0.0) & (u1 <= W - 1)
-            ok_t0 = (t0 >= 0.0) & (t0 <= H - 1)
-            ok_t1 = (t1 >= 0.0) & (t1 <= H - 1)
-            if not CLAMP:
-                ok_u0 = ok_u0 & (u0 >= x_lo) & (u0 <= x_hi)
-                ok_u1 = ok_u1 & (u1 >= x_lo) & (u1 <= x_hi)
-                ok_t0 = ok_t0 & (t0 >= y_lo) & (t0 <= y_hi)
-                ok_t1 = ok_t1 & (t1 >= y_lo) & (t1 <= y_hi)
+            u0, t0, u1, t1, fx, fy, ok_u0, ok_u1, ok_t0, ok_t1 = _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP)
             iu0 = tl.minimum(tl.maximum(u0, 0.0), W - 1).to(tl.int32) * ssw
             iu1 = tl.minimum(tl.maximum(u1, 0.0), W - 1).to(tl.int32) * ssw
             it0 = tl.minimum(tl.maximum(t0, 0.0), H - 1).to(tl.int32) * ssh
