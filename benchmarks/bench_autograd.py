@@ -3,14 +3,18 @@ kornia's autograd on the same pipeline.
 
 Pipeline (per-sample magnitudes, all requiring grad, and the image): brightness, contrast,
 saturation, rotation + scale about the centre (bilinear, zero padding), normalize.
-Run: ``python benchmarks/bench_autograd.py [--batch 64 --size 128 --reps 5]``; writes
+Each round times forward without grad, forward with grad and that forward's backward alone; medians over rounds,
+ratios paired per round. Run: ``python benchmarks/bench_autograd.py [--batch 64 --sizes 128 224 --reps 15]``; writes
 ``benchmarks/results/autograd.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -60,67 +64,87 @@ def kornia_pipeline(x, br, co, sa, angle, scale):
     return kornia.enhance.normalize(y, torch.tensor(MEAN), torch.tensor(STD))
 
 
-def _time(fn, reps: int) -> float:
-    fn()  # warm-up (compiles)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def _stats(xs: list[float]) -> dict:
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return {"median": statistics.median(xs), "q1": q[0], "q3": q[2]}
 
 
 def measure(pipe, x: torch.Tensor, reps: int) -> dict:
+    """``reps`` rounds, each timing in turn: forward without grad, forward with grad (building the graph), and
+    the backward of that forward alone. Medians and quartiles over rounds; ratios are paired per round."""
     b = x.shape[0]
+    fwd, fwd_g, bwd, ratio = [], [], [], []
 
-    def fwd():
+    def one_round() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
         with torch.no_grad():
             pipe(x, *_mags(b, False))
-
-    def fwd_grad():
-        return pipe(x.requires_grad_(True), *_mags(b, True))
-
-    def fwd_bwd():
+        t1 = time.perf_counter()
         xg = x.detach().requires_grad_(True)
-        mags = _mags(b, True)
-        pipe(xg, *mags).sum().backward()
+        y = pipe(xg, *_mags(b, True)).sum()
+        t2 = time.perf_counter()
+        y.backward()
+        t3 = time.perf_counter()
+        return t1 - t0, t2 - t1, t3 - t2
 
-    t_f, t_fg, t_fb = _time(fwd, reps), _time(fwd_grad, reps), _time(fwd_bwd, reps)
-    x.requires_grad_(False)
-    return {"forward_s": t_f, "forward_grad_s": t_fg, "forward_backward_s": t_fb, "backward_s": t_fb - t_fg}
+    one_round()  # warm-up (compiles)
+    for _ in range(reps):
+        f, fg, bw = one_round()
+        fwd.append(f)
+        fwd_g.append(fg)
+        bwd.append(bw)
+        ratio.append(bw / f)
+    return {
+        "forward_s": _stats(fwd),
+        "forward_grad_s": _stats(fwd_g),
+        "backward_s": _stats(bwd),
+        "forward_backward_s": _stats([a + c for a, c in zip(fwd_g, bwd, strict=True)]),
+        "backward_over_forward": _stats(ratio),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
+    ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "autograd.json"))
     args = ap.parse_args()
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
     res = {
-        "shape": list(x.shape),
-        "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
-        "fastaug_numba": measure(fastaug_pipeline, x, args.reps),
-        "kornia": measure(kornia_pipeline, x, args.reps),
+        "pipeline": "brightness, contrast, saturation, rotation+scale (bilinear, zeros), normalize; per-sample magnitudes",
+        "grads": "the image and every magnitude",
+        "threads": torch.get_num_threads(),  # the numba kernels run on as many Python threads
+        "versions": {"torch": torch.__version__, "numba": numba.__version__, "kornia": _version("kornia")},
+        "load_average": list(os.getloadavg()),
+        "runs": [],
     }
-    fa, ko = res["fastaug_numba"], res["kornia"]
-    res["ratios"] = {
-        "fastaug_backward_over_forward": fa["backward_s"] / fa["forward_s"],
-        "fastaug_fwd_bwd_over_forward": fa["forward_backward_s"] / fa["forward_s"],
-        "kornia_over_fastaug_fwd_bwd": ko["forward_backward_s"] / fa["forward_backward_s"],
-        "kornia_over_fastaug_forward": ko["forward_s"] / fa["forward_s"],
-    }
-    imgs = args.batch
-    for name in ("fastaug_numba", "kornia"):
-        r = res[name]
-        print(f"{name:14s} forward {r['forward_s'] * 1e3:8.1f} ms ({imgs / r['forward_s']:7.0f} img/s)   "
-              f"forward+backward {r['forward_backward_s'] * 1e3:8.1f} ms ({imgs / r['forward_backward_s']:7.0f} img/s)   "
-              f"backward {r['backward_s'] * 1e3:8.1f} ms")  # fmt: skip
-    for k, v in res["ratios"].items():
-        print(f"{k:34s} {v:6.2f}")
+    for size in args.sizes:
+        x = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+        fa, ko = measure(fastaug_pipeline, x, args.reps), measure(kornia_pipeline, x, args.reps)
+        run = {"shape": list(x.shape), "fastaug_numba": fa, "kornia": ko}
+        run["ratios"] = {
+            "fastaug_backward_over_forward": fa["backward_over_forward"]["median"],
+            "kornia_backward_over_forward": ko["backward_over_forward"]["median"],
+            "kornia_over_fastaug_fwd_bwd": ko["forward_backward_s"]["median"] / fa["forward_backward_s"]["median"],
+            "kornia_over_fastaug_forward": ko["forward_s"]["median"] / fa["forward_s"]["median"],
+        }
+        res["runs"].append(run)
+        print(f"B={args.batch} {size}x{size}")
+        for name, r in (("fastaug_numba", fa), ("kornia", ko)):
+            f, fb, bw = r["forward_s"]["median"], r["forward_backward_s"]["median"], r["backward_s"]["median"]
+            print(f"  {name:14s} forward {f * 1e3:7.1f} ms ({args.batch / f:6.0f} img/s)   forward+backward {fb * 1e3:7.1f} ms "
+                  f"({args.batch / fb:6.0f} img/s)   backward {bw * 1e3:7.1f} ms")  # fmt: skip
+        for k, v in run["ratios"].items():
+            print(f"  {k:34s} {v:6.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Magnitudes flow from the user's tensors through the call builders and the compiler into the Plan's
 float tensors by differentiable torch ops. :class:`PlanFunction` takes those Plan tensors as inputs,
 
-    per stage: ``params`` [B,K,4], ``geometry.matrix`` [B,3,3], ``geometry.fill`` [B,C];
+    per stage: ``params`` [B,K,4], ``geometry.matrix`` [B,3,3], ``geometry.fill`` [B,C], ``geometry.window`` [B,4];
     epilogue: ``mean``, ``std`` [B,C], ``rect_values`` [B,R,C],
 
 and returns their gradients, so autograd carries them back to the user's magnitudes. Forward saves
@@ -20,7 +20,9 @@ Gradient semantics
 * CONTRAST: through the factor and through the gray mean (every pixel). AUTOCONTRAST: through the
   per-channel min / max (shared evenly among tied pixels, as ``amin`` / ``amax``).
 * Bilinear resampling: to the image, the fill and the 3x3 matrix (through the sampling coordinates:
-  angle, translate, scale, shear, perspective points, crop boxes). Nearest: image and fill only.
+  angle, translate, scale, shear, perspective points, crop boxes), and where coordinates are clamped
+  into a resize window (resized crops: the crop box), to the window (``torch.minimum`` / ``maximum``'s
+  rule: a coordinate equal to a bound sends half its gradient to each). Nearest: image and fill only.
 * POSTERIZE, EQUALIZE: zero image gradient (piecewise constant); SOLARIZE: -1 / +1; with the
   straight-through flag (``params[..., 2] > 0.5``, set by ``straight_through=True`` of the
   functional ops, or for every such op by ``execute(..., straight_through=True)``) POSTERIZE,
@@ -42,7 +44,7 @@ from fastaug.plan import Epilogue, Op, Plan, Stage
 __all__ = ["PlanFunction", "StageGrads", "StageNeeds", "execute", "plan_tensors", "requires_grad", "with_tensors"]
 
 _BACKWARD_MODULES = {"numba": "fastaug.kernels.numba.backward", "triton": "fastaug.kernels.triton.backward"}
-_PER_STAGE = 3  # params, matrix, fill
+_PER_STAGE = 4  # params, matrix, fill, window
 _EPILOGUE = 3  # mean, std, rect_values
 
 
@@ -54,6 +56,7 @@ class StageNeeds:
     params: bool = False
     matrix: bool = False
     fill: bool = False
+    window: bool = False
     mean: bool = False
     std: bool = False
     rect_values: bool = False
@@ -70,6 +73,7 @@ class StageGrads:
     params: torch.Tensor | None = None
     matrix: torch.Tensor | None = None
     fill: torch.Tensor | None = None
+    window: torch.Tensor | None = None
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     rect_values: torch.Tensor | None = None
@@ -80,7 +84,7 @@ def plan_tensors(plan: Plan) -> list[torch.Tensor | None]:
     out: list[torch.Tensor | None] = []
     for st in plan.stages:
         geo = st.geometry
-        out += [st.params, None if geo is None else geo.matrix, None if geo is None else geo.fill]
+        out += [st.params] + ([None] * 3 if geo is None else [geo.matrix, geo.fill, geo.window])
     ep = plan.epilogue
     return out + [ep.mean, ep.std, ep.rect_values]
 
@@ -89,8 +93,8 @@ def with_tensors(plan: Plan, tensors: list[torch.Tensor | None]) -> Plan:
     """A copy of ``plan`` reading ``tensors`` (as :func:`plan_tensors` orders them)."""
     stages = []
     for s, st in enumerate(plan.stages):
-        p, m, f = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
-        geo = None if st.geometry is None else dataclasses.replace(st.geometry, matrix=m, fill=f)
+        p, m, f, wn = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        geo = None if st.geometry is None else dataclasses.replace(st.geometry, matrix=m, fill=f, window=wn)
         stages.append(dataclasses.replace(st, params=p, geometry=geo))
     mean, std, rv = tensors[-_EPILOGUE:]
     ep = dataclasses.replace(plan.epilogue, mean=mean, std=std, rect_values=rv)
@@ -245,6 +249,7 @@ def reference_stage_backward(
         "params": stage.params,
         "matrix": None if geo is None else geo.matrix,
         "fill": None if geo is None else geo.fill,
+        "window": None if geo is None or not geo.clamp else geo.window,  # a validity window has no gradient
         "mean": None if epilogue is None else epilogue.mean,
         "std": None if epilogue is None else epilogue.std,
         "rect_values": None if epilogue is None else epilogue.rect_values,
@@ -253,6 +258,8 @@ def reference_stage_backward(
         leaves = {k: (None if t is None else t.detach().requires_grad_(getattr(needs, k))) for k, t in slots.items()}
         if geo is not None:
             geo = dataclasses.replace(geo, matrix=leaves["matrix"], fill=leaves["fill"])
+            if leaves["window"] is not None:
+                geo = dataclasses.replace(geo, window=leaves["window"])
         st = dataclasses.replace(stage, params=leaves["params"], geometry=geo)
         ep = None
         if epilogue is not None:
@@ -292,9 +299,9 @@ def plan_backward(
         stage = plan.stages[s]
         last = s == nst - 1
         earlier = need_x or any(need_t[: _PER_STAGE * s])
-        p, m, f = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        p, m, f, wn = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
         needs = StageNeeds(
-            src=earlier, params=p, matrix=m, fill=f,
+            src=earlier, params=p, matrix=m, fill=f, window=wn,
             mean=last and ep_need[0], std=last and ep_need[1], rect_values=last and ep_need[2],
         )  # fmt: skip
         if not needs.any():
@@ -306,7 +313,7 @@ def plan_backward(
             fn = bwd.stage_backward
         res = fn(srcs[s], stage, stats, luts, ep, g, needs, spec.straight_through)
         base = _PER_STAGE * s
-        grads[base], grads[base + 1], grads[base + 2] = res.params, res.matrix, res.fill
+        grads[base : base + _PER_STAGE] = res.params, res.matrix, res.fill, res.window
         if last:
             grads[-3], grads[-2], grads[-1] = res.mean, res.std, res.rect_values
         g = res.src

@@ -115,7 +115,7 @@ def _compose_geometry(
     matrix64 = matrix
     geometry = Geometry(
         matrix=matrix.to(pdtype),
-        window=window.to(torch.float32),
+        window=window.to(pdtype),
         clamp=clamp,
         bilinear=bilinear,
         fill=fill,

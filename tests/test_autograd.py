@@ -63,6 +63,11 @@ CASES = {
         lambda x, t, lf, h, w: F.resized_crop(x, t, lf, h, w, (4, 5), backend="torch"),
         [_t(0.3, 1.1), _t(0.7, 0.2), _t(4.6, 4.2), _t(5.8, 6.1)],
     ),
+    # upsampling: border pixels clamp into the crop box, whose bounds then carry the gradient (no integer coordinates)
+    "resized_crop_upsample": (
+        lambda x, t, lf, h, w: F.resized_crop(x, t, lf, h, w, (7, 8), backend="torch"),
+        [_t(0.3, 1.15), _t(0.7, 0.2), _t(3.6, 2.8), _t(4.2, 3.1)],
+    ),
     "affine_nearest_image": (lambda x: F.affine(x, 17.0, [0.3, 0.2], 1.1, [3.0, 1.0], interpolation="nearest", backend="torch"), []),
     "flip_crop": (lambda x: F.crop(F.horizontal_flip(x, backend="torch"), 1, 1, 4, 5, backend="torch"), []),
 }

@@ -67,6 +67,14 @@ OPS = {
         lambda x, t, lf, be: F.resized_crop(x, t, lf, 6.3, 7.4, (5, 6), backend=be),
         lambda: [_u(0, 1.5, B), _u(0, 1.5, B)],
     ),
+    "resized_crop_upsample": (  # clamped border pixels: gradient to the box through the window
+        lambda x, t, lf, h, w, be: F.resized_crop(x, t, lf, h, w, (11, 12), backend=be),
+        lambda: [_u(0, 1.5, B), _u(0, 1.5, B), _u(4.5, 6.5, B), _u(5.5, 7.5, B)],
+    ),
+    "resized_crop_ties": (  # box size == output size: edge coordinates equal the window's bounds (torch: half each)
+        lambda x, t, lf, h, w, be: F.resized_crop(x, t, lf, h, w, (5, 6), backend=be),
+        lambda: [_u(0, 1.5, B), _u(0, 1.5, B), torch.full((B,), 5.0), torch.full((B,), 6.0)],
+    ),
 }
 
 PIPELINES = {

@@ -14,8 +14,13 @@ sum before any pixel can go further back: for each such op (last first) one pass
 live statistic is one CONTRAST's mean (at op k) has no extra pass, as the backward is linear in the
 gradient: the final pass also carries a second stream, the mean's own gradient (``gray weights /
 pixels`` at op k's input, back through the ops below k and the resampling into separate buffers), sums
-dL/dmean at op k, and at the end adds dL/dmean x that stream to the sample's gradients. Semantics: see
-:mod:`fastaug.autograd`; the ground truth is torch autograd through ``kernels/reference.py``.
+dL/dmean at op k, and at the end adds dL/dmean x that stream to the sample's gradients.
+
+Speed: gradient rows are in the working dtype (float32) and every per-row loop is branch-free, so it
+vectorises; its sums (parameter gradients) are row partials in the working dtype, reassociated
+(fast-math ``reassoc`` on the backward helpers only: the forward recompute stays bit-exact), added into
+float64 totals. The resampling backward reuses the forward recompute's tap offsets, weights and values.
+Semantics: see :mod:`fastaug.autograd`; the ground truth is torch autograd through ``kernels/reference.py``.
 """
 
 from __future__ import annotations
@@ -26,17 +31,20 @@ import numpy as np
 import torch
 from numba import njit
 
+from fastaug import engine
 from fastaug.autograd import StageGrads, StageNeeds
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage
 
 from . import fused
-from .backend import _effective_codes, _out_size, num_threads
+from .backend import _effective_codes, _flat, _out_size, num_threads
 
-bjit = njit(cache=True, error_model="numpy", nogil=True)
+# No NRT (no reference counting of arrays shared by the threads, no allocation: scratch comes from the host).
+bjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
+fjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False, fastmath={"reassoc", "nsz"})  # row sums vectorise
+U = fused.U
 
 IDENTITY, BRIGHTNESS, CONTRAST, SATURATION, HUE, GAMMA, SHARPNESS = 0, 1, 2, 3, 4, 5, 6
 GRAYSCALE, INVERT, POSTERIZE, SOLARIZE, AUTOCONTRAST, EQUALIZE, TO_FLOAT, TO_UINT8 = 7, 8, 9, 10, 11, 12, 13, 14
-GW = (0.2989, 0.587, 0.114)
 ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQUALIZE))
 
 
@@ -163,10 +171,13 @@ def _hue_back(r, g, b, a, gr, gg, gb):
     return o_r, o_g, o_b, ga
 
 
-@bjit
-def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi):
+@fjit
+def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst):
     """Backward of one op on a row, in place on ``g``; parameter gradients into ``acc`` [4];
-    AUTOCONTRAST's min / max gradients into ``glo`` / ``ghi`` [C]. Returns CONTRAST's mean gradient."""
+    AUTOCONTRAST's min / max gradients into ``glo`` / ``ghi`` [C]. Returns CONTRAST's mean gradient.
+    Branch-free row loops (selects), row sums in the working dtype: they vectorise."""
+    zero = cst[fused.ZERO]
+    one = cst[fused.ONE]
     gmean = 0.0
     if st:  # straight-through
         return gmean
@@ -178,83 +189,100 @@ def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi):
     if code == SOLARIZE:
         for c in range(C):
             for x in range(Wo):
-                if vin[c, x] >= a:
-                    g[c, x] = -g[c, x]
+                g[c, x] = -g[c, x] if vin[c, x] >= a else g[c, x]
         return gmean
     if code == TO_FLOAT:
+        inv = cst[fused.INV255]
         for c in range(C):
             for x in range(Wo):
-                g[c, x] = g[c, x] * (1.0 / 255.0)
+                g[c, x] = g[c, x] * inv
         return gmean
     if code == IDENTITY or code == SHARPNESS:
         return gmean
     if q or code == POSTERIZE or code == EQUALIZE or code == TO_UINT8:  # truncating: zero gradient
         for c in range(C):
             for x in range(Wo):
-                g[c, x] = 0.0
+                g[c, x] = zero
         return gmean
     if code == BRIGHTNESS:
-        s0 = 0.0
+        s0 = zero
         for c in range(C):
             for x in range(Wo):
                 v = vin[c, x]
                 y = v * a
-                gy = g[c, x] if (y >= 0.0 and y <= 1.0) else 0.0
+                gy = g[c, x] if (y >= zero) & (y <= one) else zero
                 s0 += gy * v
                 g[c, x] = gy * a
         acc[0] += s0
     elif code == CONTRAST:
         m = stk[0, 0]
-        s0 = 0.0
+        t = m * (one - a)
+        s0 = zero
+        s1 = zero
         for c in range(C):
             for x in range(Wo):
                 v = vin[c, x]
-                y = v * a + m * (1.0 - a)
-                gy = g[c, x] if (y >= 0.0 and y <= 1.0) else 0.0
+                y = v * a + t
+                gy = g[c, x] if (y >= zero) & (y <= one) else zero
                 s0 += gy * (v - m)
-                gmean += gy
+                s1 += gy
                 g[c, x] = gy * a
         acc[0] += s0
-        gmean *= 1.0 - a
+        gmean = np.float64(s1) * (1.0 - a)
     elif code == SATURATION:
+        gw0, gw1, gw2 = cst[fused.GW0], cst[fused.GW1], cst[fused.GW2]
+        oma = one - a
+        s0 = zero
         for x in range(Wo):
             r, gg, b = vin[0, x], vin[1, x], vin[2, x]
-            y = r * GW[0] + gg * GW[1] + b * GW[2]
-            t = 0.0
-            for c in range(3):
-                z = vin[c, x] * a + y * (1.0 - a)
-                gz = g[c, x] if (z >= 0.0 and z <= 1.0) else 0.0
-                acc[0] += gz * (vin[c, x] - y)
-                t += gz
-                g[c, x] = gz * a
-            t *= 1.0 - a
-            for c in range(3):
-                g[c, x] += GW[c] * t
+            y = (r * gw0 + gg * gw1) + b * gw2
+            yt = y * oma
+            zr = r * a + yt
+            zg = gg * a + yt
+            zb = b * a + yt
+            hr = g[0, x] if (zr >= zero) & (zr <= one) else zero
+            hg = g[1, x] if (zg >= zero) & (zg <= one) else zero
+            hb = g[2, x] if (zb >= zero) & (zb <= one) else zero
+            s0 += (hr * (r - y) + hg * (gg - y)) + hb * (b - y)
+            t = (hr + hg + hb) * oma
+            g[0, x] = hr * a + gw0 * t
+            g[1, x] = hg * a + gw1 * t
+            g[2, x] = hb * a + gw2 * t
+        acc[0] += s0
     elif code == GRAYSCALE:
+        gw0, gw1, gw2 = cst[fused.GW0], cst[fused.GW1], cst[fused.GW2]
         for x in range(Wo):
             t = g[0, x] + g[1, x] + g[2, x]
-            for c in range(3):
-                g[c, x] = GW[c] * t
+            g[0, x] = gw0 * t
+            g[1, x] = gw1 * t
+            g[2, x] = gw2 * t
     elif code == HUE:
+        s0 = 0.0
         for x in range(Wo):
             o_r, o_g, o_b, ga = _hue_back(vin[0, x], vin[1, x], vin[2, x], a, g[0, x], g[1, x], g[2, x])
             g[0, x] = o_r
             g[1, x] = o_g
             g[2, x] = o_b
-            acc[0] += ga
+            s0 += ga
+        acc[0] += s0
     elif code == GAMMA:
+        s0 = 0.0
+        s1 = 0.0
         for c in range(C):
             for x in range(Wo):
                 v = vin[c, x]
                 y = v**a
                 gy = g[c, x]
-                if bb != 1.0:
+                if bb != one:
                     z = y * bb
-                    gy = gy * bb if (z >= 0.0 and z <= 1.0) else 0.0
-                    acc[1] += (g[c, x] if (z >= 0.0 and z <= 1.0) else 0.0) * y
-                if v != 0.0:
-                    acc[0] += gy * y * np.log(v)
-                g[c, x] = 0.0 if a == 0.0 else gy * a * v ** (a - 1.0)
+                    gz = gy if (z >= zero) & (z <= one) else zero
+                    s1 += gz * y
+                    gy = gz * bb
+                if v != zero:
+                    s0 += gy * y * np.log(v)
+                g[c, x] = zero if a == zero else gy * a * v ** (a - one)
+        acc[0] += s0
+        acc[1] += s1
     elif code == AUTOCONTRAST:
         for c in range(C):
             lo = stk[c, 0]
@@ -262,17 +290,21 @@ def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi):
             if hi == lo:
                 for x in range(Wo):
                     v = vin[c, x]
-                    g[c, x] = g[c, x] if (v >= 0.0 and v <= 1.0) else 0.0
+                    g[c, x] = g[c, x] if (v >= zero) & (v <= one) else zero
                 continue
             s = hi - lo
             s2 = s * s
+            sl = zero
+            sh = zero
             for x in range(Wo):
                 v = vin[c, x]
                 y = (v - lo) / s
-                gy = g[c, x] if (y >= 0.0 and y <= 1.0) else 0.0
-                glo[c] += gy * (v - hi) / s2
-                ghi[c] -= gy * (v - lo) / s2
+                gy = g[c, x] if (y >= zero) & (y <= one) else zero
+                sl += gy * (v - hi)
+                sh += gy * (v - lo)
                 g[c, x] = gy / s
+            glo[c] += sl / s2
+            ghi[c] -= sh / s2
     return gmean
 
 
@@ -283,12 +315,12 @@ def _live(code, q, st):
 
 
 @bjit
-def _add_global(code, C, Wo, stk, vin, g, gm, glo, ghi, nlo, nhi, npix):
+def _add_global(code, C, Wo, stk, vin, g, gm, glo, ghi, nlo, nhi, npix, cst):
     """The statistic's share of the gradient: mean -> every pixel, min / max -> their tied pixels."""
     if code == CONTRAST:
         if C == 3:
             for c in range(3):
-                t = gm * GW[c] / npix
+                t = cst[fused.GW0 + c] * (gm / npix)
                 for x in range(Wo):
                     g[c, x] += t
         else:
@@ -315,228 +347,292 @@ def _add_global(code, C, Wo, stk, vin, g, gm, glo, ghi, nlo, nhi, npix):
 # epilogue and resampling backward
 
 
-@bjit
-def _epilogue_back(vpre, g, i, C, Co, Wo, osc, norm, mean, std, rects, rphase, rvals, who1, who2, gmean, gstd, grv):
+@fjit
+def _epilogue_back(vpre, g, i, C, Co, Wo, osc, norm, mean, std, rects, rphase, rvals, who, gmean, gstd, grv, cst):
     """Gradient through rects / out_scale / normalize of row ``i`` (channels >= Co carry none)."""
+    zero = cst[fused.ZERO]
+    hit = False
+    for r in range(rects.shape[0]):
+        hit = hit or (rphase[r] != 0 and rects[r, 1] <= i and i < rects[r, 3] and rects[r, 0] < rects[r, 2])
+    if not hit:  # no rect on this row: row loops
+        for c in range(C):
+            if c >= Co:
+                for x in range(Wo):
+                    g[c, x] = zero
+                continue
+            if norm:
+                mu = mean[c]
+                sc = osc / std[c]
+                sg = zero
+                sv = zero
+                for x in range(Wo):
+                    gg = g[c, x]
+                    sg += gg
+                    sv += gg * (vpre[c, x] * osc - mu)
+                    g[c, x] = gg * sc
+                gmean[c] -= sg / std[c]
+                gstd[c] -= sv / (std[c] * std[c])
+            else:
+                for x in range(Wo):
+                    g[c, x] = g[c, x] * osc
+        return
     for x in range(Wo):
-        who1[x] = -1
-        who2[x] = -1
+        who[0, x] = -1
+        who[1, x] = -1
     for r in range(rects.shape[0]):
         if rphase[r] != 0 and rects[r, 1] <= i and i < rects[r, 3]:
-            x0 = max(rects[r, 0], 0)
-            x1 = min(rects[r, 2], Wo)
-            for x in range(x0, x1):
-                if rphase[r] == 1:
-                    who1[x] = r
-                else:
-                    who2[x] = r
+            for x in range(max(rects[r, 0], 0), min(rects[r, 2], Wo)):
+                who[rphase[r] - 1, x] = r
     for c in range(C):
         for x in range(Wo):
             if c >= Co:
-                g[c, x] = 0.0
+                g[c, x] = zero
                 continue
             gg = g[c, x]
-            r2 = who2[x]
+            r2 = who[1, x]
             if r2 >= 0:
                 grv[r2, c] += gg
-                g[c, x] = 0.0
+                g[c, x] = zero
                 continue
-            r1 = who1[x]
+            r1 = who[0, x]
             if norm:
                 v = rvals[r1, c] if r1 >= 0 else vpre[c, x]
-                v2 = v * osc
                 gmean[c] -= gg / std[c]
-                gstd[c] -= gg * (v2 - mean[c]) / (std[c] * std[c])
+                gstd[c] -= gg * (v * osc - mean[c]) / (std[c] * std[c])
                 gg = gg / std[c]
             gg = gg * osc
             if r1 >= 0:
                 grv[r1, c] += gg
-                gg = 0.0
+                gg = zero
             g[c, x] = gg
 
 
 @bjit
-def _mat_back(gfx, gfy, gms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat):
-    """Gradient of one bilinear sample's coordinates (and of its in-image weight sum) into the 3x3 matrix."""
-    gfx += gms * dmx
-    gfy += gms * dmy
-    gX = gfx * kx
-    gY = gfy * ky
-    gxh = gX / wh
-    gyh = gY / wh
-    gwh = -(gX * X0 + gY * Y0) / wh
-    gmat[0] += gxh * xj
-    gmat[1] += gxh * yi
-    gmat[2] += gxh
-    gmat[3] += gyh * xj
-    gmat[4] += gyh * yi
-    gmat[5] += gyh
-    gmat[6] += gwh * xj
-    gmat[7] += gwh * yi
-    gmat[8] += gwh
-
-
-@bjit
-def _resample_back(src, b, g, i, C, H, W, Wo, scale, mode, clamp, has_fill, mat, win, fill, need_src, gsrc, gmat, gfill, okb,
-                   two, u, gsrc_u, gmat_u, gfill_u):  # fmt: skip
-    """Bilinear / nearest resampling backward of output row ``i`` (see the Plan contract). ``two``: also the
-    row ``u`` (a folded mean's stream: same taps and coordinates) into ``gsrc_u[0]``, ``gmat_u``, ``gfill_u``."""
-    m = mat
-    xlo, ylo, xhi, yhi = win[0], win[1], win[2], win[3]
-    yi = float(i)
+def _coords_grad_row(fs, iv, m, win, xs, yi, Wo, cst, crd):
+    """What the coordinate gradient of a bilinear row needs (``fused._coords_row``'s arithmetic, not
+    fast-math, so the taps and their validity agree with the forward): ``crd`` [14, Wo] = fx, fy, the four
+    taps' validity (1 / 0), kx / W', ky / W', X, Y (unclamped), then the shares of the clamped X's gradient
+    that go to x_lo, x_hi and of Y's to y_lo, y_hi. k and the shares follow ``minimum(maximum(X, lo), hi)``'s
+    derivative in torch: 1 / 0 off a bound, half to each side at a tie."""
+    zero = cst[fused.ZERO]
+    one = cst[fused.ONE]
+    cxl, cyl, cxh, cyh, vxl, vyl, vxh, vyh = fused._bounds(fs, iv, win, cst)
+    half = cst[fused.HALF]
+    t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
     for j in range(Wo):
-        xj = float(j)
-        xh = m[0] * xj + m[1] * yi + m[2]
-        yh = m[3] * xj + m[4] * yi + m[5]
-        wh = m[6] * xj + m[7] * yi + m[8]
-        X0 = xh / wh
-        Y0 = yh / wh
-        X, Y = X0, Y0
-        kx = 1.0
-        ky = 1.0
-        if clamp:
-            if X < xlo or X > xhi:
-                kx = 0.0
-            if Y < ylo or Y > yhi:
-                ky = 0.0
-            X = min(max(X, xlo), xhi)
-            Y = min(max(Y, ylo), yhi)
-        if mode == 1:  # nearest: image and fill only
-            uu = np.rint(X)
-            t = np.rint(Y)
-            ok = uu >= 0 and uu <= W - 1 and t >= 0 and t <= H - 1
-            if not clamp:
-                ok = ok and uu >= xlo and uu <= xhi and t >= ylo and t <= yhi
-            for c in range(C):
-                gc = g[c, j]
-                if has_fill and not ok:
-                    gfill[c] += gc
-                    if two:
-                        gfill_u[c] += u[c, j]
-                elif ok and need_src:
-                    gsrc[b, c, int(t), int(uu)] += gc * scale
-                    if two:
-                        gsrc_u[0, c, int(t), int(uu)] += u[c, j] * scale
-            continue
-        u0 = np.floor(X)
-        t0 = np.floor(Y)
-        fx = X - u0
-        fy = Y - t0
-        ws = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy)
-        dwx = (-(1.0 - fy), 1.0 - fy, -fy, fy)
-        dwy = (-(1.0 - fx), -fx, 1.0 - fx, fx)
-        us = (u0, u0 + 1.0, u0, u0 + 1.0)
-        ts = (t0, t0, t0 + 1.0, t0 + 1.0)
-        msum = 0.0
-        dmx = 0.0
-        dmy = 0.0
-        for n in range(4):
-            o = us[n] >= 0 and us[n] <= W - 1 and ts[n] >= 0 and ts[n] <= H - 1
-            if not clamp:
-                o = o and us[n] >= xlo and us[n] <= xhi and ts[n] >= ylo and ts[n] <= yhi
-            okb[n] = o
-            if o:
-                msum += ws[n]
-                dmx += dwx[n]
-                dmy += dwy[n]
-        gfx = 0.0
-        gfy = 0.0
-        gms = 0.0
-        hfx = 0.0
-        hfy = 0.0
-        hms = 0.0
-        for c in range(C):
+        xj = xs[j]
+        wh = (m[6] * xj + t2) + m[8]
+        X0 = ((m[0] * xj + t0) + m[2]) / wh
+        Y0 = ((m[3] * xj + t1) + m[5]) / wh
+        X = min(max(X0, cxl), cxh)
+        Y = min(max(Y0, cyl), cyh)
+        # d maximum(X0, lo) / d X0 and d minimum(., hi) / d . (torch: half at a tie)
+        ax = one if X0 > cxl else (half if X0 == cxl else zero)
+        bx = one if max(X0, cxl) < cxh else (half if max(X0, cxl) == cxh else zero)
+        ay = one if Y0 > cyl else (half if Y0 == cyl else zero)
+        by = one if max(Y0, cyl) < cyh else (half if max(Y0, cyl) == cyh else zero)
+        _, _, _, _, fx, fy, ku0, ku1, kv0, kv1 = fused._cell(X, Y, vxl, vyl, vxh, vyh, one)
+        crd[0, j] = fx
+        crd[1, j] = fy
+        crd[2, j] = one if ku0 & kv0 else zero
+        crd[3, j] = one if ku1 & kv0 else zero
+        crd[4, j] = one if ku0 & kv1 else zero
+        crd[5, j] = one if ku1 & kv1 else zero
+        crd[6, j] = ax * bx / wh
+        crd[7, j] = ay * by / wh
+        crd[8, j] = X0
+        crd[9, j] = Y0
+        crd[10, j] = (one - ax) * bx
+        crd[11, j] = one - bx
+        crd[12, j] = (one - ay) * by
+        crd[13, j] = one - by
+
+
+@fjit
+def _bilinear_back_row(g, C, Wo, scale, has_fill, fill, taps, wt, ms, crd, ra, gw, gfill, cst):
+    """Bilinear resampling backward of a row (``taps``, ``wt``, ``ms``: the forward recompute's): the
+    taps' gradient ``gw`` [C, Wo] (x scale, before the tap weights), the fill's into ``gfill``, and the
+    per-pixel gradients of X, Y and of the weight sum m into ``ra`` [3, Wo]."""
+    zero = cst[fused.ZERO]
+    one = cst[fused.ONE]
+    for j in range(Wo):
+        ra[0, j] = zero
+        ra[1, j] = zero
+        ra[2, j] = zero
+    for c in range(C):
+        f = fill[c]
+        sf = zero
+        for j in range(Wo):
+            t0 = taps[c, 4 * j] * scale
+            t1 = taps[c, 4 * j + 1] * scale
+            t2 = taps[c, 4 * j + 2] * scale
+            t3 = taps[c, 4 * j + 3] * scale
+            fx = crd[0, j]
+            fy = crd[1, j]
+            a0 = crd[2, j] * t0
+            a1 = crd[3, j] * t1
+            a2 = crd[4, j] * t2
+            a3 = crd[5, j] * t3
             gc = g[c, j]
-            hc = u[c, j] if two else 0.0
-            s = 0.0
-            dsx = 0.0
-            dsy = 0.0
-            for n in range(4):
-                if okb[n]:
-                    val = src[b, c, int(ts[n]), int(us[n])] * scale
-                    s += ws[n] * val
-                    dsx += dwx[n] * val
-                    dsy += dwy[n] * val
-            if has_fill:
-                gms += gc * (s - fill[c])
-                gfill[c] += gc * (1.0 - msum)
-                gc = gc * msum
-                if two:
-                    hms += hc * (s - fill[c])
-                    gfill_u[c] += hc * (1.0 - msum)
-                    hc = hc * msum
-            gfx += gc * dsx
-            gfy += gc * dsy
-            hfx += hc * dsx
-            hfy += hc * dsy
-            if need_src:
-                for n in range(4):
-                    if okb[n]:
-                        gsrc[b, c, int(ts[n]), int(us[n])] += gc * ws[n] * scale
-                if two:
-                    for n in range(4):
-                        if okb[n]:
-                            gsrc_u[0, c, int(ts[n]), int(us[n])] += hc * ws[n] * scale
-        _mat_back(gfx, gfy, gms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat)
-        if two:
-            _mat_back(hfx, hfy, hms, dmx, dmy, kx, ky, X0, Y0, wh, xj, yi, gmat_u)
+            if has_fill:  # out = (S - f) m + f
+                s = ((wt[0, j] * t0 + wt[1, j] * t1) + wt[2, j] * t2) + wt[3, j] * t3
+                ra[2, j] += gc * (s - f)
+                sf += gc * (one - ms[j])
+                gc = gc * ms[j]
+            ra[0, j] += gc * ((one - fy) * (a1 - a0) + fy * (a3 - a2))
+            ra[1, j] += gc * ((one - fx) * (a2 - a0) + fx * (a3 - a1))
+            gw[c, j] = gc * scale
+        gfill[c] += sf
+
+
+@fjit
+def _matrix_back_row(Wo, xs, yi, crd, ra, gmat, cst):
+    """A bilinear row's coordinate gradients (``ra``) into the 3x3 matrix (through X = X'/W', Y = Y'/W'), ``gmat``
+    [0:9], and where a coordinate is clamped into the window, into the window, ``gmat`` [9:13]."""
+    one = cst[fused.ONE]
+    sxx = 0.0
+    sx1 = 0.0
+    syx = 0.0
+    sy1 = 0.0
+    swx = 0.0
+    sw1 = 0.0
+    sxl = 0.0
+    sxh = 0.0
+    syl = 0.0
+    syh = 0.0
+    for j in range(Wo):
+        fx = crd[0, j]
+        fy = crd[1, j]
+        k00, k10, k01, k11 = crd[2, j], crd[3, j], crd[4, j], crd[5, j]
+        dmx = (one - fy) * (k10 - k00) + fy * (k11 - k01)  # d(weight sum) / dX
+        dmy = (one - fx) * (k01 - k00) + fx * (k11 - k10)
+        gcx = ra[0, j] + ra[2, j] * dmx  # dL/dX (clamped)
+        gcy = ra[1, j] + ra[2, j] * dmy
+        sxl += gcx * crd[10, j]
+        sxh += gcx * crd[11, j]
+        syl += gcy * crd[12, j]
+        syh += gcy * crd[13, j]
+        gx = gcx * crd[6, j]  # dL/dX'
+        gy = gcy * crd[7, j]
+        gwh = -(gx * crd[8, j] + gy * crd[9, j])  # dL/dW'
+        xj = xs[j]
+        sxx += gx * xj
+        sx1 += gx
+        syx += gy * xj
+        sy1 += gy
+        swx += gwh * xj
+        sw1 += gwh
+    gmat[0] += sxx
+    gmat[1] += sx1 * yi
+    gmat[2] += sx1
+    gmat[3] += syx
+    gmat[4] += sy1 * yi
+    gmat[5] += sy1
+    gmat[6] += swx
+    gmat[7] += sw1 * yi
+    gmat[8] += sw1
+    gmat[9] += sxl
+    gmat[10] += syl
+    gmat[11] += sxh
+    gmat[12] += syh
 
 
 @bjit
-def _read_back(src, b, g, i, C, H, W, scale, sharp, a, need_src, gsrc, gb, acc):
-    """Plain read, or SHARPNESS at k = 0 (3x3 stencil; ``acc[0]``: factor gradient), backward of row ``i``; image
-    gradient into ``gsrc[gb]``."""
-    interior_row = sharp and i > 0 and i < H - 1
-    if not interior_row:
-        if need_src:
-            for c in range(C):
-                for x in range(W):
-                    gsrc[gb, c, i, x] += g[c, x] * scale
-        return
+def _scatter_bilinear(gsrc, base, sc, C, Wo, ofs, wt, gw):
+    """Taps' gradients ``gw`` x weights into the flat image gradient (clamped taps have weight 0)."""
+    for j in range(Wo):
+        o0 = base + ofs[0, j]
+        o1 = base + ofs[1, j]
+        o2 = base + ofs[2, j]
+        o3 = base + ofs[3, j]
+        w0, w1, w2, w3 = wt[0, j], wt[1, j], wt[2, j], wt[3, j]
+        for c in range(C):
+            gc = gw[c, j]
+            cc = c * sc
+            gsrc[U(o0 + cc)] += gc * w0
+            gsrc[U(o1 + cc)] += gc * w1
+            gsrc[U(o2 + cc)] += gc * w2
+            gsrc[U(o3 + cc)] += gc * w3
+
+
+@bjit
+def _nearest_back_row(gsrc, base, sc, C, Wo, scale, has_fill, need_src, ofs, ms, g, gfill, cst):
+    """Nearest resampling backward of a row: the tap's gradient (valid taps) and the fill's (the others)."""
+    one = cst[fused.ONE]
     for c in range(C):
+        if has_fill:
+            sf = cst[fused.ZERO]
+            for j in range(Wo):
+                sf += g[c, j] * (one - ms[j])
+            gfill[c] += sf
+        if need_src:
+            cc = base + c * sc
+            for j in range(Wo):
+                gsrc[U(cc + ofs[0, j])] += g[c, j] * ms[j] * scale
+
+
+@fjit
+def _read_back(gsrc, base, sc, sx, C, W, scale, g):
+    """Plain read backward of a row (``base``: offset of (b, 0, i, 0) in the flat gradient)."""
+    for c in range(C):
+        o = base + c * sc
         for x in range(W):
-            gc = g[c, x]
-            if not interior_row or x == 0 or x == W - 1:
-                if need_src:
-                    gsrc[gb, c, i, x] += gc * scale
-                continue
-            blur = 0.0
+            gsrc[U(o + x * sx)] += g[c, x] * scale
+
+
+@bjit
+def _sharpen_back(srcf, sbase, gsrc, gbase, ss, g, i, C, W, scale, a, need_src, acc, cst):
+    """SHARPNESS at k = 0 (3x3 stencil), backward of interior row ``i``; ``acc[0]``: the factor's gradient."""
+    zero = cst[fused.ZERO]
+    one = cst[fused.ONE]
+    w1 = cst[fused.W1]
+    w5 = cst[fused.W5]
+    sy, sc, sx = ss[2], ss[1], ss[3]
+    s0 = 0.0
+    for c in range(C):
+        o = sbase + c * sc + i * sy
+        og = gbase + c * sc + i * sy
+        if need_src:
+            gsrc[U(og)] += g[c, 0] * scale
+            gsrc[U(og + (W - 1) * sx)] += g[c, W - 1] * scale
+        for x in range(1, W - 1):
+            p = o + x * sx
+            blur = zero
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
-                    wt = 5.0 if (dy == 0 and dx == 0) else 1.0
-                    blur += wt * src[b, c, i + dy, x + dx]
-            blur = blur * scale / 13.0
-            v = src[b, c, i, x] * scale
-            y = v + (1.0 - a) * (blur - v)
-            gy = gc if (y >= 0.0 and y <= 1.0) else 0.0
-            acc[0] += gy * (v - blur)
+                    blur += (w5 if (dy == 0 and dx == 0) else w1) * srcf[U(p + dy * sy + dx * sx)]
+            blur = blur * scale
+            v = srcf[U(p)] * scale
+            y = v + (one - a) * (blur - v)
+            gy = g[c, x] if (y >= zero) & (y <= one) else zero
+            s0 += gy * (v - blur)
             if need_src:
-                gsrc[gb, c, i, x] += gy * a * scale
-                t = gy * (1.0 - a) * scale / 13.0
+                q = og + x * sx
+                gsrc[U(q)] += gy * a * scale
+                t = gy * (one - a) * scale
                 for dy in range(-1, 2):
                     for dx in range(-1, 2):
-                        wt = 5.0 if (dy == 0 and dx == 0) else 1.0
-                        gsrc[gb, c, i + dy, x + dx] += wt * t
+                        gsrc[U(q + dy * sy + dx * sx)] += (w5 if (dy == 0 and dx == 0) else w1) * t
+    acc[0] += s0
 
 
 @bjit
-def _fold_in(b, C, H, W, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u):
-    """Sample ``b``'s gradients += ``t`` (the folded mean's gradient) x the mean stream's; the stream is zeroed."""
+def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u):
+    """A sample's gradients += ``t`` (the folded mean's gradient) x the mean stream's; the stream is zeroed.
+    ``gprm`` / ``gmat`` / ``gfill``: the sample's rows; ``n``: its image gradient's length from ``gbase``."""
     if need_src:
-        for c in range(C):
-            for y in range(H):
-                for x in range(W):
-                    gsrc[b, c, y, x] += t * gsrc_u[0, c, y, x]
-                    gsrc_u[0, c, y, x] = 0.0
+        for x in range(n):
+            gsrc[U(gbase + x)] += t * gsrc_u[x]
+            gsrc_u[x] = 0.0
     for k in range(kc):
         for j in range(gprm_u.shape[1]):
-            gprm[b, k, j] += t * gprm_u[k, j]
+            gprm[k, j] += t * gprm_u[k, j]
             gprm_u[k, j] = 0.0
-    for j in range(9):
-        gmat[b, j] += t * gmat_u[j]
+    for j in range(gmat_u.shape[0]):
+        gmat[j] += t * gmat_u[j]
         gmat_u[j] = 0.0
-    for c in range(C):
-        gfill[b, c] += t * gfill_u[c]
+    for c in range(gfill_u.shape[0]):
+        gfill[c] += t * gfill_u[c]
         gfill_u[c] = 0.0
 
 
@@ -544,58 +640,42 @@ def _fold_in(b, C, H, W, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_
 # the task loop
 
 
-@bjit
-def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
-                 Ho, Wo, gout, has_ep, mean, std, rects, rphase, rvals, need_src, gsrc, gprm, gmat, gfill, gmean, gstd,
-                 grv):  # fmt: skip
+@njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
+def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
+                 Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, gsrc, gprm, gmat, gfill, gmean, gstd,
+                 grv, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u, gprm_u,
+                 gmat_u):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
-    ``srcf``: the input's flat view (forward helpers), ``src`` [B,C,H,W] the same memory; ``gout``
-    [B,Co,Ho,Wo]; gradients: ``gsrc`` [B,C,H,W] (if ``need_src``), ``gprm`` [B,K,4], ``gmat`` [B,9],
-    ``gfill`` / ``gmean`` / ``gstd`` [B,C], ``grv`` [B,R,C] (float64, zero-initialised).
+    ``srcf``: the (contiguous) input's flat memory, strides ``ss``; ``gout``: the output gradient's flat
+    memory [B,Co,Ho,Wo], strides ``gs`` (an expanded gradient is read as it is); gradients: ``gsrc`` flat
+    like the input (if ``need_src``; working dtype; each sample's part is zeroed here, by the thread that
+    accumulates it), ``gprm`` [B,K,4], ``gmat`` [B,13] (the matrix, then the window), ``gfill`` / ``gmean`` /
+    ``gstd`` [B,C], ``grv`` [B,R,C] (float64, zero-initialised). The rest is the calling thread's scratch (:func:`_scratch`).
     """
     K = codes.shape[1]
     geo = iv[fused.I_GEO]
     co = iv[fused.I_CO]
     norm = iv[fused.I_NORM] != 0
+    has_fill = iv[fused.I_FILL] != 0
     scale = fs[fused.S_IN]
     osc = fs[fused.S_OUT]
-    ftype = srcf.dtype
-    vs = np.empty((K + 1, C, Wo), ftype)
-    g = np.empty((C, Wo), np.float64)
-    wt = np.empty((4, Wo), ftype)
-    ms = np.empty(Wo, ftype)
-    ofs = np.empty((4, Wo), np.int32)
-    taps = np.empty((C, 4 * Wo), ftype)
-    who1 = np.empty(Wo, np.int64)
-    who2 = np.empty(Wo, np.int64)
-    junk = np.zeros(NUM_PARAMS, np.float64)  # parameter gradients of the statistics passes (discarded)
-    dlo = np.zeros(C, np.float64)  # min / max gradients of ops already summed (discarded)
-    dhi = np.zeros(C, np.float64)
-    okb = np.zeros(4, np.bool_)
-    jmean = np.zeros(C, np.float64)  # epilogue gradients of the statistics passes (discarded: the final pass adds them)
-    jstd = np.zeros(C, np.float64)
-    jrv = np.zeros(grv.shape[1:], np.float64)
+    g, u, gw, hw = rows[0], rows[1], rows[2], rows[3]  # gradient rows: output stream, mean stream, tap gradients
+    junk = small[0, :NUM_PARAMS]  # parameter gradients of the statistics passes (discarded)
+    dlo, dhi = small[1, :C], small[2, :C]  # min / max gradients of ops already summed (discarded)
+    jmean, jstd = small[3, :C], small[4, :C]  # epilogue gradients of the statistics passes (discarded)
+    useed, gfill_u = small[5, :C], small[6, :C]  # the mean stream's seed; its fill gradient
     npix = float(Ho * Wo)
+    for c in range(C):
+        useed[c] = (cst[fused.GW0 + c] if C == 3 else cst[fused.ONE]) / npix
     sharp_ok = geo == 0 and K > 0 and H > 2 and W > 2
-    # the mean's stream of a folded CONTRAST (see the module doc): its gradients, scaled at the end
-    u = np.empty((C, Wo), np.float64)
-    gsrc_u = np.zeros((1, C, H, W) if need_src else (1, 1, 1, 1), gsrc.dtype)
-    gprm_u = np.zeros((K, NUM_PARAMS), np.float64)
-    gmat_u = np.zeros(9, np.float64)
-    gfill_u = np.zeros(C, np.float64)
-    useed = np.zeros(C, np.float64)
-    if C == 3:
-        for c in range(3):
-            useed[c] = GW[c] / npix
-    else:
-        useed[0] = 1.0 / npix
+    n_img = C * H * W
     for b in range(b0, b1):
-        gm = np.zeros(K, np.float64)
-        glo = np.zeros((K, C), np.float64)
-        ghi = np.zeros((K, C), np.float64)
-        nlo = np.zeros((K, C), np.float64)
-        nhi = np.zeros((K, C), np.float64)
+        gm[:] = 0.0
+        glo[:, :] = 0.0
+        ghi[:, :] = 0.0
+        nlo[:, :] = 0.0
+        nhi[:, :] = 0.0
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
         nlive = 0
         kc = -1
@@ -605,6 +685,10 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                 kc = k
         fold = nlive == 1 and codes[b, kc] == CONTRAST  # one CONTRAST: no statistics pass
         gmf = 0.0  # its mean's gradient (folded)
+        sb = b * ss[0]
+        if need_src:
+            for x in range(n_img):
+                gsrc[U(sb + x)] = 0.0
         for kt in range(K - 1, -2, -1):
             final = kt < 0
             if not final and (fold or not _live(codes[b, kt], prm[b, kt, 3] > 0.5, stflag[b, kt])):
@@ -613,7 +697,7 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                 # 1. forward recompute (the forward kernels' helpers)
                 buf = vs[0]
                 if geo == 0:
-                    base = b * ss[0] + i * ss[2]
+                    base = sb + i * ss[2]
                     if sharp and i > 0 and i < H - 1:
                         fused._sharpen_row(srcf, base, ss[2], ss[1], ss[3], C, W, scale, prm[b, 0, 0], prm[b, 0, 3] > 0.5, cst, buf)
                     else:
@@ -621,13 +705,15 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                 else:
                     fused._coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
                     if geo == 1:
-                        fused._gather_nearest(srcf, b * ss[0], ss[1], C, Wo, scale, ofs, buf)
+                        fused._gather_nearest(srcf, sb, ss[1], C, Wo, scale, ofs, buf)
                     else:
-                        fused._gather_bilinear(srcf, b * ss[0], ss[1], C, Wo, ofs, taps)
+                        fused._gather_bilinear(srcf, sb, ss[1], C, Wo, ofs, taps)
                     fused._blend_row(iv, fill[b], C, Wo, scale, wt, ms, taps, cst, buf)
                 for k in range(K):
                     nxt = vs[k + 1]
-                    nxt[:, :] = vs[k]
+                    for c in range(C):
+                        for x in range(Wo):
+                            nxt[c, x] = vs[k, c, x]
                     code = codes[b, k]
                     if code != IDENTITY and code != SHARPNESS:
                         fused._op_row(nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst)
@@ -641,11 +727,12 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                                 nhi[kt, c] += 1.0
                 # 2. gradient of the stage output row
                 for c in range(C):
+                    ob = b * gs[0] + c * gs[1] + i * gs[2]
                     for x in range(Wo):
-                        g[c, x] = gout[b, c, i, x] if c < co else 0.0
+                        g[c, x] = gout[U(ob + x * gs[3])] if c < co else 0.0
                 if has_ep:
-                    _epilogue_back(vs[K], g, i, C, co, Wo, osc, norm, mean[b], std[b], rects[b], rphase[b], rvals[b], who1, who2,
-                                   gmean[b] if final else jmean, gstd[b] if final else jstd, grv[b] if final else jrv)  # fmt: skip
+                    _epilogue_back(vs[K], g, i, C, co, Wo, osc, norm, mean[b], std[b], rects[b], rphase[b], rvals[b], who,
+                                   gmean[b] if final else jmean, gstd[b] if final else jstd, grv[b] if final else jrv, cst)  # fmt: skip
                 # 3. ops in reverse (down to the target op of a statistics pass)
                 for k in range(K - 1, -1, -1):
                     code = codes[b, k]
@@ -653,32 +740,48 @@ def run_backward(b0, b1, srcf, src, ss, C, H, W, fs, iv, mat, win, fill, xs, ys,
                     acc = gprm[b, k] if final else junk
                     if k == kt:
                         gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g,
-                                          junk, glo[k], ghi[k])
+                                          junk, glo[k], ghi[k], cst)  # fmt: skip
                         break
                     if fold and k < kc:
-                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi)
-                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi)
+                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi, cst)
+                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi, cst)
                     if fold and k == kc:
                         gmf += gmk
                         for c in range(C):
                             for x in range(Wo):
                                 u[c, x] = useed[c]
                     elif _live(code, q, stflag[b, k]):
-                        _add_global(code, C, Wo, stats[b, k], vs[k], g, gm[k], glo[k], ghi[k], nlo[k], nhi[k], npix)
+                        _add_global(code, C, Wo, stats[b, k], vs[k], g, gm[k], glo[k], ghi[k], nlo[k], nhi[k], npix, cst)
                 if not final:
                     continue
                 # 4. geometry / read / sharpen backward
                 if geo == 0:
-                    a0 = prm[b, 0, 0] if K > 0 else 0.0
-                    _read_back(src, b, g, i, C, H, W, scale, sharp, a0, need_src, gsrc, b, gprm[b, 0] if K > 0 else junk)
+                    if sharp and i > 0 and i < H - 1:
+                        a0 = prm[b, 0, 0]
+                        _sharpen_back(srcf, sb, gsrc, sb, ss, g, i, C, W, scale, a0, need_src, gprm[b, 0], cst)
+                        if fold:
+                            _sharpen_back(srcf, sb, gsrc_u, 0, ss, u, i, C, W, scale, a0, need_src, gprm_u[0], cst)
+                    elif need_src:
+                        _read_back(gsrc, sb + i * ss[2], ss[1], ss[3], C, W, scale, g)
+                        if fold:
+                            _read_back(gsrc_u, i * ss[2], ss[1], ss[3], C, W, scale, u)
+                elif geo == 1:
+                    _nearest_back_row(gsrc, sb, ss[1], C, Wo, scale, has_fill, need_src, ofs, ms, g, gfill[b], cst)
                     if fold:
-                        _read_back(src, b, u, i, C, H, W, scale, sharp, a0, need_src, gsrc_u, 0, gprm_u[0])
+                        _nearest_back_row(gsrc_u, 0, ss[1], C, Wo, scale, has_fill, need_src, ofs, ms, u, gfill_u, cst)
                 else:
-                    _resample_back(src, b, g, i, C, H, W, Wo, scale, geo, iv[fused.I_CLAMP] != 0, iv[fused.I_FILL] != 0,
-                                   mat[b], win[b], fill[b], need_src, gsrc, gmat[b], gfill[b], okb, fold, u, gsrc_u, gmat_u,
-                                   gfill_u)  # fmt: skip
+                    _coords_grad_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, cst, crd)
+                    _bilinear_back_row(g, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, ra[0], gw, gfill[b], cst)
+                    _matrix_back_row(Wo, xs, ys[i], crd, ra[0], gmat[b], cst)
+                    if need_src:
+                        _scatter_bilinear(gsrc, sb, ss[1], C, Wo, ofs, wt, gw)
+                    if fold:
+                        _bilinear_back_row(u, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, ra[1], hw, gfill_u, cst)
+                        _matrix_back_row(Wo, xs, ys[i], crd, ra[1], gmat_u, cst)
+                        if need_src:
+                            _scatter_bilinear(gsrc_u, 0, ss[1], C, Wo, ofs, wt, hw)
         if fold:  # add the mean's share: its gradient times the mean stream's, then clear the stream
-            _fold_in(b, C, H, W, kc, gmf, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u)
+            _fold_in(sb, n_img, kc, gmf, need_src, gsrc, gprm[b], gmat[b], gfill[b], gsrc_u, gprm_u, gmat_u, gfill_u)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -700,18 +803,31 @@ def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().reshape(shape).numpy(), dtype=dtype)
 
 
-def _launch(nb: int, args: tuple) -> None:
-    """Samples split over :func:`backend.num_threads` threads (nogil kernel)."""
+def _scratch(k: int, c: int, h: int, w: int, wo: int, nr: int, ftype, need_src: bool) -> tuple[np.ndarray, ...]:
+    """One thread's scratch of :func:`run_backward` (row stack, gradient rows, resampling rows, small sums,
+    the folded mean's stream)."""
+    f64 = np.float64
+    return (
+        np.empty((k + 1, c, wo), ftype), np.empty((4, c, wo), ftype), np.empty((4, wo), ftype), np.empty(wo, ftype),
+        np.empty((4, wo), np.int32), np.empty((c, 4 * wo), ftype), np.empty((14, wo), ftype), np.empty((2, 3, wo), ftype),
+        np.empty((2, wo), np.int64), np.zeros((7, max(c, NUM_PARAMS)), f64), np.zeros(k, f64), np.zeros((k, c), f64),
+        np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
+        np.zeros(c * h * w if need_src else 1, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
+    )  # fmt: skip
+
+
+def _launch(nb: int, args: tuple, shape: tuple) -> None:
+    """Samples split over :func:`backend.num_threads` threads (nogil kernel), each with its own scratch."""
     nthreads = min(num_threads(), nb)
     bounds = [nb * j // nthreads for j in range(nthreads + 1)]
     if nthreads == 1:
-        run_backward(0, nb, *args)
+        run_backward(0, nb, *args, *_scratch(*shape))
         return
     errors: list[BaseException] = []
 
     def work(j: int) -> None:
         try:
-            run_backward(bounds[j], bounds[j + 1], *args)
+            run_backward(bounds[j], bounds[j + 1], *args, *_scratch(*shape))
         except BaseException as e:  # re-raised in the calling thread
             errors.append(e)
 
@@ -743,7 +859,7 @@ def stage_backward(
     ho, wo = _out_size(x, stage)
     k = stage.program.shape[1]
     co = epilogue.out_channels if epilogue is not None else c
-    gout = grad.detach().to(torch.float64 if work == torch.float64 else torch.float32).contiguous().numpy()
+    gout, gstrides = _flat(grad.detach().to(work))
     iv = np.zeros(fused.NUM_FLAGS, np.int64)
     iv[fused.I_CO] = co
     geo = stage.geometry
@@ -765,29 +881,32 @@ def stage_backward(
     stflag = np.isin(codes, ST_CODES) & ((prm[..., 2] > 0.5) | straight_through)
     fs = np.array([stage.in_scale, 1.0 if ep is None else ep.out_scale, w - 1, h - 1], dtype=ftype)
     xnp = x.numpy()
-    gsrc = np.zeros((b, c, h, w) if needs.src else (1, 1, 1, 1), ftype)  # accumulated in the working dtype
+    # flat like x (contiguous), in the working dtype; zeroed by the kernel, sample by sample (no page faults here)
+    g_src = engine.empty((b, c, h, w), work, x.device) if needs.src else None
+    gsrc = g_src.view(-1).numpy() if needs.src else np.zeros(1, ftype)
     gprm = np.zeros((b, k, NUM_PARAMS), np.float64)
-    gmat = np.zeros((b, 9), np.float64)
+    gmat = np.zeros((b, 13), np.float64)  # the matrix [0:9] and the window [9:13]
     gfill, gmean, gstd = np.zeros((b, c)), np.zeros((b, c)), np.zeros((b, c))
     grv = np.zeros((b, nr, c))
     args = (
-        xnp.reshape(-1), xnp, np.array(x.stride(), np.int64), c, h, w, fs, iv, mat, win, fill,
+        xnp.reshape(-1), np.array(x.stride(), np.int64), c, h, w, fs, iv, mat, win, fill,
         np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype), codes, prm, stflag,
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), fused.constants(ftype),
-        ho, wo, gout, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src), gsrc, gprm, gmat, gfill, gmean, gstd, grv,
+        ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src), gsrc, gprm, gmat,
+        gfill, gmean, gstd, grv,
     )  # fmt: skip
-    _launch(b, args)
+    _launch(b, args, (k, c, h, w, wo, nr, ftype, bool(needs.src)))
 
     def back(arr: np.ndarray, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
         if not want or ref is None:
             return None
         return torch.from_numpy(arr).reshape(ref.shape).to(ref.dtype)
 
-    g_src = torch.from_numpy(gsrc) if needs.src else None
     return StageGrads(
         src=g_src,
         params=back(gprm, stage.params, needs.params),
-        matrix=back(gmat, None if geo is None else geo.matrix, needs.matrix),
+        matrix=back(gmat[:, :9], None if geo is None else geo.matrix, needs.matrix),
+        window=back(gmat[:, 9:], None if geo is None or not geo.clamp else geo.window, needs.window),
         fill=back(gfill, None if geo is None else geo.fill, needs.fill),
         mean=back(gmean, None if ep is None else ep.mean, needs.mean),
         std=back(gstd, None if ep is None else ep.std, needs.std),

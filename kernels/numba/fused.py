@@ -154,6 +154,34 @@ def _sharpen_row(src, base, sy, sc, sx, C, W, scale, a, q, cst, buf):
 
 
 @jit
+def _bounds(fs, iv, win, cst):
+    """The coordinates' clamp interval (cx_lo, cy_lo, cx_hi, cy_hi) and the taps' validity interval (frame and
+    window: vx_lo, vy_lo, vx_hi, vy_hi); unused bounds are +-inf."""
+    inf = cst[INF]
+    if iv[I_CLAMP] != 0:  # clamp the coordinates; validity = the frame only
+        cxl, cyl, cxh, cyh = win[0], win[1], win[2], win[3]
+        vxl, vyl, vxh, vyh = -inf, -inf, inf, inf
+    else:  # validity = the frame and the window
+        cxl, cyl, cxh, cyh = -inf, -inf, inf, inf
+        vxl, vyl, vxh, vyh = win[0], win[1], win[2], win[3]
+    zero = cst[ZERO]
+    return cxl, cyl, cxh, cyh, max(vxl, zero), max(vyl, zero), min(vxh, fs[S_WM1]), min(vyh, fs[S_HM1])
+
+
+@jit
+def _cell(X, Y, vxl, vyl, vxh, vyh, one):
+    """The bilinear cell of (X, Y): corners u0, v0, u1, v1, fractions fx, fy and the validity of each
+    corner coordinate (ku0, ku1, kv0, kv1) against the validity interval."""
+    u0 = np.floor(X)
+    v0 = np.floor(Y)
+    u1 = u0 + one
+    v1 = v0 + one
+    ku0, ku1 = (u0 >= vxl) & (u0 <= vxh), (u1 >= vxl) & (u1 <= vxh)
+    kv0, kv1 = (v0 >= vyl) & (v0 <= vyh), (v1 >= vyl) & (v1 <= vyh)
+    return u0, v0, u1, v1, X - u0, Y - v0, ku0, ku1, kv0, kv1
+
+
+@jit
 def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
     """Geometry of one output row: the input-independent half of resampling, branch-free loops.
 
@@ -170,18 +198,7 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
     one = cst[ONE]
     wm1 = fs[S_WM1]
     hm1 = fs[S_HM1]
-    inf = cst[INF]
-    if iv[I_CLAMP] != 0:  # clamp the coordinates; validity = the frame only
-        cxl, cyl, cxh, cyh = win[0], win[1], win[2], win[3]
-        vxl, vyl, vxh, vyh = -inf, -inf, inf, inf
-    else:  # validity = the frame and the window
-        cxl, cyl, cxh, cyh = -inf, -inf, inf, inf
-        vxl, vyl, vxh, vyh = win[0], win[1], win[2], win[3]
-    # frame and window as one interval per axis
-    vxl = max(vxl, zero)
-    vyl = max(vyl, zero)
-    vxh = min(vxh, wm1)
-    vyh = min(vyh, hm1)
+    cxl, cyl, cxh, cyh, vxl, vyl, vxh, vyh = _bounds(fs, iv, win, cst)
     t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
     if iv[I_GEO] == 2:
         for j in range(Wo):
@@ -189,18 +206,9 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
             wh = (m[6] * xj + t2) + m[8]
             X = min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh)
             Y = min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh)
-            u0 = np.floor(X)
-            v0 = np.floor(Y)
-            fx = X - u0
-            fy = Y - v0
+            u0, v0, u1, v1, fx, fy, ku0, ku1, kv0, kv1 = _cell(X, Y, vxl, vyl, vxh, vyh, one)
             gx = one - fx
             gy = one - fy
-            u1 = u0 + one
-            v1 = v0 + one
-            ku0 = (u0 >= vxl) & (u0 <= vxh)
-            ku1 = (u1 >= vxl) & (u1 <= vxh)
-            kv0 = (v0 >= vyl) & (v0 <= vyh)
-            kv1 = (v1 >= vyl) & (v1 <= vyh)
             w00 = gx * gy if ku0 & kv0 else zero
             w10 = fx * gy if ku1 & kv0 else zero
             w01 = gx * fy if ku0 & kv1 else zero

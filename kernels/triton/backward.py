@@ -380,11 +380,23 @@ def _coords(mat_b, win_b, ys, xs, CLAMP: tl.constexpr):
     kx = tl.full(xf.shape, 1.0, tl.float32)
     ky = kx
     if CLAMP:
-        kx = tl.where((x0 < x_lo) | (x0 > x_hi), 0.0, 1.0)
-        ky = tl.where((y0 < y_lo) | (y0 > y_hi), 0.0, 1.0)
+        ax, bx = _clamp_shares(x0, x_lo, x_hi)
+        ay, by = _clamp_shares(y0, y_lo, y_hi)
+        kx = ax * bx
+        ky = ay * by
         x = tl.minimum(tl.maximum(x, x_lo), x_hi)
         y = tl.minimum(tl.maximum(y, y_lo), y_hi)
     return xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi
+
+
+@triton.jit
+def _clamp_shares(v, lo, hi):
+    """``d maximum(v, lo) / d v`` and ``d minimum(maximum(v, lo), hi) / d maximum(v, lo)``, torch's rule (half at a
+    tie): the clamped coordinate's gradient goes ``a * b`` to v, ``(1 - a) * b`` to lo and ``1 - b`` to hi."""
+    a = tl.where(v > lo, 1.0, tl.where(v == lo, 0.5, 0.0))
+    m = tl.maximum(v, lo)
+    b = tl.where(m < hi, 1.0, tl.where(m == hi, 0.5, 0.0))
+    return a, b
 
 
 @triton.jit
@@ -420,7 +432,8 @@ def _bil_ch(gc, c, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10,
 def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b, win_b, ys, xs, pmask,
                    H, W, ssc, ssh, ssw, NCH: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
                    SRCG: tl.constexpr, FILLG: tl.constexpr, MATG: tl.constexpr, IN_SCALE: tl.constexpr):
-    """Bilinear resampling backward: taps, fill and (through X, Y and the perspective divide) the matrix."""
+    """Bilinear resampling backward: taps, fill and (through X, Y and the perspective divide) the matrix ``gmat_b``
+    [0:9]; with CLAMP, the window [9:13]."""
     xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
     u0, t0, u1, t1, fx, fy, ok_u0, ok_u1, ok_t0, ok_t1 = _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP)
     k00 = ok_u0 & ok_t0 & pmask
@@ -472,8 +485,17 @@ def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b
         gfy += ay
         gms += am
     if MATG:
-        gx = (gfx + gms * dmx) * kx
-        gy = (gfy + gms * dmy) * ky
+        gcx = gfx + gms * dmx  # d L / d X (clamped)
+        gcy = gfy + gms * dmy
+        if CLAMP:  # the window's share (resize: the crop box)
+            ax, bx = _clamp_shares(x0, x_lo, x_hi)
+            ay, by = _clamp_shares(y0, y_lo, y_hi)
+            tl.atomic_add(gmat_b + 9, _tsum(gcx * (1.0 - ax) * bx, pmask))
+            tl.atomic_add(gmat_b + 10, _tsum(gcy * (1.0 - ay) * by, pmask))
+            tl.atomic_add(gmat_b + 11, _tsum(gcx * (1.0 - bx), pmask))
+            tl.atomic_add(gmat_b + 12, _tsum(gcy * (1.0 - by), pmask))
+        gx = gcx * kx
+        gy = gcy * ky
         gxh = gx / wh
         gyh = gy / wh
         gwh = -(gx * x0 + gy * y0) / wh
@@ -673,7 +695,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
             gsrc_b = gsrc + b.to(tl.int64) * (C * H * W)
             if GEO:
                 if BILINEAR:
-                    _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill + b * C, gmat + b * 9, mat + b * 9,
+                    _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill + b * C, gmat + b * 13, mat + b * 9,
                                    win + b * 4, ys, xs, pmask, H, W, ssc, ssh, ssw,
                                    C, CLAMP, FILL, SRCG, FILLG, MATG, IN_SCALE)
                 else:
@@ -763,7 +785,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
 
     ints = dict(device=dev, dtype=torch.int32)
     zeros = {
-        "gsrc": (b, c, h, w) if needs.src else (1,), "gprm": (b, k, NUM_PARAMS), "gmat": (b, 9), "gfill": (b, c),
+        "gsrc": (b, c, h, w) if needs.src else (1,), "gprm": (b, k, NUM_PARAMS), "gmat": (b, 13), "gfill": (b, c),
         "gmean": (b, c), "gstd": (b, c), "grv": (b, max(nr, 1), c), "gm": (b, max(k, 1)), "glo": (b, max(k, 1), c),
         "ghi": (b, max(k, 1), c), "nlo": (b, max(k, 1), c), "nhi": (b, max(k, 1), c),
     }  # fmt: skip
@@ -800,7 +822,8 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         if any(code in allowed for code in LIVE_CODES):
             launches.append(_fz.Launch("backward_kernel", grid, {**args, "KT": kt}, {**cx, **stat_pass}, NUM_WARPS))
     final = dict(
-        FINAL=True, SRCG=bool(needs.src), PRM=bool(needs.params), MATG=bool(needs.matrix and geo is not None and geo.bilinear),
+        FINAL=True, SRCG=bool(needs.src), PRM=bool(needs.params),
+        MATG=bool((needs.matrix or (needs.window and cx["CLAMP"])) and cx["BILINEAR"]),
         FILLG=bool(needs.fill and cx["FILL"]), EPG=bool(needs.mean or needs.std or needs.rect_values),
     )  # fmt: skip
     cx_final = {**cx, **final}
@@ -830,16 +853,18 @@ def stage_backward(
             getattr(mod, spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps,
                                                  enable_fp_fusion=False)
 
-    def back(name: str, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
+    def back(name: str, ref: torch.Tensor | None, want: bool, cols: slice = slice(None)) -> torch.Tensor | None:
         if not want or ref is None:
             return None
-        return bufs[name].reshape(-1)[: ref.numel()].reshape(ref.shape).to(ref.dtype)
+        buf = bufs[name] if cols == slice(None) else bufs[name][:, cols]  # gmat: the matrix [0:9], the window [9:13]
+        return buf.reshape(-1)[: ref.numel()].reshape(ref.shape).to(ref.dtype)
 
     nr = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
     return StageGrads(
         src=bufs["gsrc"] if needs.src else None,
         params=back("gprm", stage.params, needs.params),
-        matrix=back("gmat", None if geo is None else geo.matrix, needs.matrix),
+        matrix=back("gmat", None if geo is None else geo.matrix, needs.matrix, slice(0, 9)),
+        window=back("gmat", None if geo is None or not geo.clamp else geo.window, needs.window, slice(9, 13)),
         fill=back("gfill", None if geo is None else geo.fill, needs.fill),
         mean=back("gmean", None if ep is None else ep.mean, needs.mean),
         std=back("gstd", None if ep is None else ep.std, needs.std),
@@ -863,7 +888,7 @@ def representative_launches() -> dict:
     x = torch.zeros(b, c, hw, hw)
     big = torch.zeros(b, c, 256, 320)
     grad = torch.zeros(b, c, hw, hw)
-    every = StageNeeds(src=True, params=True, matrix=True, fill=True, mean=True, std=True, rect_values=True)
+    every = StageNeeds(src=True, params=True, matrix=True, fill=True, window=True, mean=True, std=True, rect_values=True)
     specs = {}
 
     def add(name: str, src, stage: Stage, ep: Epilogue | None, which: int = -1) -> None:
