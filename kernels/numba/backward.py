@@ -449,10 +449,10 @@ def _coords_grad_row(fs, iv, m, win, xs, yi, Wo, cst, crd):
 
 
 @fjit
-def _bilinear_back_row(g, C, Wo, scale, has_fill, fill, taps, wt, ms, crd, ra, gw, gfill, cst):
+def _bilinear_back_row(g, C, Wo, scale, has_fill, fill, taps, wt, ms, crd, coords, ra, gw, gfill, cst):
     """Bilinear resampling backward of a row (``taps``, ``wt``, ``ms``: the forward recompute's): the
-    taps' gradient ``gw`` [C, Wo] (x scale, before the tap weights), the fill's into ``gfill``, and the
-    per-pixel gradients of X, Y and of the weight sum m into ``ra`` [3, Wo]."""
+    taps' gradient ``gw`` [C, Wo] (x scale, before the tap weights), the fill's into ``gfill``, and (if
+    ``coords``) the per-pixel gradients of X, Y and of the weight sum m into ``ra`` [3, Wo]."""
     zero = cst[fused.ZERO]
     one = cst[fused.ONE]
     for j in range(Wo):
@@ -467,20 +467,22 @@ def _bilinear_back_row(g, C, Wo, scale, has_fill, fill, taps, wt, ms, crd, ra, g
             t1 = taps[c, 4 * j + 1] * scale
             t2 = taps[c, 4 * j + 2] * scale
             t3 = taps[c, 4 * j + 3] * scale
-            fx = crd[0, j]
-            fy = crd[1, j]
-            a0 = crd[2, j] * t0
-            a1 = crd[3, j] * t1
-            a2 = crd[4, j] * t2
-            a3 = crd[5, j] * t3
             gc = g[c, j]
             if has_fill:  # out = (S - f) m + f
-                s = ((wt[0, j] * t0 + wt[1, j] * t1) + wt[2, j] * t2) + wt[3, j] * t3
-                ra[2, j] += gc * (s - f)
+                if coords:
+                    s = ((wt[0, j] * t0 + wt[1, j] * t1) + wt[2, j] * t2) + wt[3, j] * t3
+                    ra[2, j] += gc * (s - f)
                 sf += gc * (one - ms[j])
                 gc = gc * ms[j]
-            ra[0, j] += gc * ((one - fy) * (a1 - a0) + fy * (a3 - a2))
-            ra[1, j] += gc * ((one - fx) * (a2 - a0) + fx * (a3 - a1))
+            if coords:
+                fx = crd[0, j]
+                fy = crd[1, j]
+                a0 = crd[2, j] * t0
+                a1 = crd[3, j] * t1
+                a2 = crd[4, j] * t2
+                a3 = crd[5, j] * t3
+                ra[0, j] += gc * ((one - fy) * (a1 - a0) + fy * (a3 - a2))
+                ra[1, j] += gc * ((one - fx) * (a2 - a0) + fx * (a3 - a1))
             gw[c, j] = gc * scale
         gfill[c] += sf
 
@@ -642,16 +644,18 @@ def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u,
 
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
-                 Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, gsrc, gprm, gmat, gfill, gmean, gstd,
-                 grv, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u, gprm_u,
-                 gmat_u):  # fmt: skip
+                 Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, need_geo, need_fill, gsrc, gprm, gmat,
+                 gfill, gmean, gstd, grv, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u,
+                 gprm_u, gmat_u):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
-    ``srcf``: the (contiguous) input's flat memory, strides ``ss``; ``gout``: the output gradient's flat
-    memory [B,Co,Ho,Wo], strides ``gs`` (an expanded gradient is read as it is); gradients: ``gsrc`` flat
-    like the input (if ``need_src``; working dtype; each sample's part is zeroed here, by the thread that
-    accumulates it), ``gprm`` [B,K,4], ``gmat`` [B,13] (the matrix, then the window), ``gfill`` / ``gmean`` /
-    ``gstd`` [B,C], ``grv`` [B,R,C] (float64, zero-initialised). The rest is the calling thread's scratch (:func:`_scratch`).
+    ``need_src`` / ``need_geo`` / ``need_fill``: which gradients are asked beyond the parameters' (the
+    image; the matrix or window; the fill): the rest is skipped. ``srcf``: the (contiguous) input's flat
+    memory, strides ``ss``; ``gout``: the output gradient's flat memory [B,Co,Ho,Wo], strides ``gs`` (an
+    expanded gradient is read as it is). Gradients: ``gsrc`` flat like the input (if ``need_src``; working
+    dtype; each sample's part is zeroed here, by the thread that accumulates it), ``gprm`` [B,K,4],
+    ``gmat`` [B,13] (the matrix, then the window), ``gfill`` / ``gmean`` / ``gstd`` [B,C], ``grv`` [B,R,C]
+    (float64, zero-initialised). The rest is the calling thread's scratch (:func:`_scratch`).
     """
     K = codes.shape[1]
     geo = iv[fused.I_GEO]
@@ -765,19 +769,22 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                         _read_back(gsrc, sb + i * ss[2], ss[1], ss[3], C, W, scale, g)
                         if fold:
                             _read_back(gsrc_u, i * ss[2], ss[1], ss[3], C, W, scale, u)
-                elif geo == 1:
+                elif geo == 1 and (need_src or need_fill):
                     _nearest_back_row(gsrc, sb, ss[1], C, Wo, scale, has_fill, need_src, ofs, ms, g, gfill[b], cst)
                     if fold:
                         _nearest_back_row(gsrc_u, 0, ss[1], C, Wo, scale, has_fill, need_src, ofs, ms, u, gfill_u, cst)
-                else:
-                    _coords_grad_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, cst, crd)
-                    _bilinear_back_row(g, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, ra[0], gw, gfill[b], cst)
-                    _matrix_back_row(Wo, xs, ys[i], crd, ra[0], gmat[b], cst)
+                elif geo == 2 and (need_src or need_geo or need_fill):  # only what is asked
+                    if need_geo:
+                        _coords_grad_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, cst, crd)
+                    _bilinear_back_row(g, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, need_geo, ra[0], gw, gfill[b], cst)
+                    if need_geo:
+                        _matrix_back_row(Wo, xs, ys[i], crd, ra[0], gmat[b], cst)
                     if need_src:
                         _scatter_bilinear(gsrc, sb, ss[1], C, Wo, ofs, wt, gw)
                     if fold:
-                        _bilinear_back_row(u, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, ra[1], hw, gfill_u, cst)
-                        _matrix_back_row(Wo, xs, ys[i], crd, ra[1], gmat_u, cst)
+                        _bilinear_back_row(u, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, need_geo, ra[1], hw, gfill_u, cst)
+                        if need_geo:
+                            _matrix_back_row(Wo, xs, ys[i], crd, ra[1], gmat_u, cst)
                         if need_src:
                             _scatter_bilinear(gsrc_u, 0, ss[1], C, Wo, ofs, wt, hw)
         if fold:  # add the mean's share: its gradient times the mean stream's, then clear the stream
@@ -892,7 +899,8 @@ def stage_backward(
         xnp.reshape(-1), np.array(x.stride(), np.int64), c, h, w, fs, iv, mat, win, fill,
         np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype), codes, prm, stflag,
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), fused.constants(ftype),
-        ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src), gsrc, gprm, gmat,
+        ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src),
+        bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
         gfill, gmean, gstd, grv,
     )  # fmt: skip
     _launch(b, args, (k, c, h, w, wo, nr, ftype, bool(needs.src)))
