@@ -122,14 +122,19 @@ def _rows(height: int, batch: int, geometry: bool) -> int:
 
 
 def _launch(ntasks: int, args: tuple, scratch: tuple) -> None:
-    """Run tasks ``0..ntasks-1`` of :func:`fused.run_tasks` on :func:`num_threads` threads, each
-    with its own scratch arrays (``scratch`` = :func:`fused.scratch`'s arguments). Threads take chunks of
-    consecutive tasks from a shared counter (about 4 per thread): a thread slowed down by a busy
-    neighbour on its core does less of the work instead of holding up the pass. Every task writes its
-    own outputs, so results do not depend on which thread runs it."""
+    """Run tasks ``0..ntasks-1`` of :func:`fused.run_tasks` (``scratch`` = :func:`fused.scratch`'s arguments)."""
+    run_chunked(fused.run_tasks, ntasks, args, lambda: fused.scratch(*scratch))
+
+
+def run_chunked(kernel, ntasks: int, args: tuple, make_scratch) -> None:
+    """``kernel(t0, t1, *args, *scratch)`` over tasks ``0..ntasks-1`` on :func:`num_threads` threads (``nogil``
+    kernels), each with its own scratch arrays (``make_scratch()``). Threads take chunks of consecutive tasks
+    from a shared counter (about 4 per thread): a thread slowed down by a busy neighbour on its core does less
+    of the work instead of holding up the pass. Every task writes its own outputs, so results do not depend
+    on which thread runs it."""
     nthreads = min(num_threads(), ntasks)
-    if nthreads == 1:
-        fused.run_tasks(0, ntasks, *args, *fused.scratch(*scratch))
+    if nthreads <= 1:
+        kernel(0, ntasks, *args, *make_scratch())
         return
     chunk = max(1, ntasks // (4 * nthreads))
     starts = itertools.count(0, chunk)  # next() is atomic under the GIL
@@ -137,9 +142,9 @@ def _launch(ntasks: int, args: tuple, scratch: tuple) -> None:
 
     def work() -> None:
         try:
-            buffers = fused.scratch(*scratch)
+            buffers = make_scratch()
             while (t0 := next(starts)) < ntasks:
-                fused.run_tasks(t0, min(t0 + chunk, ntasks), *args, *buffers)
+                kernel(t0, min(t0 + chunk, ntasks), *args, *buffers)
         except BaseException as e:  # re-raised in the calling thread
             errors.append(e)
 

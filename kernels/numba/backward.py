@@ -19,13 +19,14 @@ dL/dmean at op k, and at the end adds dL/dmean x that stream to the sample's gra
 Speed: gradient rows are in the working dtype (float32) and every per-row loop is branch-free, so it
 vectorises; its sums (parameter gradients) are row partials in the working dtype, reassociated
 (fast-math ``reassoc`` on the backward helpers only: the forward recompute stays bit-exact), added into
-float64 totals. The resampling backward reuses the forward recompute's tap offsets, weights and values.
+float64 totals. The resampling backward reuses the forward recompute's tap offsets, weights and values,
+and scatters a sample's image gradient into a per-thread pixel-interleaved buffer (a tap's channels, and
+the folded mean's stream, in one cache line), written out planar once per sample. Samples go to threads in
+chunks from a shared counter, as the forward's tasks do.
 Semantics: see :mod:`fastaug.autograd`; the ground truth is torch autograd through ``kernels/reference.py``.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from fastaug.autograd import StageGrads, StageNeeds
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage
 
 from . import fused
-from .backend import _effective_codes, _flat, _out_size, num_threads
+from .backend import _effective_codes, _flat, _out_size, run_chunked
 
 # No NRT (no reference counting of arrays shared by the threads, no allocation: scratch comes from the host).
 bjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
@@ -540,21 +541,38 @@ def _matrix_back_row(Wo, xs, yi, crd, ra, gmat, cst):
 
 
 @bjit
-def _scatter_bilinear(gsrc, base, sc, C, Wo, ofs, wt, gw):
-    """Taps' gradients ``gw`` x weights into the flat image gradient (clamped taps have weight 0)."""
+def _scatter_bilinear(acc, S, off, C, Wo, ofs, wt, gw):
+    """Taps' gradients ``gw`` x weights into a sample's pixel-interleaved accumulator: channel c of pixel p at
+    ``p * S + off + c`` (a tap's channels share a cache line). ``ofs``: the taps' pixel indices (clamped
+    taps have weight 0)."""
     for j in range(Wo):
-        o0 = base + ofs[0, j]
-        o1 = base + ofs[1, j]
-        o2 = base + ofs[2, j]
-        o3 = base + ofs[3, j]
+        o0 = ofs[0, j] * S + off
+        o1 = ofs[1, j] * S + off
+        o2 = ofs[2, j] * S + off
+        o3 = ofs[3, j] * S + off
         w0, w1, w2, w3 = wt[0, j], wt[1, j], wt[2, j], wt[3, j]
         for c in range(C):
             gc = gw[c, j]
-            cc = c * sc
-            gsrc[U(o0 + cc)] += gc * w0
-            gsrc[U(o1 + cc)] += gc * w1
-            gsrc[U(o2 + cc)] += gc * w2
-            gsrc[U(o3 + cc)] += gc * w3
+            acc[U(o0 + c)] += gc * w0
+            acc[U(o1 + c)] += gc * w1
+            acc[U(o2 + c)] += gc * w2
+            acc[U(o3 + c)] += gc * w3
+
+
+@bjit
+def _unpack(acc, S, C, n, fold, t, gsrc, base, sc):
+    """A sample's image gradient from its pixel-interleaved accumulator (``n`` pixels; with ``fold``, channels
+    ``C..2C-1`` hold the folded mean's stream, added x ``t``), written planar from ``base``; the accumulator
+    is zeroed for the next sample."""
+    for p in range(n):
+        q = p * S
+        for c in range(C):
+            v = acc[U(q + c)]
+            if fold:
+                v += t * acc[U(q + C + c)]
+            gsrc[U(base + c * sc + p)] = v
+        for c in range(S):
+            acc[U(q + c)] = 0.0
 
 
 @bjit
@@ -690,7 +708,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
         fold = nlive == 1 and codes[b, kc] == CONTRAST  # one CONTRAST: no statistics pass
         gmf = 0.0  # its mean's gradient (folded)
         sb = b * ss[0]
-        if need_src:
+        interleaved = need_src and geo == 2  # bilinear: accumulated per pixel in gsrc_u, unpacked at the end
+        S = 2 * C if fold else C
+        if need_src and not interleaved:
             for x in range(n_img):
                 gsrc[U(sb + x)] = 0.0
         for kt in range(K - 1, -2, -1):
@@ -780,15 +800,18 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     if need_geo:
                         _matrix_back_row(Wo, xs, ys[i], crd, ra[0], gmat[b], cst)
                     if need_src:
-                        _scatter_bilinear(gsrc, sb, ss[1], C, Wo, ofs, wt, gw)
+                        _scatter_bilinear(gsrc_u, S, 0, C, Wo, ofs, wt, gw)
                     if fold:
                         _bilinear_back_row(u, C, Wo, scale, has_fill, fill[b], taps, wt, ms, crd, need_geo, ra[1], hw, gfill_u, cst)
                         if need_geo:
                             _matrix_back_row(Wo, xs, ys[i], crd, ra[1], gmat_u, cst)
                         if need_src:
-                            _scatter_bilinear(gsrc_u, 0, ss[1], C, Wo, ofs, wt, hw)
+                            _scatter_bilinear(gsrc_u, S, C, C, Wo, ofs, wt, hw)
+        if interleaved:
+            _unpack(gsrc_u, S, C, H * W, fold, gmf, gsrc, sb, ss[1])
         if fold:  # add the mean's share: its gradient times the mean stream's, then clear the stream
-            _fold_in(sb, n_img, kc, gmf, need_src, gsrc, gprm[b], gmat[b], gfill[b], gsrc_u, gprm_u, gmat_u, gfill_u)
+            _fold_in(sb, n_img, kc, gmf, need_src and not interleaved, gsrc, gprm[b], gmat[b], gfill[b], gsrc_u, gprm_u, gmat_u,
+                     gfill_u)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -819,33 +842,8 @@ def _scratch(k: int, c: int, h: int, w: int, wo: int, nr: int, ftype, need_src: 
         np.empty((4, wo), np.int32), np.empty((c, 4 * wo), ftype), np.empty((14, wo), ftype), np.empty((2, 3, wo), ftype),
         np.empty((2, wo), np.int64), np.zeros((7, max(c, NUM_PARAMS)), f64), np.zeros(k, f64), np.zeros((k, c), f64),
         np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
-        np.zeros(c * h * w if need_src else 1, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
+        np.zeros(2 * c * h * w if need_src else 1, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
     )  # fmt: skip
-
-
-def _launch(nb: int, args: tuple, shape: tuple) -> None:
-    """Samples split over :func:`backend.num_threads` threads (nogil kernel), each with its own scratch."""
-    nthreads = min(num_threads(), nb)
-    bounds = [nb * j // nthreads for j in range(nthreads + 1)]
-    if nthreads == 1:
-        run_backward(0, nb, *args, *_scratch(*shape))
-        return
-    errors: list[BaseException] = []
-
-    def work(j: int) -> None:
-        try:
-            run_backward(bounds[j], bounds[j + 1], *args, *_scratch(*shape))
-        except BaseException as e:  # re-raised in the calling thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(j,), daemon=True) for j in range(1, nthreads)]
-    for th in threads:
-        th.start()
-    work(0)
-    for th in threads:
-        th.join()
-    if errors:
-        raise errors[0]
 
 
 def stage_backward(
@@ -903,7 +901,7 @@ def stage_backward(
         bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
         gfill, gmean, gstd, grv,
     )  # fmt: skip
-    _launch(b, args, (k, c, h, w, wo, nr, ftype, bool(needs.src)))
+    run_chunked(run_backward, b, args, lambda: _scratch(k, c, h, w, wo, nr, ftype, bool(needs.src)))  # tasks: samples
 
     def back(arr: np.ndarray, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
         if not want or ref is None:
