@@ -193,12 +193,11 @@ def _fused_forward(plan: Plan, x: torch.Tensor, backend: str):
         h, w = stage.out_size or tuple(src.shape[-2:])
         if s == len(plan.stages) - 1:
             ep = plan.epilogue
-            cl = x.dim() == 4 and c > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-            fmt = torch.channels_last if cl else torch.contiguous_format
-            out = torch.empty((b, ep.out_channels, h, w), dtype=ep.out_dtype, device=x.device, memory_format=fmt)
+            fmt = torch.channels_last if engine.is_channels_last(x) else torch.contiguous_format
+            out = engine.empty((b, ep.out_channels, h, w), ep.out_dtype, x.device, fmt)
             mod.apply(src, stage, stats, luts, ep, out)
         else:
-            out = torch.empty((b, c, h, w), dtype=torch.float32, device=x.device)
+            out = engine.empty((b, c, h, w), torch.float32, x.device)
             mod.apply(src, stage, stats, luts, None, out)
         src = out
     return src, tables
@@ -225,7 +224,7 @@ def _stage_inputs(plan: Plan, x: torch.Tensor, backend: str, straight_through: b
             srcs.append(ref.forward_live(srcs[-1], stage, stats, luts, None, straight_through))
         else:
             h, w = stage.out_size or tuple(srcs[-1].shape[-2:])
-            out = torch.empty((x.shape[0], plan.channels, h, w), dtype=torch.float32, device=x.device)
+            out = engine.empty((x.shape[0], plan.channels, h, w), torch.float32, x.device)
             mod.apply(srcs[-1], stage, stats, luts, None, out)
             srcs.append(out)
     return srcs, tables

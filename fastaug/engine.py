@@ -155,7 +155,7 @@ def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
         h, w = stage.out_size or tuple(src.shape[-2:])
         if last:
             ep = plan.epilogue
-            fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+            fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
             out = empty((batch, ep.out_channels, h, w), ep.out_dtype, x.device, fmt)
             mod.apply(src, stage, stats, luts, ep, out)
         else:
@@ -200,5 +200,6 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, fmt=
     return out
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
+    """A [B,C,H,W] batch (C > 1) stored channels-last (and not also contiguous): its output keeps that layout."""
     return x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
