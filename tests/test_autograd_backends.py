@@ -203,3 +203,32 @@ def test_only_asked_gradients(name, backend):
             (g,) = torch.autograd.grad(out, leaves[i], torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
             got.append(g)
         assert _rel(got[1], got[0]) <= TOL, (name, i, _rel(got[1], got[0]))
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_channel_counts_bilinear(channels, backend):
+    """One stage with a bilinear resampling for channel counts other than RGB (the kernels' generic per-channel
+    loops): brightness, CONTRAST where defined (1 channel: its mean folded into the final pass), affine with a
+    per-channel fill, normalize."""
+    from fastaug.ops.calls import ColorCall, NormalizeCall
+    from fastaug.plan import Op
+
+    g = torch.Generator().manual_seed(6 + channels)
+    x = torch.rand(B, channels, H, W, generator=g) * 0.9 + 0.05
+    mags = [0.6 + 0.8 * torch.rand(B, generator=g), torch.rand(B, generator=g) * 40 - 20, torch.rand(B, channels, generator=g)]
+    co = 0.6 + 0.8 * torch.rand(B, generator=g)
+
+    def fn(xx, br, ang, fill, be):
+        z = torch.zeros(B, 2)
+        calls = [ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.stack([br, 0 * br, 0 * br], 1))]
+        if channels == 1:
+            calls.append(ColorCall(name="adjust_contrast", code=int(Op.CONTRAST), params=torch.stack([co, 0 * co, 0 * co], 1)))
+        calls += [
+            F.affine_call(F.Canvas(B, channels, H, W, xx.device), ang, z + 0.4, 1.1 + 0 * ang, z + 3.0, "bilinear", fill=fill),
+            NormalizeCall(name="normalize", mean=torch.linspace(0.3, 0.6, channels), std=torch.full((channels,), 0.25)),
+        ]
+        return F.run_calls(xx, calls, be)
+
+    for i, (a, b) in enumerate(zip(_grads(fn, x, mags, backend), _grads(fn, x, mags, "torch"), strict=True)):
+        assert _rel(a, b) <= TOL, (channels, i, _rel(a, b))
