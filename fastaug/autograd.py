@@ -17,6 +17,9 @@ Gradient semantics
 * Float input only: a uint8 image carries no gradient, and a uint8 input with a magnitude that
   requires grad raises (uint8-domain ops truncate: zero gradient almost everywhere). Ops running in
   the uint8 domain of a float input (after ``to_dtype(uint8)``) have zero gradient, like ``floor``.
+* Kinks follow torch: clamps into [0, 1] pass the gradient at their bounds (``torch.clamp``, as torchvision
+  clamps; a pixel AUTOCONTRAST maps to exactly 1 keeps its gradient); HUE's max / min of r, g, b split a tie
+  evenly (``torch.maximum`` / ``minimum``).
 * CONTRAST: through the factor and through the gray mean (every pixel). AUTOCONTRAST: through the
   per-channel min / max (shared evenly among tied pixels, as ``amin`` / ``amax``).
 * Bilinear resampling: to the image, the fill and the 3x3 matrix (through the sampling coordinates:

@@ -130,7 +130,7 @@ def _sharpen(v: torch.Tensor, a: torch.Tensor, q: torch.Tensor, bound: torch.Ten
     blur = torch.nn.functional.conv2d(v.reshape(b * c, 1, h, w), k.view(1, 1, 3, 3)).reshape(b, c, h - 2, w - 2)
     blur = torch.where(q, torch.round(blur), blur)
     inner = v[:, :, 1:-1, 1:-1]
-    inner = torch.minimum(torch.clamp(inner + (1.0 - a) * (blur - inner), min=0.0), bound)
+    inner = torch.clamp(inner + (1.0 - a) * (blur - inner), torch.zeros_like(bound), bound)  # gradient: 0 <= y <= bound
     inner = torch.where(q, torch.floor(inner), inner)
     out = v.clone()
     out[:, :, 1:-1, 1:-1] = inner
@@ -145,12 +145,13 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
     a, bb = prm[:, 0].view(b, 1, 1, 1), prm[:, 1].view(b, 1, 1, 1)
     q = (prm[:, 3] > 0.5).view(b, 1, 1, 1)
     bound = torch.where(q, 255.0, 1.0).to(v.dtype)
+    zero = torch.zeros_like(bound)
 
     def trunc(x):
         return torch.where(q, torch.floor(x), x)
 
-    def clip(x):
-        return torch.minimum(torch.clamp(x, min=0.0), bound)
+    def clip(x):  # torch.clamp, as torchvision clamps: the gradient passes where 0 <= x <= bound, bounds included
+        return torch.clamp(x, zero, bound)
 
     out = v
     present = set(stage.codes_at(k))

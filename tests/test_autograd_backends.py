@@ -232,3 +232,32 @@ def test_channel_counts_bilinear(channels, backend):
 
     for i, (a, b) in enumerate(zip(_grads(fn, x, mags, backend), _grads(fn, x, mags, "torch"), strict=True)):
         assert _rel(a, b) <= TOL, (channels, i, _rel(a, b))
+
+
+def _quantized(shape, seed: int) -> torch.Tensor:
+    """Values k/4: ties everywhere (r == g == b, pixels at 0 and 1, many pixels at a channel's min and max), as
+    in images converted from uint8."""
+    return torch.randint(0, 5, shape, generator=torch.Generator().manual_seed(seed)).float() / 4
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("name", ["hue", "saturation", "autocontrast", "sharpness", "brightness", "contrast"])
+def test_ties_match_reference(name, backend):
+    """At ties the backends follow torch's rules as the reference applies them: a clamp passes the gradient at
+    its bounds (AUTOCONTRAST maps the max to exactly 1), ``maximum`` / ``minimum`` chains (HUE) split it evenly."""
+    torch.manual_seed(sum(map(ord, name)))
+    fn, mags = OPS[name]
+    m = [torch.ones(B)] if name in ("brightness", "contrast") else mags()  # factor 1: white pixels sit on the bound
+    x = _quantized((B, C, H, W), 7)
+    for i, (a, b) in enumerate(zip(_grads(fn, x, m, backend), _grads(fn, x, m, "torch"), strict=True)):
+        assert _rel(a, b) <= TOL, (name, i, _rel(a, b))
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("name", ["jitter_affine_erase_normalize", "trivial_stats_ops"])
+def test_ties_compose_match_reference(name, backend):
+    pipe = Compose(PIPELINES[name](), seed=3)
+    x = _quantized((6, C, H, W), 8)
+    ref = _grads(lambda xx, be: pipe(xx, backend=be), x, [], "torch")[0]
+    got = _grads(lambda xx, be: pipe(xx, backend=be), x, [], backend)[0]
+    assert _rel(got, ref) <= TOL

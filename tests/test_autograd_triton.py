@@ -200,3 +200,13 @@ def test_native_cuda_backward_matches_reference(name, monkeypatch):
     torch.manual_seed(sum(map(ord, name)))
     fn, mags = OPS[name]
     _compare(fn, _img().cuda(), [m.cuda() for m in mags()])
+
+
+@pytest.mark.parametrize("name", ["hue", "autocontrast"])
+def test_ties_match_reference(name):
+    """Images converted from uint8 tie often (r == g, several pixels at a channel's max, which AUTOCONTRAST maps
+    to exactly 1): clamps pass the gradient at their bounds, HUE's max / min chains split a tie evenly."""
+    fn = {"hue": lambda x, f, be: F.adjust_hue(x, f, backend=be), "autocontrast": lambda x, be: F.autocontrast(x, backend=be)}[name]
+    mags = [torch.tensor([0.2, -0.35])] if name == "hue" else []
+    x = torch.randint(0, 5, (B, C, H, W), generator=torch.Generator().manual_seed(7)).float() / 4
+    _compare(fn, x, mags)

@@ -54,128 +54,88 @@ ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQ
 
 
 @bjit
-def _hue_back(r, g, b, a, gr, gg, gb):
-    """HUE backward of one RGB pixel (float domain): (grad r, grad g, grad b, grad hue factor)."""
-    # forward, as the reference (torch.maximum / minimum chains pick the first of ties)
-    imax = 0 if r >= g else 1
-    maxc = r if r >= g else g
-    if b > maxc:
-        imax = 2
-        maxc = b
-    imin = 0 if r <= g else 1
-    minc = r if r <= g else g
-    if b < minc:
-        imin = 2
-        minc = b
-    eqc = maxc == minc
-    span = maxc - minc
-    s = span / (1.0 if eqc else maxc)
-    div = 1.0 if eqc else span
-    rc = (maxc - r) / div
-    gc = (maxc - g) / div
-    bc = (maxc - b) / div
-    is_r = maxc == r
-    is_g = (maxc == g) and not is_r
-    if is_r:
-        h = bc - gc
-    elif is_g:
-        h = 2.0 + rc - bc
-    else:
-        h = 4.0 + gc - rc
-    h = h / 6.0 + 1.0
-    h = h - np.floor(h)
-    h = h + a
-    h = h - np.floor(h)
-    h6 = h * 6.0
-    sec = np.floor(h6)
-    f = h6 - sec
-    if sec >= 6.0:
-        sec -= 6.0
-    val = maxc
-    pp = val * (1.0 - s)
-    qp = val * (1.0 - s * f)
-    tp = val * (s * f + (1.0 - s))
-    # backward
-    gval = 0.0
-    g_p = 0.0
-    g_q = 0.0
-    g_t = 0.0
-    if sec == 0.0:
-        gval += gr
-        g_t += gg
-        g_p += gb
-    elif sec == 1.0:
-        g_q += gr
-        gval += gg
-        g_p += gb
-    elif sec == 2.0:
-        g_p += gr
-        gval += gg
-        g_t += gb
-    elif sec == 3.0:
-        g_p += gr
-        g_q += gg
-        gval += gb
-    elif sec == 4.0:
-        g_t += gr
-        g_p += gg
-        gval += gb
-    else:
-        gval += gr
-        g_p += gg
-        g_q += gb
-    g_p = g_p if (pp >= 0.0 and pp <= 1.0) else 0.0
-    g_q = g_q if (qp >= 0.0 and qp <= 1.0) else 0.0
-    g_t = g_t if (tp >= 0.0 and tp <= 1.0) else 0.0
-    gval += g_p * (1.0 - s) + g_q * (1.0 - s * f) + g_t * (s * f + (1.0 - s))
-    gs = -g_p * val - g_q * val * f + g_t * val * (f - 1.0)
-    gh = 6.0 * (-g_q * val * s + g_t * val * s)
-    ga = gh
-    ghr = gh / 6.0
-    grc = 0.0
-    ggc = 0.0
-    gbc = 0.0
-    if is_r:
-        gbc += ghr
-        ggc -= ghr
-    elif is_g:
-        grc += ghr
-        gbc -= ghr
-    else:
-        ggc += ghr
-        grc -= ghr
-    gmax = (grc + ggc + gbc) / div
-    o_r = -grc / div
-    o_g = -ggc / div
-    o_b = -gbc / div
-    gspan = 0.0
-    if not eqc:
-        gspan = -(grc * rc + ggc * gc + gbc * bc) / div
-        gspan += gs / maxc
-        gmax -= gs * span / (maxc * maxc)
-    else:
-        gspan += gs
-    gmax += gspan + gval
-    gmin = -gspan
-    if imax == 0:
-        o_r += gmax
-    elif imax == 1:
-        o_g += gmax
-    else:
-        o_b += gmax
-    if imin == 0:
-        o_r += gmin
-    elif imin == 1:
-        o_g += gmin
-    else:
-        o_b += gmin
-    return o_r, o_g, o_b, ga
+def _hue_back_row(vin, g, Wo, a, cst, ga):
+    """HUE backward of an RGB row, in place on ``g``; the hue factor's gradient per pixel into ``ga``.
+
+    The forward is recomputed as :func:`fused._hue_row` computes it (strict arithmetic: the same sector and
+    clamps), then differentiated as torch differentiates the reference: ``torch.maximum`` / ``minimum``
+    split a tie's gradient evenly (a pixel with r == g gets half of the max's gradient on each), ``where``
+    and the sector masks pass none. Branch-free (selects): it vectorises."""
+    zero = cst[fused.ZERO]
+    one = cst[fused.ONE]
+    half = cst[fused.HALF]
+    two = cst[fused.TWO]
+    three = cst[fused.THREE]
+    four = cst[fused.FOUR]
+    five = cst[fused.FIVE]
+    six = cst[fused.SIX]
+    for x in range(Wo):
+        r = vin[0, x]
+        gn = vin[1, x]
+        b = vin[2, x]
+        val, minc, eqc, s, div, rc, gc, bc, i, f = fused._hue_sector(r, gn, b, a, cst)
+        maxc = val
+        span = maxc - minc
+        m1 = r if r > gn else gn
+        n1 = r if r < gn else gn
+        isr = maxc == r
+        isg = (maxc == gn) & (maxc != r)
+        isb = (maxc != r) & (maxc != gn)
+        oms = one - s
+        sf = s * f
+        pp = val * oms
+        qp = val * (one - sf)
+        tp = val * (sf + oms)
+        # sector i: (r, g, b) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q); each output's gradient to its source
+        gr = g[0, x]
+        gg = g[1, x]
+        gb = g[2, x]
+        rv = (i == zero) | (i == five)
+        rq = i == one
+        rt = i == four
+        gt_ = i == zero
+        gv = (i == one) | (i == two)
+        gq = i == three
+        bp = i <= one
+        bt = i == two
+        bq = i == five
+        gval = ((gr if rv else zero) + (gg if gv else zero)) + (gb if (i == three) | (i == four) else zero)
+        g_q = ((gr if rq else zero) + (gg if gq else zero)) + (gb if bq else zero)
+        g_t = ((gr if rt else zero) + (gg if gt_ else zero)) + (gb if bt else zero)
+        g_p = ((gr if (i == two) | (i == three) else zero) + (gg if i >= four else zero)) + (gb if bp else zero)
+        g_p = g_p if (pp >= zero) & (pp <= one) else zero  # clamp(0, 1)
+        g_q = g_q if (qp >= zero) & (qp <= one) else zero
+        g_t = g_t if (tp >= zero) & (tp <= one) else zero
+        gval = gval + g_p * oms + g_q * (one - sf) + g_t * (sf + oms)
+        gs = (g_t * (f - one) - g_p - g_q * f) * val
+        gf = (g_t - g_q) * (val * s)  # dL/df = dL/dh / 6 = dL/dh6 (the hue before the shift, /6 then fmod)
+        ga[x] = six * gf
+        dhr = gf if isr else zero
+        dhg = gf if isg else zero
+        dhb = gf if isb else zero
+        drc = dhg - dhb
+        dgc = dhb - dhr
+        dbc = dhr - dhg
+        gspan = gs if eqc else gs / maxc - ((drc * rc + dgc * gc) + dbc * bc) / div
+        gmax = (drc + dgc + dbc) / div + gval + gspan - (zero if eqc else gs * span / (maxc * maxc))
+        gmin = -gspan
+        # maximum(maximum(r, g), b) and minimum(minimum(r, g), b): ties split evenly
+        wb = one if b > m1 else (half if b == m1 else zero)
+        wr = one if r > gn else (half if r == gn else zero)
+        vb = one if b < n1 else (half if b == n1 else zero)
+        vr = one if r < gn else (half if r == gn else zero)
+        gm1 = gmax * (one - wb)
+        gn1 = gmin * (one - vb)
+        g[0, x] = -drc / div + gm1 * wr + gn1 * vr
+        g[1, x] = -dgc / div + gm1 * (one - wr) + gn1 * (one - vr)
+        g[2, x] = -dbc / div + gmax * wb + gmin * vb
 
 
 @fjit
-def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst):
+def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst, tmp):
     """Backward of one op on a row, in place on ``g``; parameter gradients into ``acc`` [4];
     AUTOCONTRAST's min / max gradients into ``glo`` / ``ghi`` [C]. Returns CONTRAST's mean gradient.
+    ``tmp``: a scratch row [Wo].
     Branch-free row loops (selects), row sums in the working dtype: they vectorise."""
     zero = cst[fused.ZERO]
     one = cst[fused.ONE]
@@ -258,13 +218,10 @@ def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst):
             g[1, x] = gw1 * t
             g[2, x] = gw2 * t
     elif code == HUE:
-        s0 = 0.0
+        _hue_back_row(vin, g, Wo, a, cst, tmp)
+        s0 = zero
         for x in range(Wo):
-            o_r, o_g, o_b, ga = _hue_back(vin[0, x], vin[1, x], vin[2, x], a, g[0, x], g[1, x], g[2, x])
-            g[0, x] = o_r
-            g[1, x] = o_g
-            g[2, x] = o_b
-            s0 += ga
+            s0 += tmp[x]
         acc[0] += s0
     elif code == GAMMA:
         s0 = 0.0
@@ -703,6 +660,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
     scale = fs[fused.S_IN]
     osc = fs[fused.S_OUT]
     g, u, gw, hw = rows[0], rows[1], rows[2], rows[3]  # gradient rows: output stream, mean stream, tap gradients
+    ot = gw[0]  # the ops' backward scratch row (free until the resampling backward writes gw)
     junk = small[0, :NUM_PARAMS]  # parameter gradients of the statistics passes (discarded)
     dlo, dhi = small[1, :C], small[2, :C]  # min / max gradients of ops already summed (discarded)
     jmean, jstd = small[3, :C], small[4, :C]  # epilogue gradients of the statistics passes (discarded)
@@ -784,11 +742,12 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     acc = gprm[b, k] if final else junk
                     if k == kt:
                         gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g,
-                                          junk, glo[k], ghi[k], cst)  # fmt: skip
+                                          junk, glo[k], ghi[k], cst, ot)  # fmt: skip
                         break
                     if fold and k < kc:
-                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi, cst)
-                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi, cst)
+                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi, cst,
+                                 ot)  # fmt: skip
+                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi, cst, ot)
                     if fold and k == kc:
                         gmf += gmk
                         for c in range(C):

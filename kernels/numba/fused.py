@@ -393,6 +393,38 @@ def _blend_row(iv, fill, C, Wo, scale, wt, ms, taps, cst, buf):
 
 
 @jit
+def _hue_sector(r, g, b, a, cst):
+    """torchvision's rgb->hsv of one pixel in the reference's op order, the hue shifted by ``a``: (v = max, min,
+    max == min, s, the divisor of rc / gc / bc, rc, gc, bc, sector i of the shifted hue x 6, its fraction f)."""
+    one = cst[ONE]
+    six = cst[SIX]
+    maxc = r if r > g else g
+    maxc = maxc if maxc > b else b
+    minc = r if r < g else g
+    minc = minc if minc < b else b
+    eqc = maxc == minc
+    span = maxc - minc
+    s = span / (one if eqc else maxc)
+    div = one if eqc else span
+    rc = (maxc - r) / div
+    gc = (maxc - g) / div
+    bc = (maxc - b) / div
+    hr = bc - gc
+    hg = (cst[TWO] + rc) - bc
+    hb = (cst[FOUR] + gc) - rc
+    h = hr if maxc == r else (hg if maxc == g else hb)
+    h = h / six + one
+    h = h - np.floor(h)  # == fmod(h, 1) for h >= 0
+    h = h + a
+    h = h - np.floor(h)  # == remainder(h, 1)
+    h6 = h * six
+    i = np.floor(h6)
+    f = h6 - i
+    i = i - six if i >= six else i
+    return maxc, minc, eqc, s, div, rc, gc, bc, i, f
+
+
+@jit
 def _hue_row(buf, W, a, q, cst):
     """HUE on an RGB row: torchvision's rgb->hsv, hue shift, hsv->rgb, in the reference's op order."""
     zero = cst[ZERO]
@@ -401,7 +433,6 @@ def _hue_row(buf, W, a, q, cst):
     four = cst[FOUR]
     three = cst[THREE]
     five = cst[FIVE]
-    six = cst[SIX]
     inv = cst[INV255]
     eps = cst[EPS]
     for x in range(W):
@@ -412,30 +443,7 @@ def _hue_row(buf, W, a, q, cst):
             r = r * inv
             g = g * inv
             b = b * inv
-        maxc = r if r > g else g
-        maxc = maxc if maxc > b else b
-        minc = r if r < g else g
-        minc = minc if minc < b else b
-        eqc = maxc == minc
-        span = maxc - minc
-        s = span / (one if eqc else maxc)
-        div = one if eqc else span
-        rc = (maxc - r) / div
-        gc = (maxc - g) / div
-        bc = (maxc - b) / div
-        hr = bc - gc
-        hg = (two + rc) - bc
-        hb = (four + gc) - rc
-        h = hr if maxc == r else (hg if maxc == g else hb)
-        h = h / six + one
-        h = h - np.floor(h)  # == fmod(h, 1) for h >= 0
-        h = h + a
-        h = h - np.floor(h)  # == remainder(h, 1)
-        h6 = h * six
-        i = np.floor(h6)
-        f = h6 - i
-        i = i - six if i >= six else i
-        val = maxc
+        val, _, _, s, _, _, _, _, i, f = _hue_sector(r, g, b, a, cst)
         p = min(max(val * (one - s), zero), one)
         qq = min(max(val * (one - s * f), zero), one)
         t = min(max(val * (s * f + (one - s)), zero), one)

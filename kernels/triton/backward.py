@@ -17,8 +17,8 @@ CONTRAST (gray mean) and AUTOCONTRAST (per-channel min / max, shared evenly amon
 global per-sample sum before any pixel can go further back: as in the numba design, one extra pass per
 statistics slot (last first) runs the backward from the output down to that op and accumulates the sum
 (and the tie counts); later passes add ``sum / pixels`` or ``sum / ties`` to every pixel's gradient.
-Kinks follow torch exactly: the reference's ``clip`` (``minimum(clamp(y, min=0), 1)``) passes half the
-gradient at ``y == 1`` and HUE's max / min chains split ties evenly, as ``torch.minimum`` / ``maximum`` do.
+Kinks follow torch exactly: the reference's clip (``torch.clamp``) passes the gradient where ``0 <= y <= 1``,
+bounds included, and HUE's max / min chains split ties evenly, as ``torch.minimum`` / ``maximum`` do.
 Everything accumulates in float32 (float16 / bfloat16 inputs are read as float32); float64 inputs, C > 4,
 quantized geometry and SHARPNESS in a stage with geometry are declined (torch autograd fallback).
 """
@@ -74,13 +74,6 @@ def _band(y, g):
 
 
 @triton.jit
-def _clipg(y, g):
-    """The gradient of the reference's ``clip`` = ``minimum(clamp(y, min=0), 1)``: ``torch.minimum``
-    splits a tie evenly, so ``y == 1`` passes half (frequent after quantizing ops and at AUTOCONTRAST's max)."""
-    return tl.where((y >= 0.0) & (y < 1.0), g, tl.where(y == 1.0, 0.5 * g, 0.0))
-
-
-@triton.jit
 def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
     """Per-channel differentiable op (float domain) backward on one channel.
 
@@ -93,13 +86,13 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
     dhi = zero
     if (CODES >> 1) & 1:  # BRIGHTNESS
         if code == 1:
-            gy = _clipg(v * a, g)
+            gy = _band(v * a, g)
             da = gy * v
             g = gy * a
     if (CODES >> 2) & 1:  # CONTRAST
         if code == 2:
             mu = tl.load(stk).to(tl.float32)
-            gy = _clipg(v * a + mu * (1.0 - a), g)
+            gy = _band(v * a + mu * (1.0 - a), g)
             da = gy * (v - mu)
             dm = gy * (1.0 - a)
             g = gy * a
@@ -120,7 +113,7 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
             same = hi == lo
             s = tl.where(same, 1.0, hi - lo)
             lo0 = tl.where(same, 0.0, lo)
-            gy = _clipg((v - lo0) / s, g)
+            gy = _band((v - lo0) / s, g)
             s2 = s * s
             dlo = tl.where(same, 0.0, gy * (v - hi) / s2)
             dhi = tl.where(same, 0.0, -gy * (v - lo) / s2)
@@ -261,9 +254,9 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp,
                 if (CODES >> 3) & 1:  # SATURATION
                     if code == 3:
                         y = _gray(v0, v1, v2)
-                        z0 = _clipg(v0 * a + y * (1.0 - a), g0)
-                        z1 = _clipg(v1 * a + y * (1.0 - a), g1)
-                        z2 = _clipg(v2 * a + y * (1.0 - a), g2)
+                        z0 = _band(v0 * a + y * (1.0 - a), g0)
+                        z1 = _band(v1 * a + y * (1.0 - a), g1)
+                        z2 = _band(v2 * a + y * (1.0 - a), g2)
                         da = z0 * (v0 - y) + z1 * (v1 - y) + z2 * (v2 - y)
                         t = (z0 + z1 + z2) * (1.0 - a)
                         g0 = z0 * a + 0.2989 * t
@@ -560,7 +553,7 @@ def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ss
                     if dy * 3 + dx != 4:
                         n = n + _read(src_c + o + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, tl.float32)
             blur = n * (1.0 / 13.0) + v * (5.0 / 13.0)
-            gy = tl.where(q, 0.0, tl.where(inner, _clipg(v + (1.0 - a) * (blur - v), gc), 0.0))  # uint8 domain: floor
+            gy = tl.where(q, 0.0, tl.where(inner, _band(v + (1.0 - a) * (blur - v), gc), 0.0))  # uint8 domain: floor
             if PRM:  # folded in per channel: keeps the live ranges short (no spill)
                 tl.atomic_add(gp, _tsum(gy * (v - blur), pmask))
             t = gy * (1.0 - a) * (1.0 / 13.0) * IN_SCALE
