@@ -22,7 +22,8 @@ def latest_results(results_dir: Path = RESULTS_DIR) -> list[Path]:
         data = json.loads(path.read_text())
         if "configs" not in data:
             continue
-        device = str(data.get("device"))
+        dev = data.get("device")  # the hardware, not the host's kernel build (``platform`` differs between VMs)
+        device = str({k: v for k, v in dev.items() if k != "platform"} if isinstance(dev, dict) else dev)
         if device not in newest or data.get("date", "") >= newest[device][0]:
             newest[device] = (data.get("date", ""), path)
     return [p for _, p in sorted(newest.values(), key=lambda t: str(t[1]))]

@@ -73,8 +73,8 @@ def _hue_back_row(vin, g, Wo, a, cst, ga):
         r = vin[0, x]
         gn = vin[1, x]
         b = vin[2, x]
-        val, minc, eqc, s, div, rc, gc, bc, i, f = fused._hue_sector(r, gn, b, a, cst)
-        maxc = val
+        maxc, minc, eqc, s, div, rc, gc, bc, i, f = fused._hue_sector(r, gn, b, a, cst)
+        val = maxc
         span = maxc - minc
         m1 = r if r > gn else gn
         n1 = r if r < gn else gn
@@ -108,7 +108,8 @@ def _hue_back_row(vin, g, Wo, a, cst, ga):
         g_t = g_t if (tp >= zero) & (tp <= one) else zero
         gval = gval + g_p * oms + g_q * (one - sf) + g_t * (sf + oms)
         gs = (g_t * (f - one) - g_p - g_q * f) * val
-        gf = (g_t - g_q) * (val * s)  # dL/df = dL/dh / 6 = dL/dh6 (the hue before the shift, /6 then fmod)
+        # dL/df; f = 6 h - i with h = (h0 / 6 + 1 + a) mod 1: dL/da = 6 dL/df and dL/dh0 = dL/df
+        gf = (g_t - g_q) * (val * s)
         ga[x] = six * gf
         dhr = gf if isr else zero
         dhg = gf if isg else zero
