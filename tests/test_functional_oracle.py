@@ -512,7 +512,7 @@ def test_normalize(dtype, c, backend):
 TO_DTYPE_TRUNCATE = pytest.mark.xfail(
     strict=True,
     raises=ValueError,
-    reason="fastaug deviation (not documented as one): to_dtype(float -> uint8, scale=False) raises ValueError "
+    reason="fastaug deviation (README, differences): to_dtype(float -> uint8, scale=False) raises ValueError "
     "'would truncate [0, 1] values to 0/1; use scale=True'; torchvision returns image.to(uint8) (0 or 1)",
 )
 
