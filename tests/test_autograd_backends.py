@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from random_plans import statistics_plan, statistics_plan_magnitudes
+from random_plans import random_plan, statistics_plan, statistics_plan_magnitudes
 
 import fastaug.functional as F
 from fastaug import autograd
@@ -261,3 +261,46 @@ def test_ties_compose_match_reference(name, backend):
     ref = _grads(lambda xx, be: pipe(xx, backend=be), x, [], "torch")[0]
     got = _grads(lambda xx, be: pipe(xx, backend=be), x, [], backend)[0]
     assert _rel(got, ref) <= TOL
+
+
+def _plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
+    """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only where a magnitude has a
+    derivative (the factor of BRIGHTNESS..SHARPNESS, GAMMA's gain: posterize bits or solarize thresholds have none)."""
+    tensors = autograd.plan_tensors(plan)
+    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window")]
+    slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
+    xx = x.clone().requires_grad_(True)
+    leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]
+    out = autograd.execute(autograd.with_tensors(plan, leaves), xx, backend)
+    live = [i for i, t in enumerate(leaves) if t is not None]
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    got = torch.autograd.grad(out, [xx] + [leaves[i] for i in live], g, allow_unused=True)
+    res = {("x", 0): got[0]}
+    for i, gi in zip(live, got[1:], strict=True):
+        name, s = slots[i]
+        if name == "params" and gi is not None:
+            code = plan.stages[s].program.unsqueeze(-1).expand_as(gi)
+            col = torch.arange(gi.shape[-1]).expand_as(gi)
+            gi = torch.where(((code >= 1) & (code <= 6) & (col == 0)) | ((code == 5) & (col == 1)), gi, 0.0)
+        res[(name, s)] = gi
+    return res
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("seed", range(12))
+def test_random_plans_backward_matches_reference(seed, backend):
+    """Random per-sample programs of every op (1, 3 or 4 channels; with or without geometry; one or two stages; erasing
+    and normalize), on images converted from uint8 (k / 255) or tie-heavy ones (k / 4)."""
+    g = torch.Generator().manual_seed(seed)
+    c = (1, 3, 3, 4)[seed % 4]
+    levels = 4 if seed % 2 else 255
+    x = torch.randint(0, levels + 1, (3, c, 7 + seed % 3, 8 + seed % 2), generator=g).float() / levels
+    plan = random_plan(x, seed, geometry=seed % 5 != 4, stages=1 + (seed % 3 == 2), ops_per_stage=3, rects=seed % 3)
+    ref, got = _plan_grads(plan, x, "torch"), _plan_grads(plan, x, backend)
+    for key, r in ref.items():
+        a = got.get(key)
+        if r is None or a is None:
+            assert (r if a is None else a) is None or (r if a is None else a).abs().max() < 1e-5, key
+            continue
+        if (a - r).abs().max() >= 1e-5:  # (float noise around a zero gradient, e.g. 1 - sum of weights, is not compared)
+            assert _rel(a, r) <= TOL, (key, _rel(a, r))
