@@ -188,8 +188,9 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
     if Op.INVERT in present:
         choose(Op.INVERT, bound - v)
     if Op.POSTERIZE in present:
-        step = torch.pow(2.0, 8.0 - a)
-        levels = torch.pow(2.0, a)
+        bits = a.detach()  # an integer: no derivative (else floor(v * 2^bits) / 2^bits would give it one through the division)
+        step = torch.pow(2.0, 8.0 - bits)
+        levels = torch.pow(2.0, bits)
         up = torch.floor(v / step) * step
         fp = torch.minimum(torch.clamp(torch.floor(v * levels), min=0.0), levels - 1.0) / levels
         choose(Op.POSTERIZE, torch.where(q, up, fp))

@@ -264,8 +264,8 @@ def test_ties_compose_match_reference(name, backend):
 
 
 def _plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
-    """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only where a magnitude has a
-    derivative (the factor of BRIGHTNESS..SHARPNESS, GAMMA's gain: posterize bits or solarize thresholds have none)."""
+    """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only in the magnitude columns (the
+    factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient)."""
     tensors = autograd.plan_tensors(plan)
     slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window")]
     slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
@@ -281,7 +281,7 @@ def _plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
         if name == "params" and gi is not None:
             code = plan.stages[s].program.unsqueeze(-1).expand_as(gi)
             col = torch.arange(gi.shape[-1]).expand_as(gi)
-            gi = torch.where(((code >= 1) & (code <= 6) & (col == 0)) | ((code == 5) & (col == 1)), gi, 0.0)
+            gi = torch.where(((code >= 1) & (code <= 6) | (code == 9) | (code == 10)) & (col == 0) | (code == 5) & (col == 1), gi, 0.0)
         res[(name, s)] = gi
     return res
 
