@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from fastaug import autograd
 from fastaug.plan import NUM_PARAMS, Epilogue, Geometry, Op, Plan, Stage
 
 PER_CHANNEL_OPS = (Op.BRIGHTNESS, Op.GAMMA, Op.INVERT, Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)
@@ -182,3 +183,37 @@ def statistics_plan_magnitudes(c: int) -> list[torch.Tensor]:
     mean = 0.3 + 0.3 * torch.rand(2, c, generator=g)
     std = 0.2 + 0.1 * torch.rand(2, c, generator=g)
     return [params, mean, std, torch.rand(2, 2, c, generator=g)]
+
+
+def random_plan_case(seed: int) -> tuple[Plan, torch.Tensor]:
+    """A random Plan and its float input for gradient tests: 1, 3 or 4 channels, with or without geometry, one or two
+    stages, erasing; the image converted from uint8 (k / 255) or tie-heavy (k / 4)."""
+    g = torch.Generator().manual_seed(seed)
+    c = (1, 3, 3, 4)[seed % 4]
+    levels = 4 if seed % 2 else 255
+    x = torch.randint(0, levels + 1, (3, c, 7 + seed % 3, 8 + seed % 2), generator=g).float() / levels
+    plan = random_plan(x, seed, geometry=seed % 5 != 4, stages=1 + (seed % 3 == 2), ops_per_stage=3, rects=seed % 3)
+    return plan, x
+
+
+def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
+    """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only in the magnitude columns (the
+    factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient)."""
+    tensors = autograd.plan_tensors(plan)
+    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window")]
+    slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
+    xx = x.clone().requires_grad_(True)
+    leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]
+    out = autograd.execute(autograd.with_tensors(plan, leaves), xx, backend)
+    live = [i for i, t in enumerate(leaves) if t is not None]
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    got = torch.autograd.grad(out, [xx] + [leaves[i] for i in live], g, allow_unused=True)
+    res = {("x", 0): got[0]}
+    for i, gi in zip(live, got[1:], strict=True):
+        name, s = slots[i]
+        if name == "params" and gi is not None:
+            code = plan.stages[s].program.unsqueeze(-1).expand_as(gi)
+            col = torch.arange(gi.shape[-1]).expand_as(gi)
+            gi = torch.where(((code >= 1) & (code <= 6) | (code == 9) | (code == 10)) & (col == 0) | (code == 5) & (col == 1), gi, 0.0)
+        res[(name, s)] = gi
+    return res

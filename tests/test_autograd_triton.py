@@ -20,7 +20,7 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 from fastaug.kernels.triton import backward as tb  # noqa: E402
-from random_plans import statistics_plan, statistics_plan_magnitudes  # noqa: E402
+from random_plans import plan_grads, random_plan_case, statistics_plan, statistics_plan_magnitudes  # noqa: E402
 
 import fastaug.functional as F  # noqa: E402
 from fastaug import autograd  # noqa: E402
@@ -210,3 +210,18 @@ def test_ties_match_reference(name):
     mags = [torch.tensor([0.2, -0.35])] if name == "hue" else []
     x = torch.randint(0, 5, (B, C, H, W), generator=torch.Generator().manual_seed(7)).float() / 4
     _compare(fn, x, mags)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5, 9])
+def test_random_plans_backward(seed):
+    """Random per-sample Plans (see ``random_plans.random_plan_case``): the image's and every Plan tensor's gradient."""
+    plan, x = random_plan_case(seed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autograd, "reference_stage_backward", _no_fallback)
+        got = plan_grads(plan, x, "triton")
+    for key, r in plan_grads(plan, x, "torch").items():
+        a = got.get(key)
+        if r is None or a is None:
+            assert (r if a is None else a) is None or (r if a is None else a).abs().max() < 1e-5, key
+        elif (a - r).abs().max() >= 1e-5:
+            assert _rel(a, r) <= TOL, (key, _rel(a, r))
