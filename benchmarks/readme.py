@@ -23,7 +23,7 @@ def latest_results(results_dir: Path = RESULTS_DIR) -> list[Path]:
         if "configs" not in data:
             continue
         dev = data.get("device")  # the hardware, not the host's kernel build (``platform`` differs between VMs)
-        device = str({k: v for k, v in dev.items() if k != "platform"} if isinstance(dev, dict) else dev)
+        device = json.dumps({k: v for k, v in dev.items() if k != "platform"} if isinstance(dev, dict) else dev, sort_keys=True)
         if device not in newest or data.get("date", "") >= newest[device][0]:
             newest[device] = (data.get("date", ""), path)
     return [p for _, p in sorted(newest.values(), key=lambda t: str(t[1]))]

@@ -180,7 +180,9 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
     if Op.GAMMA in present:
         x = torch.where(q, v * (1.0 / 255.0), v)
         x = torch.where(code == int(Op.GAMMA), x, torch.ones_like(x))  # other samples: no NaN in pow's backward
-        x = torch.pow(x, a)
+        # a black pixel's gradient is 0, not d(x^a)/dx = inf (a < 1; inf x 0 = NaN further back); values unchanged
+        pos = x > 0.0
+        x = torch.where(pos, torch.pow(torch.where(pos, x, torch.ones_like(x)), a), torch.pow(x.detach(), a))
         x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
         choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
     if Op.SHARPNESS in present and k == 0:

@@ -217,3 +217,17 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
             gi = torch.where(((code >= 1) & (code <= 6) | (code == 9) | (code == 10)) & (col == 0) | (code == 5) & (col == 1), gi, 0.0)
         res[(name, s)] = gi
     return res
+
+
+def assert_plan_grads_close(got: dict, ref: dict) -> None:
+    """Every gradient of :func:`plan_grads` as the reference's: no NaN or inf, and ``|a - r| <= 1e-3 |r| + 1e-5`` in
+    norm per tensor (the floor covers float noise around a zero gradient, e.g. a fill's ``1 - sum of weights``)."""
+    for key, r in ref.items():
+        a = got.get(key)
+        if r is None or a is None:
+            one = r if a is None else a
+            assert one is None or one.abs().max() < 1e-5, key
+            continue
+        assert torch.isfinite(r).all() and torch.isfinite(a).all(), key
+        err, scale = float((a.double() - r.double()).norm()), float(r.double().norm())
+        assert err <= 1e-3 * scale + 1e-5, (key, err, scale)

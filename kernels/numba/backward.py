@@ -239,7 +239,7 @@ def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst, tmp):
                     gy = gz * bb
                 if v != zero:
                     s0 += gy * y * np.log(v)
-                g[c, x] = zero if a == zero else gy * a * v ** (a - one)
+                g[c, x] = gy * a * y / v if v > zero else zero  # a v^(a-1) = a y / v; 0 at v = 0 (see the reference)
         acc[0] += s0
         acc[1] += s1
     elif code == AUTOCONTRAST:
@@ -813,16 +813,16 @@ def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().reshape(shape).numpy(), dtype=dtype)
 
 
-def _scratch(k: int, c: int, h: int, w: int, wo: int, nr: int, ftype, need_src: bool) -> tuple[np.ndarray, ...]:
-    """One thread's scratch of :func:`run_backward` (row stack, gradient rows, resampling rows, small sums,
-    the folded mean's stream)."""
+def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int) -> tuple[np.ndarray, ...]:
+    """One thread's scratch of :func:`run_backward` (row stack, gradient rows, resampling rows, small sums; the
+    sample-sized accumulator of ``acc_len`` elements: the folded mean's stream, or the interleaved bilinear scatter)."""
     f64 = np.float64
     return (
         np.empty((k + 1, c, wo), ftype), np.empty((4, c, wo), ftype), np.empty((4, wo), ftype), np.empty(wo, ftype),
         np.empty((4, wo), np.int32), np.empty((c, 4 * wo), ftype), np.empty((14, wo), ftype), np.empty((2, 3, wo), ftype),
         np.empty((2, wo), np.int64), np.zeros((7, max(c, NUM_PARAMS)), f64), np.zeros(k, f64), np.zeros((k, c), f64),
         np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
-        np.zeros(2 * c * h * w if need_src else 1, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
+        np.zeros(acc_len, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
     )  # fmt: skip
 
 
@@ -881,7 +881,12 @@ def stage_backward(
         bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
         gfill, gmean, gstd, grv,
     )  # fmt: skip
-    run_chunked(run_backward, b, args, lambda: _scratch(k, c, h, w, wo, nr, ftype, bool(needs.src)))  # tasks: samples
+    # a sample's accumulator: a bilinear scatter interleaves the image gradient (2 streams if a CONTRAST may fold)
+    fold = any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(k))
+    bilinear = geo is not None and geo.bilinear
+    acc_len = (2 if fold else 1) * c * h * w if bilinear else (c * h * w if fold else 1)
+    acc_len = acc_len if needs.src else 1
+    run_chunked(run_backward, b, args, lambda: _scratch(k, c, wo, nr, ftype, acc_len))  # tasks: samples
 
     def back(arr: np.ndarray, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
         if not want or ref is None:

@@ -105,7 +105,7 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
                 db = tl.where(inz, g * y, 0.0)
                 gy = tl.where(inz, g * bb, 0.0)
             da = tl.where(v != 0.0, gy * y * tl.log(tl.where(v != 0.0, v, 1.0)), 0.0)
-            g = tl.where(a == 0.0, 0.0, gy * a * _pow(v, a - 1.0))
+            g = gy * a * y / tl.where(v != 0.0, v, 1.0)  # a v^(a-1) = a y / v; a black pixel: 0 (see the reference)
     if (CODES >> 11) & 1:  # AUTOCONTRAST
         if code == 11:
             lo = tl.load(stk + c * 2).to(tl.float32)
