@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -185,6 +186,21 @@ def statistics_plan_magnitudes(c: int) -> list[torch.Tensor]:
     return [params, mean, std, torch.rand(2, 2, c, generator=g)]
 
 
+def plan_to(plan: Plan, device: torch.device) -> Plan:
+    """A copy of ``plan`` with every tensor moved to ``device``."""
+
+    def move(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.to(device)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.replace(obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
+        if isinstance(obj, list):
+            return [move(o) for o in obj]
+        return obj
+
+    return move(plan)
+
+
 def random_plan_case(seed: int) -> tuple[Plan, torch.Tensor]:
     """A random Plan and its float input for gradient tests: 1, 3 or 4 channels, with or without geometry, one or two
     stages, erasing; the image converted from uint8 (k / 255) or tie-heavy (k / 4)."""
@@ -206,14 +222,14 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
     leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]
     out = autograd.execute(autograd.with_tensors(plan, leaves), xx, backend)
     live = [i for i, t in enumerate(leaves) if t is not None]
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.device)  # the same on every device
     got = torch.autograd.grad(out, [xx] + [leaves[i] for i in live], g, allow_unused=True)
     res = {("x", 0): got[0]}
     for i, gi in zip(live, got[1:], strict=True):
         name, s = slots[i]
         if name == "params" and gi is not None:
             code = plan.stages[s].program.unsqueeze(-1).expand_as(gi)
-            col = torch.arange(gi.shape[-1]).expand_as(gi)
+            col = torch.arange(gi.shape[-1], device=gi.device).expand_as(gi)
             gi = torch.where(((code >= 1) & (code <= 6) | (code == 9) | (code == 10)) & (col == 0) | (code == 5) & (col == 1), gi, 0.0)
         res[(name, s)] = gi
     return res

@@ -23,6 +23,7 @@ from fastaug.kernels.triton import backward as tb  # noqa: E402
 from random_plans import (  # noqa: E402
     assert_plan_grads_close,
     plan_grads,
+    plan_to,
     random_plan_case,
     statistics_plan,
     statistics_plan_magnitudes,
@@ -226,3 +227,18 @@ def test_random_plans_backward(seed):
         mp.setattr(autograd, "reference_stage_backward", _no_fallback)
         got = plan_grads(plan, x, "triton")
     assert_plan_grads_close(got, plan_grads(plan, x, "torch"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seed", range(12))
+def test_native_cuda_random_plans_backward(seed, monkeypatch):
+    """The random-plan gradient cases (ties, black pixels, 1 / 3 / 4 channels, two stages) with the compiled kernels
+    on a CUDA device, against the reference on CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    plan, x = random_plan_case(seed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autograd, "reference_stage_backward", _no_fallback)
+        got = plan_grads(plan_to(plan, torch.device("cuda")), x.cuda(), "triton")
+    assert_plan_grads_close({k: None if v is None else v.cpu() for k, v in got.items()}, plan_grads(plan, x, "torch"))

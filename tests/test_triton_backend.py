@@ -25,7 +25,7 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 from fastaug.kernels import reference  # noqa: E402
-from random_plans import layouts, random_plan  # noqa: E402
+from random_plans import layouts, plan_to, random_plan  # noqa: E402
 
 from fastaug import engine  # noqa: E402
 from fastaug.plan import NUM_PARAMS, Op, Plan  # noqa: E402
@@ -259,21 +259,6 @@ def test_fewer_output_channels(c, oc):
 # ------------------------------------------------------------------------------------------------
 # native CUDA runs
 # ------------------------------------------------------------------------------------------------
-
-
-def plan_to(plan: Plan, device: torch.device) -> Plan:
-    """A copy of ``plan`` with every tensor moved to ``device``."""
-
-    def move(obj):
-        if isinstance(obj, torch.Tensor):
-            return obj.to(device)
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclasses.replace(obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
-        if isinstance(obj, list):
-            return [move(o) for o in obj]
-        return obj
-
-    return move(plan)
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
