@@ -21,7 +21,7 @@ Gradient semantics
   clamps; a pixel AUTOCONTRAST maps to exactly 1 keeps its gradient); HUE's max / min of r, g, b split a tie
   evenly (``torch.maximum`` / ``minimum``).
 * GAMMA: a black pixel (v = 0) gets image gradient 0, not ``a * v^(a-1)`` = inf for a < 1 (which one black
-  pixel would turn into NaN for the whole batch further back).
+  pixel turns into NaN once a later op multiplies it by 0, and a statistic spreads that over the sample).
 * CONTRAST: through the factor and through the gray mean (every pixel). AUTOCONTRAST: through the
   per-channel min / max (shared evenly among tied pixels, as ``amin`` / ``amax``).
 * Bilinear resampling: to the image, the fill and the 3x3 matrix (through the sampling coordinates:
