@@ -230,7 +230,9 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
         if name == "params" and gi is not None:
             code = plan.stages[s].program.unsqueeze(-1).expand_as(gi)
             col = torch.arange(gi.shape[-1], device=gi.device).expand_as(gi)
-            gi = torch.where(((code >= 1) & (code <= 6) | (code == 9) | (code == 10)) & (col == 0) | (code == 5) & (col == 1), gi, 0.0)
+            factor = (code >= int(Op.BRIGHTNESS)) & (code <= int(Op.SHARPNESS))
+            first = factor | (code == int(Op.POSTERIZE)) | (code == int(Op.SOLARIZE))
+            gi = torch.where((first & (col == 0)) | ((code == int(Op.GAMMA)) & (col == 1)), gi, 0.0)
         res[(name, s)] = gi
     return res
 
