@@ -5,6 +5,7 @@ from fastaug.compose import Compose, Record
 from fastaug.policies import AutoAugment, RandAugment, TrivialAugmentWide
 from fastaug.transforms import (
     ColorJitter,
+    GaussianBlur,
     Normalize,
     RandomAdjustSharpness,
     RandomAffine,
@@ -28,7 +29,7 @@ from fastaug.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "Compose", "Record", "Transform", "ColorJitter", "Normalize", "RandomAdjustSharpness",
+    "functional", "Compose", "Record", "Transform", "ColorJitter", "GaussianBlur", "Normalize", "RandomAdjustSharpness",
     "RandomAffine", "RandomAutocontrast", "RandomEqualize", "RandomErasing", "RandomGrayscale",
     "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",

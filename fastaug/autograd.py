@@ -3,7 +3,8 @@
 Magnitudes flow from the user's tensors through the call builders and the compiler into the Plan's
 float tensors by differentiable torch ops. :class:`PlanFunction` takes those Plan tensors as inputs,
 
-    per stage: ``params`` [B,K,4], ``geometry.matrix`` [B,3,3], ``geometry.fill`` [B,C], ``geometry.window`` [B,4];
+    per stage: ``params`` [B,K,4], ``geometry.matrix`` [B,3,3], ``geometry.fill`` [B,C], ``geometry.window`` [B,4],
+    ``taps`` [B,2,T] (GAUSSIAN_BLUR's kernels);
     epilogue: ``mean``, ``std`` [B,C], ``rect_values`` [B,R,C],
 
 and returns their gradients, so autograd carries them back to the user's magnitudes. Forward saves
@@ -49,7 +50,7 @@ from fastaug.plan import Epilogue, Op, Plan, Stage
 __all__ = ["PlanFunction", "StageGrads", "StageNeeds", "execute", "plan_tensors", "requires_grad", "with_tensors"]
 
 _BACKWARD_MODULES = {"numba": "fastaug.kernels.numba.backward", "triton": "fastaug.kernels.triton.backward"}
-_PER_STAGE = 4  # params, matrix, fill, window
+_PER_STAGE = 5  # params, matrix, fill, window, taps
 _EPILOGUE = 3  # mean, std, rect_values
 
 
@@ -62,6 +63,7 @@ class StageNeeds:
     matrix: bool = False
     fill: bool = False
     window: bool = False
+    taps: bool = False
     mean: bool = False
     std: bool = False
     rect_values: bool = False
@@ -79,6 +81,7 @@ class StageGrads:
     matrix: torch.Tensor | None = None
     fill: torch.Tensor | None = None
     window: torch.Tensor | None = None
+    taps: torch.Tensor | None = None
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     rect_values: torch.Tensor | None = None
@@ -89,7 +92,7 @@ def plan_tensors(plan: Plan) -> list[torch.Tensor | None]:
     out: list[torch.Tensor | None] = []
     for st in plan.stages:
         geo = st.geometry
-        out += [st.params] + ([None] * 3 if geo is None else [geo.matrix, geo.fill, geo.window])
+        out += [st.params] + ([None] * 3 if geo is None else [geo.matrix, geo.fill, geo.window]) + [st.taps]
     ep = plan.epilogue
     return out + [ep.mean, ep.std, ep.rect_values]
 
@@ -98,9 +101,9 @@ def with_tensors(plan: Plan, tensors: list[torch.Tensor | None]) -> Plan:
     """A copy of ``plan`` reading ``tensors`` (as :func:`plan_tensors` orders them)."""
     stages = []
     for s, st in enumerate(plan.stages):
-        p, m, f, wn = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        p, m, f, wn, tp = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
         geo = None if st.geometry is None else dataclasses.replace(st.geometry, matrix=m, fill=f, window=wn)
-        stages.append(dataclasses.replace(st, params=p, geometry=geo))
+        stages.append(dataclasses.replace(st, params=p, geometry=geo, taps=tp))
     mean, std, rv = tensors[-_EPILOGUE:]
     ep = dataclasses.replace(plan.epilogue, mean=mean, std=std, rect_values=rv)
     return dataclasses.replace(plan, stages=stages, epilogue=ep)
@@ -187,24 +190,13 @@ def _uses_luts(stage: Stage) -> bool:
 
 
 def _fused_forward(plan: Plan, x: torch.Tensor, backend: str):
-    """:func:`fastaug.engine.execute`'s stage loop, keeping each stage's statistics tables
-    (``luts`` None where no EQUALIZE may run: they are zeros, rebuilt in backward)."""
+    """:func:`fastaug.engine.execute`, keeping each stage's statistics tables (``luts`` None where no
+    EQUALIZE may run: they are zeros, rebuilt in backward)."""
     mod = engine.load_backend(backend)
     src, tables = x, []
-    b, c = x.shape[0], plan.channels
     for s, stage in enumerate(plan.stages):
-        stats, luts = engine.run_stage_stats(mod, src, stage, c)
+        src, stats, luts = engine.run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x)
         tables.append((stats, luts if _uses_luts(stage) else None))
-        h, w = stage.out_size or tuple(src.shape[-2:])
-        if s == len(plan.stages) - 1:
-            ep = plan.epilogue
-            fmt = torch.channels_last if engine.is_channels_last(x) else torch.contiguous_format
-            out = engine.empty((b, ep.out_channels, h, w), ep.out_dtype, x.device, fmt)
-            mod.apply(src, stage, stats, luts, ep, out)
-        else:
-            out = engine.empty((b, c, h, w), torch.float32, x.device)
-            mod.apply(src, stage, stats, luts, None, out)
-        src = out
     return src, tables
 
 
@@ -228,10 +220,7 @@ def _stage_inputs(plan: Plan, x: torch.Tensor, backend: str, straight_through: b
         if backend == "torch":
             srcs.append(ref.forward_live(srcs[-1], stage, stats, luts, None, straight_through))
         else:
-            h, w = stage.out_size or tuple(srcs[-1].shape[-2:])
-            out = engine.empty((x.shape[0], plan.channels, h, w), torch.float32, x.device)
-            mod.apply(srcs[-1], stage, stats, luts, None, out)
-            srcs.append(out)
+            srcs.append(engine.run_stage(mod, srcs[-1], stage, plan, False, x, (stats, luts))[0])
     return srcs, tables
 
 
@@ -254,6 +243,7 @@ def reference_stage_backward(
         "matrix": None if geo is None else geo.matrix,
         "fill": None if geo is None else geo.fill,
         "window": None if geo is None or not geo.clamp else geo.window,  # a validity window has no gradient
+        "taps": stage.taps,
         "mean": None if epilogue is None else epilogue.mean,
         "std": None if epilogue is None else epilogue.std,
         "rect_values": None if epilogue is None else epilogue.rect_values,
@@ -264,7 +254,7 @@ def reference_stage_backward(
             geo = dataclasses.replace(geo, matrix=leaves["matrix"], fill=leaves["fill"])
             if leaves["window"] is not None:
                 geo = dataclasses.replace(geo, window=leaves["window"])
-        st = dataclasses.replace(stage, params=leaves["params"], geometry=geo)
+        st = dataclasses.replace(stage, params=leaves["params"], geometry=geo, taps=leaves["taps"])
         ep = None
         if epilogue is not None:
             ep = dataclasses.replace(epilogue, mean=leaves["mean"], std=leaves["std"], rect_values=leaves["rect_values"])
@@ -303,9 +293,9 @@ def plan_backward(
         stage = plan.stages[s]
         last = s == nst - 1
         earlier = need_x or any(need_t[: _PER_STAGE * s])
-        p, m, f, wn = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        p, m, f, wn, tp = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
         needs = StageNeeds(
-            src=earlier, params=p, matrix=m, fill=f, window=wn,
+            src=earlier, params=p, matrix=m, fill=f, window=wn, taps=tp,
             mean=last and ep_need[0], std=last and ep_need[1], rect_values=last and ep_need[2],
         )  # fmt: skip
         if not needs.any():
@@ -317,7 +307,7 @@ def plan_backward(
             fn = bwd.stage_backward
         res = fn(srcs[s], stage, stats, luts, ep, g, needs, spec.straight_through)
         base = _PER_STAGE * s
-        grads[base : base + _PER_STAGE] = res.params, res.matrix, res.fill, res.window
+        grads[base : base + _PER_STAGE] = res.params, res.matrix, res.fill, res.window, res.taps
         if last:
             grads[-3], grads[-2], grads[-1] = res.mean, res.std, res.rect_values
         g = res.src

@@ -2,7 +2,8 @@
 
 Rules (the documented difference from sequential torchvision): all geometric ops of a sample compose
 into one resampling that runs first; color ops then run in order on the resampled image; erasing
-runs after the color ops. A SHARPNESS op opens a new stage (it needs its neighbours); statistics ops
+runs after the color ops. A neighbourhood op (sharpness, blur) opens a new stage (it reads its neighbours
+in the stage input); statistics ops
 (contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
 """
 
@@ -14,6 +15,7 @@ import torch
 
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
+from fastaug.ops.catalogue import FIXED_RADIUS, GRAY_OPS, NEIGHBOURHOOD_OPS
 from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Geometry, Op, Plan, Stage
 
 
@@ -23,6 +25,7 @@ class _StageBuilder:
     params: list = field(default_factory=list)  # [B,4] float32 tensors
     static: list = field(default_factory=list)  # tuple of possible codes per position
     dtype: torch.dtype = torch.float32  # params dtype (float64 for float64 images: exact gradients)
+    taps: torch.Tensor | None = None  # GAUSSIAN_BLUR kernels of the op at k = 0
 
     def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...]) -> None:
         b = code.shape[0]
@@ -41,6 +44,9 @@ class _StageBuilder:
             program = torch.zeros(b, 0, dtype=torch.int32, device=device)
             params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
+        radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)
+        if self.taps is not None:
+            radius = max(radius, (self.taps.shape[-1] - 1) // 2)
         return Stage(
             program=program,
             params=params,
@@ -49,6 +55,8 @@ class _StageBuilder:
             out_size=out_size,
             stat_slots=slots,
             slot_codes=tuple(self.static),
+            radius=radius,
+            taps=None if self.taps is None else self.taps.to(self.dtype),
         )
 
 
@@ -63,12 +71,9 @@ def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[tor
     return code, static
 
 
-_GRAY_OPS = (Op.CONTRAST, Op.SATURATION, Op.HUE, Op.GRAYSCALE)  # read a gray value: 1 or 3 channels only
-
-
 def _check_channels(name: str, static: tuple[int, ...], c: int) -> None:
-    if c not in (1, 3) and any(int(op) in static for op in _GRAY_OPS):
-        ops = ", ".join(op.name.lower() for op in _GRAY_OPS if int(op) in static)
+    if c not in (1, 3) and any(int(op) in static for op in GRAY_OPS):
+        ops = ", ".join(op.name.lower() for op in GRAY_OPS if int(op) in static)
         raise ValueError(f"{name} ({ops}) needs an image with 1 or 3 channels, got {c} channels")
 
 
@@ -149,20 +154,24 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     unscaled = False
 
     for call in calls:
+        if normalize is not None and not isinstance(call, (RectCall, DtypeCall)):
+            raise ValueError(f"Normalize must come after every color and geometric op; {call.name} follows it")
         if isinstance(call, GeometricCall):
             geo_domains.append(domain_u8)
             continue
-        if normalize is not None and not isinstance(call, (RectCall, DtypeCall)):
-            raise ValueError(f"Normalize must come after every color and geometric op; {call.name} follows it")
         if isinstance(call, ColorCall):
             if unscaled:
                 raise ValueError(f"{call.name} after to_dtype(scale=False): color ops need a scaled image")
             code, static = _per_sample_code(call, b, device)
             _check_channels(call.name, static, c)
-            if int(Op.SHARPNESS) in static:
+            if any(int(op) in static for op in NEIGHBOURHOOD_OPS):  # k = 0 of a stage without geometry
                 cur = stages[-1]
                 if cur.codes or len(stages) > 1 or geo_calls:
                     stages.append(_StageBuilder(dtype=pdtype))
+                if int(Op.GAUSSIAN_BLUR) in static:
+                    if call.taps is None:
+                        raise ValueError(f"{call.name}: a gaussian blur call needs its kernels (taps)")
+                    stages[-1].taps = call.taps
             params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
             stages[-1].add(code, params, domain_u8, static)
         elif isinstance(call, DtypeCall):

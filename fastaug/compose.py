@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -14,7 +15,7 @@ from fastaug.ops.catalogue import COLOR_OPS, INTEGER_ARGS
 from fastaug.plan import Op
 from fastaug.targets import transform_boxes, transform_keypoints, transform_masks
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
-from fastaug.validation import as_batch
+from fastaug.validation import as_batch, check_epoch, check_indices
 
 
 def _plain(value, i: int, integer: bool = False):
@@ -40,14 +41,43 @@ class Record:
     indices: torch.Tensor
     shape: tuple[int, ...]
     extras: dict = field(default_factory=dict)
+    dtype: torch.dtype | None = None  # the input's dtype (None: unknown; erase values are then listed as drawn)
+    straight_through: bool = False  # the Compose's flag: replay keeps it
+
+    def _execution_order(self) -> list[tuple[Call, bool | None]]:
+        """The calls in the order the compiler runs them, each with, for an erasing before normalize, whether
+        its value must move from uint8's range to [0, 1] (True) or back (False); None: listed as drawn.
+
+        The compiler composes every geometric op into one resampling that runs first, runs the color ops
+        (and dtype conversions) in order, then paints the rects (erasing, masking) drawn before normalize in
+        the value range the image has at that point, then normalizes, then paints the rects drawn after it."""
+        u8 = None if self.dtype is None else self.dtype == torch.uint8
+        geo, chain, rects, post = [], [], [], []
+        normalize = None
+        for call in self.op_calls:
+            if isinstance(call, GeometricCall):
+                geo.append(call)
+            elif isinstance(call, NormalizeCall):
+                normalize = call
+            elif normalize is not None:
+                post.append(call)  # erasing in the normalized range, to_dtype: in order, after normalize
+            elif isinstance(call, RectCall):
+                rects.append((call, u8))  # painted after the chain, in the range the image has now
+            else:
+                chain.append(call)
+                if isinstance(call, DtypeCall) and call.scale and u8 is not None and u8 != (not call.dtype.is_floating_point):
+                    u8 = not u8  # uint8 <-> float with scaling changes the value range
+        final = u8
+        moved = [(call, None if q is None or q == final else q) for call, q in rects]
+        tail = ([(normalize, None)] if normalize is not None else []) + [(call, None) for call in post]
+        return [(call, None) for call in geo + chain] + moved + tail
 
     def calls(self, i: int) -> list[tuple[str, dict]]:
-        """Sample i's applied ops as (fastaug.functional name, plain kwargs), in execution order
-        (the geometric ops first: they compose into one resampling)."""
-        geo = [c for c in self.op_calls if isinstance(c, GeometricCall)]
-        rest = [c for c in self.op_calls if not isinstance(c, GeometricCall)]
+        """Sample i's applied ops as (fastaug.functional name, plain kwargs) in execution order, so that
+        applying them one by one (torchvision or fastaug.functional) gives sample i: the geometric ops first
+        (they compose into one resampling), then the color ops in order, then erasing, then normalize."""
         out: list[tuple[str, dict]] = []
-        for call in geo + rest:
+        for call, to_float in self._execution_order():
             if not _is_applied(call, i):
                 continue
             if isinstance(call, ColorCall):
@@ -59,6 +89,8 @@ class Record:
                 kw = {a: (int(round(vals[j])) if a in INTEGER_ARGS else vals[j]) for j, a in enumerate(args)}
                 if code == int(Op.GRAYSCALE):
                     kw["num_output_channels"] = self.shape[1]
+                if code == int(Op.GAUSSIAN_BLUR):  # torchvision's signature: kernel_size, sigma = [x, y]
+                    kw = {"kernel_size": list(call.kwargs["kernel_size"]), "sigma": [vals[0], vals[1]]}
                 out.append((name, kw))
             elif isinstance(call, RectCall):
                 for r in range(call.rects.shape[1]):
@@ -66,6 +98,10 @@ class Record:
                         continue
                     x0, y0, x1, y1 = (int(v) for v in call.rects[i, r].tolist())
                     v = call.values[i, r].tolist()
+                    if to_float is True:  # painted in uint8's range (truncated), the image ends in [0, 1]
+                        v = [math.floor(a) / 255.0 for a in v]
+                    elif to_float is False:  # painted in [0, 1], the image ends in uint8's range
+                        v = [float(math.floor(a * 255.999)) for a in v]
                     out.append(("erase", {"i": y0, "j": x0, "h": y1 - y0, "w": x1 - x0, "v": v}))
             elif isinstance(call, NormalizeCall):
                 out.append(("normalize", {"mean": call.mean.tolist(), "std": call.std.tolist()}))
@@ -81,7 +117,7 @@ class Record:
         if tuple(x.shape) != tuple(self.shape):
             raise ValueError(f"images must have the recorded shape {list(self.shape)}, got {list(x.shape)}")
         plan = compile_plan(self.op_calls, tuple(x.shape), x.dtype, x.device)
-        out = autograd.execute(plan, x, backend)
+        out = autograd.execute(plan, x, backend, self.straight_through)
         return out[0] if unbatched else out
 
 
@@ -98,7 +134,7 @@ class Compose(torch.nn.Module):
         for t in transforms:
             if not isinstance(t, Transform):
                 raise TypeError(f"transforms must be fastaug transforms, got {type(t).__name__}")
-        if not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.transforms = list(transforms)
         self.seed = seed
@@ -136,12 +172,13 @@ class Compose(torch.nn.Module):
     ):
         x, unbatched = as_batch(image, "image")
         b = x.shape[0]
-        idx = _indices(indices, b, x.device)
+        idx = check_indices(indices, b, x.device)
+        epoch = check_epoch(epoch)
         calls = self.draw(x, idx, epoch)
         backend = backend or self.backend
         plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
         out = autograd.execute(plan, x, backend, self.straight_through)  # differentiable when anything requires grad
-        record = Record(calls, self.seed, epoch, idx, tuple(x.shape))
+        record = Record(calls, self.seed, epoch, idx, tuple(x.shape), dtype=x.dtype, straight_through=self.straight_through)
         targets = {}
         if mask is not None:
             targets["mask"] = transform_masks(mask, calls, backend)
@@ -164,11 +201,3 @@ class Compose(torch.nn.Module):
         inner = ",\n    ".join(repr(t) for t in self.transforms)
         return f"Compose([\n    {inner}\n], seed={self.seed})"
 
-
-def _indices(indices, b: int, device: torch.device) -> torch.Tensor:
-    if indices is None:
-        return torch.arange(b, device=device)
-    idx = torch.as_tensor(indices, device=device)
-    if idx.dtype.is_floating_point or idx.dtype == torch.bool or tuple(idx.shape) != (b,):
-        raise ValueError(f"indices must be an integer tensor of shape [{b}] (one dataset index per sample)")
-    return idx.to(torch.int64)

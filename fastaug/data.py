@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from fastaug.validation import check_epoch
+
 
 class IndexedDataset(Dataset):
     """Wraps a map-style dataset whose items are ``(image, label)``: items become ``(index, image, label)``.
@@ -98,9 +100,7 @@ class Collate:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch keying the draws of the next batches (call before iterating the loader)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self._epoch.fill_(epoch)
+        self._epoch.fill_(check_epoch(epoch))  # TypeError / ValueError naming epoch
 
     def stack(self, images: Sequence) -> torch.Tensor:
         """uint8 [B,C,H,W] (pinned when asked and an accelerator is present)."""

@@ -15,6 +15,7 @@ from types import ModuleType
 
 import torch
 
+from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
 from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage
 
 BACKENDS = ("torch", "numba", "triton")
@@ -137,31 +138,43 @@ def presample(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[tor
     tmp = empty((b, c, h, w), torch.uint8, src.device)
     none = torch.zeros(b, 0, c, 2, device=src.device)
     backend.apply(src, geo_only, none, none, Epilogue(out_dtype=torch.uint8, out_channels=c), tmp)
-    rest = Stage(program=stage.program, params=stage.params, stat_slots=stage.stat_slots, slot_codes=stage.slot_codes)
+    program = stage.program
+    if program.shape[1]:  # a neighbourhood op is an identity in a stage with geometry: it must stay one
+        first = program[:, :1]
+        neighbourhood = torch.isin(first, torch.tensor([int(op) for op in NEIGHBOURHOOD_OPS], dtype=first.dtype))
+        program = torch.cat([torch.where(neighbourhood, torch.zeros_like(first), first), program[:, 1:]], 1)
+    rest = Stage(program=program, params=stage.params, stat_slots=stage.stat_slots, slot_codes=stage.slot_codes)
     return tmp, rest
+
+
+def run_stage(
+    mod: ModuleType, src: torch.Tensor, stage: Stage, plan: Plan, last: bool, layout: torch.Tensor, tables=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One stage on a backend module: presample where it pays, the statistics rounds (or the given
+    ``tables`` = (stats, luts)), then ``apply`` into a fresh output (the last stage: the epilogue's
+    dtype, channels and ``layout``'s memory format; else float32 working values). The one stage loop
+    body of the engine and of autograd. Returns (output, stats, luts)."""
+    src, stage = presample(mod, src, stage)
+    stats, luts = tables if tables is not None else run_stage_stats(mod, src, stage, plan.channels)
+    batch = src.shape[0]
+    h, w = stage.out_size or tuple(src.shape[-2:])
+    if last:
+        ep = plan.epilogue
+        fmt = torch.channels_last if is_channels_last(layout) else torch.contiguous_format
+        out = empty((batch, ep.out_channels, h, w), ep.out_dtype, src.device, fmt)
+        mod.apply(src, stage, stats, luts, ep, out)
+    else:
+        out = empty((batch, plan.channels, h, w), torch.float32, src.device)
+        mod.apply(src, stage, stats, luts, None, out)
+    return out, stats, luts
 
 
 def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Run every stage of the plan on ``x`` [B,C,H,W]; returns the output batch."""
-    name = resolve_backend(backend, x.device)
-    mod = load_backend(name)
+    mod = load_backend(resolve_backend(backend, x.device))
     src = x
-    batch = x.shape[0]
-    channels = plan.channels
     for s, stage in enumerate(plan.stages):
-        last = s == len(plan.stages) - 1
-        src, stage = presample(mod, src, stage)
-        stats, luts = run_stage_stats(mod, src, stage, channels)
-        h, w = stage.out_size or tuple(src.shape[-2:])
-        if last:
-            ep = plan.epilogue
-            fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
-            out = empty((batch, ep.out_channels, h, w), ep.out_dtype, x.device, fmt)
-            mod.apply(src, stage, stats, luts, ep, out)
-        else:
-            out = empty((batch, channels, h, w), torch.float32, x.device)
-            mod.apply(src, stage, stats, luts, None, out)
-        src = out
+        src, _, _ = run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x)
     return src
 
 

@@ -18,12 +18,22 @@ from fastaug.compiler import compile_plan
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.plan import Op
-from fastaug.validation import as_batch, channels_for, fill_values, interpolation, per_sample
+from fastaug.validation import (
+    _check,
+    as_batch,
+    channels_for,
+    check_epoch,
+    check_indices,
+    check_seed,
+    fill_values,
+    interpolation,
+    per_sample,
+)
 
 __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
     "adjust_sharpness", "rgb_to_grayscale", "invert", "posterize", "solarize", "equalize", "autocontrast",
-    "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
+    "gaussian_blur", "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
     "erase", "xy_masking", "normalize", "to_dtype", "run_calls",
 ]  # fmt: skip
 
@@ -164,6 +174,55 @@ def autocontrast(img: torch.Tensor, *, straight_through: bool = False, backend: 
     b = _batch(img).b
     st = [torch.zeros(b, device=img.device)] + _straight_through(straight_through, b, img.device)
     return _color(img, "autocontrast", Op.AUTOCONTRAST, {}, st, backend)
+
+
+def kernel_sizes(kernel_size, name: str = "kernel_size") -> tuple[int, int]:
+    """torchvision's ``kernel_size``: an odd positive int, or an (x, y) pair of them."""
+    ks = [kernel_size, kernel_size] if not isinstance(kernel_size, (list, tuple)) else list(kernel_size)
+    if len(ks) != 2 or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in ks):
+        raise TypeError(f"{name} must be an odd positive int or a pair of them, got {kernel_size!r}")
+    if not all(k > 0 and k % 2 == 1 for k in ks):
+        raise ValueError(f"{name} must hold odd positive ints, got {kernel_size!r}")
+    return int(ks[0]), int(ks[1])
+
+
+def gaussian_taps(kernel_size: tuple[int, int], sigma: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per-sample separable Gaussian kernels [B,2,T] (x, y; T = the larger size, the smaller kernel
+    centred and zero-padded) from ``sigma`` [B,2], computed as torchvision computes its kernel
+    (``softmax(-(x / sigma)^2)`` over ``x = linspace(-lim, lim, k)``, ``lim = (k-1) / (2 sqrt 2)``), in
+    ``dtype``; differentiable in sigma."""
+    t = max(kernel_size)
+    rows = []
+    for axis, k in enumerate(kernel_size):
+        lim = (k - 1) / (2.0 * 2.0**0.5)
+        x = torch.linspace(-lim, lim, steps=k, dtype=dtype, device=sigma.device)
+        kern = torch.softmax(-(x / sigma[:, axis : axis + 1].to(dtype)).pow(2), dim=1)
+        pad = (t - k) // 2
+        rows.append(torch.nn.functional.pad(kern, (pad, pad)))
+    return torch.stack(rows, 1)
+
+
+def gaussian_blur_call(cv: Canvas, kernel_size, sigma=None, dtype: torch.dtype = torch.float32) -> ColorCall:
+    ks = kernel_sizes(kernel_size)
+    b, dev = cv.b, cv.device
+    if sigma is None:
+        sigma = [k * 0.15 + 0.35 for k in ks]  # torchvision's default
+    if isinstance(sigma, torch.Tensor) and sigma.dim() == 1 and sigma.shape[0] == b:
+        sigma = sigma.unsqueeze(1).expand(b, 2)  # one sigma per sample, for both axes
+    sig = per_sample(sigma, b, "sigma", dev, width=2, lo=0.0)
+    _positive(sig, "sigma")
+    pdtype = torch.float64 if dtype == torch.float64 else torch.float32
+    params = torch.stack([sig[:, 0], sig[:, 1], torch.zeros_like(sig[:, 0])], 1)
+    kwargs = {"kernel_size": list(ks), "sigma": sig}
+    return ColorCall(name="gaussian_blur", kwargs=kwargs, code=int(Op.GAUSSIAN_BLUR), params=params,
+                     taps=gaussian_taps(ks, sig, pdtype))  # fmt: skip
+
+
+def gaussian_blur(img: torch.Tensor, kernel_size, sigma=None, *, backend: str = "auto") -> torch.Tensor:
+    """Gaussian blur with reflected borders, as torchvision's: ``kernel_size`` odd (int or (x, y)),
+    ``sigma`` > 0: a number, an (x, y) pair, or a tensor per sample [B] (both axes) or [B,2] (default:
+    ``0.15 * kernel_size + 0.35``). Any channel count; gradients to the image and to sigma."""
+    return run_calls(img, [gaussian_blur_call(_batch(img), kernel_size, sigma, img.dtype)], backend)
 
 
 def _center(center, b: int, dev) -> torch.Tensor | None:
@@ -360,9 +419,26 @@ def perspective(
     return run_calls(img, [perspective_call(_batch(img), startpoints, endpoints, interpolation, fill)], backend)
 
 
+_TRIPLES = ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3))
+
+
+def _check_quadrilateral(points: torch.Tensor, name: str) -> None:
+    """Four finite points per sample, no three of them on one line (else no perspective map exists)."""
+    p = points.detach()
+    areas = []
+    for i, j, k in _TRIPLES:  # twice the area of each triangle of three of the four points
+        d1, d2 = p[:, j] - p[:, i], p[:, k] - p[:, i]
+        areas.append(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0])
+    span = (p.amax(1) - p.amin(1)).amax(1, keepdim=True)  # [B,1]: the points' extent
+    ok = torch.stack(areas, 1).abs() > 1e-9 * span * span  # false for NaN / inf and for equal points
+    _check(ok, f"{name} must be four finite points with no three on one line (degenerate {name}: no perspective map)")
+
+
 def perspective_call(cv: Canvas, startpoints, endpoints, interpolation_mode="bilinear", fill=None) -> GeometricCall:
     b, c, _, _, dev = cv
     sp, ep = _points(startpoints, b, "startpoints", dev), _points(endpoints, b, "endpoints", dev)
+    _check_quadrilateral(sp, "startpoints")
+    _check_quadrilateral(ep, "endpoints")
     return GeometricCall(
         name="perspective",
         kwargs={"startpoints": sp, "endpoints": ep, "interpolation": _interp_name(interpolation_mode), "fill": fill},
@@ -376,13 +452,17 @@ def erase(img: torch.Tensor, i, j, h, w, v, inplace: bool = False, *, backend: s
     """Set the box rows [i, i+h), columns [j, j+w) to ``v`` (number, [C] or [B,C]) per sample."""
     if inplace:
         raise ValueError("inplace=True is not supported: fastaug writes a new batch")
-    b, c, _, _, dev = _batch(img)
+    b, c, img_h, img_w, dev = _batch(img)
     top = per_sample(i, b, "i", dev, integer=True)
     left = per_sample(j, b, "j", dev, integer=True)
     hh = per_sample(h, b, "h", dev, lo=0.0, integer=True)
     ww = per_sample(w, b, "w", dev, lo=0.0, integer=True)
     vals = fill_values(v, b, c, dev, name="v")
-    rects = torch.stack([left, top, left + ww, top + hh], -1).to(torch.int32).view(b, 1, 4)
+    # clip the box to the image (in float64, exact for these integers) before the int32 cast: a box
+    # reaching past 2**31 would otherwise wrap and erase nothing; torchvision's slicing clips the same way
+    x0, x1 = left.clamp(0, img_w), (left + ww).clamp(0, img_w)
+    y0, y1 = top.clamp(0, img_h), (top + hh).clamp(0, img_h)
+    rects = torch.stack([x0, y0, x1, y1], -1).to(torch.int32).view(b, 1, 4)
     call = RectCall(
         name="erase", kwargs={"i": top, "j": left, "h": hh, "w": ww, "v": vals}, rects=rects, values=vals.view(b, 1, c)
     )
@@ -456,7 +536,8 @@ def xy_masking(
     (min, max) ranges, drawn per sample from (seed, epoch, index)); ``fill`` a number or one value per
     channel. One axis alone is SpecAugment's time / frequency masking."""
     b, c, h, w, dev = _batch(img)
-    idx = torch.arange(b, device=dev) if indices is None else indices.to(dev)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    idx = check_indices(indices, b, dev)
     call = xy_masking_call(
         b, c, h, w, dev, num_masks_x, num_masks_y, mask_x_length, mask_y_length, fill, None, seed, epoch, idx, 0
     )
@@ -481,23 +562,39 @@ def normalize_call(mean, std, c: int, dev) -> NormalizeCall:
         s = s.expand(c)
     if m.numel() != c or s.numel() != c:
         raise ValueError(f"mean and std need 1 or {c} values (one per channel), got {m.numel()} and {s.numel()}")
-    if bool((s == 0).any()):
-        raise ValueError("std evaluated to zero, leading to division by zero")
+    check_mean_std(m, s)
     return NormalizeCall(name="normalize", kwargs={"mean": m.tolist(), "std": s.tolist()}, mean=m.to(dev), std=s.to(dev))
+
+
+def check_mean_std(mean, std) -> None:
+    """``mean`` and ``std`` hold finite numbers and ``std`` no zero (ValueError naming the argument; a device
+    tensor is checked asynchronously, without a host sync)."""
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, got {value!r}") from e
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
+        _check(torch.isfinite(t), f"{name} must hold finite values (no NaN or inf)")
+        if name == "std":
+            _check(t != 0, "std evaluated to zero, leading to division by zero")
+
+
+_TO_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_dtype(dtype) -> None:
+    """``to_dtype``'s target: torch.uint8 or a float dtype (TypeError naming ``dtype`` otherwise)."""
+    if not isinstance(dtype, torch.dtype) or dtype not in _TO_DTYPES:
+        raise TypeError(f"dtype must be torch.uint8 or a float dtype, got {dtype!r}")
 
 
 def to_dtype(
     img: torch.Tensor, dtype: torch.dtype = torch.float32, scale: bool = False, *, backend: str = "auto"
 ) -> torch.Tensor:
     """Convert dtype; ``scale=True`` maps uint8 [0, 255] <-> float [0, 1] like torchvision."""
-    if not isinstance(dtype, torch.dtype) or dtype not in (
-        torch.uint8,
-        torch.float16,
-        torch.bfloat16,
-        torch.float32,
-        torch.float64,
-    ):
-        raise TypeError(f"dtype must be torch.uint8 or a float dtype, got {dtype!r}")
+    check_dtype(dtype)
     return run_calls(
         img, [DtypeCall(name="to_dtype", kwargs={"dtype": dtype, "scale": scale}, dtype=dtype, scale=scale)], backend
     )

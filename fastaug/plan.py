@@ -40,10 +40,12 @@ valid taps, ``m`` = sum of weights over valid taps. Result: ``fill is None``: ``
 If ``geometry.quantize``: ``rint`` of the result.
 
 Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel vector, codes in
-:class:`Op`. Ops reading statistics (CONTRAST, AUTOCONTRAST, EQUALIZE) read ``stats[b, k]`` /
-``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from a ``reduce``
-stopping sample b at k, before ``apply``. SHARPNESS may only
-appear at k = 0 of a stage without geometry: it reads the 3x3 neighbourhood of the stage input.
+:class:`Op`, each op's formula in ``fastaug.ops.catalogue``. Ops reading statistics (``STAT_OPS``) read
+``stats[b, k]`` / ``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from
+a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR) run
+only at k = 0 of a stage without geometry and ``radius`` > 0: they read the stage input within
+``radius`` pixels (elsewhere they are identities). GAUSSIAN_BLUR reads its per-sample separable
+kernel from ``taps[b]`` ([2, 2*radius+1]: x kernel, y kernel, centred, zero beyond the op's own size).
 
 Epilogue (last stage only), per pixel after the program:
 1. rects with phase 1 (``rects[b, r] = (x0, y0, x1, y1)``, half-open, output pixels): ``v = rect_values[b, r, c]``
@@ -56,43 +58,20 @@ Later rects win over earlier ones.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 import torch
 
+from fastaug.ops import catalogue as _catalogue
+from fastaug.ops.catalogue import Op
+
+__all__ = ["NUM_PARAMS", "EPS_TO_UINT8", "Op", "STAT_OPS", "RGB_OPS", "Geometry", "Stage", "Reduction", "Epilogue", "Plan"]
+
 NUM_PARAMS = 4  # params[..., :3] are per-op values, params[..., 3] the domain flag
 
 
-class Op(enum.IntEnum):
-    """Per-pixel op codes of a Stage program. ``a, b`` are ``params[..., 0], params[..., 1]``;
-    ``bound`` is 255 in the uint8 domain and 1 in the float domain; "trunc" applies in the uint8
-    domain only (``floor``, values are non-negative)."""
-
-    IDENTITY = 0
-    BRIGHTNESS = 1  # v = trunc(clamp(v*a, 0, bound))
-    CONTRAST = 2  # m = stats[b,k,0,0] (mean gray); v = trunc(clamp(v*a + m*(1-a), 0, bound))
-    SATURATION = 3  # C==3: g = trunc(0.2989r + 0.587g + 0.114b); v = trunc(clamp(v*a + g*(1-a), 0, bound)); C==1: identity
-    HUE = 4  # C==3: (uint8: v*(1/255)) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); uint8: floor(v*255.999)
-    GAMMA = 5  # (uint8: v*(1/255)); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)
-    # SHARPNESS: k==0 only; interior pixels: blur = 3x3 [1 1 1;1 5 1;1 1 1]/13 (uint8: rint),
-    # v = trunc(clamp(v + (1-a)*(blur-v), 0, bound)); border pixels (and H<=2 or W<=2): unchanged
-    SHARPNESS = 6
-    GRAYSCALE = 7  # C==3: g = trunc(0.2989r + 0.587g + 0.114b) into every channel; C==1: identity
-    INVERT = 8  # v = bound - v
-    POSTERIZE = 9  # a = bits; uint8: v = floor(v / 2**(8-a)) * 2**(8-a); float: L=2**a, v = clamp(floor(v*L), 0, L-1)/L
-    SOLARIZE = 10  # a = threshold (domain scale): v = bound - v if v >= a else v
-    # AUTOCONTRAST: lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)*float32(1/bound)
-    # (torchvision's order: uint8 arange(16) -> 0, 16, 33, ..., 254);
-    # v = trunc(clamp((v-lo)/s, 0, bound))
-    AUTOCONTRAST = 11
-    EQUALIZE = 12  # uint8: v = luts[b,k,c,int(v)]; float: v = luts[b,k,c,floor(v*255.999)] / 255
-    TO_FLOAT = 13  # v = v * (1/255)   (uint8 domain -> float domain; torchvision's to_dtype order)
-    TO_UINT8 = 14  # v = floor(v * 255.999)   (float domain -> uint8 domain)
-
-
-STAT_OPS = (Op.CONTRAST, Op.AUTOCONTRAST, Op.EQUALIZE)
-RGB_OPS = (Op.SATURATION, Op.HUE, Op.GRAYSCALE)  # need C == 3 (C == 1: identity)
+# Program op codes and the lists derived from the catalogue (the single source; see each op's ``math`` there).
+STAT_OPS, RGB_OPS = _catalogue.STAT_OPS, _catalogue.RGB_OPS
 EPS_TO_UINT8 = 255.999  # torchvision's float -> uint8 scale: 255 + 1 - 1e-3
 
 
@@ -119,6 +98,8 @@ class Stage:
     out_size: tuple[int, int] | None = None  # (H, W) of this stage's output; None: input size
     stat_slots: tuple[int, ...] = ()  # op positions k where some sample may run a statistics op
     slot_codes: tuple[tuple[int, ...], ...] | None = None  # per k, the op codes that may occur (None: any)
+    radius: int = 0  # neighbourhood read by the op at k = 0 (0: no neighbourhood op runs)
+    taps: torch.Tensor | None = None  # [B,2,2*radius+1] separable kernels of GAUSSIAN_BLUR at k = 0
 
     def codes_at(self, k: int) -> tuple[int, ...]:
         """Op codes that may occur at position k (static: backends specialise on it)."""

@@ -72,7 +72,33 @@ def _range(value, name: str, center: float | None = None, lo: float | None = Non
             raise ValueError(f"{name} must be (min, max) with min <= max, got {value}")
     else:
         raise TypeError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+    if not (math.isfinite(r[0]) and math.isfinite(r[1])):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     return r
+
+
+def _jitter(value, name: str, center: float = 1.0, bound: tuple[float, float] = (0.0, math.inf), clip_first_on_zero: bool = True):
+    """torchvision's ``ColorJitter._check_input``: a number d -> (center-d, center+d) (clipped at 0), or a
+    (min, max) pair inside ``bound``; None when the range is exactly ``{center}`` (the op is off). So a
+    number 0 is off, while the pair (0, 0) means the factor 0 (brightness: black, contrast: gray mean,
+    saturation: grayscale). Bounds must be finite."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not value >= 0:  # NaN too
+            raise ValueError(f"{name} as a single number must be non-negative, got {value}")
+        r = [center - float(value), center + float(value)]
+        if clip_first_on_zero:
+            r[0] = max(r[0], 0.0)
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+            raise TypeError(f"{name} must be a number or a (min, max) pair of numbers, got {value!r}")
+        r = [float(value[0]), float(value[1])]
+    else:
+        raise TypeError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+    if not (math.isfinite(r[0]) and math.isfinite(r[1]) and bound[0] <= r[0] <= r[1] <= bound[1]):
+        raise ValueError(f"{name} must be finite (min, max) values within {bound} with min <= max, got {value!r}")
+    return None if r[0] == r[1] == center else (r[0], r[1])
 
 
 def _lerp(u: torch.Tensor, r: tuple[float, float]) -> torch.Tensor:
@@ -85,8 +111,16 @@ def _probability(p, name: str = "p") -> float:
     return float(p)
 
 
-def _fill(fill, ctx: Context) -> torch.Tensor | None:
-    return fill_values(fill, ctx.canvas.b, ctx.canvas.c, ctx.canvas.device)
+def _fill(fill, ctx: Context, name: str = "fill") -> torch.Tensor | None:
+    return fill_values(fill, ctx.canvas.b, ctx.canvas.c, ctx.canvas.device, name)
+
+
+def _check_fill(fill, name: str = "fill"):
+    """A transform's fill at construction: its type and finite values (the channel count, and a tensor's
+    values, are checked when drawing)."""
+    if fill is not None and not isinstance(fill, torch.Tensor):
+        fill_values(fill, 1, max(len(fill), 1) if isinstance(fill, (list, tuple)) else 1, torch.device("cpu"), name)
+    return fill
 
 
 class RandomHorizontalFlip(Transform):
@@ -132,7 +166,7 @@ class RandomAffine(Transform):
             raise ValueError(f"shear must be a number or 2 or 4 values, got {shear!r}")
         check_interpolation(interpolation)
         self.interpolation = interpolation
-        self.fill = fill
+        self.fill = _check_fill(fill)
         self.center = center
 
     def calls(self, ctx):
@@ -167,7 +201,7 @@ class RandomRotation(Transform):
         check_interpolation(interpolation)
         self.interpolation = interpolation
         self.center = center
-        self.fill = fill
+        self.fill = _check_fill(fill)
 
     def calls(self, ctx):
         angle = _lerp(ctx.uniform(1)[:, 0], self.degrees)
@@ -183,7 +217,7 @@ class RandomPerspective(Transform):
         self.p = _probability(p)
         check_interpolation(interpolation)
         self.interpolation = interpolation
-        self.fill = fill
+        self.fill = _check_fill(fill)
 
     def calls(self, ctx):
         cv = ctx.canvas
@@ -247,12 +281,10 @@ class ColorJitter(Transform):
     """Brightness, contrast, saturation and hue factors per sample, applied in a per-sample random order."""
 
     def __init__(self, brightness=None, contrast=None, saturation=None, hue=None):
-        self.brightness = _range(brightness, "brightness", 1.0, 0.0)
-        self.contrast = _range(contrast, "contrast", 1.0, 0.0)
-        self.saturation = _range(saturation, "saturation", 1.0, 0.0)
-        self.hue = _range(hue, "hue")
-        if self.hue is not None and not (-0.5 <= self.hue[0] <= self.hue[1] <= 0.5):
-            raise ValueError(f"hue must lie in [-0.5, 0.5], got {hue!r}")
+        self.brightness = _jitter(brightness, "brightness")
+        self.contrast = _jitter(contrast, "contrast")
+        self.saturation = _jitter(saturation, "saturation")
+        self.hue = _jitter(hue, "hue", center=0.0, bound=(-0.5, 0.5), clip_first_on_zero=False)
 
     def calls(self, ctx):
         b = ctx.canvas.b
@@ -262,7 +294,7 @@ class ColorJitter(Transform):
             (Op.SATURATION, self.saturation),
             (Op.HUE, self.hue),
         ]
-        parts = [(op, r) for op, r in parts if r is not None and r != (1.0, 1.0) and r != (0.0, 0.0)]
+        parts = [(op, r) for op, r in parts if r is not None]  # None: off; (0, 0) brightness: factor 0
         if not parts:
             return []
         u = ctx.uniform(8)
@@ -301,8 +333,10 @@ class RandomPosterize(Transform):
 
 class RandomSolarize(Transform):
     def __init__(self, threshold: float, p: float = 0.5):
-        if threshold < 0:
-            raise ValueError(f"threshold must be non-negative, got {threshold}")
+        if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
+            raise TypeError(f"threshold must be a number, got {threshold!r}")
+        if not (0 <= threshold < math.inf):  # NaN and inf too
+            raise ValueError(f"threshold must be a finite non-negative number, got {threshold}")
         self.threshold, self.p = float(threshold), _probability(p)
 
     def calls(self, ctx):
@@ -338,12 +372,32 @@ class RandomInvert(Transform):
 
 class RandomAdjustSharpness(Transform):
     def __init__(self, sharpness_factor: float, p: float = 0.5):
-        if sharpness_factor < 0:
-            raise ValueError(f"sharpness_factor must be non-negative, got {sharpness_factor}")
+        if not isinstance(sharpness_factor, numbers.Real) or isinstance(sharpness_factor, bool):
+            raise TypeError(f"sharpness_factor must be a number, got {sharpness_factor!r}")
+        if not (0 <= sharpness_factor < math.inf):  # NaN and inf too
+            raise ValueError(f"sharpness_factor must be a finite non-negative number, got {sharpness_factor}")
         self.sharpness_factor, self.p = float(sharpness_factor), _probability(p)
 
     def calls(self, ctx):
         return _color("adjust_sharpness", Op.SHARPNESS, self.sharpness_factor, self.p, ctx)
+
+
+class GaussianBlur(Transform):
+    """torchvision's GaussianBlur: ``sigma`` a number (fixed) or (min, max), drawn uniformly per sample
+    (the same for x and y); ``kernel_size`` odd (int or (x, y))."""
+
+    def __init__(self, kernel_size, sigma=(0.1, 2.0)):
+        self.kernel_size = F.kernel_sizes(kernel_size)
+        if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
+            sigma = (sigma, sigma)
+        r = _range(sigma, "sigma")
+        if not 0.0 < r[0]:
+            raise ValueError(f"sigma must be positive, as a number or (min, max), got {sigma!r}")
+        self.sigma = r
+
+    def calls(self, ctx):
+        s = _lerp(ctx.uniform(1)[:, 0].to(torch.float64), self.sigma)
+        return [F.gaussian_blur_call(ctx.canvas, self.kernel_size, s)]
 
 
 class RandomGrayscale(Transform):
@@ -369,7 +423,7 @@ class RandomErasing(Transform):
             raise ValueError("value='random' (noise) is not supported yet; pass a number or one value per channel")
         if inplace:
             raise ValueError("inplace=True is not supported: fastaug writes a new batch")
-        self.scale, self.ratio, self.value = tuple(scale), tuple(ratio), value
+        self.scale, self.ratio, self.value = tuple(scale), tuple(ratio), _check_fill(value, "value")
 
     def calls(self, ctx):
         cv = ctx.canvas
@@ -386,7 +440,7 @@ class RandomErasing(Transform):
         top = torch.floor(u.gather(1, 20 + first)[:, 0] * (cv.h - eh + 1))
         left = torch.floor(u.gather(1, 30 + first)[:, 0] * (cv.w - ew + 1))
         rects = torch.stack([left, top, left + ew, top + eh], -1).to(torch.int32).view(cv.b, 1, 4)
-        vals = _fill(self.value, ctx)
+        vals = _fill(self.value, ctx, "value")
         applied = (u[:, 40] < self.p) & found
         kwargs = {"i": top, "j": left, "h": eh, "w": ew, "v": vals}
         return [RectCall(name="erase", kwargs=kwargs, rects=rects, values=vals.view(cv.b, 1, cv.c), applied=applied)]
@@ -400,7 +454,7 @@ class XYMasking(Transform):
             F._length_range(v, name)
         self.num_masks_x, self.num_masks_y = num_masks_x, num_masks_y
         self.mask_x_length, self.mask_y_length = mask_x_length, mask_y_length
-        self.fill, self.fill_mask, self.p = fill, fill_mask, _probability(p)
+        self.fill, self.fill_mask, self.p = _check_fill(fill), fill_mask, _probability(p)
 
     def calls(self, ctx):
         cv = ctx.canvas
@@ -416,6 +470,7 @@ class Normalize(Transform):
     def __init__(self, mean, std, inplace: bool = False):
         if inplace:
             raise ValueError("inplace=True is not supported: fastaug writes a new batch")
+        F.check_mean_std(mean, std)
         self.mean, self.std = list(mean), list(std)
 
     def calls(self, ctx):
@@ -424,6 +479,7 @@ class Normalize(Transform):
 
 class ToDtype(Transform):
     def __init__(self, dtype: torch.dtype = torch.float32, scale: bool = False):
+        F.check_dtype(dtype)  # the functional op's check: uint8 or a float dtype
         self.dtype, self.scale = dtype, scale
 
     def calls(self, ctx):

@@ -6,6 +6,7 @@ surfaces as a device-side error at the next synchronisation) so the forward path
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -86,6 +87,7 @@ def per_sample(
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     d = t.detach()
     _check(~torch.isnan(d), f"{name} contains NaN")
+    _check(~torch.isinf(d), f"{name} contains inf (values must be finite)")
     if lo is not None:
         _check(d >= lo, f"{name} must be >= {lo}")
     if hi is not None:
@@ -93,6 +95,53 @@ def per_sample(
     if integer:
         _check(d == torch.round(d), f"{name} must hold integers", TypeError)
     return t
+
+
+_KEY_MAX = 2**32 - 1  # the hash keys an epoch by its low 32 bits: larger (or negative) epochs would alias
+
+
+def _integer_scalar(value, name: str) -> torch.Tensor | int:
+    """An int (not a bool) or a 0-dim integer tensor (seed and epoch may live on the device: CUDA graphs)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must be an int or a 0-dim integer tensor, got a {value.dtype} tensor of shape {list(value.shape)}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int (or a 0-dim integer tensor), got {value!r}")
+    return int(value)
+
+
+def check_seed(value, name: str = "seed") -> torch.Tensor | int:
+    """A seed: an int or a 0-dim integer tensor (TypeError naming it otherwise)."""
+    return _integer_scalar(value, name)
+
+
+def check_epoch(value, name: str = "epoch") -> torch.Tensor | int:
+    """An epoch: an int in [0, 2**32) or a 0-dim integer tensor holding one (a CPU tensor is checked now,
+    a device tensor asynchronously: no host sync)."""
+    e = _integer_scalar(value, name)
+    message = f"{name} must be in [0, 2**32) (a non-negative int)"
+    if isinstance(e, torch.Tensor):
+        t = e.detach().to(torch.int64)
+        _check((t >= 0) & (t <= _KEY_MAX), message)
+    elif not 0 <= e <= _KEY_MAX:
+        raise ValueError(f"{message}, got {e}")
+    return e
+
+
+def check_indices(value, b: int, device: torch.device, name: str = "indices") -> torch.Tensor:
+    """Dataset indices: None (0..B-1) or B non-negative integers -> int64 [B] on ``device``."""
+    if value is None:
+        return torch.arange(b, device=device)
+    try:
+        idx = torch.as_tensor(value, device=device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} must be an integer tensor of shape [{b}] (one dataset index per sample), got {value!r}") from e
+    if idx.dtype.is_floating_point or idx.is_complex() or idx.dtype == torch.bool or tuple(idx.shape) != (b,):
+        raise ValueError(f"{name} must be an integer tensor of shape [{b}] (one dataset index per sample)")
+    idx = idx.to(torch.int64)
+    _check(idx >= 0, f"{name} must be non-negative (dataset indices)")
+    return idx
 
 
 def channels_for(c: int, allowed: tuple[int, ...], op: str) -> None:
@@ -113,9 +162,16 @@ def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") 
     float64, and a tensor stays in the autograd graph: exact gradients to the fill)."""
     if fill is None:
         return None
+    finite = f"{name} must hold finite values (no NaN or inf)"
     if isinstance(fill, numbers.Number) and not isinstance(fill, bool):
+        if not math.isfinite(fill):
+            raise ValueError(f"{finite}, got {fill!r}")
         return torch.full((b, c), float(fill), dtype=torch.float32, device=device)
     if isinstance(fill, (list, tuple)):
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in fill):
+            raise TypeError(f"{name} must be None, a number or a sequence of numbers, got {fill!r}")
+        if not all(math.isfinite(v) for v in fill):
+            raise ValueError(f"{finite}, got {fill!r}")
         if len(fill) == 1:
             return torch.full((b, c), float(fill[0]), dtype=torch.float32, device=device)
         if len(fill) != c:
@@ -123,6 +179,7 @@ def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") 
         return torch.tensor([float(v) for v in fill], dtype=torch.float32, device=device).expand(b, c).contiguous()
     if isinstance(fill, torch.Tensor):
         t = fill.to(device=device, dtype=torch.float64 if fill.dtype == torch.float64 else torch.float32)
+        _check(torch.isfinite(t.detach()), finite)
         if t.dim() == 0:
             return t.expand(b, c).contiguous()
         if t.dim() == 1 and t.shape[0] == c:

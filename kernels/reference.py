@@ -137,6 +137,34 @@ def _sharpen(v: torch.Tensor, a: torch.Tensor, q: torch.Tensor, bound: torch.Ten
     return out
 
 
+def reflect_index(n: int, radius: int, device) -> torch.Tensor:
+    """Indices ``reflect(j)`` for j = -radius..n-1+radius: mirrored at the edges without repeating them
+    (torch's "reflect" padding, OpenCV's BORDER_REFLECT_101); needs radius < n (n == 1: the pixel itself)."""
+    j = torch.arange(-radius, n + radius, device=device)
+    if n == 1:
+        return torch.zeros_like(j)
+    period = 2 * (n - 1)
+    j = torch.remainder(j, period)
+    return torch.where(j > n - 1, period - j, j)
+
+
+def _blur(v: torch.Tensor, taps: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """GAUSSIAN_BLUR: a separable per-sample convolution with reflected borders, x first (see the catalogue)."""
+    b, c, h, w = v.shape
+    t = taps.shape[-1]
+    r = (t - 1) // 2
+    wts = taps.to(v.dtype)
+    vx = v.index_select(3, reflect_index(w, r, v.device))
+    acc = torch.zeros_like(v)
+    for i in range(t):
+        acc = acc + wts[:, 0, i].view(b, 1, 1, 1) * vx[..., i : i + w]
+    vy = acc.index_select(2, reflect_index(h, r, v.device))
+    out = torch.zeros_like(v)
+    for i in range(t):
+        out = out + wts[:, 1, i].view(b, 1, 1, 1) * vy[:, :, i : i + h]
+    return torch.where(q, torch.round(out), out)
+
+
 def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
     """Apply op k of every sample's program (per-sample selection by op code)."""
     b, c = v.shape[:2]
@@ -185,8 +213,11 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         x = torch.where(pos, torch.pow(torch.where(pos, x, torch.ones_like(x)), a), torch.pow(x.detach(), a))
         x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
         choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
-    if Op.SHARPNESS in present and k == 0:
-        choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
+    if k == 0 and stage.geometry is None:  # neighbourhood ops: the stage input around each pixel
+        if Op.SHARPNESS in present:
+            choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
+        if Op.GAUSSIAN_BLUR in present and stage.taps is not None:
+            choose(Op.GAUSSIAN_BLUR, _blur(v, stage.taps, q))
     if Op.INVERT in present:
         choose(Op.INVERT, bound - v)
     if Op.POSTERIZE in present:

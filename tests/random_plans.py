@@ -216,7 +216,7 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
     """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only in the magnitude columns (the
     factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient)."""
     tensors = autograd.plan_tensors(plan)
-    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window")]
+    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window", "taps")]
     slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
     xx = x.clone().requires_grad_(True)
     leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]

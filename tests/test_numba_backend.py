@@ -171,9 +171,9 @@ def test_empty_program_in_scale_out_channels() -> None:
     assert_matches(got, want, normalized=True)
 
 
-def test_sharpness_after_geometry_is_split() -> None:
-    """Outside the contract (SHARPNESS at k = 0 with geometry) the backend still matches the
-    reference, which sharpens the resampled image."""
+def test_neighbourhood_op_after_geometry_is_an_identity() -> None:
+    """The contract: a neighbourhood op (SHARPNESS) at k = 0 of a stage with geometry is an identity (the
+    compiler never emits it), in the reference and in numba alike."""
     x = make_input(torch.uint8, (3, 3, 9, 10), 2)
     plan = random_plan(x, 3, ops_per_stage=2)
     stage = plan.stages[0]
@@ -181,6 +181,9 @@ def test_sharpness_after_geometry_is_split() -> None:
     stage.params[:, 0, 0] = torch.tensor([0.3, 1.7, 0.9])
     stage.slot_codes = None
     check_plan(plan, x)
+    got = execute(plan, x, backend="numba")
+    stage.program[:, 0] = int(Op.IDENTITY)
+    assert torch.equal(got, execute(plan, x, backend="torch"))
 
 
 def test_thread_counts_agree() -> None:

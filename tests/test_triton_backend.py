@@ -28,6 +28,7 @@ from fastaug.kernels import reference  # noqa: E402
 from random_plans import layouts, plan_to, random_plan  # noqa: E402
 
 from fastaug import engine  # noqa: E402
+from fastaug.ops.calls import ColorCall  # noqa: E402
 from fastaug.plan import NUM_PARAMS, Op, Plan  # noqa: E402
 
 if _PREVIOUS is None:
@@ -207,6 +208,25 @@ def test_sharpness_both_domains(hw):
     st.in_scale = 1.0
     st.slot_codes = ((int(Op.SHARPNESS),),)
     x[1] /= 255.0  # sample 1 lives in the float domain
+    compare(x, plan, False)
+
+
+@pytest.mark.parametrize("dtype,c,hw,ks", [(torch.uint8, 3, (7, 9), (3, 5)), (torch.float32, 1, (6, 5), (5, 3)),
+                                           (torch.float32, 4, (3, 2), (7, 7)), (torch.float64, 5, (5, 6), (3, 3))])
+def test_gaussian_blur_then_ops(dtype, c, hw, ks):
+    """GAUSSIAN_BLUR at k=0 (per-sample kernels, reflected and periodically mirrored borders), then a program with
+    statistics, then the epilogue; 5 channels take the runtime channel loop."""
+    import fastaug.functional as F
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 2, c, *hw, 40 + c)
+    cv = F.Canvas(2, c, *hw, x.device)
+    sigma = torch.tensor([[0.4, 1.3], [2.0, 0.7]], dtype=torch.float64)
+    calls = [F.gaussian_blur_call(cv, ks, sigma, dtype),
+             ColorCall(name="autocontrast", code=int(Op.AUTOCONTRAST), params=torch.zeros(2, 3)),
+             ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.tensor([[1.3, 0, 0], [0.6, 0, 0]]))]
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    assert plan.stages[0].radius == max(ks) // 2
     compare(x, plan, False)
 
 

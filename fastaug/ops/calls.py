@@ -25,6 +25,7 @@ class ColorCall(Call):
     codes: tuple[int, ...] = ()  # static: every code this call may produce
     rgb_only: bool = False  # needs C == 3 (C == 1 is identity)
     stat_channels_ok: tuple[int, ...] | None = None  # allowed channel counts (None: any)
+    taps: torch.Tensor | None = None  # [B,2,T] separable kernels (x, y) of a GAUSSIAN_BLUR call, T odd
 
 
 @dataclass

@@ -1,23 +1,159 @@
-"""The color op catalogue: op code -> fastaug.functional name and its magnitude arguments."""
+"""The op catalogue: one :class:`OpSpec` per op, the single source of every op list.
+
+The compiler, the backends, the policies' op spaces and the tests derive what they need from here:
+the program op codes (:data:`Op`), which ops mix RGB channels, read statistics, read a neighbourhood,
+draw per-pixel noise, pass a straight-through gradient, and each functional op's arguments with their
+ranges. Adding an op = one entry here + its case in each backend (reference, numba, triton; forward
+and backward) + tests.
+
+Program ops (``code`` set) run per pixel inside a Stage program; their formulas (``math``) are the
+contract every backend meets, on working values ``v`` with ``a, b = params[..., 0], params[..., 1]``,
+``bound`` = 255 in the uint8 domain and 1 in the float domain, "trunc" = ``floor`` in the uint8
+domain only. Codes are append-only: a code never changes meaning (compiled kernels and records keep
+them). This module imports nothing from fastaug: the kernels import it as part of the contract.
+"""
 
 from __future__ import annotations
 
-from fastaug.plan import Op
+import enum
+from dataclasses import dataclass
 
-# code -> (functional name, names of params[..., 0], params[..., 1], ...)
+# kinds of op: how an op reads its input
+POINTWISE = "pointwise"  # each channel value on its own (per-channel: any channel count)
+RGB = "rgb"  # mixes the channels of a pixel: needs C == 3 (C == 1: identity or gray)
+STATISTICS = "statistics"  # reads statistics of the whole image (a reduction pass before it)
+NEIGHBOURHOOD = "neighbourhood"  # reads the stage input around the pixel (k = 0 of a stage without geometry)
+RANDOM = "random"  # per-pixel draws from the counter-based hash
+GEOMETRIC = "geometric"  # a coordinate map: composed into the stage's one resampling
+RECTANGLE = "rectangle"  # paints rectangles in the epilogue
+EPILOGUE = "epilogue"  # normalize, dtype and channel selection
+KINDS = (POINTWISE, RGB, STATISTICS, NEIGHBOURHOOD, RANDOM, GEOMETRIC, RECTANGLE, EPILOGUE)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A magnitude argument: its name in fastaug.functional (and torchvision), its range, and whether
+    torchvision takes it as an int. ``hi`` None: unbounded; "bound": the image's value bound (255 / 1)."""
+
+    name: str
+    lo: float | None = None
+    hi: float | str | None = None
+    integer: bool = False
+    grad: bool = True  # a gradient reaches it (where the op is differentiable at all)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op. ``code``: its program op code (None: not a per-pixel program op).
+
+    ``args``: the magnitudes; for program ops ``args[i]`` is ``params[..., i]``. ``channels``: the
+    channel counts it accepts (None: any). ``statistic``: what it reads from the reduction pass
+    ("gray_mean", "min_max", "histogram"). ``radius``: the neighbourhood it reads (an int; "call" when
+    the call sets it, e.g. a kernel size). ``image_grad``: the image gets a (non-zero) gradient.
+    ``straight_through``: ``params[..., 2] > 0.5`` asks for an identity gradient instead.
+    """
+
+    name: str  # Op member name (program ops) or an upper-case name
+    function: str  # fastaug.functional name
+    kind: str
+    code: int | None = None
+    args: tuple[Arg, ...] = ()
+    channels: tuple[int, ...] | None = None
+    statistic: str | None = None
+    radius: int | str = 0
+    image_grad: bool = True
+    straight_through: bool = False
+    math: str = ""
+
+
+_FACTOR = {"lo": 0.0}
+CATALOGUE: tuple[OpSpec, ...] = (
+    # ---- program ops (codes are append-only)
+    OpSpec("IDENTITY", "identity", POINTWISE, 0, math="v"),
+    OpSpec("BRIGHTNESS", "adjust_brightness", POINTWISE, 1, (Arg("brightness_factor", **_FACTOR),),
+           math="trunc(clamp(v*a, 0, bound))"),
+    OpSpec("CONTRAST", "adjust_contrast", STATISTICS, 2, (Arg("contrast_factor", **_FACTOR),), channels=(1, 3),
+           statistic="gray_mean",
+           math="m = stats[b,k,0,0] (mean gray: C==3 trunc(0.2989r + 0.587g + 0.114b), C==1 v); "
+                "trunc(clamp(v*a + m*(1-a), 0, bound))"),
+    OpSpec("SATURATION", "adjust_saturation", RGB, 3, (Arg("saturation_factor", **_FACTOR),), channels=(1, 3),
+           math="C==3: g = trunc(0.2989r + 0.587g + 0.114b); trunc(clamp(v*a + g*(1-a), 0, bound)); C==1: identity"),
+    OpSpec("HUE", "adjust_hue", RGB, 4, (Arg("hue_factor", -0.5, 0.5),), channels=(1, 3),
+           math="C==3: (uint8: v*(1/255)) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); "
+                "uint8: floor(v*255.999); C==1: identity"),
+    OpSpec("GAMMA", "adjust_gamma", POINTWISE, 5, (Arg("gamma", 0.0), Arg("gain", 0.0)),
+           math="(uint8: v*(1/255)); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)"),
+    OpSpec("SHARPNESS", "adjust_sharpness", NEIGHBOURHOOD, 6, (Arg("sharpness_factor", **_FACTOR),), radius=1,
+           math="interior pixels: blur = 3x3 [1 1 1;1 5 1;1 1 1]/13 of the stage input (uint8: rint), "
+                "trunc(clamp(v + (1-a)*(blur-v), 0, bound)); border pixels (and H<=2 or W<=2): unchanged"),
+    OpSpec("GRAYSCALE", "rgb_to_grayscale", RGB, 7, channels=(1, 3),
+           math="C==3: g = trunc(0.2989r + 0.587g + 0.114b) into every channel; C==1: identity"),
+    OpSpec("INVERT", "invert", POINTWISE, 8, math="bound - v"),
+    OpSpec("POSTERIZE", "posterize", POINTWISE, 9, (Arg("bits", 0.0, 8.0, integer=True, grad=False),),
+           image_grad=False, straight_through=True,
+           math="uint8: floor(v / 2**(8-a)) * 2**(8-a); float: L=2**a, clamp(floor(v*L), 0, L-1)/L"),
+    OpSpec("SOLARIZE", "solarize", POINTWISE, 10, (Arg("threshold", 0.0, "bound", grad=False),), straight_through=True,
+           math="bound - v if v >= a else v (a in the domain's scale)"),
+    OpSpec("AUTOCONTRAST", "autocontrast", STATISTICS, 11, statistic="min_max", straight_through=True,
+           math="lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)*float32(1/bound); "
+                "trunc(clamp((v-lo)/s, 0, bound))"),
+    OpSpec("EQUALIZE", "equalize", STATISTICS, 12, statistic="histogram", image_grad=False, straight_through=True,
+           math="uint8: luts[b,k,c,int(v)]; float: luts[b,k,c,floor(v*255.999)] / 255"),
+    OpSpec("TO_FLOAT", "to_dtype", EPILOGUE, 13, math="v * (1/255)   (uint8 domain -> float domain)"),
+    OpSpec("TO_UINT8", "to_dtype", EPILOGUE, 14, image_grad=False, math="floor(v * 255.999)   (float domain -> uint8 domain)"),
+    OpSpec("GAUSSIAN_BLUR", "gaussian_blur", NEIGHBOURHOOD, 15, (Arg("sigma_x", 0.0), Arg("sigma_y", 0.0)), radius="call",
+           math="separable: h = sum_t taps[b,0,t] * v[y, reflect(x+t-R)]; v = sum_t taps[b,1,t] * h[reflect(y+t-R), x] "
+                "(t ascending, from 0; R = stage radius, reflect without repeating the edge); uint8: rint"),
+    # ---- geometric ops: one resampling per sample, composed
+    OpSpec("AFFINE", "affine", GEOMETRIC, args=(Arg("angle"), Arg("translate"), Arg("scale", 0.0), Arg("shear"))),
+    OpSpec("ROTATE", "rotate", GEOMETRIC, args=(Arg("angle"),)),
+    OpSpec("HORIZONTAL_FLIP", "horizontal_flip", GEOMETRIC),
+    OpSpec("VERTICAL_FLIP", "vertical_flip", GEOMETRIC),
+    OpSpec("CROP", "crop", GEOMETRIC, args=(Arg("top", integer=True), Arg("left", integer=True),
+                                             Arg("height", 1.0, integer=True), Arg("width", 1.0, integer=True))),
+    OpSpec("RESIZED_CROP", "resized_crop", GEOMETRIC, args=(Arg("top"), Arg("left"), Arg("height", 0.0), Arg("width", 0.0))),
+    OpSpec("PERSPECTIVE", "perspective", GEOMETRIC, args=(Arg("startpoints"), Arg("endpoints"))),
+    # ---- rectangles and the epilogue
+    OpSpec("ERASE", "erase", RECTANGLE, args=(Arg("i", integer=True), Arg("j", integer=True), Arg("h", integer=True),
+                                               Arg("w", integer=True), Arg("v"))),
+    OpSpec("XY_MASKING", "xy_masking", RECTANGLE),
+    OpSpec("NORMALIZE", "normalize", EPILOGUE, args=(Arg("mean"), Arg("std"))),
+)  # fmt: skip
+
+PROGRAM_SPECS: dict[int, OpSpec] = {s.code: s for s in CATALOGUE if s.code is not None}
+BY_FUNCTION: dict[str, OpSpec] = {s.function: s for s in CATALOGUE if s.function not in ("identity", "to_dtype")}
+
+# Program op codes; the per-op formulas are in CATALOGUE's ``math``.
+Op = enum.IntEnum("Op", [(s.name, s.code) for s in sorted(PROGRAM_SPECS.values(), key=lambda s: s.code)], module=__name__)
+Op.__doc__ = "Per-pixel op codes of a Stage program (see fastaug.ops.catalogue.CATALOGUE for each op's math)."
+
+
+def _codes(pred) -> tuple[Op, ...]:
+    return tuple(Op(c) for c, s in sorted(PROGRAM_SPECS.items()) if pred(s))
+
+
+STAT_OPS = _codes(lambda s: s.statistic is not None)  # a reduction pass fills stats / luts before them
+LIVE_OPS = _codes(lambda s: s.statistic in ("gray_mean", "min_max"))  # read statistics that carry a gradient
+RGB_OPS = _codes(lambda s: s.kind == RGB)  # need C == 3 (C == 1: identity)
+GRAY_OPS = _codes(lambda s: s.channels == (1, 3))  # read a gray value: 1 or 3 channels only
+NEIGHBOURHOOD_OPS = _codes(lambda s: s.kind == NEIGHBOURHOOD)  # k = 0 of a stage without geometry only
+ST_OPS = _codes(lambda s: s.straight_through)  # params[..., 2] > 0.5: straight-through gradient
+NO_IMAGE_GRAD_OPS = _codes(lambda s: not s.image_grad)
+# op code -> (functional name, names of params[..., 0], params[..., 1], ...): record listings
 COLOR_OPS: dict[int, tuple[str, tuple[str, ...]]] = {
-    int(Op.BRIGHTNESS): ("adjust_brightness", ("brightness_factor",)),
-    int(Op.CONTRAST): ("adjust_contrast", ("contrast_factor",)),
-    int(Op.SATURATION): ("adjust_saturation", ("saturation_factor",)),
-    int(Op.HUE): ("adjust_hue", ("hue_factor",)),
-    int(Op.GAMMA): ("adjust_gamma", ("gamma", "gain")),
-    int(Op.SHARPNESS): ("adjust_sharpness", ("sharpness_factor",)),
-    int(Op.GRAYSCALE): ("rgb_to_grayscale", ()),
-    int(Op.INVERT): ("invert", ()),
-    int(Op.POSTERIZE): ("posterize", ("bits",)),
-    int(Op.SOLARIZE): ("solarize", ("threshold",)),
-    int(Op.AUTOCONTRAST): ("autocontrast", ()),
-    int(Op.EQUALIZE): ("equalize", ()),
+    c: (s.function, tuple(a.name for a in s.args)) for c, s in PROGRAM_SPECS.items() if s.kind not in (EPILOGUE,) and c != 0
 }
 # arguments torchvision takes as ints: listed as ints when their (float) value is integral
-INTEGER_ARGS = frozenset({"bits", "top", "left", "height", "width", "i", "j", "h", "w"})
+INTEGER_ARGS = frozenset(a.name for s in CATALOGUE for a in s.args if a.integer)
+# the widest neighbourhood a fixed-radius op reads
+FIXED_RADIUS = {Op(c): s.radius for c, s in PROGRAM_SPECS.items() if isinstance(s.radius, int) and s.radius > 0}
+
+
+def spec(op: int | str) -> OpSpec:
+    """The spec of an op code, an Op name or a functional name."""
+    if isinstance(op, int):
+        return PROGRAM_SPECS[int(op)]
+    for s in CATALOGUE:
+        if op in (s.name, s.function):
+            return s
+    raise KeyError(op)

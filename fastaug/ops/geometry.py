@@ -108,7 +108,10 @@ def homography(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tens
     rows_v = torch.stack([zero, zero, zero, x, y, one, -v * x, -v * y], -1)
     a = torch.cat([rows_u, rows_v], 1)  # [B,8,8]
     rhs = torch.cat([u, v], 1).unsqueeze(-1)
-    coeffs = torch.linalg.solve(a, rhs).squeeze(-1)
+    try:
+        coeffs = torch.linalg.solve(a, rhs).squeeze(-1)
+    except torch.linalg.LinAlgError as e:  # callers reject degenerate points first; this is the backstop
+        raise ValueError(f"startpoints and endpoints define no perspective map (degenerate points): {e}") from e
     return torch.cat([coeffs, torch.ones(b, 1, dtype=coeffs.dtype, device=coeffs.device)], 1).view(b, 3, 3)
 
 

@@ -55,9 +55,13 @@ def _int(value, name: str, lo: int, hi: int | None = None) -> int:
 
 
 def _check_fill(fill):
-    if fill is None or (isinstance(fill, numbers.Number) and not isinstance(fill, bool)):
+    if fill is None:
         return fill
-    if isinstance(fill, (list, tuple)) and fill and all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in fill):
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        fill_values(fill, 1, 1, "cpu")  # ValueError naming fill for NaN / inf
+        return fill
+    if isinstance(fill, (list, tuple)) and fill and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in fill):
+        fill_values(fill, 1, len(fill), "cpu")
         return list(fill)
     raise TypeError(f"fill must be None, a number or one number per channel, got {fill!r}")
 

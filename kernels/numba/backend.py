@@ -27,11 +27,13 @@ import threading
 import numpy as np
 import torch
 
+from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS, RGB_OPS
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Reduction, Stage
 
 from . import fused
 
-_RGB = (int(Op.SATURATION), int(Op.HUE), int(Op.GRAYSCALE))
+_RGB = tuple(int(op) for op in RGB_OPS)
+_NEIGHBOURHOOD = tuple(int(op) for op in NEIGHBOURHOOD_OPS)
 _CONSTS = {np.float32: fused.constants(np.float32), np.float64: fused.constants(np.float64)}
 _PACK_MAX = 1 << 22  # pixels of a sample packed into a per-thread scratch (16 MiB)
 
@@ -68,40 +70,19 @@ def _out_size(src: torch.Tensor, stage: Stage) -> tuple[int, int]:
 
 def _effective_codes(stage: Stage, channels: int) -> np.ndarray:
     """program [B, K] with every op the reference does not run replaced by IDENTITY: codes absent
-    from ``codes_at(k)``, SHARPNESS at k > 0, RGB ops unless C == 3, unknown codes."""
+    from ``codes_at(k)``, neighbourhood ops except at k = 0 of a stage without geometry, RGB ops unless
+    C == 3, unknown codes."""
     prog = stage.program.detach().cpu().numpy().astype(np.int32)
     codes = np.zeros_like(prog)
     for k in range(prog.shape[1]):
         present = set(stage.codes_at(k))
-        if k > 0:
-            present.discard(int(Op.SHARPNESS))
+        if k > 0 or stage.geometry is not None:
+            present.difference_update(_NEIGHBOURHOOD)
         if channels != 3:
             present.difference_update(_RGB)
         col = prog[:, k]
         codes[:, k] = np.where(np.isin(col, sorted(present)), col, 0)
     return codes
-
-
-def _split_geometry(src: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, Stage]:
-    """SHARPNESS at k = 0 of a stage with geometry (outside the contract; the reference sharpens the
-    resampled image): resample into a temporary first, then run the program without geometry."""
-    if stage.geometry is None or stage.program.shape[1] == 0 or int(Op.SHARPNESS) not in stage.codes_at(0):
-        return src, stage
-    if not bool((stage.program[:, 0] == int(Op.SHARPNESS)).any()):
-        return src, stage
-    b, c = src.shape[:2]
-    geo_only = Stage(
-        program=stage.program[:, :0], params=stage.params[:, :0], in_scale=stage.in_scale,
-        geometry=stage.geometry, out_size=stage.out_size,
-    )  # fmt: skip
-    dtype = torch.float64 if src.dtype == torch.float64 else torch.float32
-    tmp = torch.empty((b, c, *_out_size(src, stage)), dtype=dtype)
-    empty = torch.zeros(b, 0, c, 2)
-    apply(src, geo_only, empty, empty, None, tmp)
-    rest = Stage(
-        program=stage.program, params=stage.params, stat_slots=stage.stat_slots, slot_codes=stage.slot_codes,
-    )  # fmt: skip
-    return tmp, rest
 
 
 def num_threads() -> int:
@@ -217,12 +198,15 @@ def _run(
         partials = (np.zeros((0, b)), np.zeros((0, b, c), ftype), np.zeros((0, b, c), ftype), np.zeros((0, b, c, 256), np.int64))
     out_scale = 1.0 if ep is None else ep.out_scale
     fs = np.array([stage.in_scale, out_scale, w - 1, h - 1], dtype=ftype)
-    scratch = (c, wo, ftype, flags[fused.I_GEO] == 2, src.dtype == torch.uint8, h * w if pack else 0)
+    blur = geo is None and k > 0 and stage.taps is not None and bool((codes[:, 0] == int(Op.GAUSSIAN_BLUR)).any())
+    taps = _np(stage.taps, ftype, (b, 2, stage.taps.shape[-1])) if blur else np.zeros((b, 2, 1), ftype)
+    radius = (taps.shape[-1] - 1) // 2 if blur else 0
+    scratch = (c, wo, ftype, flags[fused.I_GEO] == 2, src.dtype == torch.uint8, h * w if pack else 0, radius)
     args = (
         src8, srcf, ss, c, h, w, fs, flags, mat, win, fill, np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype),
         codes, _np(stage.params[..., :NUM_PARAMS], ftype, (b, k, NUM_PARAMS)),
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), _CONSTS[ftype],
-        ho, wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, *partials,
+        ho, wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, *partials, taps,
     )  # fmt: skip
     _launch(b * -(-ho // rows), args, scratch)
 
@@ -237,7 +221,7 @@ def apply(
 ) -> None:
     """Run the stage on ``src`` [B, C, H, W] and write ``out`` [B, Co, Ho, Wo] (the epilogue's
     output, or the working values when ``epilogue`` is None) through its strides."""
-    src, stage = _split_geometry(_readable(src), stage)
+    src = _readable(src)
     b, c = src.shape[:2]
     co = epilogue.out_channels if epilogue is not None else c
     expected = (b, co, *_out_size(src, stage))
@@ -287,7 +271,7 @@ def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Ten
     """Statistics of each sample's chain before op ``stop`` (an int k, or a per-sample tensor [B]), see
     :class:`fastaug.plan.Reduction`. Only what is read is computed, the rest is zeros (see :func:`_whats`);
     skipped samples cost nothing."""
-    src, stage = _split_geometry(_readable(src), stage)
+    src = _readable(src)
     b, c = src.shape[:2]
     codes = _effective_codes(stage, c)
     stops, whats = _whats(stage, codes, stop)

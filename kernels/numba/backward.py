@@ -34,6 +34,7 @@ from numba import njit
 
 from fastaug import engine
 from fastaug.autograd import StageGrads, StageNeeds
+from fastaug.ops.catalogue import ST_OPS
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage
 
 from . import fused
@@ -44,9 +45,11 @@ bjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 fjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False, fastmath={"reassoc", "nsz"})  # row sums vectorise
 U = fused.U
 
-IDENTITY, BRIGHTNESS, CONTRAST, SATURATION, HUE, GAMMA, SHARPNESS = 0, 1, 2, 3, 4, 5, 6
-GRAYSCALE, INVERT, POSTERIZE, SOLARIZE, AUTOCONTRAST, EQUALIZE, TO_FLOAT, TO_UINT8 = 7, 8, 9, 10, 11, 12, 13, 14
-ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQUALIZE))
+# op codes: the forward's (from the catalogue)
+IDENTITY, BRIGHTNESS, CONTRAST, SATURATION, HUE = fused.IDENTITY, fused.BRIGHTNESS, fused.CONTRAST, fused.SATURATION, fused.HUE
+GAMMA, SHARPNESS, GRAYSCALE, INVERT, POSTERIZE = fused.GAMMA, fused.SHARPNESS, fused.GRAYSCALE, fused.INVERT, fused.POSTERIZE
+SOLARIZE, AUTOCONTRAST, EQUALIZE, TO_FLOAT, TO_UINT8 = fused.SOLARIZE, fused.AUTOCONTRAST, fused.EQUALIZE, fused.TO_FLOAT, fused.TO_UINT8
+ST_CODES = tuple(int(op) for op in ST_OPS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -799,10 +802,10 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
-    """CPU tensors; SHARPNESS only at k = 0 of a stage without geometry (what the compiler emits)."""
+    """CPU tensors; no GAUSSIAN_BLUR (its backward is the reference's for now)."""
     if src.device.type != "cpu" or not src.is_floating_point():
         return False
-    if stage.geometry is not None and stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0):
+    if stage.taps is not None and stage.program.shape[1] > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0):
         return False
     return not (stage.geometry is not None and stage.geometry.quantize)
 

@@ -10,7 +10,8 @@ NRT (``_nrt=False``): no atomic reference counting on arrays shared by all threa
 
 Each output row is produced in a row buffer ``buf`` ([C, Wo] working values):
 
-1. fill: the stage input, plain, 3x3 SHARPNESS at k = 0, or resampled in three steps: the
+1. fill: the stage input, plain, with a neighbourhood op at k = 0 (3x3 SHARPNESS, separable
+   GAUSSIAN_BLUR from a ring of x-blurred rows), or resampled in three steps: the
    geometry of the row (coordinates, tap offsets, masked weights: one vectorisable loop,
    :func:`_coords_row`), the gather of all channels' taps of each pixel in one place (uint8 taps
    packed four to a uint32), and the blend (vectorisable);
@@ -37,28 +38,32 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fastaug.ops.catalogue import Op
+
 U = np.uint64  # offsets into the flat tensors (non-negative: no wraparound code)
 
 # No NRT: no reference counting (atomic increments shared by all threads) on array arguments and
 # views; the kernels allocate nothing (scratch comes from the host).
 jit = njit(cache=True, error_model="numpy", _nrt=False)
 
-# Op codes (mirror fastaug.plan.Op; module-level ints are compile-time constants for numba).
-IDENTITY = 0
-BRIGHTNESS = 1
-CONTRAST = 2
-SATURATION = 3
-HUE = 4
-GAMMA = 5
-SHARPNESS = 6
-GRAYSCALE = 7
-INVERT = 8
-POSTERIZE = 9
-SOLARIZE = 10
-AUTOCONTRAST = 11
-EQUALIZE = 12
-TO_FLOAT = 13
-TO_UINT8 = 14
+# Op codes from the catalogue (module-level ints are compile-time constants for numba). Codes are
+# append-only, so a kernel cached on disk (``cache=True`` keys on this file, not on the catalogue) stays valid.
+IDENTITY = int(Op.IDENTITY)
+BRIGHTNESS = int(Op.BRIGHTNESS)
+CONTRAST = int(Op.CONTRAST)
+SATURATION = int(Op.SATURATION)
+HUE = int(Op.HUE)
+GAMMA = int(Op.GAMMA)
+SHARPNESS = int(Op.SHARPNESS)
+GRAYSCALE = int(Op.GRAYSCALE)
+INVERT = int(Op.INVERT)
+POSTERIZE = int(Op.POSTERIZE)
+SOLARIZE = int(Op.SOLARIZE)
+AUTOCONTRAST = int(Op.AUTOCONTRAST)
+EQUALIZE = int(Op.EQUALIZE)
+TO_FLOAT = int(Op.TO_FLOAT)
+TO_UINT8 = int(Op.TO_UINT8)
+GAUSSIAN_BLUR = int(Op.GAUSSIAN_BLUR)
 
 # Indices into the constants table.
 ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5, INF, THREE, FIVE = range(18)
@@ -72,11 +77,15 @@ I_PACK = 11  # bilinear from a uint8 source (C <= 4, whole-sample tasks): resamp
 NUM_FLAGS = 12
 
 
-def scratch(C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool, pixels: int = 0) -> tuple[np.ndarray, ...]:
-    """Per-thread scratch arrays of :func:`run_tasks`: buf, wt, ms, ofs, packed, tapsf, image.
+def scratch(
+    C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool, pixels: int = 0, radius: int = 0
+) -> tuple[np.ndarray, ...]:
+    """Per-thread scratch arrays of :func:`run_tasks`: buf, wt, ms, ofs, packed, tapsf, image, line, ring.
 
     ``pixels`` > 0 (H * W): ``image`` holds one packed sample (see :func:`_pack_u8`) and ``packed``
-    the four taps of a row [4, Wo]; else ``packed`` holds [C, Wo] taps packed four to a uint32."""
+    the four taps of a row [4, Wo]; else ``packed`` holds [C, Wo] taps packed four to a uint32.
+    ``radius`` > 0 (a blur at k = 0): ``line`` [C, Wo + 2 radius] an input row with reflected ends,
+    ``ring`` [2 radius + 1, C, Wo] the x-blurred rows around the output row."""
     if pixels:
         packed = np.empty((4, Wo), dtype=np.uint32)
     else:
@@ -85,6 +94,8 @@ def scratch(C: int, Wo: int, dtype: type, bilinear: bool, from_u8: bool, pixels:
     return (
         np.empty((C, Wo), dtype=dtype), np.empty((4, Wo), dtype=dtype), np.empty(Wo, dtype=dtype),
         np.empty((4, Wo), dtype=np.int32), packed, tapsf, np.empty(pixels, dtype=np.uint32),
+        np.empty((C, Wo + 2 * radius) if radius else (0, 0), dtype=dtype),
+        np.empty((2 * radius + 1, C, Wo) if radius else (0, 0, 0), dtype=dtype),
     )  # fmt: skip
 
 
@@ -151,6 +162,59 @@ def _sharpen_row(src, base, sy, sc, sx, C, W, scale, a, q, cst, buf):
                 blur = np.rint(blur)
             v = min(max(v + oma * (blur - v), zero), bound)
             buf[c, x] = np.floor(v) if q else v
+
+
+@jit
+def _reflect(j, n):
+    """``j`` mirrored into [0, n) without repeating the edge pixel (any j; n == 1: 0)."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    j = j % period  # Python semantics: non-negative
+    return period - j if j > n - 1 else j
+
+
+@jit
+def _blur_x_row(src, base, sc, sx, C, W, scale, wx, R, line, out):
+    """Input row ``base`` (offset of (b, 0, y, 0)) read with reflected ends into ``line``, then
+    ``out[c, x] = sum_t wx[t] * line[c, x + t]`` (t ascending, from 0: the reference's order)."""
+    for c in range(C):
+        o = base + c * sc
+        for x in range(W + 2 * R):
+            line[c, x] = src[U(o + _reflect(x - R, W) * sx)] * scale
+        for x in range(W):
+            out[c, x] = 0.0
+        for t in range(2 * R + 1):
+            wt = wx[t]
+            for x in range(W):
+                out[c, x] = out[c, x] + wt * line[c, x + t]
+
+
+@jit
+def _blur_row(src, sbase, sy, sc, sx, C, H, W, scale, i, first, taps, q, line, ring, buf):
+    """GAUSSIAN_BLUR of output row ``i``: the x-blurred rows ``reflect(i - R .. i + R)`` live in ``ring``
+    (slot ``(y + R) % T``; all filled at a task's ``first`` row, then one new row per output row), then
+    ``buf[c, x] = sum_t wy[t] * ring[row i - R + t]`` (t ascending, from 0), ``rint`` in the uint8 domain."""
+    T = taps.shape[1]
+    R = (T - 1) // 2
+    wx = taps[0]
+    wy = taps[1]
+    lo = i - R if first else i + R
+    for y in range(lo, i + R + 1):
+        _blur_x_row(src, sbase + _reflect(y, H) * sy, sc, sx, C, W, scale, wx, R, line, ring[(y + R) % T])
+    for c in range(C):
+        for x in range(W):
+            buf[c, x] = 0.0
+    for t in range(T):
+        wt = wy[t]
+        row = ring[(i + t) % T]
+        for c in range(C):
+            for x in range(W):
+                buf[c, x] = buf[c, x] + wt * row[c, x]
+    if q:
+        for c in range(C):
+            for x in range(W):
+                buf[c, x] = np.rint(buf[c, x])
 
 
 @jit
@@ -565,7 +629,7 @@ def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
         for c in range(C):
             for x in range(W):
                 buf[c, x] = np.floor(buf[c, x] * eps)
-    # IDENTITY, SHARPNESS (applied while filling) and unknown codes: nothing
+    # IDENTITY, neighbourhood ops (applied while filling) and unknown codes: nothing
 
 
 # ----------------------------------------------------------------------------------------------
@@ -661,8 +725,8 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
 
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
-              Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist,
-              buf, wt, ms, ofs, packed, tapsf, image):  # fmt: skip
+              Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist, taps,
+              buf, wt, ms, ofs, packed, tapsf, image, line, ring):  # fmt: skip
     """Tasks ``t0..t1-1`` (task t: sample ``t % B``, rows ``[r0, r0 + iv[I_ROWS])``, r0 = (t // B) * rows).
 
     Runs geometry and ops ``0..stops[b]-1``, then either the epilogue and the store into ``out8`` (uint8:
@@ -692,6 +756,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
             continue
         stop = stops[b]
         sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
+        blur_at = geo == 0 and stop > 0 and codes[b, 0] == GAUSSIAN_BLUR and ring.shape[0] > 0
         blk = t // B
         r0 = blk * rows
         r1 = min(r0 + rows, Ho)
@@ -704,7 +769,13 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
             # 1. fill
             if geo == 0:
                 base = b * ss[0] + i * ss[2]
-                if sharp_at and codes[b, 0] == SHARPNESS and i > 0 and i < H - 1:
+                if blur_at:
+                    qb = prm[b, 0, 3] > half
+                    if from_u8:
+                        _blur_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, i == r0, taps[b], qb, line, ring, buf)
+                    else:
+                        _blur_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, i == r0, taps[b], qb, line, ring, buf)
+                elif sharp_at and codes[b, 0] == SHARPNESS and i > 0 and i < H - 1:
                     a = prm[b, 0, 0]
                     qs = prm[b, 0, 3] > half
                     if from_u8:
@@ -738,7 +809,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
             # 2. ops
             for k in range(stop):
                 code = codes[b, k]
-                if code != IDENTITY and code != SHARPNESS:
+                if code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR:
                     _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
             # 3. statistics, or epilogue and store
             if reducing:

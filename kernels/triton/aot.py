@@ -36,7 +36,7 @@ PER_CHANNEL_CODES = (0, 1, 2, 5, 8, 9, 10, 11, 12, 13, 14)
 ALL_CODES = tuple(int(o) for o in Op)
 #: kernels that run on every batch in typical pipelines: they must not spill
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
-       "apply_u8_jitter_fp16", "apply_f32_sharpness")
+       "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8")
 
 
 @dataclass
@@ -113,6 +113,11 @@ def representative_launches() -> dict[str, Launch]:
     codes = [(0, 1, 6, 8), (0, 1, 5, 13)]
     st = _stage(b, codes, 2)
     specs["apply_f32_sharpness"] = prepare_apply(f32, st, *_tables(b, 2, c), None, torch.empty(b, c, ho, wo))
+
+    st = _stage(b, [(0, int(Op.GAUSSIAN_BLUR), 6), (0, 1, 2)], 2)
+    st.taps = torch.zeros(b, 2, 5)
+    specs["apply_u8_blur5_u8"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
+                                               torch.empty(b, c, ho, wo, dtype=torch.uint8))
 
     c5 = 5
     f64 = torch.zeros(b, c5, ho + 16, wo + 16, dtype=torch.float64)

@@ -33,6 +33,7 @@ import triton.language as tl
 from triton import knobs
 
 from fastaug.autograd import StageGrads, StageNeeds
+from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, ST_OPS
 from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage
 
 from . import fused as _fused_any
@@ -51,8 +52,14 @@ _gray = _fz._gray
 _add2 = _fz._add2
 _bilinear_cell = _fz._bilinear_cell
 
-ST_CODES = (int(Op.POSTERIZE), int(Op.SOLARIZE), int(Op.AUTOCONTRAST), int(Op.EQUALIZE))
-LIVE_CODES = (int(Op.CONTRAST), int(Op.AUTOCONTRAST))
+ST_CODES = tuple(int(op) for op in ST_OPS)
+LIVE_CODES = tuple(int(op) for op in LIVE_OPS)
+# op codes: the forward's constexpr globals (from the catalogue)
+IDENTITY, BRIGHTNESS, CONTRAST = _fz.IDENTITY, _fz.BRIGHTNESS, _fz.CONTRAST
+SATURATION, HUE, GAMMA, SHARPNESS = _fz.SATURATION, _fz.HUE, _fz.GAMMA, _fz.SHARPNESS
+GRAYSCALE, INVERT, POSTERIZE, SOLARIZE = _fz.GRAYSCALE, _fz.INVERT, _fz.POSTERIZE, _fz.SOLARIZE
+AUTOCONTRAST, EQUALIZE = _fz.AUTOCONTRAST, _fz.EQUALIZE
+TO_FLOAT, TO_UINT8 = _fz.TO_FLOAT, _fz.TO_UINT8
 NUM_WARPS = 4
 TILE_PIXELS = 128  # one pixel per thread: the backward keeps ~4x the forward's values live per pixel
 
@@ -84,20 +91,20 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
     dm = zero
     dlo = zero
     dhi = zero
-    if (CODES >> 1) & 1:  # BRIGHTNESS
-        if code == 1:
+    if (CODES >> BRIGHTNESS) & 1:
+        if code == BRIGHTNESS:
             gy = _band(v * a, g)
             da = gy * v
             g = gy * a
-    if (CODES >> 2) & 1:  # CONTRAST
-        if code == 2:
+    if (CODES >> CONTRAST) & 1:
+        if code == CONTRAST:
             mu = tl.load(stk).to(tl.float32)
             gy = _band(v * a + mu * (1.0 - a), g)
             da = gy * (v - mu)
             dm = gy * (1.0 - a)
             g = gy * a
-    if (CODES >> 5) & 1:  # GAMMA
-        if code == 5:
+    if (CODES >> GAMMA) & 1:
+        if code == GAMMA:
             y = _pow(v, a)
             gy = g
             if bb != 1.0:
@@ -106,8 +113,8 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
                 gy = tl.where(inz, g * bb, 0.0)
             da = tl.where(v != 0.0, gy * y * tl.log(tl.where(v != 0.0, v, 1.0)), 0.0)
             g = gy * a * y / tl.where(v != 0.0, v, 1.0)  # a v^(a-1) = a y / v; a black pixel: 0 (see the reference)
-    if (CODES >> 11) & 1:  # AUTOCONTRAST
-        if code == 11:
+    if (CODES >> AUTOCONTRAST) & 1:
+        if code == AUTOCONTRAST:
             lo = tl.load(stk + c * 2).to(tl.float32)
             hi = tl.load(stk + c * 2 + 1).to(tl.float32)
             same = hi == lo
@@ -201,26 +208,26 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp,
     """Backward of op ``code`` (input values ``v*``) on the gradients ``g*``; parameter gradients into
     ``gp[0:2]`` (PRM); with ``do_stat`` the gray-mean / min / max gradients into ``gmk`` / ``glok`` / ``ghik``."""
     if st == 0:  # straight-through ops pass the gradient unchanged
-        if (CODES >> 8) & 1:  # INVERT
-            neg = code == 8
+        if (CODES >> INVERT) & 1:
+            neg = code == INVERT
             g0 = tl.where(neg, -g0, g0)
             g1 = tl.where(neg, -g1, g1)
             g2 = tl.where(neg, -g2, g2)
             g3 = tl.where(neg, -g3, g3)
-        if (CODES >> 10) & 1:  # SOLARIZE
-            sol = code == 10
+        if (CODES >> SOLARIZE) & 1:
+            sol = code == SOLARIZE
             g0 = tl.where(sol & (v0 >= a), -g0, g0)
             g1 = tl.where(sol & (v1 >= a), -g1, g1)
             g2 = tl.where(sol & (v2 >= a), -g2, g2)
             g3 = tl.where(sol & (v3 >= a), -g3, g3)
-        if (CODES >> 13) & 1:  # TO_FLOAT
-            sc = tl.where(code == 13, 1.0 / 255.0, 1.0)
+        if (CODES >> TO_FLOAT) & 1:
+            sc = tl.where(code == TO_FLOAT, 1.0 / 255.0, 1.0)
             g0 = g0 * sc
             g1 = g1 * sc
             g2 = g2 * sc
             g3 = g3 * sc
-        exact = (code == 0) | (code == 6) | (code == 8) | (code == 10) | (code == 13)
-        dead = (q | (code == 9) | (code == 12) | (code == 14)) & (~exact)  # truncating: zero gradient
+        exact = (code == IDENTITY) | (code == SHARPNESS) | (code == INVERT) | (code == SOLARIZE) | (code == TO_FLOAT)
+        dead = (q | (code == POSTERIZE) | (code == EQUALIZE) | (code == TO_UINT8)) & (~exact)  # truncating: zero gradient
         if dead:
             zero = tl.full(g0.shape, 0.0, tl.float32)
             g0 = zero
@@ -251,8 +258,8 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp,
                 db += db3
                 dm += dm3
             if RGB:
-                if (CODES >> 3) & 1:  # SATURATION
-                    if code == 3:
+                if (CODES >> SATURATION) & 1:
+                    if code == SATURATION:
                         y = _gray(v0, v1, v2)
                         z0 = _band(v0 * a + y * (1.0 - a), g0)
                         z1 = _band(v1 * a + y * (1.0 - a), g1)
@@ -262,14 +269,14 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp,
                         g0 = z0 * a + 0.2989 * t
                         g1 = z1 * a + 0.587 * t
                         g2 = z2 * a + 0.114 * t
-                if (CODES >> 7) & 1:  # GRAYSCALE
-                    if code == 7:
+                if (CODES >> GRAYSCALE) & 1:
+                    if code == GRAYSCALE:
                         t = g0 + g1 + g2
                         g0 = 0.2989 * t
                         g1 = 0.587 * t
                         g2 = 0.114 * t
-                if (CODES >> 4) & 1:  # HUE
-                    if code == 4:
+                if (CODES >> HUE) & 1:
+                    if code == HUE:
                         g0, g1, g2, da = _hue_back(v0, v1, v2, a, g0, g1, g2)
             if PRM:
                 tl.atomic_add(gp, _tsum(da, pmask))
@@ -630,7 +637,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                 p0, p1, p2, p3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32)
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
+                                        par_b, False, 0)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG)
             if OC > 1:
@@ -648,7 +656,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                 v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, k,
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32)
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
+                                        par_b, False, 0)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
                 st = tl.load(stf_b + k)
                 stk = stats_b + k * (C * 2)
@@ -657,7 +666,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                           gprm + bk * 4, gm + bk, glo + bk * C, ghi + bk * C, k == KT,
                                           PRM, C, CODES, RGB)
                 if k == KT:
-                    if code == 11:
+                    if code == AUTOCONTRAST:
                         _ties(v0, 0, stk, pmask, nlo + bk * C, nhi + bk * C)
                         if C > 1:
                             _ties(v1, 1, stk, pmask, nlo + bk * C, nhi + bk * C)
@@ -666,8 +675,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                         if C > 3:
                             _ties(v3, 3, stk, pmask, nlo + bk * C, nhi + bk * C)
                 else:
-                    if (CODES >> 2) & 1:  # CONTRAST's gray mean: every pixel
-                        if (code == 2) & (~q):
+                    if (CODES >> CONTRAST) & 1:  # CONTRAST's gray mean: every pixel
+                        if (code == CONTRAST) & (~q):
                             share = tl.load(gm + bk) / NPIX
                             if C == 3:
                                 g0 += share * 0.2989
@@ -675,8 +684,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                 g2 += share * 0.114
                             else:
                                 g0 += share
-                    if (CODES >> 11) & 1:  # AUTOCONTRAST's min / max: the tied pixels
-                        if (code == 11) & (~q) & (st == 0):
+                    if (CODES >> AUTOCONTRAST) & 1:  # AUTOCONTRAST's min / max: the tied pixels
+                        if (code == AUTOCONTRAST) & (~q) & (st == 0):
                             g0 = _minmax_share(g0, v0, 0, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
                             if C > 1:
                                 g1 = _minmax_share(g1, v1, 1, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
@@ -722,10 +731,11 @@ def kernel_module(interpret: bool | None = None) -> ModuleType:
 
 
 def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
-    """Op codes the reference runs at position k (SHARPNESS only at k = 0, RGB ops only for C == 3)."""
+    """Op codes the reference runs at position k (neighbourhood ops only at k = 0 without geometry, RGB ops
+    only for C == 3)."""
     present = set(stage.codes_at(k))
-    if k > 0:
-        present.discard(int(Op.SHARPNESS))
+    if k > 0 or stage.geometry is not None:
+        present.difference_update(int(o) for o in NEIGHBOURHOOD_OPS)
     if channels != 3:
         present.difference_update(int(o) for o in RGB_OPS)
     return present
@@ -733,7 +743,7 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
-    no quantized geometry; SHARPNESS only at k = 0 of a stage without geometry (what the compiler emits)."""
+    no quantized geometry; no GAUSSIAN_BLUR (its backward is the reference's for now)."""
     if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
@@ -742,6 +752,8 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
         return False
     geo = stage.geometry
     if geo is not None and (geo.quantize or (stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0))):
+        return False
+    if stage.taps is not None and stage.program.shape[1] > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0):
         return False
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 
@@ -881,7 +893,7 @@ def representative_launches() -> dict:
     x = torch.zeros(b, c, hw, hw)
     big = torch.zeros(b, c, 256, 320)
     grad = torch.zeros(b, c, hw, hw)
-    every = StageNeeds(src=True, params=True, matrix=True, fill=True, window=True, mean=True, std=True, rect_values=True)
+    every = StageNeeds(src=True, params=True, matrix=True, fill=True, window=True, taps=True, mean=True, std=True, rect_values=True)
     specs = {}
 
     def add(name: str, src, stage: Stage, ep: Epilogue | None, which: int = -1) -> None:

@@ -31,7 +31,27 @@ import triton.language as tl
 from triton import knobs
 from triton.language.extra import libdevice
 
+from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
 from fastaug.plan import RGB_OPS, Epilogue, Op, Reduction, Stage
+
+# Op codes from the catalogue: constexpr globals (compiled; the interpreter takes plain ints)
+_code = int if knobs.runtime.interpret else tl.constexpr
+IDENTITY = _code(int(Op.IDENTITY))
+BRIGHTNESS = _code(int(Op.BRIGHTNESS))
+CONTRAST = _code(int(Op.CONTRAST))
+SATURATION = _code(int(Op.SATURATION))
+HUE = _code(int(Op.HUE))
+GAMMA = _code(int(Op.GAMMA))
+SHARPNESS = _code(int(Op.SHARPNESS))
+GRAYSCALE = _code(int(Op.GRAYSCALE))
+INVERT = _code(int(Op.INVERT))
+POSTERIZE = _code(int(Op.POSTERIZE))
+SOLARIZE = _code(int(Op.SOLARIZE))
+AUTOCONTRAST = _code(int(Op.AUTOCONTRAST))
+EQUALIZE = _code(int(Op.EQUALIZE))
+TO_FLOAT = _code(int(Op.TO_FLOAT))
+TO_UINT8 = _code(int(Op.TO_UINT8))
+GAUSSIAN_BLUR = _code(int(Op.GAUSSIAN_BLUR))
 
 _INTERP = tl.constexpr(bool(knobs.runtime.interpret))
 _INTERPRETED = bool(knobs.runtime.interpret)  # the mode the kernels of this module copy were built for
@@ -253,6 +273,30 @@ def _sharpen(v, src_c, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound,
     return tl.where(inner, res, v)
 
 
+@triton.jit
+def _reflect(j, n):
+    """``j`` mirrored into [0, n) without repeating the edge pixel (n == 1: 0)."""
+    period = tl.maximum(2 * (n - 1), 1)
+    j = ((j % period) + period) % period
+    return tl.where(j > n - 1, period - j, j)
+
+
+@triton.jit
+def _blur(src_c, ys, xs, H, W, ssh, ssw, taps_b, q, R: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """GAUSSIAN_BLUR (k == 0, no geometry) of one channel: x kernel ``taps_b[0, :]`` then y kernel
+    ``taps_b[1, :]`` (T = 2R+1 taps each, summed in ascending order as the reference), reflected borders."""
+    T: tl.constexpr = 2 * R + 1
+    out = tl.zeros(ys.shape, WORK) + tl.zeros(xs.shape, WORK)
+    for ty in range(T):
+        row = _reflect(ys + (ty - R), H) * ssh
+        h = tl.zeros(out.shape, WORK)
+        for tx in range(T):
+            col = _reflect(xs + (tx - R), W) * ssw
+            h = h + tl.load(taps_b + tx).to(WORK) * _read(src_c + row + col, (row >= 0) & (col >= 0), IN_SCALE, WORK)
+        out = out + tl.load(taps_b + T + ty).to(WORK) * h
+    return tl.where(q, _rint(out), out)
+
+
 # Per-channel ops; one signature for all: (v, channel, a, b, uint8-domain flag, bound, stats[b,k], luts[b,k]).
 
 
@@ -394,7 +438,8 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            ys, xs, pmask, H, W, ssc, ssh, ssw,
            C: tl.constexpr, NCH: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
-           SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+           SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr,
+           taps_b, BLUR: tl.constexpr, RAD: tl.constexpr):
     """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1``.
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
@@ -417,7 +462,7 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                      m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     if SHARP:  # SHARPNESS at k == 0 of a stage without geometry
         code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
-        if (code == 6) & (stop_b > 0):
+        if (code == SHARPNESS) & (stop_b > 0):
             v0 = _sharpen(v0, src0, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
             if NCH > 1:
                 v1 = _sharpen(v1, src0 + ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
@@ -425,56 +470,66 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                 v2 = _sharpen(v2, src0 + 2 * ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
             if NCH > 3:
                 v3 = _sharpen(v3, src0 + 3 * ssc, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound, IN_SCALE, WORK)
+    if BLUR:  # GAUSSIAN_BLUR at k == 0 of a stage without geometry
+        code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
+        if (code == GAUSSIAN_BLUR) & (stop_b > 0):
+            v0 = _blur(src0, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
+            if NCH > 1:
+                v1 = _blur(src0 + ssc, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
+            if NCH > 2:
+                v2 = _blur(src0 + 2 * ssc, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
+            if NCH > 3:
+                v3 = _blur(src0 + 3 * ssc, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
         code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
         st = stats_b + k * (C * 2)
         lu = luts_b + k * (C * 256)
-        if (CODES >> 1) & 1:
-            if code == 1:
+        if (CODES >> BRIGHTNESS) & 1:
+            if code == BRIGHTNESS:
                 v0, v1, v2, v3 = _each(_brightness, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 2) & 1:
-            if code == 2:
+        if (CODES >> CONTRAST) & 1:
+            if code == CONTRAST:
                 v0, v1, v2, v3 = _each(_contrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 5) & 1:
-            if code == 5:
+        if (CODES >> GAMMA) & 1:
+            if code == GAMMA:
                 v0, v1, v2, v3 = _each(_gamma, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 8) & 1:
-            if code == 8:
+        if (CODES >> INVERT) & 1:
+            if code == INVERT:
                 v0, v1, v2, v3 = _each(_invert, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 9) & 1:
-            if code == 9:
+        if (CODES >> POSTERIZE) & 1:
+            if code == POSTERIZE:
                 v0, v1, v2, v3 = _each(_posterize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 10) & 1:
-            if code == 10:
+        if (CODES >> SOLARIZE) & 1:
+            if code == SOLARIZE:
                 v0, v1, v2, v3 = _each(_solarize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 11) & 1:
-            if code == 11:
+        if (CODES >> AUTOCONTRAST) & 1:
+            if code == AUTOCONTRAST:
                 v0, v1, v2, v3 = _each(_autocontrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 12) & 1:
-            if code == 12:
+        if (CODES >> EQUALIZE) & 1:
+            if code == EQUALIZE:
                 v0, v1, v2, v3 = _each(_equalize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 13) & 1:
-            if code == 13:
+        if (CODES >> TO_FLOAT) & 1:
+            if code == TO_FLOAT:
                 v0, v1, v2, v3 = _each(_to_float, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> 14) & 1:
-            if code == 14:
+        if (CODES >> TO_UINT8) & 1:
+            if code == TO_UINT8:
                 v0, v1, v2, v3 = _each(_to_uint8, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
         if RGB:
-            if (CODES >> 3) & 1:  # SATURATION
-                if code == 3:
+            if (CODES >> SATURATION) & 1:
+                if code == SATURATION:
                     gray = _trunc(_gray(v0, v1, v2), q)
                     v0 = _trunc(_clip(v0 * a + gray * (1.0 - a), bound), q)
                     v1 = _trunc(_clip(v1 * a + gray * (1.0 - a), bound), q)
                     v2 = _trunc(_clip(v2 * a + gray * (1.0 - a), bound), q)
-            if (CODES >> 7) & 1:  # GRAYSCALE
-                if code == 7:
+            if (CODES >> GRAYSCALE) & 1:
+                if code == GRAYSCALE:
                     gray = _trunc(_gray(v0, v1, v2), q)
                     v0 = gray
                     v1 = gray
                     v2 = gray
-            if (CODES >> 4) & 1:  # HUE
-                if code == 4:
+            if (CODES >> HUE) & 1:
+                if code == HUE:
                     v0, v1, v2 = _hue(v0, v1, v2, a, q)
     return v0, v1, v2, v3
 
@@ -533,14 +588,15 @@ def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
-def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase,
+def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps,
                  H, W, Ho, Wo, R,
                  ssb, ssc, ssh, ssw, osb, osc, osh, osw,
                  C: tl.constexpr, OC: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr,
                  RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                  FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                  EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
-                 OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+                 OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+                 BLUR: tl.constexpr, RAD: tl.constexpr):
     """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
 
     C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
@@ -559,7 +615,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
         v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+                                C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
+                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
         _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                       C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
         if OC > 1:
@@ -576,7 +633,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
             v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                       o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                       ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                      C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+                                      C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
+                                      taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
             _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
 
@@ -611,13 +669,13 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
 
 
 @triton.jit
-def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill,
+def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps,
                   H, W, Ho, Wo,
                   ssb, ssc, ssh, ssw,
                   C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
-                  WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+                  WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -636,7 +694,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
         v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+                                C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
+                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
         _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
         if NCH > 1:
             _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
@@ -654,7 +713,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                 v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                                           o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                           ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                          C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK)
+                                          C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
+                                          taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
                 _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
 
 
@@ -724,8 +784,8 @@ def _blocks(ho: int, wo: int, pixels: int) -> tuple[int, int]:
 
 def _tile_pixels(stage: Stage, stop: int) -> int:
     """Pixels per program instance: 16 per thread for plain passes (16-byte uint8 loads), 4 with a program,
-    2 with a geometry or SHARPNESS (taps keep many values live per pixel); chosen so that nothing spills."""
-    if stage.geometry is not None or (stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)):
+    2 with a geometry or a neighbourhood op (taps keep many values live per pixel); chosen so that nothing spills."""
+    if stage.geometry is not None or (stop > 0 and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS)):
         per_thread = 2
     else:
         per_thread = 16 if stop == 0 else 4
@@ -754,6 +814,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     codes = _codes_mask(stage, stop)
     rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
     sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)
+    blur = geo is None and stop > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0) and stage.taps is not None
     args = dict(
         prog=prog,
         par=par,
@@ -762,6 +823,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         mat=_f32(geo.matrix, dev) if geo is not None else par,
         win=_f32(geo.window, dev) if geo is not None else par,
         fill=_f32(geo.fill, dev) if geo is not None and geo.fill is not None else par,
+        taps=_f32(stage.taps, dev) if blur else par,
         H=h,
         W=w,
         Ho=ho,
@@ -779,6 +841,8 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         FILL=bool(geo is not None and geo.fill is not None),
         QUANT=bool(geo is not None and geo.quantize),
         SHARP=sharp,
+        BLUR=blur,
+        RAD=(int(stage.taps.shape[-1]) - 1) // 2 if blur else 0,
         IN_SCALE=float(stage.in_scale),
         WORK=tl.float64 if src.dtype == torch.float64 else tl.float32,
         BH=bh,
@@ -823,6 +887,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         rects=ep.rects.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
         rvals=_f32(ep.rect_values, dev) if n_rects else common["par"],
         rphase=ep.rect_phase.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
+        taps=common["taps"],
         H=common["H"],
         W=common["W"],
         Ho=ho,
@@ -856,6 +921,8 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         WORK=cx["WORK"],
         BH=cx["BH"],
         BW=cx["BW"],
+        BLUR=cx["BLUR"],
+        RAD=cx["RAD"],
     )
     return Launch("apply_kernel", grid, args, constexprs)
 
@@ -899,6 +966,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         mat=common["mat"],
         win=common["win"],
         fill=common["fill"],
+        taps=common["taps"],
         H=common["H"],
         W=common["W"],
         Ho=common["Ho"],
@@ -914,6 +982,8 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         WORK=cx["WORK"],
         BH=cx["BH"],
         BW=cx["BW"],
+        BLUR=cx["BLUR"],
+        RAD=cx["RAD"],
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 
