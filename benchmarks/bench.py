@@ -1,11 +1,17 @@
-"""Side-by-side throughput of the reference pipeline: fastaug against kornia, albumentations, torchvision
-(and triton-augment when installed), all in one run, on one device.
+"""Side-by-side throughput of a pipeline: fastaug against kornia, albumentations, torchvision (and
+triton-augment when installed), all in one run, on one device.
 
-The reference pipeline (uint8 in; normalized float32 out on CPU, float16 on GPU), the same ops with the
-same (bilinear) interpolation for every library::
+The reference pipeline (``--pipeline reference``; uint8 in; normalized float32 out on CPU, float16 on
+GPU), the same ops with the same (bilinear) interpolation for every library::
 
     RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10, bilinear) + ColorJitter(0.4, 0.4, 0.4, 0.1)
     + RandomHorizontalFlip() + RandomPosterize(4, p=0.5) + RandomSolarize(128, p=0.5)
+    + Normalize(ImageNet mean, std)
+
+The second pipeline (``--pipeline blur-noise-dropout``; every op applied to every image)::
+
+    RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10, bilinear) + ColorJitter(0.4, 0.4, 0.4, 0.1)
+    + GaussianBlur(5, sigma=(0.1, 2.0)) + GaussianNoise(0, 0.05) + CoarseDropout(1-4 holes of 10-20 %)
     + Normalize(ImageNet mean, std)
 
 Usage: ``python -m benchmarks.bench`` (B=64, 224x224), ``--batch 64 256 --size 224 512`` for the full
@@ -41,6 +47,7 @@ PEERS = (
     "torchvision-per-sample", "torchvision-batch-wide", "triton-augment",
 )  # fmt: skip
 BATCH_WIDE = "batch-wide (one draw per batch)"
+PIPELINES = ("reference", "blur-noise-dropout")
 QUICK_PEERS = tuple(p for p in PEERS if p != "fastaug-torch")  # the reference backend is slow: opt in
 
 
@@ -64,26 +71,35 @@ def _out_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def fastaug_pipeline(device: torch.device, seed: int = 0, float_input: bool = False):
-    """The reference pipeline (for a float input in [0, 1] the solarize threshold is 128/255)."""
+def fastaug_pipeline(device: torch.device, seed: int = 0, float_input: bool = False, pipeline: str = "reference"):
+    """The pipeline (for a float input in [0, 1] the solarize threshold is 128/255)."""
     import fastaug
 
     steps = [
         fastaug.RandomAffine(30, translate=(0.1, 0.1), shear=10, interpolation="bilinear"),
         fastaug.ColorJitter(0.4, 0.4, 0.4, 0.1),
-        fastaug.RandomHorizontalFlip(),
-        fastaug.RandomPosterize(4, p=0.5),
-        fastaug.RandomSolarize(128 / 255 if float_input else 128, p=0.5),
-        fastaug.Normalize(list(MEAN), list(STD)),
     ]
+    if pipeline == "reference":
+        steps += [
+            fastaug.RandomHorizontalFlip(),
+            fastaug.RandomPosterize(4, p=0.5),
+            fastaug.RandomSolarize(128 / 255 if float_input else 128, p=0.5),
+        ]
+    else:
+        steps += [
+            fastaug.GaussianBlur(5, (0.1, 2.0)),
+            fastaug.GaussianNoise(0.0, 0.05),
+            fastaug.CoarseDropout((1, 4), (0.1, 0.2), (0.1, 0.2), fill=0, p=1.0),
+        ]
+    steps.append(fastaug.Normalize(list(MEAN), list(STD)))
     if _out_dtype(device) != torch.float32:
         steps.append(fastaug.ToDtype(_out_dtype(device)))
     return fastaug.Compose(steps, seed=seed)
 
 
-def _fastaug(backend: str):
+def _fastaug(backend: str, pipeline: str):
     def setup(x: torch.Tensor, device: torch.device):
-        aug = fastaug_pipeline(device)
+        aug = fastaug_pipeline(device, pipeline=pipeline)
         state = {"epoch": 0}
 
         def run():
@@ -94,7 +110,7 @@ def _fastaug(backend: str):
 
     def backward(x: torch.Tensor, device: torch.device):
         """Forward+backward on a float input, if fastaug's autograd is there (capability check)."""
-        aug = fastaug_pipeline(device, float_input=True)
+        aug = fastaug_pipeline(device, float_input=True, pipeline=pipeline)
         xf = (x.float() / 255).requires_grad_()
         try:
             out = aug(xf, backend=backend)
@@ -112,8 +128,21 @@ def _fastaug(backend: str):
     return setup, backward
 
 
-def _kornia_pipeline(device: torch.device):
+def _kornia_pipeline(device: torch.device, pipeline: str = "reference"):
     import kornia.augmentation as K
+
+    if pipeline != "reference":
+        # GaussianBlur: kornia's separable 5x5 with reflect borders, sigma per image in (0.1, 2.0);
+        # GaussianNoise(std 0.05) on [0, 1] floats; kornia has no CoarseDropout: RandomErasing of ONE
+        # rectangle of 1-4 % of the area (fastaug paints 1-4 holes of 10-20 % x 10-20 %: less work for kornia).
+        return K.AugmentationSequential(
+            K.RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10, resample="bilinear", padding_mode="zeros", p=1.0),
+            K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0),
+            K.RandomGaussianBlur((5, 5), (0.1, 2.0), p=1.0),
+            K.RandomGaussianNoise(mean=0.0, std=0.05, p=1.0),
+            K.RandomErasing(scale=(0.01, 0.04), ratio=(0.5, 2.0), value=0.0, p=1.0),
+            K.Normalize(mean=torch.tensor(MEAN), std=torch.tensor(STD)),
+        ).to(device)
 
     # kornia parameterisation, mapped to the same distribution of work:
     # - RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10): shear=10 is an x-shear in (-10, 10) degrees,
@@ -135,14 +164,14 @@ def _kornia_pipeline(device: torch.device):
     ).to(device)
 
 
-def _kornia_setup(x: torch.Tensor, device: torch.device):
-    aug = _kornia_pipeline(device)
+def _kornia_setup(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
+    aug = _kornia_pipeline(device, pipeline)
     dtype = _out_dtype(device)
     return lambda: aug(x.float().div_(255)).to(dtype)
 
 
-def _kornia_backward(x: torch.Tensor, device: torch.device):
-    aug = _kornia_pipeline(device)
+def _kornia_backward(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
+    aug = _kornia_pipeline(device, pipeline)
     xf = (x.float() / 255).requires_grad_()
 
     def run():
@@ -152,7 +181,7 @@ def _kornia_backward(x: torch.Tensor, device: torch.device):
     return run
 
 
-def _albumentations_setup(x: torch.Tensor, device: torch.device):
+def _albumentations_setup(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
     import albumentations as A
     import cv2
     from albumentations.pytorch import ToTensorV2
@@ -168,13 +197,23 @@ def _albumentations_setup(x: torch.Tensor, device: torch.device):
     #   >= 128 inverted, as torchvision's 128.
     # - Normalize(mean, std, max_pixel_value=255) -> float32, then ToTensorV2 (HWC -> CHW view, no copy).
     # The outputs are left as a list of CHW tensors: no collate / stack into a batch (that would add a copy).
+    # The second pipeline: GaussianBlur(blur_limit=(5, 5), sigma_limit=(0.1, 2.0)) (cv2, BORDER_REFLECT_101),
+    # GaussNoise(std_range=(0.05, 0.05), per_channel=True) (fraction of 255 on uint8), CoarseDropout with the same
+    # argument names and meaning as fastaug's (fastaug's follows albumentations), every op with p=1.
+    middle = [
+        A.HorizontalFlip(p=0.5),
+        A.Posterize(num_bits=4, p=0.5),
+        A.Solarize(threshold_range=(0.5, 0.5), p=0.5),
+    ] if pipeline == "reference" else [
+        A.GaussianBlur(blur_limit=(5, 5), sigma_limit=(0.1, 2.0), p=1.0),
+        A.GaussNoise(std_range=(0.05, 0.05), mean_range=(0.0, 0.0), per_channel=True, p=1.0),
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.1, 0.2), hole_width_range=(0.1, 0.2), fill=0, p=1.0),
+    ]
     aug = A.Compose([
         A.Affine(rotate=(-30, 30), translate_percent={"x": (-0.1, 0.1), "y": (-0.1, 0.1)}, shear={"x": (-10, 10), "y": (0, 0)},
                  interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
         A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=1.0),
-        A.HorizontalFlip(p=0.5),
-        A.Posterize(num_bits=4, p=0.5),
-        A.Solarize(threshold_range=(0.5, 0.5), p=0.5),
+        *middle,
         A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0),
         ToTensorV2(),
     ])  # fmt: skip
@@ -198,11 +237,23 @@ def import_torchvision():
     return torchvision
 
 
-def _torchvision_pipeline(device: torch.device):
+def _torchvision_pipeline(device: torch.device, pipeline: str = "reference"):
     import_torchvision()
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import v2 as T
 
+    if pipeline != "reference":
+        # torchvision has no CoarseDropout: RandomErasing of ONE rectangle of 1-4 % of the area (less work)
+        return T.Compose([
+            T.RandomAffine(30, translate=(0.1, 0.1), shear=10, interpolation=InterpolationMode.BILINEAR),
+            T.ColorJitter(0.4, 0.4, 0.4, 0.1),
+            T.GaussianBlur(5, (0.1, 2.0)),
+            T.ToDtype(torch.float32, scale=True),
+            T.GaussianNoise(0.0, 0.05),
+            T.RandomErasing(p=1.0, scale=(0.01, 0.04), ratio=(0.5, 2.0), value=0),
+            T.Normalize(list(MEAN), list(STD)),
+            T.ToDtype(_out_dtype(device)),
+        ])  # fmt: skip
     return T.Compose([
         T.RandomAffine(30, translate=(0.1, 0.1), shear=10, interpolation=InterpolationMode.BILINEAR),
         T.ColorJitter(0.4, 0.4, 0.4, 0.1),
@@ -215,13 +266,13 @@ def _torchvision_pipeline(device: torch.device):
     ])  # fmt: skip
 
 
-def _torchvision_per_sample(x: torch.Tensor, device: torch.device):
-    aug = _torchvision_pipeline(device)
+def _torchvision_per_sample(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
+    aug = _torchvision_pipeline(device, pipeline)
     return lambda: [aug(img) for img in x]  # per-sample draws: a Python loop (no stack into a batch)
 
 
-def _torchvision_batch(x: torch.Tensor, device: torch.device):
-    aug = _torchvision_pipeline(device)
+def _torchvision_batch(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
+    aug = _torchvision_pipeline(device, pipeline)
     return lambda: aug(x)  # ONE draw for the whole batch: every image gets the same parameters
 
 
@@ -231,17 +282,25 @@ def _triton_augment_setup(x: torch.Tensor, device: torch.device):
     raise NotImplementedError("triton-augment pipeline mapping not written: the package was never available to test")
 
 
-def peer_table() -> dict[str, Peer]:
-    fa = {b: _fastaug(b) for b in ("numba", "triton", "torch")}
+def peer_table(pipeline: str = "reference") -> dict[str, Peer]:
+    fa = {b: _fastaug(b, pipeline) for b in ("numba", "triton", "torch")}
+
+    def on(fn):
+        return None if fn is None else (lambda x, dev: fn(x, dev, pipeline))
+
+    _kornia_setup_, _kornia_backward_, _albumentations_setup_ = on(_kornia_setup), on(_kornia_backward), on(_albumentations_setup)
+    _torchvision_per_sample_, _torchvision_batch_ = on(_torchvision_per_sample), on(_torchvision_batch)
     return {
         "fastaug-numba": Peer("fastaug-numba", "fastaug (numba)", "per-sample", fa["numba"][0], fa["numba"][1], ("cpu",)),
         "fastaug-triton": Peer("fastaug-triton", "fastaug (triton)", "per-sample", fa["triton"][0], fa["triton"][1], ("cuda",)),
         "fastaug-torch": Peer("fastaug-torch", "fastaug (torch reference backend)", "per-sample", fa["torch"][0], fa["torch"][1]),
-        "kornia": Peer("kornia", "kornia", "per-sample", _kornia_setup, _kornia_backward),
-        "albumentations": Peer("albumentations", "albumentations (per image, cv2)", "per-sample", _albumentations_setup, None, ("cpu",)),
-        "torchvision-per-sample": Peer("torchvision-per-sample", "torchvision v2 (per-sample loop)", "per-sample", _torchvision_per_sample),
+        "kornia": Peer("kornia", "kornia", "per-sample", _kornia_setup_, _kornia_backward_),
+        "albumentations": Peer("albumentations", "albumentations (per image, cv2)", "per-sample", _albumentations_setup_, None, ("cpu",)),
+        "torchvision-per-sample": Peer(
+            "torchvision-per-sample", "torchvision v2 (per-sample loop)", "per-sample", _torchvision_per_sample_
+        ),
         "torchvision-batch-wide": Peer(
-            "torchvision-batch-wide", "torchvision v2 (batch-wide: one draw per batch)", BATCH_WIDE, _torchvision_batch
+            "torchvision-batch-wide", "torchvision v2 (batch-wide: one draw per batch)", BATCH_WIDE, _torchvision_batch_
         ),
         "triton-augment": Peer("triton-augment", "triton-augment", "per-sample", _triton_augment_setup, None, ("cuda",)),
     }
@@ -318,6 +377,19 @@ def device_info(device: torch.device) -> dict:
     return info
 
 
+def cpu_isa() -> dict:
+    """The CPU microarchitecture and vector ISA as LLVM (numba's code generator) sees them: numba's kernels are
+    compiled for it (``NUMBA_CPU_NAME`` overrides), so results from machines with other vector widths differ."""
+    try:
+        import llvmlite.binding as llvm
+
+        feats = llvm.get_host_cpu_features()
+        vector = [f for f in ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4.2") if feats.get(f)]
+        return {"llvm_cpu": llvm.get_host_cpu_name(), "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME"), "vector_isa": vector}
+    except Exception as e:  # noqa: BLE001 - informational
+        return {"unavailable": f"{type(e).__name__}: {e}"}
+
+
 def device_slug(info: dict) -> str:
     name = info.get("gpu") or f"{info['cpu']}-{info.get('cpu_cores_usable', info['cpu_cores'])}c"
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
@@ -374,12 +446,13 @@ def run(
     repeats: int = 7,
     backward: bool = True,
     log: Callable[[str], None] = print,
+    pipeline: str = "reference",
 ) -> dict:
     """Time every available peer on every (batch, size); returns the results dict (see ``README.md``)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     thread_cfg = configure_threads(threads)
-    table = peer_table()
+    table = peer_table(pipeline)
     bw = copy_bandwidth(dev)
     log(f"device {dev}: {cpu_name()}, {threads} threads {thread_cfg}; copy bandwidth {bw / 1e9:.1f} GB/s")
     results = {
@@ -387,8 +460,10 @@ def run(
         "device": device_info(dev),
         "versions": versions(),
         "threads": thread_cfg,
-        "pipeline": __doc__.split("::")[1].split("Usage")[0].strip(),
+        "pipeline_name": pipeline,
+        "pipeline": __doc__.split("::")[1 if pipeline == "reference" else 2].split("The second pipeline")[0].split("Usage")[0].strip(),
         "copy_bandwidth_gb_s": bw / 1e9,
+        "cpu_isa": cpu_isa(),
         "load_avg_before": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "warmup": warmup,
         "repeats": repeats,
@@ -466,7 +541,9 @@ def render_table(results: dict) -> str:
     lines = []
     dev = results["device"]
     name = dev.get("gpu") or f"{dev['cpu']} ({dev.get('cpu_cores_usable', dev['cpu_cores'])} cores)"
-    lines.append(f"Device: {name}; threads {results['threads']}; copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s; "
+    isa = results.get("cpu_isa", {})
+    arch = f"; CPU {isa['llvm_cpu']} ({', '.join(isa['vector_isa'])})" if "llvm_cpu" in isa else ""
+    lines.append(f"Device: {name}{arch}; threads {results['threads']}; copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s; "
                  f"{results['date'][:10]}")  # fmt: skip
     for cfg in results["configs"]:
         ours = next((n for n in ("fastaug-numba", "fastaug-triton") if n in cfg["ratios"]), None)
@@ -523,6 +600,8 @@ def write(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path | None
     """``<out_dir>/<device>-<date>.json`` and the chart next to it (same stem, ``.png``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{device_slug(results['device'])}-{results['date'][:10]}"
+    if results.get("pipeline_name", "reference") != "reference":
+        stem = f"{results['pipeline_name']}-{stem}"
     path = out_dir / f"{stem}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     return path, plot(results, out_dir / f"{stem}.png")
@@ -540,9 +619,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-backward", action="store_true", help="skip forward+backward timings")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--pipeline", default="reference", choices=PIPELINES, help="which pipeline (see benchmarks/README.md)")
     p.add_argument("--no-write", action="store_true", help="print only")
     a = p.parse_args(argv)
-    results = run(tuple(a.batch), tuple(a.size), tuple(a.peers), a.device, a.threads, a.warmup, a.repeats, not a.no_backward)
+    results = run(tuple(a.batch), tuple(a.size), tuple(a.peers), a.device, a.threads, a.warmup, a.repeats, not a.no_backward,
+                  pipeline=a.pipeline)
     if not a.no_write:
         path, png = write(results, a.out_dir)
         print(f"wrote {path}" + (f" and {png}" if png else " (no chart: pip install matplotlib, the `bench` extra)"))

@@ -20,7 +20,7 @@ def latest_results(results_dir: Path = RESULTS_DIR) -> list[Path]:
     newest: dict[str, tuple[str, Path]] = {}
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text())
-        if "configs" not in data:
+        if "configs" not in data or data.get("pipeline_name", "reference") != "reference":
             continue
         dev = data.get("device")  # the hardware, not the host's kernel build (``platform`` differs between VMs)
         device = json.dumps({k: v for k, v in dev.items() if k != "platform"} if isinstance(dev, dict) else dev, sort_keys=True)

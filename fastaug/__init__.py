@@ -4,9 +4,15 @@ from fastaug import functional
 from fastaug.compose import Compose, Record
 from fastaug.policies import AutoAugment, RandAugment, TrivialAugmentWide
 from fastaug.transforms import (
+    CoarseDropout,
     ColorJitter,
+    Emboss,
     GaussianBlur,
+    GaussianNoise,
+    MotionBlur,
+    MultiplicativeNoise,
     Normalize,
+    PixelDropout,
     RandomAdjustSharpness,
     RandomAffine,
     RandomAutocontrast,
@@ -21,6 +27,9 @@ from fastaug.transforms import (
     RandomRotation,
     RandomSolarize,
     RandomVerticalFlip,
+    SafeRotate,
+    SaltAndPepper,
+    Sharpen,
     ToDtype,
     Transform,
     XYMasking,
@@ -29,9 +38,10 @@ from fastaug.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "Compose", "Record", "Transform", "ColorJitter", "GaussianBlur", "Normalize", "RandomAdjustSharpness",
+    "functional", "Compose", "Record", "Transform", "ColorJitter", "GaussianBlur", "GaussianNoise", "MotionBlur",
+    "Sharpen", "Emboss", "PixelDropout", "SaltAndPepper", "MultiplicativeNoise", "Normalize", "RandomAdjustSharpness",
     "RandomAffine", "RandomAutocontrast", "RandomEqualize", "RandomErasing", "RandomGrayscale",
     "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
-    "RandAugment", "TrivialAugmentWide", "AutoAugment",
+    "RandAugment", "TrivialAugmentWide", "AutoAugment", "SafeRotate", "CoarseDropout",
 ]  # fmt: skip

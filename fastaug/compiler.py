@@ -15,7 +15,7 @@ import torch
 
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
-from fastaug.ops.catalogue import FIXED_RADIUS, GRAY_OPS, NEIGHBOURHOOD_OPS
+from fastaug.ops.catalogue import FIXED_RADIUS, GRAY_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS
 from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Geometry, Op, Plan, Stage
 
 
@@ -26,9 +26,12 @@ class _StageBuilder:
     static: list = field(default_factory=list)  # tuple of possible codes per position
     dtype: torch.dtype = torch.float32  # params dtype (float64 for float64 images: exact gradients)
     taps: torch.Tensor | None = None  # GAUSSIAN_BLUR kernels of the op at k = 0
+    kernel: torch.Tensor | None = None  # CONVOLVE kernels of the op at k = 0
+    keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
 
-    def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...]) -> None:
+    def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...], keys=None) -> None:
         b = code.shape[0]
+        self.keys.append(keys)
         p = torch.zeros(b, NUM_PARAMS, dtype=self.dtype, device=code.device)
         p[:, : params.shape[1]] = params.to(self.dtype)  # differentiable in the magnitudes
         p[:, 3] = 1.0 if q else 0.0
@@ -45,8 +48,9 @@ class _StageBuilder:
             params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
         radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)
-        if self.taps is not None:
-            radius = max(radius, (self.taps.shape[-1] - 1) // 2)
+        for t in (self.taps, self.kernel):
+            if t is not None:
+                radius = max(radius, (t.shape[-1] - 1) // 2)
         return Stage(
             program=program,
             params=params,
@@ -57,7 +61,15 @@ class _StageBuilder:
             slot_codes=tuple(self.static),
             radius=radius,
             taps=None if self.taps is None else self.taps.to(self.dtype),
+            keys=self._keys(b, device),
+            kernel=None if self.kernel is None else self.kernel.to(self.dtype),
         )
+
+    def _keys(self, b: int, device: torch.device) -> torch.Tensor | None:
+        if all(k is None for k in self.keys):
+            return None
+        zero = torch.zeros(b, dtype=torch.int64, device=device)
+        return torch.stack([zero if k is None else k.to(device=device, dtype=torch.int64) for k in self.keys], 1)
 
 
 def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -172,8 +184,14 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
                     if call.taps is None:
                         raise ValueError(f"{call.name}: a gaussian blur call needs its kernels (taps)")
                     stages[-1].taps = call.taps
+                if int(Op.CONVOLVE) in static:
+                    if call.kernel is None:
+                        raise ValueError(f"{call.name}: a convolution call needs its kernels")
+                    stages[-1].kernel = call.kernel
             params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
-            stages[-1].add(code, params, domain_u8, static)
+            if call.keys is None and any(int(op) in static for op in RANDOM_OPS):
+                raise ValueError(f"{call.name}: a random op's call needs its per-sample keys")
+            stages[-1].add(code, params, domain_u8, static, call.keys)
         elif isinstance(call, DtypeCall):
             target_float = call.dtype.is_floating_point
             if normalize is not None and not target_float:

@@ -91,6 +91,11 @@ class Record:
                     kw["num_output_channels"] = self.shape[1]
                 if code == int(Op.GAUSSIAN_BLUR):  # torchvision's signature: kernel_size, sigma = [x, y]
                     kw = {"kernel_size": list(call.kwargs["kernel_size"]), "sigma": [vals[0], vals[1]]}
+                if code == int(Op.GAUSSIAN_NOISE):
+                    kw["clip"] = vals[2] > 0.5
+                if code == int(Op.CONVOLVE):  # sharpen / emboss / motion_blur / convolve: the call's own arguments
+                    name = call.name if call.name in ("sharpen", "emboss", "motion_blur") else "convolve"
+                    kw = {k: _plain(v, i, k in INTEGER_ARGS) for k, v in call.kwargs.items()}
                 out.append((name, kw))
             elif isinstance(call, RectCall):
                 for r in range(call.rects.shape[1]):

@@ -7,6 +7,7 @@ A backend is a module with ``reduce(src, stage, stats, luts, stop) -> Reduction`
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import importlib
 import os
@@ -143,7 +144,7 @@ def presample(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[tor
         first = program[:, :1]
         neighbourhood = torch.isin(first, torch.tensor([int(op) for op in NEIGHBOURHOOD_OPS], dtype=first.dtype))
         program = torch.cat([torch.where(neighbourhood, torch.zeros_like(first), first), program[:, 1:]], 1)
-    rest = Stage(program=program, params=stage.params, stat_slots=stage.stat_slots, slot_codes=stage.slot_codes)
+    rest = dataclasses.replace(stage, program=program, geometry=None, out_size=None)
     return tmp, rest
 
 

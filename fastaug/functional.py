@@ -33,8 +33,10 @@ from fastaug.validation import (
 __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
     "adjust_sharpness", "rgb_to_grayscale", "invert", "posterize", "solarize", "equalize", "autocontrast",
-    "gaussian_blur", "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
-    "erase", "xy_masking", "normalize", "to_dtype", "run_calls",
+    "gaussian_blur", "gaussian_noise", "convolve", "sharpen", "emboss", "motion_blur", "pixel_dropout", "salt_and_pepper",
+    "multiplicative_noise",
+    "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
+    "erase", "xy_masking", "normalize", "to_dtype", "run_calls", "safe_rotate",
 ]  # fmt: skip
 
 
@@ -225,6 +227,217 @@ def gaussian_blur(img: torch.Tensor, kernel_size, sigma=None, *, backend: str = 
     return run_calls(img, [gaussian_blur_call(_batch(img), kernel_size, sigma, img.dtype)], backend)
 
 
+def convolve_call(cv: Canvas, kernel: torch.Tensor, name: str = "convolve", kwargs: dict | None = None) -> ColorCall:
+    """A CONVOLVE call: ``kernel`` [T,T] (every sample) or [B,T,T], T odd; differentiable in the kernel."""
+    if not isinstance(kernel, torch.Tensor) or kernel.is_complex() or not kernel.is_floating_point():
+        raise TypeError(f"kernel must be a real floating tensor [k, k] or [B, k, k], got {kernel!r}")
+    k = kernel.to(cv.device)
+    if k.dim() == 2:
+        k = k.expand(cv.b, *k.shape)
+    if k.dim() != 3 or k.shape[0] != cv.b or k.shape[1] != k.shape[2] or k.shape[1] % 2 == 0:
+        raise ValueError(f"kernel must be [k, k] or [B, k, k] with k odd, got {list(kernel.shape)}")
+    d = k.detach()
+    _check(torch.isfinite(d), "kernel must hold finite values")
+    params = torch.zeros(cv.b, 3, dtype=torch.float64, device=cv.device)
+    return ColorCall(name=name, kwargs=kwargs if kwargs is not None else {"kernel": k}, code=int(Op.CONVOLVE), params=params,
+                     kernel=k)  # fmt: skip
+
+
+def convolve(img: torch.Tensor, kernel: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """Per-sample 2-D correlation (cv2.filter2D's orientation, reflected borders without repeating the edge, as
+    albumentations' ``convolve``), clamped into the value range, uint8 rounded half to even. ``kernel`` [k,k] or
+    [B,k,k], k odd. Any channel count; gradients to the image and to the kernel."""
+    return run_calls(img, [convolve_call(_batch(img), kernel)], backend)
+
+
+def sharpen_kernel(alpha: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
+    """albumentations' Sharpen kernel: ``(1-alpha) I + alpha [[-1,-1,-1],[-1,8+lightness,-1],[-1,-1,-1]]`` [B,3,3]."""
+    m1 = -alpha
+    mid = (1.0 - alpha) + alpha * (8.0 + lightness)
+    return torch.stack([m1, m1, m1, m1, mid, m1, m1, m1, m1], 1).view(-1, 3, 3)
+
+
+def emboss_kernel(alpha: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """albumentations' Emboss kernel: ``(1-alpha) I + alpha [[-1-s,-s,0],[-s,1,s],[0,s,1+s]]`` [B,3,3]."""
+    s = strength
+    z = torch.zeros_like(alpha)
+    mid = (1.0 - alpha) + alpha
+    vals = [alpha * (-1.0 - s), alpha * -s, z, alpha * -s, mid, alpha * s, z, alpha * s, alpha * (1.0 + s)]
+    return torch.stack(vals, 1).view(-1, 3, 3)
+
+
+def sharpen(img: torch.Tensor, alpha, lightness, *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' Sharpen (method "kernel"): :func:`convolve` with :func:`sharpen_kernel`; ``alpha`` in [0, 1],
+    ``lightness`` >= 0, numbers or per-sample tensors [B]; gradients to the image, alpha and lightness."""
+    cv = _batch(img)
+    a = per_sample(alpha, cv.b, "alpha", cv.device, lo=0.0, hi=1.0)
+    li = per_sample(lightness, cv.b, "lightness", cv.device, lo=0.0)
+    call = convolve_call(cv, sharpen_kernel(a, li), "sharpen", {"alpha": a, "lightness": li})
+    return run_calls(img, [call], backend)
+
+
+def emboss(img: torch.Tensor, alpha, strength, *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' Emboss: :func:`convolve` with :func:`emboss_kernel`; ``alpha`` in [0, 1], ``strength`` >= 0,
+    numbers or per-sample tensors [B]; gradients to the image, alpha and strength."""
+    cv = _batch(img)
+    a = per_sample(alpha, cv.b, "alpha", cv.device, lo=0.0, hi=1.0)
+    st = per_sample(strength, cv.b, "strength", cv.device, lo=0.0)
+    call = convolve_call(cv, emboss_kernel(a, st), "emboss", {"alpha": a, "strength": st})
+    return run_calls(img, [call], backend)
+
+
+def motion_blur_kernel(kernel_size: torch.Tensor, angle: torch.Tensor, direction: torch.Tensor, shift: torch.Tensor,
+                       size: int) -> torch.Tensor:  # fmt: skip
+    """albumentations' MotionBlur kernels [B,size,size] (each sample's k x k kernel centred, zero-padded): the k points
+    ``c + (cos a, sin a) * t + shift`` for ``t = linspace(t0, t1, k)`` (``t0, t1`` = (-L, L) shortened by
+    ``direction``: < 0 cuts the positive end, > 0 the negative one; L = k // 2, c = L), rounded half to even and
+    clipped into the k x k grid, weight 1 on each distinct pixel (the centre when none), normalised to sum 1.
+    ``angle`` in degrees; ``shift`` [B,2] (x, y) in kernel pixels. Not differentiable (a rasterisation)."""
+    b = kernel_size.shape[0]
+    dev = kernel_size.device
+    k = kernel_size.to(torch.float64).view(b, 1)
+    half = torch.floor(k / 2)
+    d = direction.to(torch.float64).view(b, 1)
+    t0 = torch.where(d > 0, -half * (1 - d), -half)
+    t1 = torch.where(d < 0, half * (1 - d.abs()), half)
+    j = torch.arange(size, dtype=torch.float64, device=dev).view(1, size)
+    valid = j < k
+    t = j * ((t1 - t0) / torch.clamp(k - 1, min=1)) + t0  # numpy's linspace, its last point exact
+    t = torch.where(j == k - 1, t1, t)
+    rad = torch.deg2rad(angle.to(torch.float64)).view(b, 1)
+    sh = shift.to(torch.float64)
+    xs = torch.clamp(torch.round(half + torch.cos(rad) * t + sh[:, :1]), torch.zeros_like(k), k - 1)
+    ys = torch.clamp(torch.round(half + torch.sin(rad) * t + sh[:, 1:]), torch.zeros_like(k), k - 1)
+    off = (size - k) / 2
+    index = ((ys + off) * size + (xs + off)).to(torch.int64).clamp(0, size * size - 1)
+    hits = torch.zeros(b, size * size, dtype=torch.float64, device=dev).scatter_add_(1, index, valid.to(torch.float64))
+    kern = (hits > 0).to(torch.float64)
+    centre = (size * size) // 2
+    empty = kern.sum(1, keepdim=True) == 0
+    kern[:, centre] = torch.where(empty[:, 0], 1.0, kern[:, centre])
+    return (kern / kern.sum(1, keepdim=True)).view(b, size, size).to(torch.float32)
+
+
+def motion_blur(img: torch.Tensor, kernel_size, angle, direction=0.0, shift=(0.0, 0.0), *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' MotionBlur with given parameters: :func:`convolve` with :func:`motion_blur_kernel`;
+    ``kernel_size`` an odd int >= 3 (or per-sample odd ints [B]), ``angle`` degrees, ``direction`` in [-1, 1],
+    ``shift`` (x, y) kernel pixels or [B,2]. (Per-sample sizes: the kernel tensor's size is their maximum, read
+    from the tensor: a host sync on CUDA; the MotionBlur transform knows it statically.)"""
+    cv = _batch(img)
+    ks = per_sample(kernel_size, cv.b, "kernel_size", cv.device, lo=3.0, integer=True)
+    _check(torch.remainder(ks, 2) == 1, "kernel_size must be odd")
+    a = per_sample(angle, cv.b, "angle", cv.device)
+    d = per_sample(direction, cv.b, "direction", cv.device, lo=-1.0, hi=1.0)
+    sh = per_sample(shift, cv.b, "shift", cv.device, width=2)
+    size = int(kernel_size) if isinstance(kernel_size, numbers.Integral) else int(ks.max())  # a CPU value or a max
+    kern = motion_blur_kernel(ks, a, d, sh, size)
+    kw = {"kernel_size": ks, "angle": a, "direction": d, "shift": sh}
+    return run_calls(img, [convolve_call(cv, kern, "motion_blur", kw)], backend)
+
+
+def _random_call(cv: Canvas, name: str, op: Op, values: list[torch.Tensor], kwargs: dict, keys: torch.Tensor) -> ColorCall:
+    params = torch.stack([v.to(torch.float64) for v in values], 1)
+    return ColorCall(name=name, kwargs=kwargs, code=int(op), params=params, keys=keys)
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def pixel_dropout_call(cv: Canvas, dropout_prob, per_channel: bool, drop_value, uint8: bool, keys: torch.Tensor) -> ColorCall:
+    p = per_sample(dropout_prob, cv.b, "dropout_prob", cv.device, lo=0.0, hi=1.0)
+    v = per_sample(drop_value, cv.b, "drop_value", cv.device, lo=0.0, hi=255.0 if uint8 else 1.0)
+    v = torch.floor(v) if uint8 else v  # a uint8 image holds integers (albumentations casts the value)
+    pc = torch.full_like(p, 1.0 if _flag(per_channel, "per_channel") else 0.0)
+    kw = {"dropout_prob": p, "per_channel": per_channel, "drop_value": v}
+    return _random_call(cv, "pixel_dropout", Op.PIXEL_DROPOUT, [p, v, pc], kw, keys)
+
+
+def pixel_dropout(
+    img: torch.Tensor, dropout_prob=0.01, per_channel: bool = False, drop_value=0.0, *, seed: int = 0, epoch: int = 0,
+    indices: torch.Tensor | None = None, backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """albumentations' PixelDropout: each pixel (each pixel and channel when ``per_channel``) is replaced by
+    ``drop_value`` (the image's units; uint8 truncates) with probability ``dropout_prob``, from a uniform per pixel of
+    (seed, epoch, index) (``fastaug.ops.counter``). Gradients to the image (kept pixels) and to ``drop_value``."""
+    cv = _batch(img)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    return run_calls(img, [pixel_dropout_call(cv, dropout_prob, per_channel, drop_value, img.dtype == torch.uint8, keys)], backend)
+
+
+def salt_and_pepper_call(cv: Canvas, amount, salt_vs_pepper, keys: torch.Tensor) -> ColorCall:
+    a = per_sample(amount, cv.b, "amount", cv.device, lo=0.0, hi=1.0)
+    r = per_sample(salt_vs_pepper, cv.b, "salt_vs_pepper", cv.device, lo=0.0, hi=1.0)
+    return _random_call(cv, "salt_and_pepper", Op.SALT_AND_PEPPER, [a, r, torch.zeros_like(a)],
+                        {"amount": a, "salt_vs_pepper": r}, keys)  # fmt: skip
+
+
+def salt_and_pepper(
+    img: torch.Tensor, amount, salt_vs_pepper=0.5, *, seed: int = 0, epoch: int = 0, indices: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """Salt and pepper noise: with one uniform ``u`` per pixel (shared by its channels) of (seed, epoch, index), the
+    pixel becomes white (the bound) if ``u < amount * salt_vs_pepper``, else black if ``u < amount``. albumentations
+    draws exactly ``int(H*W*amount)`` distinct pixels; here each pixel is hit independently with probability
+    ``amount`` (the same expected count, a binomial spread)."""
+    cv = _batch(img)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    return run_calls(img, [salt_and_pepper_call(cv, amount, salt_vs_pepper, keys)], backend)
+
+
+def multiplicative_noise_call(cv: Canvas, low, high, per_channel: bool, keys: torch.Tensor) -> ColorCall:
+    lo = per_sample(low, cv.b, "low", cv.device, lo=0.0)
+    hi = per_sample(high, cv.b, "high", cv.device, lo=0.0)
+    _check(lo <= hi, "low must be <= high")
+    pc = torch.full_like(lo, 1.0 if _flag(per_channel, "per_channel") else 0.0)
+    kw = {"low": lo, "high": hi, "per_channel": per_channel}
+    return _random_call(cv, "multiplicative_noise", Op.MULTIPLICATIVE_NOISE, [lo, hi, pc], kw, keys)
+
+
+def multiplicative_noise(
+    img: torch.Tensor, low=0.9, high=1.1, per_channel: bool = False, *, seed: int = 0, epoch: int = 0,
+    indices: torch.Tensor | None = None, backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """albumentations' MultiplicativeNoise(elementwise=True): each pixel (each pixel and channel when ``per_channel``)
+    multiplied by ``m ~ U(low, high)`` from a uniform per pixel of (seed, epoch, index), clamped (uint8: truncated,
+    as albumentations). Gradients to the image."""
+    cv = _batch(img)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    return run_calls(img, [multiplicative_noise_call(cv, low, high, per_channel, keys)], backend)
+
+
+def gaussian_noise_call(cv: Canvas, mean, sigma, clip: bool, keys: torch.Tensor) -> ColorCall:
+    b, dev = cv.b, cv.device
+    if not isinstance(clip, bool):
+        raise TypeError(f"clip must be a bool, got {clip!r}")
+    m = per_sample(mean, b, "mean", dev)
+    s = per_sample(sigma, b, "sigma", dev, lo=0.0)
+    params = torch.stack([m, s, torch.full_like(m, 1.0 if clip else 0.0)], 1)
+    return ColorCall(name="gaussian_noise", kwargs={"mean": m, "sigma": s, "clip": clip}, code=int(Op.GAUSSIAN_NOISE),
+                     params=params, keys=keys)  # fmt: skip
+
+
+def gaussian_noise(
+    img: torch.Tensor, mean=0.0, sigma=0.1, clip: bool = True, *, seed: int = 0, epoch: int = 0,
+    indices: torch.Tensor | None = None, backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """torchvision's gaussian_noise: ``img + (mean + z * sigma)`` in [0, 1] units (uint8: the noise
+    ``mean*255 + z*sigma*255`` truncated toward zero, as torchvision's int16 cast), clamped when ``clip``
+    (uint8 without clip wraps mod 256, as torchvision). ``z`` is a standard normal per pixel and channel
+    from the counter-based hash of (seed, epoch, index) (``fastaug.ops.counter``): the same on every
+    backend and device. ``mean`` and ``sigma`` (>= 0) are numbers or per-sample tensors [B]; gradients
+    to the image, mean and sigma (float input)."""
+    cv = _batch(img)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    idx = check_indices(indices, cv.b, cv.device)
+    return run_calls(img, [gaussian_noise_call(cv, mean, sigma, clip, rng.key(seed, epoch, idx, 0))], backend)
+
+
 def _center(center, b: int, dev) -> torch.Tensor | None:
     return None if center is None else per_sample(center, b, "center", dev, width=2)
 
@@ -304,6 +517,38 @@ def rotate_call(cv: Canvas, angle, interpolation_mode="nearest", center=None, fi
         kwargs["center"] = ctr
     bil = interpolation(interpolation_mode)
     return GeometricCall(name="rotate", kwargs=kwargs, matrix=m, bilinear=bil, fill=fill_values(fill, b, c, dev))
+
+
+def safe_rotate(img: torch.Tensor, angle, interpolation="bilinear", fill=None, *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' SafeRotate with a given ``angle`` (degrees, counter-clockwise on screen; a number or
+    a per-sample tensor [B]): the image is rotated about its centre and scaled, x and y separately, so that
+    the whole rotated image fits the unchanged H x W frame (cv2.warpAffine of albumentations' matrix,
+    including its +0.5 px centre shift; see ``fastaug.ops.geometry.safe_rotate_matrix``).
+
+    ``fill``: None or 0 (a number or all-zero values) is cv2's BORDER_CONSTANT 0 exactly (out-of-image
+    taps count 0); another fill blends torchvision-style, ``(S - fill) * m + fill`` with m the in-image
+    tap weight, where cv2 computes ``S + (1 - m) * fill``: the two differ only on the one-pixel rim of
+    the rotated image under bilinear sampling."""
+    return run_calls(img, [safe_rotate_call(_batch(img), angle, interpolation, fill)], backend)
+
+
+def _zero_fill(fill) -> bool:
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        return fill == 0
+    return isinstance(fill, (list, tuple)) and len(fill) > 0 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and v == 0 for v in fill
+    )
+
+
+def safe_rotate_call(cv: Canvas, angle, mode="bilinear", fill=None) -> GeometricCall:
+    b, c, h, w, dev = cv
+    a = per_sample(angle, b, "angle", dev)
+    bil = interpolation(mode)
+    vals = fill_values(fill, b, c, dev)  # checks the fill (type, finite values, channel count)
+    if _zero_fill(fill):
+        vals = None  # zero padding without the blend: cv2's BORDER_CONSTANT with 0, on the rim too
+    kwargs = {"angle": a, "interpolation": _interp_name(mode), "fill": fill}
+    return GeometricCall(name="safe_rotate", kwargs=kwargs, matrix=G.safe_rotate_matrix(a, (h, w)), bilinear=bil, fill=vals)
 
 
 def flip_call(cv: Canvas, horizontal: bool) -> GeometricCall:

@@ -46,6 +46,9 @@ a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPN
 only at k = 0 of a stage without geometry and ``radius`` > 0: they read the stage input within
 ``radius`` pixels (elsewhere they are identities). GAUSSIAN_BLUR reads its per-sample separable
 kernel from ``taps[b]`` ([2, 2*radius+1]: x kernel, y kernel, centred, zero beyond the op's own size).
+CONVOLVE reads its per-sample kernel from ``kernel[b]`` ([T, T], T = 2*r+1 <= 2*radius+1, centred).
+Random ops (GAUSSIAN_NOISE) draw per pixel from ``keys[b, k]`` and the pixel's (channel, row, column) in
+the stage's output, by the counter-based hash of ``fastaug.ops.counter`` (the same bits on every backend).
 
 Epilogue (last stage only), per pixel after the program:
 1. rects with phase 1 (``rects[b, r] = (x0, y0, x1, y1)``, half-open, output pixels): ``v = rect_values[b, r, c]``
@@ -100,6 +103,8 @@ class Stage:
     slot_codes: tuple[tuple[int, ...], ...] | None = None  # per k, the op codes that may occur (None: any)
     radius: int = 0  # neighbourhood read by the op at k = 0 (0: no neighbourhood op runs)
     taps: torch.Tensor | None = None  # [B,2,2*radius+1] separable kernels of GAUSSIAN_BLUR at k = 0
+    keys: torch.Tensor | None = None  # [B,K] int64 32-bit keys of per-pixel random ops (0 elsewhere)
+    kernel: torch.Tensor | None = None  # [B,T,T] (T odd) per-sample correlation kernels of CONVOLVE at k = 0
 
     def codes_at(self, k: int) -> tuple[int, ...]:
         """Op codes that may occur at position k (static: backends specialise on it)."""

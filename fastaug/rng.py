@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import torch
 
-_MASK = 0xFFFFFFFF
-_M1, _M2 = 0x7FEB352D, 0x5F356495  # < 2**31: products of 32-bit values stay inside int64
-
-
-def _mix(h: torch.Tensor) -> torch.Tensor:
-    h = h ^ (h >> 16)
-    h = (h * _M1) & _MASK
-    h = h ^ (h >> 15)
-    h = (h * _M2) & _MASK
-    return h ^ (h >> 16)
+from fastaug.ops.counter import MASK as _MASK
+from fastaug.ops.counter import mix as _mix
 
 
 def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
@@ -46,3 +38,8 @@ def randint(seed: int, epoch: int, indices: torch.Tensor, slot: int, low, high, 
     if lo.dim() == 1:
         lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
     return torch.minimum(torch.floor(lo + u * (hi - lo)), hi - 1).to(torch.int64)
+
+
+def key(seed: int, epoch: int, indices: torch.Tensor, slot: int) -> torch.Tensor:
+    """Per-sample 32-bit keys [B] (int64) of a random op's per-pixel draws (see ``fastaug.ops.counter``)."""
+    return hash32(seed, epoch, indices, slot, 1)[:, 0]

@@ -209,6 +209,40 @@ class RandomRotation(Transform):
         return [F.rotate_call(ctx.canvas, angle, self.interpolation, center, self.fill)]
 
 
+class SafeRotate(Transform):
+    """albumentations' SafeRotate with probability p: ``angle ~ U(limit)`` degrees per sample (a number l
+    means (-l, l)), counter-clockwise on screen; the image is rotated about its centre and scaled, x and
+    y separately, so that the whole rotated image fits the unchanged H x W frame
+    (``fastaug.functional.safe_rotate``; the matrix is ``fastaug.ops.geometry.safe_rotate_matrix``):
+
+        W' = int(H|sin a| + W|cos a|),  H' = int(H|cos a| + W|sin a|)
+        dst = diag(W/W', H/H') (Rot(a) (p - c) + (W'/2, H'/2)),  c = (W/2 - 0.5, H/2 - 0.5)   (pixel indices)
+
+    (albumentations' +0.5 px centre shift included: c lands on (W/2, H/2)). ``interpolation``:
+    "bilinear" (cv2.INTER_LINEAR, the default) or "nearest"; ``fill``: the border value in the image's
+    value range (0: cv2's BORDER_CONSTANT exactly; see ``safe_rotate`` for other fills on the rim). A
+    geometric op: masks (nearest, fill 0 = albumentations' fill_mask default), boxes and keypoints follow
+    the same matrix (fastaug's continuous coordinates, pixel i spans [i, i+1))."""
+
+    def __init__(self, limit=(-90, 90), interpolation="bilinear", fill=0, p: float = 0.5):
+        pair = isinstance(limit, Sequence) and not isinstance(limit, (str, bytes)) and len(limit) == 2
+        if not (isinstance(limit, numbers.Real) or pair) or isinstance(limit, bool) or (
+            pair and not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in limit)
+        ):
+            raise TypeError(f"limit must be a number or a (min, max) pair of numbers (degrees), got {limit!r}")
+        self.limit = _range(limit, "limit")
+        check_interpolation(interpolation)
+        self.interpolation = interpolation
+        self.fill = _check_fill(fill)
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        u = ctx.uniform(2)
+        call = F.safe_rotate_call(ctx.canvas, _lerp(u[:, 0], self.limit), self.interpolation, self.fill)
+        call.applied = u[:, 1] < self.p
+        return [call]
+
+
 class RandomPerspective(Transform):
     def __init__(self, distortion_scale: float = 0.5, p: float = 0.5, interpolation="bilinear", fill=0):
         if not 0.0 <= distortion_scale <= 1.0:
@@ -400,6 +434,167 @@ class GaussianBlur(Transform):
         return [F.gaussian_blur_call(ctx.canvas, self.kernel_size, s)]
 
 
+def _unit_range(value, name: str, lo: float = 0.0, hi: float = math.inf) -> tuple[float, float]:
+    """A number (fixed) or a (min, max) pair inside [lo, hi]."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value, value)
+    r = _range(value, name)
+    if not lo <= r[0] <= r[1] <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}] with min <= max, got {value!r}")
+    return r
+
+
+def _kernel_calls(ctx: Context, name: str, kernel, ranges: dict, p: float) -> list[Call]:
+    """A CONVOLVE call whose per-sample kernel is ``kernel(*values)``, each value ~ U(its range)."""
+    u = ctx.uniform(len(ranges)).to(torch.float64)
+    values = {k: _lerp(u[:, i], r) for i, (k, r) in enumerate(ranges.items())}
+    call = F.convolve_call(ctx.canvas, kernel(*values.values()), name, values)
+    call.applied = ctx.coin(p, len(ranges))
+    return [call]
+
+
+class Sharpen(Transform):
+    """albumentations' Sharpen (method "kernel"): per sample alpha ~ U(alpha), lightness ~ U(lightness), then
+    ``fastaug.functional.sharpen`` (a 3x3 kernel; see ``sharpen_kernel``)."""
+
+    def __init__(self, alpha=(0.2, 0.5), lightness=(0.5, 1.0), method: str = "kernel", p: float = 0.5):
+        if method != "kernel":
+            raise ValueError(f"method must be 'kernel' (the 'gaussian' method is not supported yet), got {method!r}")
+        self.alpha, self.lightness = _unit_range(alpha, "alpha", 0.0, 1.0), _unit_range(lightness, "lightness")
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        return _kernel_calls(ctx, "sharpen", F.sharpen_kernel, {"alpha": self.alpha, "lightness": self.lightness}, self.p)
+
+
+class Emboss(Transform):
+    """albumentations' Emboss: per sample alpha ~ U(alpha), strength ~ U(strength), then ``fastaug.functional.emboss``."""
+
+    def __init__(self, alpha=(0.2, 0.5), strength=(0.2, 0.7), p: float = 0.5):
+        self.alpha, self.strength = _unit_range(alpha, "alpha", 0.0, 1.0), _unit_range(strength, "strength")
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        return _kernel_calls(ctx, "emboss", F.emboss_kernel, {"alpha": self.alpha, "strength": self.strength}, self.p)
+
+
+class MotionBlur(Transform):
+    """albumentations' MotionBlur: per sample an odd kernel size in ``blur_limit`` (uniform over the odd values), an
+    angle ~ U(angle_range) degrees, a direction ~ U(direction_range) and, with ``allow_shifted``, a shift of the line
+    ~ U(-1, 1) * (k // 2) / 2 per axis; then ``fastaug.functional.motion_blur``."""
+
+    def __init__(self, blur_limit=(3, 7), allow_shifted: bool = True, angle_range=(0.0, 360.0), direction_range=(-1.0, 1.0),
+                 p: float = 0.5):  # fmt: skip
+        lo, hi = (3, blur_limit) if isinstance(blur_limit, numbers.Integral) and not isinstance(blur_limit, bool) else blur_limit
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (lo, hi)) or not 3 <= lo <= hi:
+            raise ValueError(f"blur_limit must be an int >= 3 or a (min, max) pair of them, got {blur_limit!r}")
+        if lo % 2 == 0 or hi % 2 == 0:
+            raise ValueError(f"blur_limit values must be odd, got {blur_limit!r}")
+        self.blur_limit = (int(lo), int(hi))
+        self.angle_range = _range(angle_range, "angle_range")
+        self.direction_range = _unit_range(direction_range, "direction_range", -1.0, 1.0)
+        if not isinstance(allow_shifted, bool):
+            raise TypeError(f"allow_shifted must be a bool, got {allow_shifted!r}")
+        self.allow_shifted, self.p = allow_shifted, _probability(p)
+
+    def calls(self, ctx):
+        lo, hi = self.blur_limit
+        u = ctx.uniform(5).to(torch.float64)
+        k = lo + 2 * torch.floor(u[:, 0] * ((hi - lo) // 2 + 1))
+        angle = _lerp(u[:, 1], self.angle_range)
+        direction = _lerp(u[:, 2], self.direction_range)
+        shift = (u[:, 3:5] * 2 - 1) * torch.floor(k / 2).unsqueeze(1) / 2
+        if not self.allow_shifted:
+            shift = torch.zeros_like(shift)
+        kern = F.motion_blur_kernel(k, angle, direction, shift, hi)
+        kw = {"kernel_size": k, "angle": angle, "direction": direction, "shift": shift}
+        call = F.convolve_call(ctx.canvas, kern, "motion_blur", kw)
+        call.applied = ctx.coin(self.p, 5)
+        return [call]
+
+
+class PixelDropout(Transform):
+    """albumentations' PixelDropout (see ``fastaug.functional.pixel_dropout``), per sample; ``drop_value`` a number in
+    the image's units (per-channel or random drop values and ``mask_drop_value`` are not supported yet)."""
+
+    def __init__(self, dropout_prob: float = 0.01, per_channel: bool = False, drop_value=0, mask_drop_value=None, p: float = 0.5):
+        if not (isinstance(drop_value, numbers.Real) and not isinstance(drop_value, bool)):
+            raise ValueError(f"drop_value must be a number (per-channel or random values are not supported yet), got {drop_value!r}")
+        if mask_drop_value is not None:
+            raise ValueError("mask_drop_value is not supported yet (masks are left unchanged): pass None")
+        self.dropout_prob = _probability(dropout_prob, "dropout_prob")
+        self.per_channel = F._flag(per_channel, "per_channel")
+        self.drop_value, self.p = float(drop_value), _probability(p)
+
+    def calls(self, ctx):
+        keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        call = F.pixel_dropout_call(ctx.canvas, self.dropout_prob, self.per_channel, self.drop_value, ctx.uint8, keys)
+        call.applied = ctx.coin(self.p)
+        return [call]
+
+
+class SaltAndPepper(Transform):
+    """albumentations' SaltAndPepper, per sample: amount ~ U(amount), salt_vs_pepper ~ U(salt_vs_pepper); see
+    ``fastaug.functional.salt_and_pepper`` (independent pixels instead of an exact count)."""
+
+    def __init__(self, amount=(0.01, 0.06), salt_vs_pepper=(0.4, 0.6), p: float = 0.5):
+        self.amount = _unit_range(amount, "amount", 0.0, 1.0)
+        self.salt_vs_pepper = _unit_range(salt_vs_pepper, "salt_vs_pepper", 0.0, 1.0)
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        u = ctx.uniform(2).to(torch.float64)
+        keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        call = F.salt_and_pepper_call(ctx.canvas, _lerp(u[:, 0], self.amount), _lerp(u[:, 1], self.salt_vs_pepper), keys)
+        call.applied = ctx.coin(self.p, 2)
+        return [call]
+
+
+class MultiplicativeNoise(Transform):
+    """albumentations' MultiplicativeNoise, per sample: ``elementwise`` multiplies each pixel (and channel when
+    ``per_channel``) by its own ``m ~ U(multiplier)`` (``fastaug.functional.multiplicative_noise``); otherwise the whole
+    image by one ``m`` (``adjust_brightness``: the same truncating formula). One ``m`` per channel without
+    ``elementwise`` is not supported yet."""
+
+    def __init__(self, multiplier=(0.9, 1.1), per_channel: bool = False, elementwise: bool = False, p: float = 0.5):
+        self.multiplier = _unit_range(multiplier, "multiplier")
+        self.per_channel = F._flag(per_channel, "per_channel")
+        self.elementwise = F._flag(elementwise, "elementwise")
+        if per_channel and not elementwise:
+            raise ValueError("per_channel=True with elementwise=False (one multiplier per channel) is not supported yet")
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        lo, hi = self.multiplier
+        if self.elementwise:
+            keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+            call = F.multiplicative_noise_call(ctx.canvas, lo, hi, self.per_channel, keys)
+            call.applied = ctx.coin(self.p)
+            return [call]
+        m = _lerp(ctx.uniform(1)[:, 0].to(torch.float64), self.multiplier)
+        return [ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.stack([m, 0 * m, 0 * m], 1),
+                          applied=ctx.coin(self.p, 1))]  # fmt: skip
+
+
+class GaussianNoise(Transform):
+    """torchvision's GaussianNoise (see ``fastaug.functional.gaussian_noise``): ``mean`` and ``sigma`` numbers,
+    or (min, max) ranges drawn uniformly per sample; per-pixel noise keyed by (seed, epoch, index)."""
+
+    def __init__(self, mean=0.0, sigma=0.1, clip: bool = True):
+        self.mean = _range((mean, mean) if isinstance(mean, numbers.Real) and not isinstance(mean, bool) else mean, "mean")
+        self.sigma = _range((sigma, sigma) if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) else sigma, "sigma")
+        if self.sigma[0] < 0:
+            raise ValueError(f"sigma must be non-negative, got {sigma!r}")
+        if not isinstance(clip, bool):
+            raise TypeError(f"clip must be a bool, got {clip!r}")
+        self.clip = clip
+
+    def calls(self, ctx):
+        u = ctx.uniform(2).to(torch.float64)
+        keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        return [F.gaussian_noise_call(ctx.canvas, _lerp(u[:, 0], self.mean), _lerp(u[:, 1], self.sigma), self.clip, keys)]
+
+
 class RandomGrayscale(Transform):
     """Grayscale with probability p, keeping the channel count (torchvision v2 behaviour)."""
 
@@ -462,6 +657,130 @@ class XYMasking(Transform):
             cv.b, cv.c, cv.h, cv.w, cv.device, self.num_masks_x, self.num_masks_y, self.mask_x_length, self.mask_y_length,
             self.fill, self.fill_mask, ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1,
         )  # fmt: skip
+        call.applied = ctx.coin(self.p)
+        return [call]
+
+
+def _int_range(value, name: str, lo: int) -> tuple[int, int]:
+    """A (min, max) pair of ints with lo <= min <= max."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(f"{name} must be a (min, max) pair of ints, got {value!r}")
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{name} must be a (min, max) pair of ints, got {value!r}")
+    a, b = int(value[0]), int(value[1])
+    if not lo <= a <= b:
+        raise ValueError(f"{name} must satisfy {lo} <= min <= max, got {value!r}")
+    return a, b
+
+
+def _size_range(value, name: str) -> tuple[float, float]:
+    """A (min, max) pair of finite numbers with 0 <= min <= max."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(f"{name} must be a (min, max) pair of numbers, got {value!r}")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{name} must be a (min, max) pair of numbers, got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not (math.isfinite(a) and math.isfinite(b) and 0.0 <= a <= b):
+        raise ValueError(f"{name} must be finite with 0 <= min <= max, got {value!r}")
+    return a, b
+
+
+def _draw_int(u: torch.Tensor, lo, hi) -> torch.Tensor:
+    """Integers uniform in [lo, hi] (inclusive ints) from u in [0, 1)."""
+    return torch.floor(lo + u * (hi - lo + 1)).clamp(max=hi)  # a scalar bound: no host->device copy
+
+
+class CoarseDropout(Transform):
+    """albumentations' CoarseDropout (v2 API) with probability p: per sample, ``n`` rectangular holes
+    filled with ``fill``. Each sample draws its own parameters (albumentations draws once per call):
+
+    - ``n`` uniform in ``num_holes_range`` = (lo, hi), inclusive (ints, lo >= 1); at most hi holes.
+    - Hole sizes, each hole on its own. The unit is picked by ``hole_height_range[1]`` **alone**
+      (albumentations' rule): if ``hole_height_range[1] >= 1`` both ranges are pixel counts,
+      ``h`` uniform in ``[int(h0), int(min(h1, H))]`` and ``w`` uniform in ``[int(w0), int(min(w1, W))]``
+      (inclusive); otherwise both are fractions, ``h = int(H * U(h0, h1))``, ``w = int(W * U(w0, w1))``
+      (truncated: 0 is possible, and a 0-sized hole paints nothing). **Quirk** (reproduced): a fraction
+      width range next to a pixel height range is read as pixels, so ``hole_height_range=(8, 16),
+      hole_width_range=(0.1, 0.5)`` gives width ``int(0.1)..int(0.5)`` = 0 (no hole at all), and
+      ``hole_height_range=(0.5, 1.0)`` means 0..1 pixels, not 50..100 %. A pixel width range next to a
+      fraction height range would make holes wider than the image (albumentations fails at random
+      then): it is a ValueError here.
+    - Position fully inside the image: ``y0`` uniform in ``[0, H - h]``, ``x0`` in ``[0, W - w]``; the hole is
+      rows ``[y0, y0 + h)``, columns ``[x0, x0 + w)``. Holes are painted in order (later ones win).
+    - ``fill``: a number, one value per channel (or a tensor [C] / [B,C]) in the image's own value range
+      at this point (float: [0, 1]); uint8 truncates like ``np.array(fill, dtype=uint8)`` (127.9 -> 127).
+      ``"random_uniform"``: one random colour per hole and channel, ``floor(U * 256)`` for uint8 (0..255)
+      or ``U(0, 1)`` for float. ``"random"`` (per-pixel noise) and ``"inpaint_telea"`` / ``"inpaint_ns"``
+      are not supported yet (ValueError).
+    - ``fill_mask``: None leaves masks untouched; a number paints the same holes into masks.
+
+    Differences from albumentations: a uint8 fill outside [0, 255] saturates (albumentations raises or
+    wraps); boxes and keypoints are not filtered by the holes (albumentations drops boxes and keypoints
+    that holes cover, following its BboxParams / KeypointParams); an integer mask gets ``fill_mask``
+    rounded, not truncated. Holes are painted in the epilogue, after every color op of the pipeline
+    (like RandomErasing and XYMasking)."""
+
+    _UNSUPPORTED = ("random", "inpaint_telea", "inpaint_ns")
+
+    def __init__(
+        self, num_holes_range=(1, 2), hole_height_range=(0.1, 0.2), hole_width_range=(0.1, 0.2), fill=0, fill_mask=None,
+        p: float = 0.5,
+    ):  # fmt: skip
+        self.num_holes_range = _int_range(num_holes_range, "num_holes_range", 1)
+        self.hole_height_range = _size_range(hole_height_range, "hole_height_range")
+        self.hole_width_range = _size_range(hole_width_range, "hole_width_range")
+        self._pixels = self.hole_height_range[1] >= 1  # albumentations' rule: the height range alone decides
+        if not self._pixels and self.hole_width_range[1] > 1:
+            raise ValueError(
+                f"hole_width_range must be fractions in [0, 1] with hole_height_range={hole_height_range!r} (a height "
+                f"max < 1 makes both ranges fractions of the image size, as in albumentations), got {hole_width_range!r}"
+            )
+        if isinstance(fill, str):
+            if fill in self._UNSUPPORTED:
+                raise ValueError(f"fill={fill!r} is not supported yet; pass a number, one value per channel or 'random_uniform'")
+            if fill != "random_uniform":
+                raise ValueError(f"fill must be a number, one value per channel or 'random_uniform', got {fill!r}")
+            self.fill = fill
+        elif fill is None:
+            raise TypeError("fill must be a number, one value per channel or 'random_uniform', got None")
+        else:
+            self.fill = _check_fill(fill)
+        if fill_mask is not None and (
+            not isinstance(fill_mask, numbers.Real) or isinstance(fill_mask, bool) or not math.isfinite(fill_mask)
+        ):
+            raise TypeError(f"fill_mask must be None or a finite number, got {fill_mask!r}")
+        self.fill_mask = fill_mask
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        cv = ctx.canvas
+        b, c, h, w = cv.b, cv.c, cv.h, cv.w
+        lo, r = self.num_holes_range
+        (h0, h1), (w0, w1) = self.hole_height_range, self.hole_width_range
+        n = _draw_int(ctx.uniform(1, 1)[:, 0], lo, r)  # [B]
+        uh, uw = ctx.uniform(r, 2), ctx.uniform(r, 3)  # [B,R]
+        if self._pixels:
+            hlo, hhi, wlo, whi = int(h0), int(min(h1, h)), int(w0), int(min(w1, w))
+            if hlo > hhi:
+                raise ValueError(f"hole_height_range {self.hole_height_range} (pixels) exceeds the image height {h}")
+            if wlo > whi:
+                raise ValueError(f"hole_width_range {self.hole_width_range} (pixels) exceeds the image width {w}")
+            hh, ww = _draw_int(uh, hlo, hhi), _draw_int(uw, wlo, whi)
+        else:
+            hh, ww = torch.floor(h * _lerp(uh, (h0, h1))), torch.floor(w * _lerp(uw, (w0, w1)))
+        y0 = torch.floor(ctx.uniform(r, 4) * (h - hh + 1))
+        x0 = torch.floor(ctx.uniform(r, 5) * (w - ww + 1))
+        rects = torch.stack([x0, y0, x0 + ww, y0 + hh], -1).to(torch.int32)  # [B,R,4]
+        active = (torch.arange(r, device=cv.device).view(1, r) < n.view(b, 1)) & (hh > 0) & (ww > 0)
+        if isinstance(self.fill, str):  # "random_uniform"
+            u = ctx.uniform(r * c, 6).view(b, r, c)
+            values = (torch.floor(u * 256.0) if ctx.uint8 else u).to(torch.float32)
+            fill = values
+        else:
+            fill = _fill(self.fill, ctx)
+            values = fill.view(b, 1, c).expand(b, r, c)
+        call = RectCall(name="coarse_dropout", kwargs={"rects": rects, "active": active, "fill": fill}, rects=rects,
+                        values=values, active=active, mask_value=self.fill_mask)  # fmt: skip
         call.applied = ctx.coin(self.p)
         return [call]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from fastaug.ops.counter import pixel_normal, pixel_uniform
 from fastaug.plan import EPS_TO_UINT8, Epilogue, Geometry, Op, Reduction, Stage
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -165,6 +166,20 @@ def _blur(v: torch.Tensor, taps: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.where(q, torch.round(out), out)
 
 
+def _convolve(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Per-sample 2-D correlation with reflected borders (CONVOLVE before its clamp; see the catalogue)."""
+    b, c, h, w = v.shape
+    t = kernel.shape[-1]
+    r = (t - 1) // 2
+    k = kernel.to(v.dtype)
+    padded = v.index_select(2, reflect_index(h, r, v.device)).index_select(3, reflect_index(w, r, v.device))
+    acc = torch.zeros_like(v)
+    for dy in range(t):
+        for dx in range(t):
+            acc = acc + k[:, dy, dx].view(b, 1, 1, 1) * padded[:, :, dy : dy + h, dx : dx + w]
+    return acc
+
+
 def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
     """Apply op k of every sample's program (per-sample selection by op code)."""
     b, c = v.shape[:2]
@@ -218,6 +233,9 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
             choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
         if Op.GAUSSIAN_BLUR in present and stage.taps is not None:
             choose(Op.GAUSSIAN_BLUR, _blur(v, stage.taps, q))
+        if Op.CONVOLVE in present and stage.kernel is not None:
+            acc = _convolve(v, stage.kernel)
+            choose(Op.CONVOLVE, torch.where(q, torch.round(clip(acc)), clip(acc)))
     if Op.INVERT in present:
         choose(Op.INVERT, bound - v)
     if Op.POSTERIZE in present:
@@ -237,10 +255,31 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         lo = torch.where(eq, torch.zeros_like(lo), lo)
         choose(Op.AUTOCONTRAST, trunc(clip((v - lo) / scale)))
     if Op.EQUALIZE in present:
-        u8 = torch.where(q, v, torch.floor(v * EPS_TO_UINT8)).clamp(0, 255).long()
+        u8 = torch.nan_to_num(torch.where(q, v, torch.floor(v * EPS_TO_UINT8)), nan=0.0).clamp(0, 255).long()  # NaN: bin 0
         lut = luts[:, k].to(v.dtype)  # [B,C,256]
         mapped = lut.gather(2, u8.reshape(b, c, -1)).reshape(v.shape)
         choose(Op.EQUALIZE, torch.where(q, mapped, mapped * (1.0 / 255.0)))
+    if Op.GAUSSIAN_NOISE in present and stage.keys is not None:
+        h, w = v.shape[-2:]
+        z = pixel_normal(stage.keys[:, k], c, h, w, v.dtype)
+        clip_on = prm[:, 2].view(b, 1, 1, 1) > 0.5
+        mean255, sigma255 = a * 255.0, bb * 255.0
+        noise = torch.where(q, torch.trunc(mean255 + z * sigma255), a + z * bb)
+        x = v + noise
+        x = torch.where(clip_on, clip(x), torch.where(q, x - 256.0 * torch.floor(x / 256.0), x))
+        choose(Op.GAUSSIAN_NOISE, x)
+    if stage.keys is not None and present & {Op.PIXEL_DROPOUT, Op.SALT_AND_PEPPER, Op.MULTIPLICATIVE_NOISE}:
+        h, w = v.shape[-2:]
+        key = stage.keys[:, k]
+        shared = pixel_uniform(key, 1, h, w, v.dtype)
+        per_channel = (prm[:, 2] > 0.5).view(b, 1, 1, 1)
+        u = torch.where(per_channel, pixel_uniform(key, c, h, w, v.dtype), shared)
+        if Op.PIXEL_DROPOUT in present:
+            choose(Op.PIXEL_DROPOUT, torch.where(u < a, bb, v))
+        if Op.SALT_AND_PEPPER in present:
+            choose(Op.SALT_AND_PEPPER, torch.where(shared < a * bb, bound, torch.where(shared < a, zero, v)))
+        if Op.MULTIPLICATIVE_NOISE in present:
+            choose(Op.MULTIPLICATIVE_NOISE, trunc(clip(v * (a + (bb - a) * u))))
     if Op.TO_FLOAT in present:
         choose(Op.TO_FLOAT, v * (1.0 / 255.0))
     if Op.TO_UINT8 in present:
@@ -281,7 +320,7 @@ def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Ten
         gray = v[:, :1]
     gray_sum = gray.to(torch.float64).sum(dim=(1, 2, 3))
     flat = v.reshape(b, c, -1)
-    u8 = torch.where(q.view(b, 1, 1), flat, torch.floor(flat * EPS_TO_UINT8)).clamp(0, 255).long()
+    u8 = torch.nan_to_num(torch.where(q.view(b, 1, 1), flat, torch.floor(flat * EPS_TO_UINT8)), nan=0.0).clamp(0, 255).long()
     hist = torch.zeros(b, c, 256, dtype=torch.int64, device=v.device)
     hist.scatter_add_(2, u8, torch.ones_like(u8))
     return Reduction(gray_sum=gray_sum, minimum=flat.amin(2).float(), maximum=flat.amax(2).float(), hist=hist)

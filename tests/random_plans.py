@@ -8,6 +8,7 @@ import math
 import torch
 
 from fastaug import autograd
+from fastaug.ops.catalogue import RANDOM_OPS
 from fastaug.plan import NUM_PARAMS, Epilogue, Geometry, Op, Plan, Stage
 
 PER_CHANNEL_OPS = (Op.BRIGHTNESS, Op.GAMMA, Op.INVERT, Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)
@@ -35,6 +36,14 @@ def _param(op: Op, g: torch.Generator, uint8: bool) -> list[float]:
         return [float(int(u * 9) % 9), 0.0, 0.0]
     if op == Op.SOLARIZE:
         return [round(u * bound) if uint8 else u, 0.0, 0.0]
+    if op == Op.GAUSSIAN_NOISE:  # mean, sigma, clip (float domain: clipped, so later ops see values in [0, 1])
+        return [0.2 * u - 0.1, 0.3 * u, float(u < 0.6 or not uint8)]
+    if op == Op.PIXEL_DROPOUT:  # probability, drop value (an integer in the uint8 domain), per channel
+        return [0.4 * u, round(bound * (1 - u)) if uint8 else 1 - u, float(u < 0.5)]
+    if op == Op.SALT_AND_PEPPER:
+        return [0.3 * u, u, 0.0]
+    if op == Op.MULTIPLICATIVE_NOISE:  # low, high, per channel
+        return [0.5 + 0.5 * u, 1.0 + u, float(u > 0.5)]
     return [0.0, 0.0, 0.0]
 
 
@@ -75,15 +84,17 @@ def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: tor
     )
 
 
-def random_program(b: int, k: int, ops: list[Op], g: torch.Generator, q: torch.Tensor, first: Op | None = None):
-    """program [B,K], params [B,K,4]; q [B,K] domain flags. ``first`` forces op 0 (e.g. SHARPNESS)."""
+def random_program(b: int, k: int, ops: list[Op], g: torch.Generator, q: torch.Tensor, first=None):
+    """program [B,K], params [B,K,4]; q [B,K] domain flags. ``first`` forces op 0 (e.g. SHARPNESS; a list: one of
+    them per sample)."""
     prog = torch.zeros(b, k, dtype=torch.int32)
     params = torch.zeros(b, k, NUM_PARAMS)
+    firsts = [first] if isinstance(first, Op) else first
     for i in range(b):
         for j in range(k):
             op = ops[int(torch.randint(len(ops), (), generator=g))]
-            if j == 0 and first is not None and i % 4 != 3:
-                op = first
+            if j == 0 and firsts and i % 4 != 3:
+                op = firsts[i % len(firsts)]
             prog[i, j] = int(op)
             params[i, j, :3] = torch.tensor(_param(op, g, bool(q[i, j] > 0.5)))
     params[..., 3] = q
@@ -101,20 +112,22 @@ def random_plan(
     normalize: bool = True,
     rects: int = 2,
     to_float_at: int | None = None,
+    new_ops: bool = False,
 ) -> Plan:
-    """A random Plan for input ``x`` (per-sample programs differ across the batch)."""
+    """A random Plan for input ``x`` (per-sample programs differ across the batch). ``new_ops``: the random ops join
+    the ops, and the first op of later stages is SHARPNESS, GAUSSIAN_BLUR or CONVOLVE per sample."""
     g = torch.Generator().manual_seed(seed)
     b, c, h, w = x.shape
     uint8 = x.dtype == torch.uint8
     out = (h + int(torch.randint(-2, 3, (), generator=g)), w + int(torch.randint(-2, 3, (), generator=g))) if geometry else (h, w)
-    ops = allowed_ops(c)
+    ops = allowed_ops(c) + (list(RANDOM_OPS) if new_ops else [])
     plan_stages = []
     domain_u8 = uint8
     for s in range(stages):
         q = torch.full((b, ops_per_stage), 1.0 if domain_u8 else 0.0)
         if s == stages - 1 and to_float_at is not None and domain_u8:
             q[:, to_float_at:] = 0.0
-        first = Op.SHARPNESS if s > 0 else None
+        first = ([Op.SHARPNESS, Op.GAUSSIAN_BLUR, Op.CONVOLVE] if new_ops else Op.SHARPNESS) if s > 0 else None
         prog, params = random_program(b, ops_per_stage, ops, g, q, first=first)
         if s == stages - 1 and to_float_at is not None and domain_u8:
             prog[:, to_float_at] = int(Op.TO_FLOAT)
@@ -122,6 +135,13 @@ def random_plan(
         codes = tuple(tuple(sorted({int(v) for v in prog[:, k].tolist()})) for k in range(ops_per_stage))
         stat_slots = tuple(k for k in range(ops_per_stage) if any(int(o) in codes[k] for o in (2, 11, 12)))
         geo = random_geometry(b, c, h, w, out, g, uint8) if (geometry and s == 0) else None
+        extra = {}
+        if new_ops:  # per-sample separable taps and 2-D kernels of radius 1 or 2, keys for the noise
+            t = 3 + 2 * int(torch.randint(2, (), generator=g))
+            extra["taps"] = torch.softmax(torch.randn(b, 2, t, generator=g), -1)
+            extra["kernel"] = torch.randn(b, t, t, generator=g) / t
+            extra["keys"] = torch.randint(0, 2**32, (b, ops_per_stage), generator=g, dtype=torch.int64)
+            extra["radius"] = t // 2
         plan_stages.append(
             Stage(
                 program=prog,
@@ -130,6 +150,7 @@ def random_plan(
                 out_size=out if geo is not None else None,
                 stat_slots=stat_slots,
                 slot_codes=codes,
+                **extra,
             )
         )
     ho, wo = out
@@ -216,7 +237,7 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
     """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only in the magnitude columns (the
     factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient)."""
     tensors = autograd.plan_tensors(plan)
-    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window", "taps")]
+    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window", "taps", "kernel")]
     slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
     xx = x.clone().requires_grad_(True)
     leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]

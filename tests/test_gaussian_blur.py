@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from images import image, image_in_layout
 from tv import load
 
 import fastaug
@@ -14,11 +15,6 @@ from fastaug.compiler import compile_plan
 TF = load()
 needs_tv = pytest.mark.skipif(TF is None, reason="torchvision not installed")
 
-
-def _image(dtype: torch.dtype, shape, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
-    return x if dtype == torch.uint8 else (x.double() / 255).to(dtype)
 
 
 def _tv_per_sample(x: torch.Tensor, ks, sigma: torch.Tensor) -> torch.Tensor:
@@ -30,7 +26,7 @@ def _tv_per_sample(x: torch.Tensor, ks, sigma: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("shape,ks", [((3, 3, 17, 23), (3, 3)), ((2, 1, 9, 6), (5, 7)), ((2, 4, 8, 8), (1, 3)), ((3, 3, 12, 11), (9, 5))])
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_matches_torchvision_per_sample(dtype, shape, ks, backend):
-    x = _image(dtype, shape, sum(shape))
+    x = image(dtype, shape, sum(shape))
     sigma = torch.rand(shape[0], 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2.5 + 0.1
     want = _tv_per_sample(x, ks, sigma)
     got = F.gaussian_blur(x, ks, sigma, backend=backend)
@@ -44,7 +40,7 @@ def test_matches_torchvision_per_sample(dtype, shape, ks, backend):
 
 @needs_tv
 def test_scalar_pair_and_default_sigma():
-    x = _image(torch.uint8, (2, 3, 10, 13), 1)
+    x = image(torch.uint8, (2, 3, 10, 13), 1)
     for sigma in (None, 1.3, [0.7, 2.0]):
         want = torch.stack([TF.gaussian_blur(x[i], [5, 3], sigma) for i in range(2)])
         assert (F.gaussian_blur(x, (5, 3), sigma).int() - want.int()).abs().max() <= 1
@@ -53,11 +49,7 @@ def test_scalar_pair_and_default_sigma():
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 def test_numba_equals_reference_exactly(dtype, layout):
-    x = _image(dtype, (4, 3, 15, 14), 7)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":
-        x = _image(dtype, (4, 3, 30, 14), 7)[:, :, ::2]
+    x = image_in_layout(dtype, (4, 3, 15, 14), 7, layout)
     sigma = torch.tensor([0.3, 0.9, 1.7, 3.0], dtype=torch.float64)  # one per sample: both axes
     want = F.gaussian_blur(x, (7, 5), sigma, backend="torch")
     got = F.gaussian_blur(x, (7, 5), sigma, backend="numba")
@@ -67,16 +59,16 @@ def test_numba_equals_reference_exactly(dtype, layout):
 
 def test_kernel_larger_than_image_mirrors_periodically():
     """torchvision refuses padding >= the image size; fastaug keeps mirroring (periodic reflection)."""
-    x = _image(torch.float32, (2, 1, 3, 2), 5)
+    x = image(torch.float32, (2, 1, 3, 2), 5)
     got = F.gaussian_blur(x, 9, 2.0, backend="numba")
     torch.testing.assert_close(got, F.gaussian_blur(x, 9, 2.0, backend="torch"), atol=0, rtol=0)
-    one = _image(torch.float32, (1, 2, 1, 1), 6)  # a single pixel blurs to itself
+    one = image(torch.float32, (1, 2, 1, 1), 6)  # a single pixel blurs to itself
     torch.testing.assert_close(F.gaussian_blur(one, 5, 1.0), one, atol=1e-6, rtol=0)
 
 
 def test_fused_pipeline_two_stages_matches_reference():
     """Blur after geometry and color ops (a second stage) and before erasing / normalize."""
-    x = _image(torch.uint8, (6, 3, 20, 18), 11)
+    x = image(torch.uint8, (6, 3, 20, 18), 11)
     aug = fastaug.Compose([
         fastaug.RandomAffine(20, translate=(0.1, 0.1), interpolation="bilinear"),
         fastaug.ColorJitter(0.3, 0.3, 0.3, 0.05),
@@ -95,7 +87,7 @@ def test_fused_pipeline_two_stages_matches_reference():
 
 @needs_tv
 def test_record_lists_torchvision_calls():
-    x = _image(torch.uint8, (3, 3, 11, 12), 4)
+    x = image(torch.uint8, (3, 3, 11, 12), 4)
     aug = fastaug.Compose([fastaug.GaussianBlur((3, 5), (0.5, 1.5))], seed=1)
     out, record = aug(x, return_record=True)
     for i in range(3):
@@ -107,7 +99,7 @@ def test_record_lists_torchvision_calls():
 
 
 def test_transform_draws_per_sample_and_replays():
-    x = _image(torch.float32, (8, 3, 9, 9), 2)
+    x = image(torch.float32, (8, 3, 9, 9), 2)
     aug = fastaug.Compose([fastaug.GaussianBlur(3, (0.1, 2.0))], seed=0)
     _, rec = aug(x, return_record=True)
     sig = [rec.calls(i)[0][1]["sigma"][0] for i in range(8)]
@@ -117,14 +109,14 @@ def test_transform_draws_per_sample_and_replays():
 
 
 def test_gradcheck_image_and_sigma():
-    x = _image(torch.float64, (2, 2, 6, 7), 9).requires_grad_(True)
+    x = image(torch.float64, (2, 2, 6, 7), 9).requires_grad_(True)
     sigma = torch.tensor([[0.6, 1.1], [1.4, 0.8]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, s: F.gaussian_blur(a, (3, 5), s, backend="torch"), (x, sigma))
 
 
 def test_numba_backward_matches_reference():
     """Through a fused pipeline (the blur stage's backward is the reference's; the other stage's numba's)."""
-    x = _image(torch.float32, (3, 3, 12, 10), 8)
+    x = image(torch.float32, (3, 3, 12, 10), 8)
     grads = {}
     for backend in ("torch", "numba"):
         xx = x.clone().requires_grad_(True)

@@ -60,6 +60,15 @@ def test_random_plans(dtype: str, c: int, stages: int, out: str) -> None:
     check_plan(plan, x)
 
 
+@pytest.mark.parametrize("dtype,c,out", [("uint8", 3, "float32"), ("float32", 1, "uint8"), ("float32", 4, "float32"),
+                                         ("uint8", 3, "uint8"), ("float16", 3, "float32")])
+def test_random_plans_with_new_ops(dtype: str, c: int, out: str) -> None:
+    """Two stages: GAUSSIAN_NOISE among the ops; SHARPNESS, GAUSSIAN_BLUR or CONVOLVE per sample at k = 0 of stage 1."""
+    seed = 7000 + 10 * c + list(DTYPES).index(dtype)
+    x = make_input(DTYPES[dtype], (5, c, 8 + seed % 5, 9 + seed % 4), seed)
+    check_plan(random_plan(x, seed, stages=2, ops_per_stage=4, out_dtype=getattr(torch, out), new_ops=True), x)
+
+
 @pytest.mark.parametrize("bilinear,fill,clamp", list(itertools.product((True, False), repeat=3)))
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_geometry_modes(dtype: str, bilinear: bool, fill: bool, clamp: bool) -> None:

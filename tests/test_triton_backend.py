@@ -230,6 +230,78 @@ def test_gaussian_blur_then_ops(dtype, c, hw, ks):
     compare(x, plan, False)
 
 
+@pytest.mark.parametrize("seed,dtype,c,out_dtype", [(70, torch.uint8, 3, torch.float32), (71, torch.float32, 1, torch.uint8),
+                                                   (72, torch.float16, 4, torch.float32)])
+def test_random_plans_with_new_ops(seed, dtype, c, out_dtype):
+    """Two stages: GAUSSIAN_NOISE among the ops; SHARPNESS, GAUSSIAN_BLUR or CONVOLVE per sample at k = 0 of stage 1."""
+    x = _input(dtype, 5, c, 7, 9, seed)
+    plan = random_plan(x, seed, stages=2, ops_per_stage=3, out_dtype=out_dtype, new_ops=True)
+    compare(x, plan, True)
+
+
+@pytest.mark.parametrize("dtype,c", [(torch.uint8, 3), (torch.float32, 1), (torch.float64, 5), (torch.float16, 4)])
+def test_uniform_noise_ops(dtype, c):
+    """PIXEL_DROPOUT (per channel), SALT_AND_PEPPER and MULTIPLICATIVE_NOISE (shared) from the counter-based uniforms."""
+    import fastaug.functional as F
+    from fastaug import rng
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 3, c, 7, 9, 80 + c)
+    cv = F.Canvas(3, c, 7, 9, x.device)
+    idx = torch.tensor([3, 4, 5])
+    u8 = dtype == torch.uint8
+    calls = [F.pixel_dropout_call(cv, torch.tensor([0.1, 0.3, 0.5]), True, 100.0 if u8 else 0.4, u8, rng.key(2, 1, idx, 0)),
+             F.salt_and_pepper_call(cv, torch.tensor([0.2, 0.1, 0.3]), 0.5, rng.key(2, 1, idx, 1)),
+             F.multiplicative_noise_call(cv, 0.6, 1.4, False, rng.key(2, 1, idx, 2))]
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    compare(x, plan, False)
+
+
+@pytest.mark.parametrize("dtype,c,hw,t", [(torch.uint8, 3, (7, 9), 3), (torch.float32, 1, (6, 5), 5),
+                                          (torch.float32, 4, (3, 2), 7), (torch.float64, 5, (5, 6), 3)])
+def test_convolve_then_ops(dtype, c, hw, t):
+    """CONVOLVE at k=0 (per-sample T x T kernels, reflected and periodically mirrored borders, clamp), then a program
+    with statistics; 5 channels take the runtime channel loop."""
+    import fastaug.functional as F
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 2, c, *hw, 60 + c)
+    cv = F.Canvas(2, c, *hw, x.device)
+    kern = torch.randn(2, t, t, generator=torch.Generator().manual_seed(t)) / t
+    calls = [F.convolve_call(cv, kern),
+             ColorCall(name="autocontrast", code=int(Op.AUTOCONTRAST), params=torch.zeros(2, 3)),
+             ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.tensor([[1.3, 0, 0], [0.6, 0, 0]]))]
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    assert plan.stages[0].radius == t // 2
+    compare(x, plan, False)
+
+
+@pytest.mark.parametrize("dtype,c,geo", [(torch.uint8, 3, True), (torch.float32, 1, False), (torch.float64, 5, True),
+                                          (torch.float16, 4, False)])
+def test_gaussian_noise_in_a_program(dtype, c, geo):
+    """GAUSSIAN_NOISE (per-pixel counter-based normals; clip on / off, uint8 wrap) after geometry, before statistics."""
+    import fastaug.functional as F
+    from fastaug import rng
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 3, c, 7, 9, 50 + c)
+    cv = F.Canvas(3, c, 7, 9, x.device)
+    idx = torch.tensor([3, 4, 5])
+    calls = [F.gaussian_noise_call(cv, torch.tensor([0.0, 0.1, -0.1]), torch.tensor([0.05, 0.3, 1.0]), clip, rng.key(2, 1, idx, s))
+             for s, clip in enumerate((True, False))]
+    calls.append(ColorCall(name="autocontrast", code=int(Op.AUTOCONTRAST), params=torch.zeros(3, 3)))
+    if geo:
+        calls.insert(0, F.rotate_call(cv, torch.tensor([10.0, -20.0, 35.0]), "bilinear", fill=[0.5] * c))
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    ref = engine.execute(plan, x, backend="torch")
+    got = engine.execute(plan, x, backend="triton")
+    if dtype == torch.uint8:  # an ulp of log / cos may move a truncation edge
+        diff = (got.int() - ref.int()).abs()
+        assert diff.max() <= 1 and (diff == 0).double().mean() > 0.99
+    else:
+        assert_matches(got, ref, False)
+
+
 @pytest.mark.parametrize("seed,dtype,c", [(30, torch.uint8, 3), (31, torch.float32, 5)])
 def test_reduce_fields(seed, dtype, c):
     """``reduce`` against the reference field by field, at every statistics slot (geometry stage)."""

@@ -26,6 +26,8 @@ class ColorCall(Call):
     rgb_only: bool = False  # needs C == 3 (C == 1 is identity)
     stat_channels_ok: tuple[int, ...] | None = None  # allowed channel counts (None: any)
     taps: torch.Tensor | None = None  # [B,2,T] separable kernels (x, y) of a GAUSSIAN_BLUR call, T odd
+    keys: torch.Tensor | None = None  # [B] int64 per-sample keys of a random op's per-pixel draws
+    kernel: torch.Tensor | None = None  # [B,T,T] per-sample correlation kernels of a CONVOLVE call, T odd
 
 
 @dataclass

@@ -104,6 +104,28 @@ CATALOGUE: tuple[OpSpec, ...] = (
     OpSpec("GAUSSIAN_BLUR", "gaussian_blur", NEIGHBOURHOOD, 15, (Arg("sigma_x", 0.0), Arg("sigma_y", 0.0)), radius="call",
            math="separable: h = sum_t taps[b,0,t] * v[y, reflect(x+t-R)]; v = sum_t taps[b,1,t] * h[reflect(y+t-R), x] "
                 "(t ascending, from 0; R = stage radius, reflect without repeating the edge); uint8: rint"),
+    OpSpec("GAUSSIAN_NOISE", "gaussian_noise", RANDOM, 16, (Arg("mean"), Arg("sigma", 0.0), Arg("clip", grad=False)),
+           math="z = the standard normal of (keys[b,k], c, y, x) (fastaug.ops.counter); float: v + (a + z*b); "
+                "uint8: v + trunc_toward_zero(a*255 + z*(b*255)) (torchvision's int16 cast); "
+                "params[2] > 0.5 (clip): clamp(0, bound), else uint8 wraps mod 256"),
+    OpSpec("CONVOLVE", "convolve", NEIGHBOURHOOD, 17, radius="call",
+           math="acc = sum_dy sum_dx kernel[b,dy,dx] * v[reflect(y+dy-R), reflect(x+dx-R)] (dy, then dx ascending, "
+                "from 0: correlation, as cv2.filter2D); clamp(acc, 0, bound), uint8: rint"),
+    # per-pixel uniform u of (keys[b,k], c', y, x) (fastaug.ops.counter); c' = c when params[2] > 0.5 (per channel), else 0
+    OpSpec("PIXEL_DROPOUT", "pixel_dropout", RANDOM, 18, (Arg("dropout_prob", 0.0, 1.0, grad=False), Arg("drop_value"),
+           Arg("per_channel", grad=False)), math="b if u < a else v (b in the domain's units)"),
+    OpSpec("SALT_AND_PEPPER", "salt_and_pepper", RANDOM, 19, (Arg("amount", 0.0, 1.0, grad=False),
+           Arg("salt_vs_pepper", 0.0, 1.0, grad=False)), math="c' = 0; bound if u < a*b, else 0 if u < a, else v"),
+    OpSpec("MULTIPLICATIVE_NOISE", "multiplicative_noise", RANDOM, 20, (Arg("low", 0.0, grad=False), Arg("high", 0.0, grad=False),
+           Arg("per_channel", grad=False)), math="m = a + (b - a) * u; trunc(clamp(v*m, 0, bound))"),
+    # functional ops that compile to CONVOLVE with a per-sample kernel (albumentations' formulas)
+    OpSpec("SHARPEN", "sharpen", NEIGHBOURHOOD, args=(Arg("alpha", 0.0, 1.0), Arg("lightness", 0.0)), radius=1,
+           math="kernel = (1-alpha) I3 + alpha [[-1,-1,-1],[-1,8+lightness,-1],[-1,-1,-1]]"),
+    OpSpec("EMBOSS", "emboss", NEIGHBOURHOOD, args=(Arg("alpha", 0.0, 1.0), Arg("strength", 0.0)), radius=1,
+           math="kernel = (1-alpha) I3 + alpha [[-1-s,-s,0],[-s,1,s],[0,s,1+s]]"),
+    OpSpec("MOTION_BLUR", "motion_blur", NEIGHBOURHOOD, args=(Arg("kernel_size", 3.0, integer=True, grad=False),
+           Arg("angle", grad=False), Arg("direction", -1.0, 1.0, grad=False)), radius="call",
+           math="a line of k points through the centre at angle, rasterised (rint), weights 1/count"),
     # ---- geometric ops: one resampling per sample, composed
     OpSpec("AFFINE", "affine", GEOMETRIC, args=(Arg("angle"), Arg("translate"), Arg("scale", 0.0), Arg("shear"))),
     OpSpec("ROTATE", "rotate", GEOMETRIC, args=(Arg("angle"),)),
@@ -113,10 +135,12 @@ CATALOGUE: tuple[OpSpec, ...] = (
                                              Arg("height", 1.0, integer=True), Arg("width", 1.0, integer=True))),
     OpSpec("RESIZED_CROP", "resized_crop", GEOMETRIC, args=(Arg("top"), Arg("left"), Arg("height", 0.0), Arg("width", 0.0))),
     OpSpec("PERSPECTIVE", "perspective", GEOMETRIC, args=(Arg("startpoints"), Arg("endpoints"))),
+    OpSpec("SAFE_ROTATE", "safe_rotate", GEOMETRIC, args=(Arg("angle"),)),
     # ---- rectangles and the epilogue
     OpSpec("ERASE", "erase", RECTANGLE, args=(Arg("i", integer=True), Arg("j", integer=True), Arg("h", integer=True),
                                                Arg("w", integer=True), Arg("v"))),
     OpSpec("XY_MASKING", "xy_masking", RECTANGLE),
+    OpSpec("COARSE_DROPOUT", "coarse_dropout", RECTANGLE),
     OpSpec("NORMALIZE", "normalize", EPILOGUE, args=(Arg("mean"), Arg("std"))),
 )  # fmt: skip
 
@@ -139,6 +163,7 @@ GRAY_OPS = _codes(lambda s: s.channels == (1, 3))  # read a gray value: 1 or 3 c
 NEIGHBOURHOOD_OPS = _codes(lambda s: s.kind == NEIGHBOURHOOD)  # k = 0 of a stage without geometry only
 ST_OPS = _codes(lambda s: s.straight_through)  # params[..., 2] > 0.5: straight-through gradient
 NO_IMAGE_GRAD_OPS = _codes(lambda s: not s.image_grad)
+RANDOM_OPS = _codes(lambda s: s.kind == RANDOM)  # per-pixel draws keyed by keys[b, k]
 # op code -> (functional name, names of params[..., 0], params[..., 1], ...): record listings
 COLOR_OPS: dict[int, tuple[str, tuple[str, ...]]] = {
     c: (s.function, tuple(a.name for a in s.args)) for c, s in PROGRAM_SPECS.items() if s.kind not in (EPILOGUE,) and c != 0

@@ -65,6 +65,29 @@ def rotate_matrix(angle: torch.Tensor, size: tuple[int, int], center: torch.Tens
     )
 
 
+def safe_rotate_matrix(angle: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """albumentations' SafeRotate (output index -> input index): rotate counter-clockwise by ``angle`` [B]
+    degrees and scale x and y separately so that the whole rotated image fills the frame.
+
+    albumentations (cv2 pixel-index coordinates) builds the forward map ``dst = S (Rot (p - c) + (W'/2, H'/2))``
+    with ``c = (W/2 - 0.5, H/2 - 0.5)``, ``Rot = [[cos, sin], [-sin, cos]]`` (cv2.getRotationMatrix2D),
+    ``W' = int(H|sin| + W|cos|)``, ``H' = int(H|cos| + W|sin|)`` (truncated) and ``S = diag(W/W', H/H')``:
+    the centre c lands on (W/2, H/2), half a pixel right of and below itself (so even angle 0 shifts the
+    image by +0.5 px). This returns its inverse ``p = c + Rot^T (S^-1 dst - (W'/2, H'/2))``.
+    """
+    h, w = size
+    rot = torch.deg2rad(angle.to(torch.float64))
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    new_w = torch.floor(h * sin.abs() + w * cos.abs())  # int() of a positive number
+    new_h = torch.floor(h * cos.abs() + w * sin.abs())
+    kx, ky = new_w / w, new_h / h  # 1 / scale_x, 1 / scale_y
+    cx, cy = w * 0.5 - 0.5, h * 0.5 - 0.5
+    hx, hy = new_w * 0.5, new_h * 0.5
+    m02 = cx - (cos * hx - sin * hy)
+    m12 = cy - (sin * hx + cos * hy)
+    return _assemble(cos * kx, -sin * ky, m02, sin * kx, cos * ky, m12)
+
+
 def flip_matrix(b: int, size: tuple[int, int], horizontal: bool, device: torch.device) -> torch.Tensor:
     h, w = size
     m = identity(b, device)

@@ -200,13 +200,17 @@ def _run(
     fs = np.array([stage.in_scale, out_scale, w - 1, h - 1], dtype=ftype)
     blur = geo is None and k > 0 and stage.taps is not None and bool((codes[:, 0] == int(Op.GAUSSIAN_BLUR)).any())
     taps = _np(stage.taps, ftype, (b, 2, stage.taps.shape[-1])) if blur else np.zeros((b, 2, 1), ftype)
-    radius = (taps.shape[-1] - 1) // 2 if blur else 0
+    conv = geo is None and k > 0 and stage.kernel is not None and bool((codes[:, 0] == int(Op.CONVOLVE)).any())
+    t = stage.kernel.shape[-1] if conv else 0
+    kern = _np(stage.kernel, ftype, (b, t, t)) if conv else np.zeros((b, 0, 0), ftype)
+    radius = max((taps.shape[-1] - 1) // 2 if blur else 0, (t - 1) // 2 if conv else 0)
     scratch = (c, wo, ftype, flags[fused.I_GEO] == 2, src.dtype == torch.uint8, h * w if pack else 0, radius)
     args = (
         src8, srcf, ss, c, h, w, fs, flags, mat, win, fill, np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype),
         codes, _np(stage.params[..., :NUM_PARAMS], ftype, (b, k, NUM_PARAMS)),
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), _CONSTS[ftype],
         ho, wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, *partials, taps,
+        _np(stage.keys, np.int64, (b, k)), kern,
     )  # fmt: skip
     _launch(b * -(-ho // rows), args, scratch)
 

@@ -34,7 +34,7 @@ from numba import njit
 
 from fastaug import engine
 from fastaug.autograd import StageGrads, StageNeeds
-from fastaug.ops.catalogue import ST_OPS
+from fastaug.ops.catalogue import RANDOM_OPS, ST_OPS
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage
 
 from . import fused
@@ -802,10 +802,13 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
-    """CPU tensors; no GAUSSIAN_BLUR (its backward is the reference's for now)."""
+    """CPU tensors; no GAUSSIAN_BLUR, CONVOLVE or random op (their backward is the reference's for now)."""
     if src.device.type != "cpu" or not src.is_floating_point():
         return False
-    if stage.taps is not None and stage.program.shape[1] > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0):
+    if stage.program.shape[1] > 0 and ((stage.taps is not None and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))
+                                       or (stage.kernel is not None and int(Op.CONVOLVE) in stage.codes_at(0))):
+        return False
+    if stage.keys is not None and any(int(op) in stage.codes_at(k) for op in RANDOM_OPS for k in range(stage.program.shape[1])):
         return False
     return not (stage.geometry is not None and stage.geometry.quantize)
 

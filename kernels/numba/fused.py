@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fastaug.ops import counter
 from fastaug.ops.catalogue import Op
 
 U = np.uint64  # offsets into the flat tensors (non-negative: no wraparound code)
@@ -64,9 +65,20 @@ EQUALIZE = int(Op.EQUALIZE)
 TO_FLOAT = int(Op.TO_FLOAT)
 TO_UINT8 = int(Op.TO_UINT8)
 GAUSSIAN_BLUR = int(Op.GAUSSIAN_BLUR)
+GAUSSIAN_NOISE = int(Op.GAUSSIAN_NOISE)
+CONVOLVE = int(Op.CONVOLVE)
+PIXEL_DROPOUT = int(Op.PIXEL_DROPOUT)
+SALT_AND_PEPPER = int(Op.SALT_AND_PEPPER)
+MULTIPLICATIVE_NOISE = int(Op.MULTIPLICATIVE_NOISE)
+
+# the counter-based hash (fastaug.ops.counter) on uint64 values < 2**32
+_MASK = np.uint64(counter.MASK)
+_M1, _M2, _STREAM2 = np.uint64(counter.M1), np.uint64(counter.M2), np.uint64(counter.STREAM2)
+_S8, _S15, _S16 = np.uint64(8), np.uint64(15), np.uint64(16)
 
 # Indices into the constants table.
 ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5, INF, THREE, FIVE = range(18)
+INV24, TWO_PI, MINUS_TWO, C256 = range(18, 22)
 
 # Indices of the float scalars (F array ``fs``) and of the int flags (int64 array ``iv``).
 S_IN, S_OUT, S_WM1, S_HM1 = range(4)  # in_scale, out_scale, W - 1, H - 1
@@ -103,6 +115,7 @@ def constants(dtype: type) -> np.ndarray:
     """The float constants of the kernels in the working dtype (as torch casts python scalars)."""
     vals = [0.0, 1.0, 0.5, 255.0, 1.0 / 255.0, 255.999, 0.2989, 0.587, 0.114, 2.0, 4.0, 6.0, 8.0, 1.0 / 13.0, 5.0 / 13.0]
     vals += [np.inf, 3.0, 5.0]
+    vals += [counter.INV24, counter.TWO_PI, -2.0, 256.0]
     return np.array(vals, dtype=dtype)
 
 
@@ -175,19 +188,52 @@ def _reflect(j, n):
 
 
 @jit
-def _blur_x_row(src, base, sc, sx, C, W, scale, wx, R, line, out):
-    """Input row ``base`` (offset of (b, 0, y, 0)) read with reflected ends into ``line``, then
-    ``out[c, x] = sum_t wx[t] * line[c, x + t]`` (t ascending, from 0: the reference's order)."""
+def _read_line(src, base, sc, sx, C, W, scale, R, line):
+    """Input row ``base`` (offset of (b, 0, y, 0)) into ``line[:, R:R+W]``, its ends reflected into the pads."""
     for c in range(C):
         o = base + c * sc
-        for x in range(W + 2 * R):
-            line[c, x] = src[U(o + _reflect(x - R, W) * sx)] * scale
+        for x in range(W):
+            line[c, R + x] = src[U(o + x * sx)] * scale
+        for t in range(R):  # the pads: mirrored interior pixels
+            line[c, t] = line[c, R + _reflect(t - R, W)]
+            line[c, R + W + t] = line[c, R + _reflect(W + t, W)]
+
+
+@jit
+def _blur_x_row(src, base, sc, sx, C, W, scale, wx, R, line, out):
+    """``out[c, x] = sum_t wx[t] * line[c, x + t]`` of input row ``base`` (t ascending, from 0: the reference's order)."""
+    _read_line(src, base, sc, sx, C, W, scale, R, line)
+    for c in range(C):
         for x in range(W):
             out[c, x] = 0.0
         for t in range(2 * R + 1):
             wt = wx[t]
             for x in range(W):
                 out[c, x] = out[c, x] + wt * line[c, x + t]
+
+
+@jit
+def _convolve_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, q, cst, line, buf):
+    """CONVOLVE of output row ``i``: ``sum_dy sum_dx kern[dy, dx] * v[reflect(i+dy-R), reflect(x+dx-R)]`` (dy, then
+    dx ascending, from 0), clamped into [0, bound], ``rint`` in the uint8 domain."""
+    T = kern.shape[0]
+    R = (T - 1) // 2
+    zero = cst[ZERO]
+    bound = cst[B255] if q else cst[ONE]
+    for c in range(C):
+        for x in range(W):
+            buf[c, x] = 0.0
+    for dy in range(T):
+        _read_line(src, sbase + _reflect(i + dy - R, H) * sy, sc, sx, C, W, scale, R, line)
+        for dx in range(T):
+            kv = kern[dy, dx]
+            for c in range(C):
+                for x in range(W):
+                    buf[c, x] = buf[c, x] + kv * line[c, x + dx]
+    for c in range(C):
+        for x in range(W):
+            v = min(max(buf[c, x], zero), bound)
+            buf[c, x] = np.rint(v) if q else v
 
 
 @jit
@@ -525,6 +571,77 @@ def _hue_row(buf, W, a, q, cst):
 
 
 @jit
+def _mix(h):
+    """``fastaug.ops.counter.mix`` on a uint64 holding 32 bits."""
+    h = h ^ (h >> _S16)
+    h = (h * _M1) & _MASK
+    h = h ^ (h >> _S15)
+    h = (h * _M2) & _MASK
+    return h ^ (h >> _S16)
+
+
+@jit
+def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
+    """GAUSSIAN_NOISE on row ``i``: a standard normal per pixel from (key, c, i, x) (``fastaug.ops.counter``), added
+    as the catalogue says (uint8: truncated toward zero; clip: clamp, else uint8 wraps mod 256). ``tmp`` [2, W]
+    (working dtype) holds the integer parts of the two uniforms (a store converts them exactly)."""
+    zero = cst[ZERO]
+    bound = cst[B255] if q else cst[ONE]
+    inv24 = cst[INV24]
+    two_pi = cst[TWO_PI]
+    m2 = cst[MINUS_TWO]
+    c256 = cst[C256]
+    a255 = a * cst[B255]
+    s255 = bb * cst[B255]
+    k = np.uint64(key) & _MASK
+    for c in range(C):
+        row = _mix(_mix(k ^ np.uint64(c)) ^ np.uint64(i))
+        for x in range(W):
+            h1 = _mix(row ^ np.uint64(x))
+            tmp[0, x] = (h1 >> _S8) + np.uint64(1)
+            tmp[1, x] = _mix(h1 ^ _STREAM2) >> _S8
+        for x in range(W):
+            z = np.sqrt(m2 * np.log(tmp[0, x] * inv24)) * np.cos(two_pi * (tmp[1, x] * inv24))
+            v = buf[c, x]
+            v = v + np.trunc(a255 + z * s255) if q else v + (a + z * bb)
+            if clip:
+                v = min(max(v, zero), bound)
+            elif q:
+                v = v - c256 * np.floor(v / c256)
+            buf[c, x] = v
+
+
+@jit
+def _uniform_row(buf, C, W, i, code, key, a, bb, per_channel, q, cst, tmp):
+    """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE on row ``i``: a uniform per pixel from (key, c', i, x)
+    (c' = c per channel, else 0; ``fastaug.ops.counter``), applied as the catalogue says. ``tmp`` [>= 1, W] holds the
+    uniforms' integer parts (a store converts them exactly to the working dtype)."""
+    zero = cst[ZERO]
+    bound = cst[B255] if q else cst[ONE]
+    inv24 = cst[INV24]
+    k = np.uint64(key) & _MASK
+    own = per_channel and code != SALT_AND_PEPPER
+    ab = a * bb
+    span = bb - a
+    for c in range(C):
+        if c == 0 or own:
+            row = _mix(_mix(k ^ np.uint64(c if own else 0)) ^ np.uint64(i))
+            for x in range(W):
+                tmp[0, x] = _mix(row ^ np.uint64(x)) >> _S8
+        if code == PIXEL_DROPOUT:
+            for x in range(W):
+                buf[c, x] = bb if tmp[0, x] * inv24 < a else buf[c, x] + zero
+        elif code == SALT_AND_PEPPER:
+            for x in range(W):
+                u = tmp[0, x] * inv24
+                buf[c, x] = bound if u < ab else (zero if u < a else buf[c, x] + zero)
+        else:
+            for x in range(W):
+                v = min(max(buf[c, x] * (a + span * (tmp[0, x] * inv24)), zero), bound)
+                buf[c, x] = np.floor(v) if q else v
+
+
+@jit
 def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
     """One op on a row (``st`` = stats[b, k] [C, 2], ``lut`` = luts[b, k] [C, 256])."""
     zero = cst[ZERO]
@@ -725,7 +842,7 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
 
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
-              Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist, taps,
+              Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist, taps, keys, kern,
               buf, wt, ms, ofs, packed, tapsf, image, line, ring):  # fmt: skip
     """Tasks ``t0..t1-1`` (task t: sample ``t % B``, rows ``[r0, r0 + iv[I_ROWS])``, r0 = (t // B) * rows).
 
@@ -757,6 +874,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
         stop = stops[b]
         sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
         blur_at = geo == 0 and stop > 0 and codes[b, 0] == GAUSSIAN_BLUR and ring.shape[0] > 0
+        conv_at = geo == 0 and stop > 0 and codes[b, 0] == CONVOLVE and kern.shape[1] > 0
         blk = t // B
         r0 = blk * rows
         r1 = min(r0 + rows, Ho)
@@ -775,6 +893,12 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                         _blur_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, i == r0, taps[b], qb, line, ring, buf)
                     else:
                         _blur_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, i == r0, taps[b], qb, line, ring, buf)
+                elif conv_at:
+                    qc = prm[b, 0, 3] > half
+                    if from_u8:
+                        _convolve_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, kern[b], qc, cst, line, buf)
+                    else:
+                        _convolve_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, kern[b], qc, cst, line, buf)
                 elif sharp_at and codes[b, 0] == SHARPNESS and i > 0 and i < H - 1:
                     a = prm[b, 0, 0]
                     qs = prm[b, 0, 3] > half
@@ -809,7 +933,12 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
             # 2. ops
             for k in range(stop):
                 code = codes[b, k]
-                if code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR:
+                if code == PIXEL_DROPOUT or code == SALT_AND_PEPPER or code == MULTIPLICATIVE_NOISE:
+                    _uniform_row(buf, C, Wo, i, code, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2] > half,
+                                 prm[b, k, 3] > half, cst, wt)
+                elif code == GAUSSIAN_NOISE:
+                    _noise_row(buf, C, Wo, i, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2] > half, prm[b, k, 3] > half, cst, wt)
+                elif code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR and code != CONVOLVE:
                     _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
             # 3. statistics, or epilogue and store
             if reducing:

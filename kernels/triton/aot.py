@@ -36,7 +36,10 @@ PER_CHANNEL_CODES = (0, 1, 2, 5, 8, 9, 10, 11, 12, 13, 14)
 ALL_CODES = tuple(int(o) for o in Op)
 #: kernels that run on every batch in typical pipelines: they must not spill
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
-       "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8")
+       "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8",
+       "apply_u8_conv5_u8")
+# apply_u8_affine_noise_fp16 is not "hot" by that rule: libdevice's cosf keeps a 32-byte stack frame for its
+# large-argument reduction (never taken: the argument lies in [0, 2 pi)); no spills
 
 
 @dataclass
@@ -117,6 +120,16 @@ def representative_launches() -> dict[str, Launch]:
     st = _stage(b, [(0, int(Op.GAUSSIAN_BLUR), 6), (0, 1, 2)], 2)
     st.taps = torch.zeros(b, 2, 5)
     specs["apply_u8_blur5_u8"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
+                                               torch.empty(b, c, ho, wo, dtype=torch.uint8))
+
+    st = _stage(b, [(0, 1, 2), (0, int(Op.GAUSSIAN_NOISE))], 2, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
+    st.keys = torch.zeros(b, 2, dtype=torch.int64)
+    specs["apply_u8_affine_noise_fp16"] = prepare_apply(u8_big, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
+                                                        torch.empty(b, c, ho, wo, dtype=torch.float16))
+
+    st = _stage(b, [(0, int(Op.CONVOLVE), 6), (0, 1, 2)], 2)
+    st.kernel = torch.zeros(b, 5, 5)
+    specs["apply_u8_conv5_u8"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
                                                torch.empty(b, c, ho, wo, dtype=torch.uint8))
 
     c5 = 5

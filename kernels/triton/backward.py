@@ -33,7 +33,7 @@ import triton.language as tl
 from triton import knobs
 
 from fastaug.autograd import StageGrads, StageNeeds
-from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, ST_OPS
+from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS, ST_OPS
 from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage
 
 from . import fused as _fused_any
@@ -638,7 +638,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0)
+                                        par_b, False, 0, prog_b, par_b, False, 0)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG)
             if OC > 1:
@@ -657,7 +657,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0)
+                                        par_b, False, 0, prog_b, par_b, False, 0)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
                 st = tl.load(stf_b + k)
                 stk = stats_b + k * (C * 2)
@@ -743,7 +743,7 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
-    no quantized geometry; no GAUSSIAN_BLUR (its backward is the reference's for now)."""
+    no quantized geometry; no GAUSSIAN_BLUR, CONVOLVE or random op (their backward is the reference's for now)."""
     if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
@@ -753,7 +753,10 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     geo = stage.geometry
     if geo is not None and (geo.quantize or (stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0))):
         return False
-    if stage.taps is not None and stage.program.shape[1] > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0):
+    if stage.program.shape[1] > 0 and ((stage.taps is not None and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))
+                                       or (stage.kernel is not None and int(Op.CONVOLVE) in stage.codes_at(0))):
+        return False
+    if stage.keys is not None and any(int(op) in stage.codes_at(k) for op in RANDOM_OPS for k in range(stage.program.shape[1])):
         return False
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 
@@ -893,7 +896,8 @@ def representative_launches() -> dict:
     x = torch.zeros(b, c, hw, hw)
     big = torch.zeros(b, c, 256, 320)
     grad = torch.zeros(b, c, hw, hw)
-    every = StageNeeds(src=True, params=True, matrix=True, fill=True, window=True, taps=True, mean=True, std=True, rect_values=True)
+    every = StageNeeds(src=True, params=True, matrix=True, fill=True, window=True, taps=True, kernel=True, mean=True, std=True,
+                       rect_values=True)
     specs = {}
 
     def add(name: str, src, stage: Stage, ep: Epilogue | None, which: int = -1) -> None:

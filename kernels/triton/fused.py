@@ -31,7 +31,7 @@ import triton.language as tl
 from triton import knobs
 from triton.language.extra import libdevice
 
-from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
+from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS, RANDOM_OPS
 from fastaug.plan import RGB_OPS, Epilogue, Op, Reduction, Stage
 
 # Op codes from the catalogue: constexpr globals (compiled; the interpreter takes plain ints)
@@ -52,6 +52,11 @@ EQUALIZE = _code(int(Op.EQUALIZE))
 TO_FLOAT = _code(int(Op.TO_FLOAT))
 TO_UINT8 = _code(int(Op.TO_UINT8))
 GAUSSIAN_BLUR = _code(int(Op.GAUSSIAN_BLUR))
+GAUSSIAN_NOISE = _code(int(Op.GAUSSIAN_NOISE))
+CONVOLVE = _code(int(Op.CONVOLVE))
+PIXEL_DROPOUT = _code(int(Op.PIXEL_DROPOUT))
+SALT_AND_PEPPER = _code(int(Op.SALT_AND_PEPPER))
+MULTIPLICATIVE_NOISE = _code(int(Op.MULTIPLICATIVE_NOISE))
 
 _INTERP = tl.constexpr(bool(knobs.runtime.interpret))
 _INTERPRETED = bool(knobs.runtime.interpret)  # the mode the kernels of this module copy were built for
@@ -297,6 +302,68 @@ def _blur(src_c, ys, xs, H, W, ssh, ssw, taps_b, q, R: tl.constexpr, IN_SCALE: t
     return tl.where(q, _rint(out), out)
 
 
+@triton.jit
+def _convolve(src_c, ys, xs, H, W, ssh, ssw, kern_b, q, bound, R: tl.constexpr, IN_SCALE: tl.constexpr,
+              WORK: tl.constexpr):
+    """CONVOLVE (k == 0, no geometry) of one channel: per-sample T x T correlation (dy, then dx ascending, as the
+    reference), reflected borders, clamped into [0, bound], rint in the uint8 domain."""
+    T: tl.constexpr = 2 * R + 1
+    acc = tl.zeros(ys.shape, WORK) + tl.zeros(xs.shape, WORK)
+    for dy in range(T):
+        row = _reflect(ys + (dy - R), H) * ssh
+        for dx in range(T):
+            col = _reflect(xs + (dx - R), W) * ssw
+            acc = acc + tl.load(kern_b + dy * T + dx).to(WORK) * _read(src_c + row + col, (row >= 0) & (col >= 0), IN_SCALE, WORK)
+    acc = _clip(acc, bound)
+    return tl.where(q, _rint(acc), acc)
+
+
+@triton.jit
+def _mix(h):
+    """``fastaug.ops.counter.mix`` on uint32 (products wrap mod 2**32)."""
+    h = h ^ (h >> 16)
+    h = h * 0x7FEB352D
+    h = h ^ (h >> 15)
+    h = h * 0x5F356495
+    return h ^ (h >> 16)
+
+
+@triton.jit
+def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
+    """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE of one channel from the uniform of (key, c, y, x)."""
+    h = _mix(_mix(_mix(key ^ c.to(tl.uint32)) ^ ys.to(tl.uint32)) ^ xs.to(tl.uint32))
+    u = (h >> 8).to(WORK) * (1.0 / 16777216.0)
+    dropped = tl.where(u < a, bb, v)
+    salted = tl.where(u < a * bb, bound, tl.where(u < a, 0.0, v))
+    scaled = _trunc(_clip(v * (a + (bb - a) * u), bound), q)
+    return tl.where(code == PIXEL_DROPOUT, dropped, tl.where(code == SALT_AND_PEPPER, salted, scaled))
+
+
+@triton.jit
+def _noise(v, key, c, ys, xs, a, bb, clip, q, bound, WORK: tl.constexpr):
+    """GAUSSIAN_NOISE of channel ``c``: a standard normal per pixel from (key, c, y, x), see ``fastaug.ops.counter``."""
+    row = _mix(_mix(key ^ tl.full([], c, tl.uint32)) ^ ys.to(tl.uint32))
+    h1 = _mix(row ^ xs.to(tl.uint32))
+    h2 = _mix(h1 ^ 0x9E3779B9)
+    u1 = ((h1 >> 8) + 1).to(WORK) * (1.0 / 16777216.0)
+    u2 = (h2 >> 8).to(WORK) * (1.0 / 16777216.0)
+    if _INTERP:
+        lg = tl.log(u1)
+        cs = tl.cos(6.283185307179586 * u2)
+    else:
+        lg = libdevice.log(u1)
+        cs = libdevice.cos(6.283185307179586 * u2)
+    if WORK == tl.float64:
+        z = tl.sqrt(-2.0 * lg) * cs  # float64: sqrt.rn
+    else:
+        z = tl.sqrt_rn(-2.0 * lg) * cs
+    n = a * 255.0 + z * (bb * 255.0)
+    n = tl.where(n < 0.0, -tl.floor(-n), tl.floor(n))
+    x = v + tl.where(q, n, a + z * bb)
+    wrapped = x - 256.0 * tl.floor(_div(x, tl.full([], 256.0, WORK)))
+    return tl.where(clip, _clip(x, bound), tl.where(q, wrapped, x))
+
+
 # Per-channel ops; one signature for all: (v, channel, a, b, uint8-domain flag, bound, stats[b,k], luts[b,k]).
 
 
@@ -439,7 +506,8 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            C: tl.constexpr, NCH: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
            SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr,
-           taps_b, BLUR: tl.constexpr, RAD: tl.constexpr):
+           taps_b, BLUR: tl.constexpr, RAD: tl.constexpr, keys_b,
+           kern_b, CONV: tl.constexpr, KRAD: tl.constexpr):
     """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1``.
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
@@ -480,6 +548,16 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                 v2 = _blur(src0 + 2 * ssc, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
             if NCH > 3:
                 v3 = _blur(src0 + 3 * ssc, ys, xs, H, W, ssh, ssw, taps_b, q, RAD, IN_SCALE, WORK)
+    if CONV:  # CONVOLVE at k == 0 of a stage without geometry
+        code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
+        if (code == CONVOLVE) & (stop_b > 0):
+            v0 = _convolve(src0, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
+            if NCH > 1:
+                v1 = _convolve(src0 + ssc, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
+            if NCH > 2:
+                v2 = _convolve(src0 + 2 * ssc, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
+            if NCH > 3:
+                v3 = _convolve(src0 + 3 * ssc, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
         code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
@@ -515,6 +593,28 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
         if (CODES >> TO_UINT8) & 1:
             if code == TO_UINT8:
                 v0, v1, v2, v3 = _each(_to_uint8, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+        if ((CODES >> PIXEL_DROPOUT) & 1) | ((CODES >> SALT_AND_PEPPER) & 1) | ((CODES >> MULTIPLICATIVE_NOISE) & 1):
+            if (code == PIXEL_DROPOUT) | (code == SALT_AND_PEPPER) | (code == MULTIPLICATIVE_NOISE):
+                key = tl.load(keys_b + k).to(tl.uint32)
+                own = (tl.load(par_b + k * 4 + 2) > 0.5) & (code != SALT_AND_PEPPER)
+                v0 = _uniform_op(v0, code, key, tl.where(own, C0, 0), ys, xs, a, bb, q, bound, WORK)
+                if NCH > 1:
+                    v1 = _uniform_op(v1, code, key, tl.where(own, C0 + 1, 0), ys, xs, a, bb, q, bound, WORK)
+                if NCH > 2:
+                    v2 = _uniform_op(v2, code, key, tl.where(own, C0 + 2, 0), ys, xs, a, bb, q, bound, WORK)
+                if NCH > 3:
+                    v3 = _uniform_op(v3, code, key, tl.where(own, C0 + 3, 0), ys, xs, a, bb, q, bound, WORK)
+        if (CODES >> GAUSSIAN_NOISE) & 1:
+            if code == GAUSSIAN_NOISE:
+                key = tl.load(keys_b + k).to(tl.uint32)
+                clip = tl.load(par_b + k * 4 + 2) > 0.5
+                v0 = _noise(v0, key, C0, ys, xs, a, bb, clip, q, bound, WORK)
+                if NCH > 1:
+                    v1 = _noise(v1, key, C0 + 1, ys, xs, a, bb, clip, q, bound, WORK)
+                if NCH > 2:
+                    v2 = _noise(v2, key, C0 + 2, ys, xs, a, bb, clip, q, bound, WORK)
+                if NCH > 3:
+                    v3 = _noise(v3, key, C0 + 3, ys, xs, a, bb, clip, q, bound, WORK)
         if RGB:
             if (CODES >> SATURATION) & 1:
                 if code == SATURATION:
@@ -588,7 +688,7 @@ def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
-def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps,
+def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps, keys, kern,
                  H, W, Ho, Wo, R,
                  ssb, ssc, ssh, ssw, osb, osc, osh, osw,
                  C: tl.constexpr, OC: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr,
@@ -596,7 +696,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                  FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                  EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
                  OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
-                 BLUR: tl.constexpr, RAD: tl.constexpr):
+                 BLUR: tl.constexpr, RAD: tl.constexpr,
+                 CONV: tl.constexpr, KRAD: tl.constexpr):
     """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
 
     C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
@@ -616,7 +717,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
-                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
+                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
         _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                       C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
         if OC > 1:
@@ -634,7 +736,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                       o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                       ys, xs, pmask, H, W, ssc, ssh, ssw,
                                       C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
-                                      taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
+                                      taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
             _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
 
@@ -669,13 +772,14 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
 
 
 @triton.jit
-def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps,
+def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern,
                   H, W, Ho, Wo,
                   ssb, ssc, ssh, ssw,
                   C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
-                  WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr):
+                  WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr,
+                 CONV: tl.constexpr, KRAD: tl.constexpr):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -695,7 +799,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
-                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
+                                taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
         _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
         if NCH > 1:
             _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
@@ -714,7 +819,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                           o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                           ys, xs, pmask, H, W, ssc, ssh, ssw,
                                           C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
-                                          taps + b * (2 * (2 * RAD + 1)), BLUR, RAD)
+                                          taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
                 _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
 
 
@@ -815,6 +921,11 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
     sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)
     blur = geo is None and stop > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0) and stage.taps is not None
+    conv = geo is None and stop > 0 and int(Op.CONVOLVE) in stage.codes_at(0) and stage.kernel is not None
+    random = sum(1 << int(op) for op in RANDOM_OPS)
+    noise = stage.keys is not None and bool(codes & random)
+    if not noise:
+        codes &= ~random  # no keys: identities
     args = dict(
         prog=prog,
         par=par,
@@ -824,6 +935,8 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         win=_f32(geo.window, dev) if geo is not None else par,
         fill=_f32(geo.fill, dev) if geo is not None and geo.fill is not None else par,
         taps=_f32(stage.taps, dev) if blur else par,
+        keys=stage.keys.to(device=dev, dtype=torch.int64).contiguous() if noise else prog,
+        kern=_f32(stage.kernel, dev) if conv else par,
         H=h,
         W=w,
         Ho=ho,
@@ -843,6 +956,8 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         SHARP=sharp,
         BLUR=blur,
         RAD=(int(stage.taps.shape[-1]) - 1) // 2 if blur else 0,
+        CONV=conv,
+        KRAD=(int(stage.kernel.shape[-1]) - 1) // 2 if conv else 0,
         IN_SCALE=float(stage.in_scale),
         WORK=tl.float64 if src.dtype == torch.float64 else tl.float32,
         BH=bh,
@@ -888,6 +1003,8 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         rvals=_f32(ep.rect_values, dev) if n_rects else common["par"],
         rphase=ep.rect_phase.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
         taps=common["taps"],
+        keys=common["keys"],
+        kern=common["kern"],
         H=common["H"],
         W=common["W"],
         Ho=ho,
@@ -923,6 +1040,8 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         BW=cx["BW"],
         BLUR=cx["BLUR"],
         RAD=cx["RAD"],
+        CONV=cx["CONV"],
+        KRAD=cx["KRAD"],
     )
     return Launch("apply_kernel", grid, args, constexprs)
 
@@ -967,6 +1086,8 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         win=common["win"],
         fill=common["fill"],
         taps=common["taps"],
+        keys=common["keys"],
+        kern=common["kern"],
         H=common["H"],
         W=common["W"],
         Ho=common["Ho"],
@@ -984,6 +1105,8 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         BW=cx["BW"],
         BLUR=cx["BLUR"],
         RAD=cx["RAD"],
+        CONV=cx["CONV"],
+        KRAD=cx["KRAD"],
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 

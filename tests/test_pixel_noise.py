@@ -1,0 +1,136 @@
+"""pixel_dropout, salt_and_pepper, multiplicative_noise and their transforms: the formulas on the counter-based
+uniforms (float64 oracles), the rates they produce, backends against the reference, replay, gradients, bad input.
+(Triton: tests/test_triton_backend.py.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from images import image, image_in_layout
+
+import fastaug
+import fastaug.functional as F
+from fastaug import rng
+from fastaug.ops import counter
+
+
+def _uniforms(b: int, c: int, h: int, w: int, per_channel: bool) -> torch.Tensor:
+    keys = rng.key(0, 0, torch.arange(b), 0)
+    return counter.pixel_uniform(keys, c, h, w, torch.float64) if per_channel else counter.pixel_uniform(keys, 1, h, w, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_pixel_dropout_formula_and_rate(dtype, per_channel):
+    x = image(dtype, (3, 3, 64, 48), 1)
+    p = torch.tensor([0.05, 0.3, 0.0])
+    value = 200.7 if dtype == torch.uint8 else 0.25
+    got = F.pixel_dropout(x, p, per_channel, value, backend="torch")
+    u = _uniforms(3, 3, 64, 48, per_channel)
+    fill = 200 if dtype == torch.uint8 else 0.25
+    want = torch.where(u < p.double().view(3, 1, 1, 1), torch.tensor(fill, dtype=torch.float64), x.double()).to(dtype)
+    assert torch.equal(got, want.expand_as(got))  # the drop mask: one per pixel (shared) or per pixel and channel
+    rate = (u < p.double().view(3, 1, 1, 1)).double().mean((1, 2, 3))
+    torch.testing.assert_close(rate, p.double(), atol=0.02, rtol=0)
+    assert torch.equal(got[2], x[2])
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_salt_and_pepper_formula_and_rates(dtype):
+    x = image(dtype, (2, 3, 80, 80), 2) // 2 + (64 if dtype == torch.uint8 else 0.25)  # no pixel is white or black yet
+    a, r = torch.tensor([0.1, 0.4]), torch.tensor([0.5, 0.25])
+    got = F.salt_and_pepper(x, a, r, backend="torch")
+    u = _uniforms(2, 3, 80, 80, False)
+    top = 255.0 if dtype == torch.uint8 else 1.0
+    want = torch.where(u < (a * r).double().view(2, 1, 1, 1), top, torch.where(u < a.double().view(2, 1, 1, 1), 0.0, x.double()))
+    assert torch.equal(got, want.to(dtype))
+    salt = (got == top).all(1).double().mean((1, 2))
+    pepper = (got == 0).all(1).double().mean((1, 2))
+    torch.testing.assert_close(salt, (a * r).double(), atol=0.01, rtol=0)
+    torch.testing.assert_close(pepper, (a * (1 - r)).double(), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_multiplicative_noise_formula(dtype, per_channel):
+    x = image(dtype, (2, 3, 20, 24), 3)
+    got = F.multiplicative_noise(x, 0.7, 1.3, per_channel, backend="torch")
+    u = _uniforms(2, 3, 20, 24, per_channel).float()
+    m = 0.7 + (1.3 - 0.7) * u  # in float32, as the kernels
+    if dtype == torch.uint8:
+        want = torch.floor(torch.clamp(x.float() * m, 0, 255)).to(torch.uint8)
+        assert (got.int() - want.int()).abs().max() <= 1 and (got == want).double().mean() > 0.999
+    else:
+        torch.testing.assert_close(got, torch.clamp(x * m, 0, 1), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_numba_equals_reference_exactly(dtype, layout):
+    x = image_in_layout(dtype, (4, 3, 15, 14), 7, layout)
+    for fn in (lambda im, be: F.pixel_dropout(im, 0.2, True, 0.0, seed=3, backend=be),
+               lambda im, be: F.pixel_dropout(im, torch.tensor([0.1, 0.2, 0.3, 0.9]), False, 1.0, seed=3, backend=be),
+               lambda im, be: F.salt_and_pepper(im, 0.2, 0.3, seed=4, backend=be),
+               lambda im, be: F.multiplicative_noise(im, 0.5, 1.5, True, seed=5, backend=be)):  # fmt: skip
+        assert torch.equal(fn(x, "numba"), fn(x, "torch"))
+
+
+def test_transforms_draw_per_sample_and_replay():
+    x = image(torch.uint8, (8, 3, 16, 16), 4)
+    aug = fastaug.Compose([
+        fastaug.RandomAffine(10), fastaug.PixelDropout(0.1, per_channel=True, drop_value=7, p=0.7),
+        fastaug.SaltAndPepper(p=0.7), fastaug.MultiplicativeNoise((0.8, 1.2), elementwise=True, p=0.7),
+        fastaug.MultiplicativeNoise((0.5, 0.6), p=0.7), fastaug.RandomAutocontrast(p=0.5),
+    ], seed=2)  # fmt: skip
+    out, rec = aug(x, indices=torch.arange(50, 58), return_record=True)
+    torch.testing.assert_close(rec.replay(x), out, atol=0, rtol=0)
+    torch.testing.assert_close(aug(x, indices=torch.arange(50, 58), backend="torch"), out, atol=0, rtol=0)
+    names = {n for i in range(8) for n, _ in rec.calls(i)}
+    assert {"pixel_dropout", "salt_and_pepper", "multiplicative_noise", "adjust_brightness"} <= names
+    for i in range(8):
+        for n, kw in rec.calls(i):
+            if n == "salt_and_pepper":
+                assert 0.01 <= kw["amount"] <= 0.06 and 0.4 <= kw["salt_vs_pepper"] <= 0.6
+            if n == "adjust_brightness":
+                assert 0.5 <= kw["brightness_factor"] <= 0.6
+
+
+def test_gradients_to_image_and_drop_value():
+    x = image(torch.float32, (2, 3, 9, 10), 5)
+    grads = []
+    for backend in ("torch", "numba"):
+        xx = x.clone().requires_grad_(True)
+        v = torch.tensor([0.2, 0.4], requires_grad=True)
+        y = F.pixel_dropout(F.adjust_brightness(xx, 1.1, backend=backend), 0.3, True, v, backend=backend)
+        y = F.multiplicative_noise(y, 0.9, 1.1, backend=backend)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))
+        grads.append((xx.grad, v.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert float(grads[0][1].abs().min()) > 0
+
+
+@pytest.mark.parametrize("call,exc,name", [
+    (lambda x: F.pixel_dropout(x, 1.5), ValueError, "dropout_prob"),
+    (lambda x: F.pixel_dropout(x, 0.1, 1), TypeError, "per_channel"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, 2.0), ValueError, "drop_value"),
+    (lambda x: F.salt_and_pepper(x, -0.1), ValueError, "amount"),
+    (lambda x: F.salt_and_pepper(x, 0.1, float("nan")), ValueError, "salt_vs_pepper"),
+    (lambda x: F.multiplicative_noise(x, 1.2, 0.8), ValueError, "low"),
+    (lambda x: F.multiplicative_noise(x, -1.0, 0.8), ValueError, "low"),
+    (lambda x: F.salt_and_pepper(x, 0.1, epoch=-2), ValueError, "epoch"),
+])  # fmt: skip
+def test_bad_input(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call(torch.rand(3, 3, 8, 8))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastaug.PixelDropout(drop_value=None), lambda: fastaug.PixelDropout(drop_value=(1, 2, 3)),
+    lambda: fastaug.PixelDropout(mask_drop_value=0), lambda: fastaug.PixelDropout(dropout_prob=2.0),
+    lambda: fastaug.SaltAndPepper(amount=(0.1, 1.5)), lambda: fastaug.MultiplicativeNoise(per_channel=True),
+    lambda: fastaug.MultiplicativeNoise(multiplier=(1.2, 0.8)),
+])  # fmt: skip
+def test_transform_bad_input(make):
+    with pytest.raises((ValueError, TypeError)):
+        make()
