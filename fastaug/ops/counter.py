@@ -5,12 +5,22 @@ all of them produce the same bits. Values are unsigned 32-bit integers held in i
 a 32-bit value and a constant below 2**31 stay inside int64).
 
 Per-pixel standard normal of a random op with per-sample key ``key`` (32 bits, from the draw of its call)
-at channel c, row y, column x of the stage's output::
+at channel c, row y, column x of the stage's output: Box-Muller on two uniforms, its log and cosine written as
+arithmetic (so every backend computes the same bits: IEEE +, -, *, /, sqrt in the working dtype, no FMA)::
 
     row = mix(mix(key ^ c) ^ y);  h1 = mix(row ^ x);  h2 = mix(h1 ^ STREAM2)
-    u1 = ((h1 >> 8) + 1) * 2**-24   in (0, 1]
-    u2 = (h2 >> 8) * 2**-24          in [0, 1)
-    z  = sqrt(-2 ln u1) * cos(2 pi u2)          (float32: the transcendentals may differ by an ulp)
+    n = (h1 >> 8) + 1 in [1, 2**24];  e = bit_length(n) - 1;  m = float(n << (24 - e)) * 2**-24 in [1, 2)
+    if m > SQRT2: m = m * 0.5, e = e + 1
+    t = (m - 1) / (m + 1);  s = t * t
+    ln_u1 = (e - 24) * LN2 + (2 * t) * (1 + s * (1/3 + s * (1/5 + s * (1/7 + s * (1/9)))))     # ln(n * 2**-24)
+    u2 = (h2 >> 8) * 2**-24;  q = rint(4 * u2);  f = u2 - q * 0.25;  a = TWO_PI * f;  a2 = a * a
+    cos_a = 1 + a2 * (-1/2 + a2 * (1/24 + a2 * (-1/720 + a2 * (1/40320))))
+    sin_a = a * (1 + a2 * (-1/6 + a2 * (1/120 + a2 * (-1/5040 + a2 * (1/362880)))))
+    cos(TWO_PI * u2) = (cos_a, -sin_a, -cos_a, sin_a)[q mod 4]
+    z = sqrt(-2 * ln_u1) * cos(TWO_PI * u2)
+
+(Horner's order as written, constants rounded to the working dtype; the series are accurate to a few ulps on
+|a| <= pi / 4 and t <= 0.172.)
 
 Per-pixel uniform of the other random ops (pixel dropout, salt and pepper, multiplicative noise): ``u = (h1 >> 8) *
 2**-24`` in [0, 1), with c = 0 for every channel when the draw is shared by the channels of a pixel.
@@ -27,6 +37,11 @@ M1, M2 = 0x7FEB352D, 0x5F356495  # < 2**31
 STREAM2 = 0x9E3779B9  # the second uniform of a pixel
 INV24 = 1.0 / (1 << 24)
 TWO_PI = 2.0 * math.pi
+SQRT2 = math.sqrt(2.0)
+LN2 = math.log(2.0)
+LOG_SERIES = (1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0)  # Horner, innermost first
+COS_SERIES = (1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5, 1.0)
+SIN_SERIES = (1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0, 1.0)
 
 
 def mix(h: torch.Tensor) -> torch.Tensor:
@@ -53,10 +68,51 @@ def pixel_uniform(key: torch.Tensor, c: int, h: int, w: int, dtype: torch.dtype)
     return (_row_hash(key, c, h, w) >> 8).to(dtype) * INV24
 
 
+def bit_length(n: torch.Tensor) -> torch.Tensor:
+    """``floor(log2(n)) + 1`` of positive int64 values below 2**32 (shifts and compares only)."""
+    e = torch.zeros_like(n)
+    t = n
+    for step in (16, 8, 4, 2, 1):
+        big = (t >> step) > 0
+        e = e + step * big
+        t = torch.where(big, t >> step, t)
+    return e + 1
+
+
+def _horner(x: torch.Tensor, coefficients: tuple[float, ...]) -> torch.Tensor:
+    p = torch.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        p = c + x * p
+    return p
+
+
+def normal_from_hashes(h1: torch.Tensor, h2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The standard normal of the module doc from the hashes h1, h2 (int64 tensors), in ``dtype``."""
+    n = (h1 >> 8) + 1
+    e_int = bit_length(n) - 1
+    m = (n << (24 - e_int)).to(dtype) * INV24
+    e = e_int.to(dtype)
+    big = m > SQRT2
+    m = torch.where(big, m * 0.5, m)
+    e = torch.where(big, e + 1.0, e)
+    t = (m - 1.0) / (m + 1.0)
+    ln_u1 = (e - 24.0) * LN2 + (2.0 * t) * _horner(t * t, LOG_SERIES)
+    u2 = (h2 >> 8).to(dtype) * INV24
+    q = torch.round(4.0 * u2)
+    a = TWO_PI * (u2 - q * 0.25)
+    a2 = a * a
+    cos_a = _horner(a2, COS_SERIES)
+    sin_a = a * _horner(a2, SIN_SERIES)
+    quadrant = q - 4.0 * torch.floor(q * 0.25)
+    cosine = torch.where(quadrant == 0.0, cos_a, torch.where(quadrant == 1.0, -sin_a, torch.where(quadrant == 2.0, -cos_a, sin_a)))
+    y = -2.0 * ln_u1
+    # torch's vectorised CPU sqrt is not always correctly rounded (seen: 0.6 % of float32 values off by an ulp on AVX-512);
+    # the float64 root rounded to float32 is (as numba's and triton's sqrt_rn)
+    r = torch.sqrt(y.double()).to(dtype) if dtype != torch.float64 else torch.sqrt(y)
+    return r * cosine
+
+
 def pixel_normal(key: torch.Tensor, c: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
     """Standard normal draws [B,C,H,W] of per-sample keys [B] (int64), as the module doc defines them."""
     h1 = _row_hash(key, c, h, w)
-    h2 = mix(h1 ^ STREAM2)
-    u1 = ((h1 >> 8) + 1).to(dtype) * INV24
-    u2 = (h2 >> 8).to(dtype) * INV24
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(TWO_PI * u2)
+    return normal_from_hashes(h1, mix(h1 ^ STREAM2), dtype)

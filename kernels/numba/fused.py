@@ -79,6 +79,8 @@ _S8, _S15, _S16 = np.uint64(8), np.uint64(15), np.uint64(16)
 # Indices into the constants table.
 ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5, INF, THREE, FIVE = range(18)
 INV24, TWO_PI, MINUS_TWO, C256 = range(18, 22)
+SQRT2, LN2, QUARTER, C24 = range(22, 26)
+LOG0, COS0, SIN0 = 26, 31, 36  # the series' Horner coefficients (5 each, innermost first)
 
 # Indices of the float scalars (F array ``fs``) and of the int flags (int64 array ``iv``).
 S_IN, S_OUT, S_WM1, S_HM1 = range(4)  # in_scale, out_scale, W - 1, H - 1
@@ -115,7 +117,8 @@ def constants(dtype: type) -> np.ndarray:
     """The float constants of the kernels in the working dtype (as torch casts python scalars)."""
     vals = [0.0, 1.0, 0.5, 255.0, 1.0 / 255.0, 255.999, 0.2989, 0.587, 0.114, 2.0, 4.0, 6.0, 8.0, 1.0 / 13.0, 5.0 / 13.0]
     vals += [np.inf, 3.0, 5.0]
-    vals += [counter.INV24, counter.TWO_PI, -2.0, 256.0]
+    vals += [counter.INV24, counter.TWO_PI, -2.0, 256.0, counter.SQRT2, counter.LN2, 0.25, 24.0]
+    vals += [*counter.LOG_SERIES, *counter.COS_SERIES, *counter.SIN_SERIES]
     return np.array(vals, dtype=dtype)
 
 
@@ -581,27 +584,60 @@ def _mix(h):
 
 
 @jit
+def _bit_length(n):
+    """``floor(log2(n)) + 1`` of a uint64 in [1, 2**32) (shifts and compares: vectorisable)."""
+    e = np.uint64(0)
+    for step in (16, 8, 4, 2, 1):
+        s = np.uint64(step)
+        big = (n >> (e + s)) > np.uint64(0)
+        e = e + (s if big else np.uint64(0))
+    return e + np.uint64(1)
+
+
+@jit
 def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
-    """GAUSSIAN_NOISE on row ``i``: a standard normal per pixel from (key, c, i, x) (``fastaug.ops.counter``), added
-    as the catalogue says (uint8: truncated toward zero; clip: clamp, else uint8 wraps mod 256). ``tmp`` [2, W]
-    (working dtype) holds the integer parts of the two uniforms (a store converts them exactly)."""
-    zero = cst[ZERO]
+    """GAUSSIAN_NOISE on row ``i``: the standard normal of (key, c, i, x) (``fastaug.ops.counter``: Box-Muller in
+    arithmetic), added as the catalogue says (uint8: truncated toward zero; clip: clamp, else uint8 wraps mod 256).
+    ``tmp`` [3, W] (working dtype) holds integer parts (an int32 store converts exactly): loop 1 hashes (integer ops),
+    loop 2 is float arithmetic only, every constant a local (no loads the vectoriser must check for aliasing)."""
+    zero, one, half, two, four = cst[ZERO], cst[ONE], cst[HALF], cst[TWO], cst[FOUR]
     bound = cst[B255] if q else cst[ONE]
-    inv24 = cst[INV24]
-    two_pi = cst[TWO_PI]
-    m2 = cst[MINUS_TWO]
-    c256 = cst[C256]
+    inv24, c24, c256, quarter = cst[INV24], cst[C24], cst[C256], cst[QUARTER]
+    sqrt2, ln2, two_pi, m2 = cst[SQRT2], cst[LN2], cst[TWO_PI], cst[MINUS_TWO]
+    l0, l1, l2, l3, l4 = cst[LOG0], cst[LOG0 + 1], cst[LOG0 + 2], cst[LOG0 + 3], cst[LOG0 + 4]
+    c0, c1, c2, c3, c4 = cst[COS0], cst[COS0 + 1], cst[COS0 + 2], cst[COS0 + 3], cst[COS0 + 4]
+    s0, s1, s2, s3, s4 = cst[SIN0], cst[SIN0 + 1], cst[SIN0 + 2], cst[SIN0 + 3], cst[SIN0 + 4]
     a255 = a * cst[B255]
     s255 = bb * cst[B255]
     k = np.uint64(key) & _MASK
+    u24 = np.uint64(24)
     for c in range(C):
         row = _mix(_mix(k ^ np.uint64(c)) ^ np.uint64(i))
         for x in range(W):
             h1 = _mix(row ^ np.uint64(x))
-            tmp[0, x] = (h1 >> _S8) + np.uint64(1)
-            tmp[1, x] = _mix(h1 ^ _STREAM2) >> _S8
+            n = (h1 >> _S8) + np.uint64(1)
+            e = _bit_length(n) - np.uint64(1)
+            tmp[0, x] = np.int32(n << (u24 - e))
+            tmp[1, x] = np.int32(e)
+            tmp[2, x] = np.int32(_mix(h1 ^ _STREAM2) >> _S8)
         for x in range(W):
-            z = np.sqrt(m2 * np.log(tmp[0, x] * inv24)) * np.cos(two_pi * (tmp[1, x] * inv24))
+            m = tmp[0, x] * inv24
+            e = tmp[1, x]
+            big = m > sqrt2
+            m = m * half if big else m
+            e = e + one if big else e
+            t = (m - one) / (m + one)
+            t2 = t * t
+            ln_u1 = (e - c24) * ln2 + (two * t) * (l4 + t2 * (l3 + t2 * (l2 + t2 * (l1 + t2 * l0))))
+            u2 = tmp[2, x] * inv24
+            qd = np.rint(four * u2)
+            ang = two_pi * (u2 - qd * quarter)
+            a2 = ang * ang
+            cos_a = c4 + a2 * (c3 + a2 * (c2 + a2 * (c1 + a2 * c0)))
+            sin_a = ang * (s4 + a2 * (s3 + a2 * (s2 + a2 * (s1 + a2 * s0))))
+            quadrant = qd - four * np.floor(qd * quarter)
+            cosine = cos_a if quadrant == zero else (-sin_a if quadrant == one else (-cos_a if quadrant == two else sin_a))
+            z = np.sqrt(m2 * ln_u1) * cosine
             v = buf[c, x]
             v = v + np.trunc(a255 + z * s255) if q else v + (a + z * bb)
             if clip:

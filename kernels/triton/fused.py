@@ -340,23 +340,57 @@ def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
 
 
 @triton.jit
+def _bit_length(n):
+    """``floor(log2(n)) + 1`` of uint32 values >= 1 (shifts and compares)."""
+    e = tl.zeros(n.shape, tl.uint32)
+    for step in tl.static_range(5):
+        s = 16 >> step
+        e = e + tl.where((n >> (e + s)) > 0, s, 0).to(tl.uint32)
+    return e + 1
+
+
+@triton.jit
+def _horner5(x, c0: tl.constexpr, c1: tl.constexpr, c2: tl.constexpr, c3: tl.constexpr, c4: tl.constexpr):
+    p = c1 + x * c0
+    p = c2 + x * p
+    p = c3 + x * p
+    return c4 + x * p
+
+
+@triton.jit
+def _std_normal(h1, h2, WORK: tl.constexpr):
+    """The standard normal of ``fastaug.ops.counter`` from the hashes h1, h2 (uint32): Box-Muller in arithmetic."""
+    n = (h1 >> 8) + 1
+    e = _bit_length(n) - 1
+    m = (n << (24 - e)).to(WORK) * (1.0 / 16777216.0)
+    ef = e.to(WORK)
+    big = m > 1.4142135623730951
+    m = tl.where(big, m * 0.5, m)
+    ef = tl.where(big, ef + 1.0, ef)
+    t = _div(m - 1.0, m + 1.0)
+    ln_u1 = (ef - 24.0) * 0.6931471805599453 + (2.0 * t) * _horner5(
+        t * t, 0.1111111111111111, 0.14285714285714285, 0.2, 0.3333333333333333, 1.0)
+    u2 = (h2 >> 8).to(WORK) * (1.0 / 16777216.0)
+    q = _rint(4.0 * u2)
+    a = 6.283185307179586 * (u2 - q * 0.25)
+    a2 = a * a
+    cos_a = _horner5(a2, 2.48015873015873e-05, -0.001388888888888889, 0.041666666666666664, -0.5, 1.0)
+    sin_a = a * _horner5(a2, 2.7557319223985893e-06, -0.0001984126984126984, 0.008333333333333333, -0.16666666666666666, 1.0)
+    quadrant = q - 4.0 * tl.floor(q * 0.25)
+    cosine = tl.where(quadrant == 0.0, cos_a, tl.where(quadrant == 1.0, -sin_a, tl.where(quadrant == 2.0, -cos_a, sin_a)))
+    if WORK == tl.float64:
+        r = tl.sqrt(-2.0 * ln_u1)  # float64: sqrt.rn
+    else:
+        r = tl.sqrt_rn(-2.0 * ln_u1)
+    return r * cosine
+
+
+@triton.jit
 def _noise(v, key, c, ys, xs, a, bb, clip, q, bound, WORK: tl.constexpr):
-    """GAUSSIAN_NOISE of channel ``c``: a standard normal per pixel from (key, c, y, x), see ``fastaug.ops.counter``."""
+    """GAUSSIAN_NOISE of channel ``c``: the standard normal of (key, c, y, x), see ``fastaug.ops.counter``."""
     row = _mix(_mix(key ^ tl.full([], c, tl.uint32)) ^ ys.to(tl.uint32))
     h1 = _mix(row ^ xs.to(tl.uint32))
-    h2 = _mix(h1 ^ 0x9E3779B9)
-    u1 = ((h1 >> 8) + 1).to(WORK) * (1.0 / 16777216.0)
-    u2 = (h2 >> 8).to(WORK) * (1.0 / 16777216.0)
-    if _INTERP:
-        lg = tl.log(u1)
-        cs = tl.cos(6.283185307179586 * u2)
-    else:
-        lg = libdevice.log(u1)
-        cs = libdevice.cos(6.283185307179586 * u2)
-    if WORK == tl.float64:
-        z = tl.sqrt(-2.0 * lg) * cs  # float64: sqrt.rn
-    else:
-        z = tl.sqrt_rn(-2.0 * lg) * cs
+    z = _std_normal(h1, _mix(h1 ^ 0x9E3779B9), WORK)
     n = a * 255.0 + z * (bb * 255.0)
     n = tl.where(n < 0.0, -tl.floor(-n), tl.floor(n))
     x = v + tl.where(q, n, a + z * bb)
