@@ -46,11 +46,14 @@ def test_normal_is_box_muller_to_a_few_ulps():
     """The arithmetic log / cosine of ``fastaug.ops.counter`` against float64 libm on the same uniforms."""
     g = torch.Generator().manual_seed(0)
     h1, h2 = (torch.randint(0, 2**32, (200_000,), generator=g, dtype=torch.int64) for _ in range(2))
-    z = counter.normal_from_hashes(h1, h2, torch.float32).double()
-    u1, u2 = ((h1 >> 8) + 1).double() / 2**24, (h2 >> 8).double() / 2**24
-    exact = torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
-    assert float((z - exact).abs().max()) < 2e-6
-    assert float(counter.normal_from_hashes(torch.tensor([2**32 - 1]), torch.tensor([0]), torch.float32)) == 0.0  # u1 = 1
+    even, odd = (z.double() for z in counter.normal_from_hashes(h1, h2, torch.float32))
+    u1 = ((h1 >> 8) + 1).double() / 2**24
+    theta = 2 * math.pi * ((h2 >> 30).double() / 4 + ((h2 >> 8) & (2**22 - 1)).double() / 2**24 - 0.125)
+    r = torch.sqrt(-2 * torch.log(u1))
+    assert float((even - r * torch.cos(theta)).abs().max()) < 2e-6
+    assert float((odd - r * torch.sin(theta)).abs().max()) < 2e-6
+    zero = counter.normal_from_hashes(torch.tensor([2**32 - 1]), torch.tensor([0]), torch.float32)
+    assert float(zero[0]) == 0.0 and float(zero[1]) == 0.0  # u1 = 1
 
 
 def test_uint8_formula_truncates_and_wraps_like_torchvision():

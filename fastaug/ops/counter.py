@@ -5,19 +5,20 @@ all of them produce the same bits. Values are unsigned 32-bit integers held in i
 a 32-bit value and a constant below 2**31 stay inside int64).
 
 Per-pixel standard normal of a random op with per-sample key ``key`` (32 bits, from the draw of its call)
-at channel c, row y, column x of the stage's output: Box-Muller on two uniforms, its log and cosine written as
-arithmetic (so every backend computes the same bits: IEEE +, -, *, /, sqrt in the working dtype, no FMA)::
+at channel c, row y, column x of the stage's output: Box-Muller on two uniforms per pair of columns (x = 2p and
+2p + 1 take the cosine and the sine of one draw), its log and cosine written as arithmetic (so every backend
+computes the same bits: IEEE +, -, *, /, sqrt in the working dtype, no FMA)::
 
-    row = mix(mix(key ^ c) ^ y);  h1 = mix(row ^ x);  h2 = mix(h1 ^ STREAM2)
+    row = mix(mix(key ^ c) ^ y);  h1 = mix(row ^ (x >> 1));  h2 = mix(h1 ^ STREAM2)
     n = (h1 >> 8) + 1 in [1, 2**24];  e = bit_length(n) - 1;  m = float(n << (24 - e)) * 2**-24 in [1, 2)
     if m > SQRT2: m = m * 0.5, e = e + 1
     t = (m - 1) / (m + 1);  s = t * t
     ln_u1 = (e - 24) * LN2 + (2 * t) * (1 + s * (1/3 + s * (1/5 + s * (1/7 + s * (1/9)))))     # ln(n * 2**-24)
-    u2 = (h2 >> 8) * 2**-24;  q = rint(4 * u2);  f = u2 - q * 0.25;  a = TWO_PI * f;  a2 = a * a
+    k = h2 >> 30;  a = TWO_PI * (((h2 >> 8) & (2**22 - 1)) * 2**-24 - 0.125);  a2 = a * a   # angle 2 pi k / 4 + pi / 4 + a
     cos_a = 1 + a2 * (-1/2 + a2 * (1/24 + a2 * (-1/720 + a2 * (1/40320))))
     sin_a = a * (1 + a2 * (-1/6 + a2 * (1/120 + a2 * (-1/5040 + a2 * (1/362880)))))
-    cos(TWO_PI * u2) = (cos_a, -sin_a, -cos_a, sin_a)[q mod 4]
-    z = sqrt(-2 * ln_u1) * cos(TWO_PI * u2)
+    cos = (cos_a, -sin_a, -cos_a, sin_a)[k];  sin = (sin_a, cos_a, -sin_a, -cos_a)[k]
+    z = sqrt(-2 * ln_u1) * (cos if x is even else sin)
 
 (Horner's order as written, constants rounded to the working dtype; the series are accurate to a few ulps on
 |a| <= pi / 4 and t <= 0.172.)
@@ -38,6 +39,7 @@ STREAM2 = 0x9E3779B9  # the second uniform of a pixel
 INV24 = 1.0 / (1 << 24)
 TWO_PI = 2.0 * math.pi
 SQRT2 = math.sqrt(2.0)
+QUARTER_MASK = (1 << 22) - 1  # the angle within a quadrant
 LN2 = math.log(2.0)
 LOG_SERIES = (1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0)  # Horner, innermost first
 COS_SERIES = (1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5, 1.0)
@@ -86,8 +88,8 @@ def _horner(x: torch.Tensor, coefficients: tuple[float, ...]) -> torch.Tensor:
     return p
 
 
-def normal_from_hashes(h1: torch.Tensor, h2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The standard normal of the module doc from the hashes h1, h2 (int64 tensors), in ``dtype``."""
+def normal_from_hashes(h1: torch.Tensor, h2: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair of standard normals (even column, odd column) of the module doc from the hashes h1, h2 (int64)."""
     n = (h1 >> 8) + 1
     e_int = bit_length(n) - 1
     m = (n << (24 - e_int)).to(dtype) * INV24
@@ -97,22 +99,22 @@ def normal_from_hashes(h1: torch.Tensor, h2: torch.Tensor, dtype: torch.dtype) -
     e = torch.where(big, e + 1.0, e)
     t = (m - 1.0) / (m + 1.0)
     ln_u1 = (e - 24.0) * LN2 + (2.0 * t) * _horner(t * t, LOG_SERIES)
-    u2 = (h2 >> 8).to(dtype) * INV24
-    q = torch.round(4.0 * u2)
-    a = TWO_PI * (u2 - q * 0.25)
+    k = h2 >> 30
+    a = TWO_PI * (((h2 >> 8) & QUARTER_MASK).to(dtype) * INV24 - 0.125)
     a2 = a * a
     cos_a = _horner(a2, COS_SERIES)
     sin_a = a * _horner(a2, SIN_SERIES)
-    quadrant = q - 4.0 * torch.floor(q * 0.25)
-    cosine = torch.where(quadrant == 0.0, cos_a, torch.where(quadrant == 1.0, -sin_a, torch.where(quadrant == 2.0, -cos_a, sin_a)))
+    cosine = torch.where(k == 0, cos_a, torch.where(k == 1, -sin_a, torch.where(k == 2, -cos_a, sin_a)))
+    sine = torch.where(k == 0, sin_a, torch.where(k == 1, cos_a, torch.where(k == 2, -sin_a, -cos_a)))
     y = -2.0 * ln_u1
     # torch's vectorised CPU sqrt is not always correctly rounded (seen: 0.6 % of float32 values off by an ulp on AVX-512);
     # the float64 root rounded to float32 is (as numba's and triton's sqrt_rn)
     r = torch.sqrt(y.double()).to(dtype) if dtype != torch.float64 else torch.sqrt(y)
-    return r * cosine
+    return r * cosine, r * sine
 
 
 def pixel_normal(key: torch.Tensor, c: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
     """Standard normal draws [B,C,H,W] of per-sample keys [B] (int64), as the module doc defines them."""
-    h1 = _row_hash(key, c, h, w)
-    return normal_from_hashes(h1, mix(h1 ^ STREAM2), dtype)
+    h1 = _row_hash(key, c, h, (w + 1) // 2)
+    even, odd = normal_from_hashes(h1, mix(h1 ^ STREAM2), dtype)
+    return torch.stack([even, odd], -1).flatten(-2)[..., :w]

@@ -595,14 +595,25 @@ def _bit_length(n):
 
 
 @jit
+def _noise_apply(v, z, a, bb, a255, s255, clip, q, zero, bound, c256):
+    """One value plus its GAUSSIAN_NOISE (``z`` standard normal), as the catalogue says."""
+    v = v + np.trunc(a255 + z * s255) if q else v + (a + z * bb)
+    if clip:
+        v = min(max(v, zero), bound)
+    elif q:
+        v = v - c256 * np.floor(v / c256)
+    return v
+
+
+@jit
 def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
-    """GAUSSIAN_NOISE on row ``i``: the standard normal of (key, c, i, x) (``fastaug.ops.counter``: Box-Muller in
-    arithmetic), added as the catalogue says (uint8: truncated toward zero; clip: clamp, else uint8 wraps mod 256).
-    ``tmp`` [3, W] (working dtype) holds integer parts (an int32 store converts exactly): loop 1 hashes (integer ops),
-    loop 2 is float arithmetic only, every constant a local (no loads the vectoriser must check for aliasing)."""
-    zero, one, half, two, four = cst[ZERO], cst[ONE], cst[HALF], cst[TWO], cst[FOUR]
+    """GAUSSIAN_NOISE on row ``i``: the standard normals of (key, c, i, x >> 1) (``fastaug.ops.counter``: Box-Muller
+    in arithmetic, a cosine and a sine per pair of columns), added as the catalogue says (uint8: truncated toward
+    zero; clip: clamp, else uint8 wraps mod 256). ``tmp`` [4, >= W/2] (working dtype) holds integer parts (an int32
+    store converts exactly): loop 1 hashes (integer ops), loop 2 is float arithmetic only, every constant a local."""
+    zero, one, half, two = cst[ZERO], cst[ONE], cst[HALF], cst[TWO]
     bound = cst[B255] if q else cst[ONE]
-    inv24, c24, c256, quarter = cst[INV24], cst[C24], cst[C256], cst[QUARTER]
+    inv24, c24, c256, eighth = cst[INV24], cst[C24], cst[C256], cst[QUARTER] * cst[HALF]
     sqrt2, ln2, two_pi, m2 = cst[SQRT2], cst[LN2], cst[TWO_PI], cst[MINUS_TWO]
     l0, l1, l2, l3, l4 = cst[LOG0], cst[LOG0 + 1], cst[LOG0 + 2], cst[LOG0 + 3], cst[LOG0 + 4]
     c0, c1, c2, c3, c4 = cst[COS0], cst[COS0 + 1], cst[COS0 + 2], cst[COS0 + 3], cst[COS0 + 4]
@@ -611,40 +622,42 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
     s255 = bb * cst[B255]
     k = np.uint64(key) & _MASK
     u24 = np.uint64(24)
+    s30 = np.uint64(30)
+    qmask = np.uint64((1 << 22) - 1)
+    pairs = (W + 1) // 2
     for c in range(C):
         row = _mix(_mix(k ^ np.uint64(c)) ^ np.uint64(i))
-        for x in range(W):
-            h1 = _mix(row ^ np.uint64(x))
+        for p in range(pairs):
+            h1 = _mix(row ^ np.uint64(p))
             n = (h1 >> _S8) + np.uint64(1)
             e = _bit_length(n) - np.uint64(1)
-            tmp[0, x] = np.int32(n << (u24 - e))
-            tmp[1, x] = np.int32(e)
-            tmp[2, x] = np.int32(_mix(h1 ^ _STREAM2) >> _S8)
-        for x in range(W):
-            m = tmp[0, x] * inv24
-            e = tmp[1, x]
+            h2 = _mix(h1 ^ _STREAM2)
+            tmp[0, p] = np.int32(n << (u24 - e))
+            tmp[1, p] = np.int32(e)
+            tmp[2, p] = np.int32((h2 >> _S8) & qmask)
+            tmp[3, p] = np.int32(h2 >> s30)
+        for p in range(pairs):
+            m = tmp[0, p] * inv24
+            e = tmp[1, p]
             big = m > sqrt2
             m = m * half if big else m
             e = e + one if big else e
             t = (m - one) / (m + one)
             t2 = t * t
             ln_u1 = (e - c24) * ln2 + (two * t) * (l4 + t2 * (l3 + t2 * (l2 + t2 * (l1 + t2 * l0))))
-            u2 = tmp[2, x] * inv24
-            qd = np.rint(four * u2)
-            ang = two_pi * (u2 - qd * quarter)
+            ang = two_pi * (tmp[2, p] * inv24 - eighth)
             a2 = ang * ang
             cos_a = c4 + a2 * (c3 + a2 * (c2 + a2 * (c1 + a2 * c0)))
             sin_a = ang * (s4 + a2 * (s3 + a2 * (s2 + a2 * (s1 + a2 * s0))))
-            quadrant = qd - four * np.floor(qd * quarter)
-            cosine = cos_a if quadrant == zero else (-sin_a if quadrant == one else (-cos_a if quadrant == two else sin_a))
-            z = np.sqrt(m2 * ln_u1) * cosine
-            v = buf[c, x]
-            v = v + np.trunc(a255 + z * s255) if q else v + (a + z * bb)
-            if clip:
-                v = min(max(v, zero), bound)
-            elif q:
-                v = v - c256 * np.floor(v / c256)
-            buf[c, x] = v
+            kq = tmp[3, p]
+            first = kq < one
+            cosine = cos_a if first else (-sin_a if kq == one else (-cos_a if kq == two else sin_a))
+            sine = sin_a if first else (cos_a if kq == one else (-sin_a if kq == two else -cos_a))
+            r = np.sqrt(m2 * ln_u1)
+            x = 2 * p
+            buf[c, x] = _noise_apply(buf[c, x], r * cosine, a, bb, a255, s255, clip, q, zero, bound, c256)
+            if x + 1 < W:
+                buf[c, x + 1] = _noise_apply(buf[c, x + 1], r * sine, a, bb, a255, s255, clip, q, zero, bound, c256)
 
 
 @jit

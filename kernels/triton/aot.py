@@ -37,9 +37,7 @@ ALL_CODES = tuple(int(o) for o in Op)
 #: kernels that run on every batch in typical pipelines: they must not spill
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
        "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8",
-       "apply_u8_conv5_u8")
-# apply_u8_affine_noise_fp16 is not "hot" by that rule: libdevice's cosf keeps a 32-byte stack frame for its
-# large-argument reduction (never taken: the argument lies in [0, 2 pi)); no spills
+       "apply_u8_conv5_u8", "apply_u8_affine_noise_fp16")
 
 
 @dataclass

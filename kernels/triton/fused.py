@@ -15,7 +15,10 @@ no FMA contraction (launched with ``enable_fp_fusion=False``), ``rint`` = round 
 deliberate difference: normalize multiplies by ``1/std`` (within the 1e-4 tolerance) instead of
 dividing per element. SHARPNESS, defined for stages without geometry only, is an identity in a stage
 with geometry. Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter, which lacks
-libdevice: ``rint`` then uses an exact floor-based emulation and ``pow`` a float64 exp2/log2 one.
+libdevice: ``rint`` then uses an exact floor-based emulation and ``pow`` a float64 exp2/log2 one. Kernels call
+only triton.language builtins (``tl.full``, not ``tl.zeros``): the library's own ``@jit`` helpers are built for
+the interpreter when triton is first imported under ``TRITON_INTERPRET=1``, and would then run interpreted (and
+leave the language patched) inside a later ahead-of-time compile.
 """
 
 from __future__ import annotations
@@ -291,10 +294,10 @@ def _blur(src_c, ys, xs, H, W, ssh, ssw, taps_b, q, R: tl.constexpr, IN_SCALE: t
     """GAUSSIAN_BLUR (k == 0, no geometry) of one channel: x kernel ``taps_b[0, :]`` then y kernel
     ``taps_b[1, :]`` (T = 2R+1 taps each, summed in ascending order as the reference), reflected borders."""
     T: tl.constexpr = 2 * R + 1
-    out = tl.zeros(ys.shape, WORK) + tl.zeros(xs.shape, WORK)
+    out = tl.full(ys.shape, 0.0, WORK) + tl.full(xs.shape, 0.0, WORK)  # tl.full: a builtin (tl.zeros is a jit function)
     for ty in range(T):
         row = _reflect(ys + (ty - R), H) * ssh
-        h = tl.zeros(out.shape, WORK)
+        h = tl.full(out.shape, 0.0, WORK)
         for tx in range(T):
             col = _reflect(xs + (tx - R), W) * ssw
             h = h + tl.load(taps_b + tx).to(WORK) * _read(src_c + row + col, (row >= 0) & (col >= 0), IN_SCALE, WORK)
@@ -308,7 +311,7 @@ def _convolve(src_c, ys, xs, H, W, ssh, ssw, kern_b, q, bound, R: tl.constexpr, 
     """CONVOLVE (k == 0, no geometry) of one channel: per-sample T x T correlation (dy, then dx ascending, as the
     reference), reflected borders, clamped into [0, bound], rint in the uint8 domain."""
     T: tl.constexpr = 2 * R + 1
-    acc = tl.zeros(ys.shape, WORK) + tl.zeros(xs.shape, WORK)
+    acc = tl.full(ys.shape, 0.0, WORK) + tl.full(xs.shape, 0.0, WORK)
     for dy in range(T):
         row = _reflect(ys + (dy - R), H) * ssh
         for dx in range(T):
@@ -342,10 +345,11 @@ def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
 @triton.jit
 def _bit_length(n):
     """``floor(log2(n)) + 1`` of uint32 values >= 1 (shifts and compares)."""
-    e = tl.zeros(n.shape, tl.uint32)
-    for step in tl.static_range(5):
-        s = 16 >> step
-        e = e + tl.where((n >> (e + s)) > 0, s, 0).to(tl.uint32)
+    e = tl.where((n >> 16) > 0, 16, 0).to(tl.uint32)
+    e = e + tl.where((n >> (e + 8)) > 0, 8, 0).to(tl.uint32)
+    e = e + tl.where((n >> (e + 4)) > 0, 4, 0).to(tl.uint32)
+    e = e + tl.where((n >> (e + 2)) > 0, 2, 0).to(tl.uint32)
+    e = e + tl.where((n >> (e + 1)) > 0, 1, 0).to(tl.uint32)
     return e + 1
 
 
@@ -358,8 +362,9 @@ def _horner5(x, c0: tl.constexpr, c1: tl.constexpr, c2: tl.constexpr, c3: tl.con
 
 
 @triton.jit
-def _std_normal(h1, h2, WORK: tl.constexpr):
-    """The standard normal of ``fastaug.ops.counter`` from the hashes h1, h2 (uint32): Box-Muller in arithmetic."""
+def _std_normal(h1, h2, odd, WORK: tl.constexpr):
+    """The standard normal of ``fastaug.ops.counter`` from the hashes h1, h2 (uint32) of a pair of columns: the
+    cosine for an even column, the sine for an odd one (``odd``): Box-Muller in arithmetic."""
     n = (h1 >> 8) + 1
     e = _bit_length(n) - 1
     m = (n << (24 - e)).to(WORK) * (1.0 / 16777216.0)
@@ -370,27 +375,26 @@ def _std_normal(h1, h2, WORK: tl.constexpr):
     t = _div(m - 1.0, m + 1.0)
     ln_u1 = (ef - 24.0) * 0.6931471805599453 + (2.0 * t) * _horner5(
         t * t, 0.1111111111111111, 0.14285714285714285, 0.2, 0.3333333333333333, 1.0)
-    u2 = (h2 >> 8).to(WORK) * (1.0 / 16777216.0)
-    q = _rint(4.0 * u2)
-    a = 6.283185307179586 * (u2 - q * 0.25)
+    k = h2 >> 30
+    a = 6.283185307179586 * (((h2 >> 8) & 4194303).to(WORK) * (1.0 / 16777216.0) - 0.125)
     a2 = a * a
     cos_a = _horner5(a2, 2.48015873015873e-05, -0.001388888888888889, 0.041666666666666664, -0.5, 1.0)
     sin_a = a * _horner5(a2, 2.7557319223985893e-06, -0.0001984126984126984, 0.008333333333333333, -0.16666666666666666, 1.0)
-    quadrant = q - 4.0 * tl.floor(q * 0.25)
-    cosine = tl.where(quadrant == 0.0, cos_a, tl.where(quadrant == 1.0, -sin_a, tl.where(quadrant == 2.0, -cos_a, sin_a)))
+    cosine = tl.where(k == 0, cos_a, tl.where(k == 1, -sin_a, tl.where(k == 2, -cos_a, sin_a)))
+    sine = tl.where(k == 0, sin_a, tl.where(k == 1, cos_a, tl.where(k == 2, -sin_a, -cos_a)))
     if WORK == tl.float64:
         r = tl.sqrt(-2.0 * ln_u1)  # float64: sqrt.rn
     else:
         r = tl.sqrt_rn(-2.0 * ln_u1)
-    return r * cosine
+    return r * tl.where(odd, sine, cosine)
 
 
 @triton.jit
 def _noise(v, key, c, ys, xs, a, bb, clip, q, bound, WORK: tl.constexpr):
     """GAUSSIAN_NOISE of channel ``c``: the standard normal of (key, c, y, x), see ``fastaug.ops.counter``."""
     row = _mix(_mix(key ^ tl.full([], c, tl.uint32)) ^ ys.to(tl.uint32))
-    h1 = _mix(row ^ xs.to(tl.uint32))
-    z = _std_normal(h1, _mix(h1 ^ 0x9E3779B9), WORK)
+    h1 = _mix(row ^ (xs >> 1).to(tl.uint32))
+    z = _std_normal(h1, _mix(h1 ^ 0x9E3779B9), (xs & 1) == 1, WORK)
     n = a * 255.0 + z * (bb * 255.0)
     n = tl.where(n < 0.0, -tl.floor(-n), tl.floor(n))
     x = v + tl.where(q, n, a + z * bb)
