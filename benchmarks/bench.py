@@ -543,6 +543,8 @@ def render_table(results: dict) -> str:
     name = dev.get("gpu") or f"{dev['cpu']} ({dev.get('cpu_cores_usable', dev['cpu_cores'])} cores)"
     isa = results.get("cpu_isa", {})
     arch = f"; CPU {isa['llvm_cpu']} ({', '.join(isa['vector_isa'])})" if "llvm_cpu" in isa else ""
+    if isa.get("numba_cpu_name"):
+        arch += f"; numba code for {isa['numba_cpu_name']} (NUMBA_CPU_NAME)"
     lines.append(f"Device: {name}{arch}; threads {results['threads']}; copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s; "
                  f"{results['date'][:10]}")  # fmt: skip
     for cfg in results["configs"]:
@@ -602,6 +604,8 @@ def write(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path | None
     stem = f"{device_slug(results['device'])}-{results['date'][:10]}"
     if results.get("pipeline_name", "reference") != "reference":
         stem = f"{results['pipeline_name']}-{stem}"
+    if results.get("cpu_isa", {}).get("numba_cpu_name"):
+        stem = f"{stem}-{results['cpu_isa']['numba_cpu_name']}"
     path = out_dir / f"{stem}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     return path, plot(results, out_dir / f"{stem}.png")
