@@ -93,6 +93,10 @@ class Record:
                     kw = {"kernel_size": list(call.kwargs["kernel_size"]), "sigma": [vals[0], vals[1]]}
                 if code == int(Op.GAUSSIAN_NOISE):
                     kw["clip"] = vals[2] > 0.5
+                if code in (int(Op.PIXEL_DROPOUT), int(Op.MULTIPLICATIVE_NOISE)):
+                    kw["per_channel"] = vals[2] > 0.5
+                if call.keys is not None:  # random ops: the per-pixel draws' key (fastaug.functional takes ``key=``)
+                    kw["key"] = int(call.keys[i])
                 if code == int(Op.CONVOLVE):  # sharpen / emboss / motion_blur / convolve: the call's own arguments
                     name = call.name if call.name in ("sharpen", "emboss", "motion_blur") else "convolve"
                     kw = {k: _plain(v, i, k in INTEGER_ARGS) for k, v in call.kwargs.items()}

@@ -209,10 +209,13 @@ def gaussian_blur_call(cv: Canvas, kernel_size, sigma=None, dtype: torch.dtype =
     b, dev = cv.b, cv.device
     if sigma is None:
         sigma = [k * 0.15 + 0.35 for k in ks]  # torchvision's default
-    if isinstance(sigma, torch.Tensor) and sigma.dim() == 1 and sigma.shape[0] == b:
+    if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
+        if sigma.shape[0] != b:
+            raise ValueError(f"sigma as a 1-D tensor holds one value per sample ([{b}]); (x, y) pairs go as [B, 2], "
+                             f"got {list(sigma.shape)}")
         sigma = sigma.unsqueeze(1).expand(b, 2)  # one sigma per sample, for both axes
     sig = per_sample(sigma, b, "sigma", dev, width=2, lo=0.0)
-    _positive(sig, "sigma")
+    _check(sig > 0, "sigma must be > 0")  # asynchronous on an accelerator
     pdtype = torch.float64 if dtype == torch.float64 else torch.float32
     params = torch.stack([sig[:, 0], sig[:, 1], torch.zeros_like(sig[:, 0])], 1)
     kwargs = {"kernel_size": list(ks), "sigma": sig}
@@ -222,7 +225,7 @@ def gaussian_blur_call(cv: Canvas, kernel_size, sigma=None, dtype: torch.dtype =
 
 def gaussian_blur(img: torch.Tensor, kernel_size, sigma=None, *, backend: str = "auto") -> torch.Tensor:
     """Gaussian blur with reflected borders, as torchvision's: ``kernel_size`` odd (int or (x, y)),
-    ``sigma`` > 0: a number, an (x, y) pair, or a tensor per sample [B] (both axes) or [B,2] (default:
+    ``sigma`` > 0: a number, an (x, y) pair, or a tensor per sample: [B] (both axes) or [B,2] (default:
     ``0.15 * kernel_size + 0.35``). Any channel count; gradients to the image and to sigma."""
     return run_calls(img, [gaussian_blur_call(_batch(img), kernel_size, sigma, img.dtype)], backend)
 
@@ -346,6 +349,15 @@ def _flag(value, name: str) -> bool:
     return value
 
 
+def _random_keys(cv: Canvas, seed, epoch, indices, key, op: Op) -> torch.Tensor:
+    """Per-sample 32-bit keys of a random op: ``key`` when given (an int or [B] integers, as ``Record.calls`` lists
+    them), else drawn from (seed, epoch, index) with the op's code as the slot (chained ops draw independently)."""
+    if key is not None:
+        return per_sample(key, cv.b, "key", cv.device, lo=0.0, hi=float(2**32 - 1), integer=True).to(torch.int64)
+    seed, epoch = check_seed(seed), check_epoch(epoch)
+    return rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), int(op))
+
+
 def pixel_dropout_call(cv: Canvas, dropout_prob, per_channel: bool, drop_value, uint8: bool, keys: torch.Tensor) -> ColorCall:
     p = per_sample(dropout_prob, cv.b, "dropout_prob", cv.device, lo=0.0, hi=1.0)
     v = per_sample(drop_value, cv.b, "drop_value", cv.device, lo=0.0, hi=255.0 if uint8 else 1.0)
@@ -357,14 +369,13 @@ def pixel_dropout_call(cv: Canvas, dropout_prob, per_channel: bool, drop_value, 
 
 def pixel_dropout(
     img: torch.Tensor, dropout_prob=0.01, per_channel: bool = False, drop_value=0.0, *, seed: int = 0, epoch: int = 0,
-    indices: torch.Tensor | None = None, backend: str = "auto",
+    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
     """albumentations' PixelDropout: each pixel (each pixel and channel when ``per_channel``) is replaced by
     ``drop_value`` (the image's units; uint8 truncates) with probability ``dropout_prob``, from a uniform per pixel of
     (seed, epoch, index) (``fastaug.ops.counter``). Gradients to the image (kept pixels) and to ``drop_value``."""
     cv = _batch(img)
-    seed, epoch = check_seed(seed), check_epoch(epoch)
-    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.PIXEL_DROPOUT)
     return run_calls(img, [pixel_dropout_call(cv, dropout_prob, per_channel, drop_value, img.dtype == torch.uint8, keys)], backend)
 
 
@@ -377,15 +388,14 @@ def salt_and_pepper_call(cv: Canvas, amount, salt_vs_pepper, keys: torch.Tensor)
 
 def salt_and_pepper(
     img: torch.Tensor, amount, salt_vs_pepper=0.5, *, seed: int = 0, epoch: int = 0, indices: torch.Tensor | None = None,
-    backend: str = "auto",
+    key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
     """Salt and pepper noise: with one uniform ``u`` per pixel (shared by its channels) of (seed, epoch, index), the
     pixel becomes white (the bound) if ``u < amount * salt_vs_pepper``, else black if ``u < amount``. albumentations
     draws exactly ``int(H*W*amount)`` distinct pixels; here each pixel is hit independently with probability
     ``amount`` (the same expected count, a binomial spread)."""
     cv = _batch(img)
-    seed, epoch = check_seed(seed), check_epoch(epoch)
-    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.SALT_AND_PEPPER)
     return run_calls(img, [salt_and_pepper_call(cv, amount, salt_vs_pepper, keys)], backend)
 
 
@@ -400,14 +410,13 @@ def multiplicative_noise_call(cv: Canvas, low, high, per_channel: bool, keys: to
 
 def multiplicative_noise(
     img: torch.Tensor, low=0.9, high=1.1, per_channel: bool = False, *, seed: int = 0, epoch: int = 0,
-    indices: torch.Tensor | None = None, backend: str = "auto",
+    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
     """albumentations' MultiplicativeNoise(elementwise=True): each pixel (each pixel and channel when ``per_channel``)
     multiplied by ``m ~ U(low, high)`` from a uniform per pixel of (seed, epoch, index), clamped (uint8: truncated,
     as albumentations). Gradients to the image."""
     cv = _batch(img)
-    seed, epoch = check_seed(seed), check_epoch(epoch)
-    keys = rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), 0)
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.MULTIPLICATIVE_NOISE)
     return run_calls(img, [multiplicative_noise_call(cv, low, high, per_channel, keys)], backend)
 
 
@@ -424,18 +433,17 @@ def gaussian_noise_call(cv: Canvas, mean, sigma, clip: bool, keys: torch.Tensor)
 
 def gaussian_noise(
     img: torch.Tensor, mean=0.0, sigma=0.1, clip: bool = True, *, seed: int = 0, epoch: int = 0,
-    indices: torch.Tensor | None = None, backend: str = "auto",
+    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
     """torchvision's gaussian_noise: ``img + (mean + z * sigma)`` in [0, 1] units (uint8: the noise
     ``mean*255 + z*sigma*255`` truncated toward zero, as torchvision's int16 cast), clamped when ``clip``
     (uint8 without clip wraps mod 256, as torchvision). ``z`` is a standard normal per pixel and channel
     from the counter-based hash of (seed, epoch, index) (``fastaug.ops.counter``): the same on every
-    backend and device. ``mean`` and ``sigma`` (>= 0) are numbers or per-sample tensors [B]; gradients
-    to the image, mean and sigma (float input)."""
+    backend and device (``key``: per-sample 32-bit keys instead, as ``Record.calls`` lists them). ``mean`` and
+    ``sigma`` (>= 0) are numbers or per-sample tensors [B]; gradients to the image, mean and sigma (float input)."""
     cv = _batch(img)
-    seed, epoch = check_seed(seed), check_epoch(epoch)
-    idx = check_indices(indices, cv.b, cv.device)
-    return run_calls(img, [gaussian_noise_call(cv, mean, sigma, clip, rng.key(seed, epoch, idx, 0))], backend)
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.GAUSSIAN_NOISE)
+    return run_calls(img, [gaussian_noise_call(cv, mean, sigma, clip, keys)], backend)
 
 
 def _center(center, b: int, dev) -> torch.Tensor | None:

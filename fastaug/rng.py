@@ -16,7 +16,7 @@ def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) 
     """32-bit hashes [B, n] (int64 tensor) of (seed, epoch, index, slot, j) for j < n."""
     idx = indices.to(torch.int64)
     j = torch.arange(n, dtype=torch.int64, device=idx.device)
-    h = _mix(torch.full_like(idx, (seed & _MASK) ^ 0x3C6EF372))
+    h = _mix(torch.zeros_like(idx) + ((seed & _MASK) ^ 0x3C6EF372))  # a device seed tensor: no host read
     h = _mix(h ^ ((seed >> 32) & _MASK))
     h = _mix(h ^ (epoch & _MASK))
     h = _mix(h ^ (idx & _MASK))

@@ -155,3 +155,15 @@ def test_bad_input(kw, exc, name):
 def test_transform_bad_input(kw, exc):
     with pytest.raises(exc):
         fastaug.GaussianBlur(**kw)
+
+
+def test_sigma_tensor_shapes_mean_the_same_for_every_batch_size():
+    """A 1-D sigma tensor is one value per sample (for both axes), whatever the batch size; (x, y) go as [B, 2]."""
+    for b in (2, 3):
+        x = image(torch.float32, (b, 3, 8, 8), b)
+        s = torch.linspace(0.5, 2.0, b)
+        torch.testing.assert_close(F.gaussian_blur(x, 5, s), F.gaussian_blur(x, 5, torch.stack([s, s], 1)), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="sigma"):
+        F.gaussian_blur(image(torch.float32, (3, 3, 8, 8), 1), 5, torch.tensor([0.5, 2.0]))
+    with pytest.raises(ValueError, match="sigma"):
+        F.gaussian_blur(image(torch.float32, (2, 3, 8, 8), 1), 5, torch.tensor([[0.0, 1.0], [1.0, 1.0]]))

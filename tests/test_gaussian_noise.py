@@ -38,7 +38,7 @@ def test_float_formula(dtype):
     z = counter.pixel_normal(keys, 2, 9, 11, dtype)
     want = x + (mean.to(dtype).view(3, 1, 1, 1) + z * sigma.to(dtype).view(3, 1, 1, 1))
     for clip in (False, True):
-        got = F.gaussian_noise(x, mean, sigma, clip, seed=5, epoch=2, indices=torch.tensor([7, 8, 9]), backend="torch")
+        got = F.gaussian_noise(x, mean, sigma, clip, key=keys, backend="torch")
         torch.testing.assert_close(got, want.clamp(0, 1) if clip else want, atol=1e-6, rtol=0)
 
 
@@ -63,7 +63,7 @@ def test_uint8_formula_truncates_and_wraps_like_torchvision():
     z = counter.pixel_normal(keys, 3, 8, 8, torch.float64)
     noise = torch.trunc(0.1 * 255 + z * (0.2 * 255))
     for clip in (True, False):
-        got = F.gaussian_noise(x, 0.1, 0.2, clip, backend="torch").int()
+        got = F.gaussian_noise(x, 0.1, 0.2, clip, key=keys, backend="torch").int()
         raw = x.int() + noise.int()
         want = raw.clamp(0, 255) if clip else raw % 256
         diff = (got - want).abs()

@@ -13,10 +13,11 @@ import fastaug.functional as F
 from fastaug import rng
 from fastaug.ops import counter
 
+KEYS = rng.key(0, 0, torch.arange(3), 0)  # explicit per-sample keys (``key=``) for the formula tests
+
 
 def _uniforms(b: int, c: int, h: int, w: int, per_channel: bool) -> torch.Tensor:
-    keys = rng.key(0, 0, torch.arange(b), 0)
-    return counter.pixel_uniform(keys, c, h, w, torch.float64) if per_channel else counter.pixel_uniform(keys, 1, h, w, torch.float64)
+    return counter.pixel_uniform(KEYS[:b], c if per_channel else 1, h, w, torch.float64)
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
@@ -25,7 +26,7 @@ def test_pixel_dropout_formula_and_rate(dtype, per_channel):
     x = image(dtype, (3, 3, 64, 48), 1)
     p = torch.tensor([0.05, 0.3, 0.0])
     value = 200.7 if dtype == torch.uint8 else 0.25
-    got = F.pixel_dropout(x, p, per_channel, value, backend="torch")
+    got = F.pixel_dropout(x, p, per_channel, value, key=KEYS, backend="torch")
     u = _uniforms(3, 3, 64, 48, per_channel)
     fill = 200 if dtype == torch.uint8 else 0.25
     want = torch.where(u < p.double().view(3, 1, 1, 1), torch.tensor(fill, dtype=torch.float64), x.double()).to(dtype)
@@ -39,7 +40,7 @@ def test_pixel_dropout_formula_and_rate(dtype, per_channel):
 def test_salt_and_pepper_formula_and_rates(dtype):
     x = image(dtype, (2, 3, 80, 80), 2) // 2 + (64 if dtype == torch.uint8 else 0.25)  # no pixel is white or black yet
     a, r = torch.tensor([0.1, 0.4]), torch.tensor([0.5, 0.25])
-    got = F.salt_and_pepper(x, a, r, backend="torch")
+    got = F.salt_and_pepper(x, a, r, key=KEYS[:2], backend="torch")
     u = _uniforms(2, 3, 80, 80, False)
     top = 255.0 if dtype == torch.uint8 else 1.0
     want = torch.where(u < (a * r).double().view(2, 1, 1, 1), top, torch.where(u < a.double().view(2, 1, 1, 1), 0.0, x.double()))
@@ -54,7 +55,7 @@ def test_salt_and_pepper_formula_and_rates(dtype):
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_multiplicative_noise_formula(dtype, per_channel):
     x = image(dtype, (2, 3, 20, 24), 3)
-    got = F.multiplicative_noise(x, 0.7, 1.3, per_channel, backend="torch")
+    got = F.multiplicative_noise(x, 0.7, 1.3, per_channel, key=KEYS[:2], backend="torch")
     u = _uniforms(2, 3, 20, 24, per_channel).float()
     m = 0.7 + (1.3 - 0.7) * u  # in float32, as the kernels
     if dtype == torch.uint8:
@@ -134,3 +135,33 @@ def test_bad_input(call, exc, name):
 def test_transform_bad_input(make):
     with pytest.raises((ValueError, TypeError)):
         make()
+
+
+def test_record_calls_replay_the_random_ops_through_functional():
+    """Record.calls lists each random op with its key and flags: applying the listed calls one by one reproduces."""
+    x = image(torch.float32, (3, 3, 9, 8), 6)
+    aug = fastaug.Compose([fastaug.PixelDropout(0.3, per_channel=True, p=1), fastaug.GaussianNoise(0, 0.1),
+                           fastaug.SaltAndPepper(p=1), fastaug.MultiplicativeNoise(elementwise=True, per_channel=True, p=1)],
+                          seed=1)  # fmt: skip
+    out, rec = aug(x, indices=torch.tensor([4, 8, 15]), epoch=2, return_record=True)
+    for i in range(3):
+        y = x[i : i + 1]
+        for name, kw in rec.calls(i):
+            assert isinstance(kw["key"], int) and 0 <= kw["key"] < 2**32
+            y = getattr(F, name)(y, **kw)
+        assert torch.equal(y[0], out[i])
+
+
+def test_seed_may_be_a_device_tensor():
+    """A 0-dim seed tensor on the device is hashed there (no host read: meta tensors have no values)."""
+    keys = rng.key(torch.tensor(5, device="meta"), torch.tensor(1, device="meta"), torch.arange(3, device="meta"), 7)
+    assert keys.shape == (3,) and keys.device.type == "meta"
+    assert torch.equal(rng.key(torch.tensor(5), 1, torch.arange(3), 7), rng.key(5, 1, torch.arange(3), 7))
+
+
+def test_chained_functional_random_ops_draw_independently():
+    """With the default seed, epoch and indices, each random op keys its draws by its own slot."""
+    half = torch.full((1, 1, 32, 32), 0.5)
+    a = F.multiplicative_noise(half, 0.0, 1.0) < 0.25
+    b = F.pixel_dropout(half, 0.5) == 0
+    assert not torch.equal(a, b)
