@@ -42,13 +42,16 @@ If ``geometry.quantize``: ``rint`` of the result.
 Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel vector, codes in
 :class:`Op`, each op's formula in ``fastaug.ops.catalogue``. Ops reading statistics (``STAT_OPS``) read
 ``stats[b, k]`` / ``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from
-a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR) run
-only at k = 0 of a stage without geometry and ``radius`` > 0: they read the stage input within
-``radius`` pixels (elsewhere they are identities). GAUSSIAN_BLUR reads its per-sample separable
-kernel from ``taps[b]`` ([2, 2*radius+1]: x kernel, y kernel, centred, zero beyond the op's own size).
-CONVOLVE reads its per-sample kernel from ``kernel[b]`` ([T, T], T = 2*r+1 <= 2*radius+1, centred).
-Random ops (GAUSSIAN_NOISE) draw per pixel from ``keys[b, k]`` and the pixel's (channel, row, column) in
-the stage's output, by the counter-based hash of ``fastaug.ops.counter`` (the same bits on every backend).
+a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR,
+CONVOLVE) run only at k = 0 of a stage without geometry (elsewhere they are identities) and read the
+stage input around the pixel: SHARPNESS its 3x3 stencil (border pixels unchanged); GAUSSIAN_BLUR its
+per-sample separable kernel ``taps[b]`` ([2, T]: x kernel, y kernel, centred, zero beyond the op's own
+size; absent ``taps``: an identity) and CONVOLVE its per-sample ``kernel[b]`` ([T, T], centred), both
+mirroring the image at its borders without repeating the edge. ``radius`` is the widest of these
+neighbourhoods (static, set by the compiler).
+Random ops (GAUSSIAN_NOISE, PIXEL_DROPOUT, SALT_AND_PEPPER, MULTIPLICATIVE_NOISE) draw per pixel from
+``keys[b, k]`` and the pixel's (channel, row, column) in the stage's output, by the counter-based hash of
+``fastaug.ops.counter`` (the same bits on every backend); without ``keys`` they are identities.
 
 Epilogue (last stage only), per pixel after the program:
 1. rects with phase 1 (``rects[b, r] = (x0, y0, x1, y1)``, half-open, output pixels): ``v = rect_values[b, r, c]``
@@ -101,8 +104,8 @@ class Stage:
     out_size: tuple[int, int] | None = None  # (H, W) of this stage's output; None: input size
     stat_slots: tuple[int, ...] = ()  # op positions k where some sample may run a statistics op
     slot_codes: tuple[tuple[int, ...], ...] | None = None  # per k, the op codes that may occur (None: any)
-    radius: int = 0  # neighbourhood read by the op at k = 0 (0: no neighbourhood op runs)
-    taps: torch.Tensor | None = None  # [B,2,2*radius+1] separable kernels of GAUSSIAN_BLUR at k = 0
+    radius: int = 0  # the widest neighbourhood an op at k = 0 may read (informational: kernels size by taps / kernel)
+    taps: torch.Tensor | None = None  # [B,2,T] (T odd) separable kernels of GAUSSIAN_BLUR at k = 0
     keys: torch.Tensor | None = None  # [B,K] int64 32-bit keys of per-pixel random ops (0 elsewhere)
     kernel: torch.Tensor | None = None  # [B,T,T] (T odd) per-sample correlation kernels of CONVOLVE at k = 0
 
