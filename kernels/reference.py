@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from fastaug.ops.catalogue import LIVE_OPS, ST_OPS
 from fastaug.ops.counter import pixel_normal, pixel_uniform
 from fastaug.plan import EPS_TO_UINT8, Epilogue, Geometry, Op, Reduction, Stage
 
@@ -383,8 +384,7 @@ def forward(src: torch.Tensor, stage: Stage, stats, luts, epilogue: Epilogue | N
 # ----------------------------------------------------------------------------------------------
 # autograd ground truth: the stage with statistics recomputed in the graph, straight-through ops
 
-ST_OPS = (Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)  # params[..., 2] > 0.5: straight-through
-LIVE_OPS = (Op.CONTRAST, Op.AUTOCONTRAST)  # read statistics with a gradient (gray mean, min / max)
+# ST_OPS (params[..., 2] > 0.5: straight-through) and LIVE_OPS (statistics read with a gradient): the catalogue's
 
 
 def live_stats(v: torch.Tensor, stage: Stage, k: int) -> torch.Tensor:

@@ -145,7 +145,6 @@ CATALOGUE: tuple[OpSpec, ...] = (
 )  # fmt: skip
 
 PROGRAM_SPECS: dict[int, OpSpec] = {s.code: s for s in CATALOGUE if s.code is not None}
-BY_FUNCTION: dict[str, OpSpec] = {s.function: s for s in CATALOGUE if s.function not in ("identity", "to_dtype")}
 
 # Program op codes; the per-op formulas are in CATALOGUE's ``math``.
 Op = enum.IntEnum("Op", [(s.name, s.code) for s in sorted(PROGRAM_SPECS.values(), key=lambda s: s.code)], module=__name__)
@@ -162,7 +161,6 @@ RGB_OPS = _codes(lambda s: s.kind == RGB)  # need C == 3 (C == 1: identity)
 GRAY_OPS = _codes(lambda s: s.channels == (1, 3))  # read a gray value: 1 or 3 channels only
 NEIGHBOURHOOD_OPS = _codes(lambda s: s.kind == NEIGHBOURHOOD)  # k = 0 of a stage without geometry only
 ST_OPS = _codes(lambda s: s.straight_through)  # params[..., 2] > 0.5: straight-through gradient
-NO_IMAGE_GRAD_OPS = _codes(lambda s: not s.image_grad)
 RANDOM_OPS = _codes(lambda s: s.kind == RANDOM)  # per-pixel draws keyed by keys[b, k]
 # op code -> (functional name, names of params[..., 0], params[..., 1], ...): record listings
 COLOR_OPS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -172,13 +170,3 @@ COLOR_OPS: dict[int, tuple[str, tuple[str, ...]]] = {
 INTEGER_ARGS = frozenset(a.name for s in CATALOGUE for a in s.args if a.integer)
 # the widest neighbourhood a fixed-radius op reads
 FIXED_RADIUS = {Op(c): s.radius for c, s in PROGRAM_SPECS.items() if isinstance(s.radius, int) and s.radius > 0}
-
-
-def spec(op: int | str) -> OpSpec:
-    """The spec of an op code, an Op name or a functional name."""
-    if isinstance(op, int):
-        return PROGRAM_SPECS[int(op)]
-    for s in CATALOGUE:
-        if op in (s.name, s.function):
-            return s
-    raise KeyError(op)
