@@ -108,6 +108,13 @@ EXAMPLES: dict[str, Any] = {
         "fill": 128 if bound == 255 else 0.5,
     },
     "normalize": lambda g, c, bound: {"mean": _u(g, 0.3, 0.6, c).tolist(), "std": _u(g, 0.2, 0.3, c).tolist()},
+    "rgb_shift": lambda g, c, bound: {"r_shift": _u(g, -0.2, 0.2) * bound, "g_shift": _u(g, -0.2, 0.2) * bound,
+                                      "b_shift": _u(g, -0.2, 0.2) * bound},
+    "rgb_gain": lambda g, c, bound: {"r_gain": _u(g, 0.5, 1.5), "g_gain": _u(g, 0.5, 1.5), "b_gain": _u(g, 0.5, 1.5)},
+    "fog": lambda g, c, bound: {"density": _u(g, 0.3, 1.0), "scale": _u(g, 0.1, 0.6), "threshold": _u(g, 0.0, 0.5)},
+    "downscale": lambda g, c, bound: {"scale": _u(g, 0.2, 0.9), "down_interpolation": "bilinear", "up_interpolation": "bilinear"},
+    "superpixels": lambda g, c, bound: {"p_replace": _u(g, 0.2, 0.8), "n_segments": _i(g, 5, 20), "max_segments": 20},
+    "elastic_transform": lambda g, c, bound: {"displacement": _u(g, -0.1, 0.1, B, H, W, 2)},
     "to_dtype": lambda g, c, bound: {"dtype": torch.float32 if bound == 255 else torch.uint8, "scale": True},
 }  # fmt: skip
 
@@ -167,6 +174,8 @@ def sample_kwargs(kw: dict[str, Any], i: int, x: torch.Tensor) -> dict[str, Any]
             v = TF.InterpolationMode(v)
         if k == "v":
             v = torch.tensor(v, dtype=x.dtype).view(-1, 1, 1)
+        if k == "displacement":  # torchvision: [1, H, W, 2]
+            v = torch.tensor(v, dtype=torch.float32).unsqueeze(0)
         out[k] = v
     return out
 

@@ -4,8 +4,11 @@ from fastaug import functional
 from fastaug.compose import Compose, Record
 from fastaug.policies import AutoAugment, RandAugment, TrivialAugmentWide
 from fastaug.transforms import (
+    Clouds,
     CoarseDropout,
     ColorJitter,
+    Downscale,
+    ElasticTransform,
     Emboss,
     GaussianBlur,
     GaussianNoise,
@@ -18,6 +21,7 @@ from fastaug.transforms import (
     RandomAutocontrast,
     RandomEqualize,
     RandomErasing,
+    RandomFog,
     RandomGrayscale,
     RandomHorizontalFlip,
     RandomInvert,
@@ -27,9 +31,12 @@ from fastaug.transforms import (
     RandomRotation,
     RandomSolarize,
     RandomVerticalFlip,
+    RGBGain,
+    RGBShift,
     SafeRotate,
     SaltAndPepper,
     Sharpen,
+    Superpixels,
     ToDtype,
     Transform,
     XYMasking,
@@ -44,4 +51,5 @@ __all__ = [
     "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
     "RandAugment", "TrivialAugmentWide", "AutoAugment", "SafeRotate", "CoarseDropout",
+    "RGBShift", "RGBGain", "RandomFog", "Clouds", "Downscale", "ElasticTransform", "Superpixels",
 ]  # fmt: skip

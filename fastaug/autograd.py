@@ -4,7 +4,8 @@ Magnitudes flow from the user's tensors through the call builders and the compil
 float tensors by differentiable torch ops. :class:`PlanFunction` takes those Plan tensors as inputs,
 
     per stage: ``params`` [B,K,4], ``geometry.matrix`` [B,3,3], ``geometry.fill`` [B,C], ``geometry.window`` [B,4],
-    ``taps`` [B,2,T] (GAUSSIAN_BLUR's kernels), ``kernel`` [B,T,T] (CONVOLVE's);
+    ``taps`` [B,2,T] (GAUSSIAN_BLUR's kernels), ``kernel`` [B,T,T] (CONVOLVE's), ``geometry.displacement``
+    [B,Ho,Wo,2] (elastic);
     epilogue: ``mean``, ``std`` [B,C], ``rect_values`` [B,R,C],
 
 and returns their gradients, so autograd carries them back to the user's magnitudes. Forward saves
@@ -50,7 +51,7 @@ from fastaug.plan import Epilogue, Op, Plan, Stage
 __all__ = ["PlanFunction", "StageGrads", "StageNeeds", "execute", "plan_tensors", "requires_grad", "with_tensors"]
 
 _BACKWARD_MODULES = {"numba": "fastaug.kernels.numba.backward", "triton": "fastaug.kernels.triton.backward"}
-_PER_STAGE = 6  # params, matrix, fill, window, taps, kernel
+_PER_STAGE = 7  # params, matrix, fill, window, taps, kernel, displacement
 _EPILOGUE = 3  # mean, std, rect_values
 
 
@@ -65,6 +66,7 @@ class StageNeeds:
     window: bool = False
     taps: bool = False
     kernel: bool = False
+    displacement: bool = False
     mean: bool = False
     std: bool = False
     rect_values: bool = False
@@ -84,6 +86,7 @@ class StageGrads:
     window: torch.Tensor | None = None
     taps: torch.Tensor | None = None
     kernel: torch.Tensor | None = None
+    displacement: torch.Tensor | None = None
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     rect_values: torch.Tensor | None = None
@@ -95,6 +98,7 @@ def plan_tensors(plan: Plan) -> list[torch.Tensor | None]:
     for st in plan.stages:
         geo = st.geometry
         out += [st.params] + ([None] * 3 if geo is None else [geo.matrix, geo.fill, geo.window]) + [st.taps, st.kernel]
+        out.append(None if geo is None else geo.displacement)
     ep = plan.epilogue
     return out + [ep.mean, ep.std, ep.rect_values]
 
@@ -103,8 +107,8 @@ def with_tensors(plan: Plan, tensors: list[torch.Tensor | None]) -> Plan:
     """A copy of ``plan`` reading ``tensors`` (as :func:`plan_tensors` orders them)."""
     stages = []
     for s, st in enumerate(plan.stages):
-        p, m, f, wn, tp, kn = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
-        geo = None if st.geometry is None else dataclasses.replace(st.geometry, matrix=m, fill=f, window=wn)
+        p, m, f, wn, tp, kn, dp = tensors[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        geo = None if st.geometry is None else dataclasses.replace(st.geometry, matrix=m, fill=f, window=wn, displacement=dp)
         stages.append(dataclasses.replace(st, params=p, geometry=geo, taps=tp, kernel=kn))
     mean, std, rv = tensors[-_EPILOGUE:]
     ep = dataclasses.replace(plan.epilogue, mean=mean, std=std, rect_values=rv)
@@ -247,6 +251,7 @@ def reference_stage_backward(
         "window": None if geo is None or not geo.clamp else geo.window,  # a validity window has no gradient
         "taps": stage.taps,
         "kernel": stage.kernel,
+        "displacement": None if geo is None else geo.displacement,
         "mean": None if epilogue is None else epilogue.mean,
         "std": None if epilogue is None else epilogue.std,
         "rect_values": None if epilogue is None else epilogue.rect_values,
@@ -254,7 +259,7 @@ def reference_stage_backward(
     with torch.enable_grad():
         leaves = {k: (None if t is None else t.detach().requires_grad_(getattr(needs, k))) for k, t in slots.items()}
         if geo is not None:
-            geo = dataclasses.replace(geo, matrix=leaves["matrix"], fill=leaves["fill"])
+            geo = dataclasses.replace(geo, matrix=leaves["matrix"], fill=leaves["fill"], displacement=leaves["displacement"])
             if leaves["window"] is not None:
                 geo = dataclasses.replace(geo, window=leaves["window"])
         st = dataclasses.replace(stage, params=leaves["params"], geometry=geo, taps=leaves["taps"], kernel=leaves["kernel"])
@@ -296,9 +301,9 @@ def plan_backward(
         stage = plan.stages[s]
         last = s == nst - 1
         earlier = need_x or any(need_t[: _PER_STAGE * s])
-        p, m, f, wn, tp, kn = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
+        p, m, f, wn, tp, kn, dp = need_t[_PER_STAGE * s : _PER_STAGE * (s + 1)]
         needs = StageNeeds(
-            src=earlier, params=p, matrix=m, fill=f, window=wn, taps=tp, kernel=kn,
+            src=earlier, params=p, matrix=m, fill=f, window=wn, taps=tp, kernel=kn, displacement=dp,
             mean=last and ep_need[0], std=last and ep_need[1], rect_values=last and ep_need[2],
         )  # fmt: skip
         if not needs.any():
@@ -310,7 +315,7 @@ def plan_backward(
             fn = bwd.stage_backward
         res = fn(srcs[s], stage, stats, luts, ep, g, needs, spec.straight_through)
         base = _PER_STAGE * s
-        grads[base : base + _PER_STAGE] = res.params, res.matrix, res.fill, res.window, res.taps, res.kernel
+        grads[base : base + _PER_STAGE] = res.params, res.matrix, res.fill, res.window, res.taps, res.kernel, res.displacement
         if last:
             grads[-3], grads[-2], grads[-1] = res.mean, res.std, res.rect_values
         g = res.src

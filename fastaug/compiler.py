@@ -15,7 +15,7 @@ import torch
 
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
-from fastaug.ops.catalogue import FIXED_RADIUS, GRAY_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS
+from fastaug.ops.catalogue import CHANNELS, FIXED_RADIUS, NEIGHBOURHOOD_OPS, RANDOM_OPS
 from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Geometry, Op, Plan, Stage
 
 
@@ -27,6 +27,8 @@ class _StageBuilder:
     dtype: torch.dtype = torch.float32  # params dtype (float64 for float64 images: exact gradients)
     taps: torch.Tensor | None = None  # GAUSSIAN_BLUR kernels of the op at k = 0
     kernel: torch.Tensor | None = None  # CONVOLVE kernels of the op at k = 0
+    max_segments: int = 0  # SUPERPIXELS at k = 0
+    integral: bool = False  # the stage ends in the uint8 domain (set when the next stage opens)
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
 
     def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...], keys=None) -> None:
@@ -63,6 +65,8 @@ class _StageBuilder:
             taps=None if self.taps is None else self.taps.to(self.dtype),
             keys=self._keys(b, device),
             kernel=None if self.kernel is None else self.kernel.to(self.dtype),
+            max_segments=self.max_segments,
+            integral=self.integral,
         )
 
     def _keys(self, b: int, device: torch.device) -> torch.Tensor | None:
@@ -84,9 +88,11 @@ def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[tor
 
 
 def _check_channels(name: str, static: tuple[int, ...], c: int) -> None:
-    if c not in (1, 3) and any(int(op) in static for op in GRAY_OPS):
-        ops = ", ".join(op.name.lower() for op in GRAY_OPS if int(op) in static)
-        raise ValueError(f"{name} ({ops}) needs an image with 1 or 3 channels, got {c} channels")
+    bad = [op for op, allowed in CHANNELS.items() if int(op) in static and c not in allowed]
+    if bad:
+        counts = " or ".join(str(n) for n in CHANNELS[bad[0]])
+        ops = ", ".join(op.name.lower() for op in bad)
+        raise ValueError(f"{name} ({ops}) needs an image with {counts} channels, got {c} channels")
 
 
 def _compose_geometry(
@@ -102,7 +108,17 @@ def _compose_geometry(
     bilinear = False
     fill = None
     first = True
-    for call, q in zip(calls, domains, strict=True):
+    displacement = None
+    for n, (call, q) in enumerate(zip(calls, domains, strict=True)):
+        if call.displacement is not None:
+            if n != len(calls) - 1:
+                later = ", ".join(c.name for c in calls[n + 1 :])
+                raise ValueError(f"{call.name} must be the last geometric op of a pipeline (its displacement field is drawn on "
+                                 f"the final output grid); {later} follows it: move it after them")  # fmt: skip
+            d = call.displacement.to(pdtype)
+            if call.applied is not None:
+                d = torch.where(call.applied.view(b, 1, 1, 1), d, torch.zeros_like(d))
+            displacement = d
         m = call.matrix
         if call.applied is not None:
             m = torch.where(call.applied.view(b, 1, 1), m, G.identity(b, device, m.dtype))
@@ -137,6 +153,7 @@ def _compose_geometry(
         bilinear=bilinear,
         fill=fill,
         quantize=geo_q,
+        displacement=displacement,
     )
     return geometry, (h, w), matrix64
 
@@ -179,6 +196,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
             if any(int(op) in static for op in NEIGHBOURHOOD_OPS):  # k = 0 of a stage without geometry
                 cur = stages[-1]
                 if cur.codes or len(stages) > 1 or geo_calls:
+                    cur.integral = domain_u8 and not (len(stages) == 1 and in_scale != 1.0)
                     stages.append(_StageBuilder(dtype=pdtype))
                 if int(Op.GAUSSIAN_BLUR) in static:
                     if call.taps is None:
@@ -188,6 +206,10 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
                     if call.kernel is None:
                         raise ValueError(f"{call.name}: a convolution call needs its kernels")
                     stages[-1].kernel = call.kernel
+                if int(Op.SUPERPIXELS) in static:
+                    if call.max_segments < 1 or call.keys is None:
+                        raise ValueError(f"{call.name}: a superpixels call needs max_segments and its keys")
+                    stages[-1].max_segments = call.max_segments
             params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
             if call.keys is None and any(int(op) in static for op in RANDOM_OPS):
                 raise ValueError(f"{call.name}: a random op's call needs its per-sample keys")
@@ -258,6 +280,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
         _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device, pdtype)
     plan = Plan(stages=built, epilogue=ep, channels=c, out_size=out_size)
     plan.notes["matrix64"] = matrix64  # output index -> input index, float64 (boxes, keypoints)
+    plan.notes["displacement"] = None if geometry is None else geometry.displacement  # elastic (boxes, keypoints)
     return plan
 
 

@@ -95,6 +95,10 @@ class Record:
                     kw["clip"] = vals[2] > 0.5
                 if code in (int(Op.PIXEL_DROPOUT), int(Op.MULTIPLICATIVE_NOISE)):
                     kw["per_channel"] = vals[2] > 0.5
+                if code == int(Op.DOWNSCALE):
+                    mode = int(round(vals[1]))
+                    kw = {"scale": vals[0], "down_interpolation": "bilinear" if mode & 1 else "nearest",
+                          "up_interpolation": "bilinear" if mode & 2 else "nearest"}  # fmt: skip
                 if call.keys is not None:  # random ops: the per-pixel draws' key (fastaug.functional takes ``key=``)
                     kw["key"] = int(call.keys[i])
                 if code == int(Op.CONVOLVE):  # sharpen / emboss / motion_blur / convolve: the call's own arguments
@@ -192,12 +196,13 @@ class Compose(torch.nn.Module):
         if mask is not None:
             targets["mask"] = transform_masks(mask, calls, backend)
         if bboxes is not None:
-            targets["bboxes"], targets["labels"] = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size)
+            targets["bboxes"], targets["labels"] = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size,
+                                                                   displacement=plan.notes["displacement"])  # fmt: skip
         elif labels is not None:
             raise ValueError("labels= needs bboxes=")
         if keypoints is not None:
             targets["keypoints"], targets["keypoints_visible"] = transform_keypoints(
-                keypoints, plan.notes["matrix64"], plan.out_size
+                keypoints, plan.notes["matrix64"], plan.out_size, plan.notes["displacement"]
             )
         if unbatched:
             out = out[0]

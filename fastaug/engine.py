@@ -148,13 +148,34 @@ def presample(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[tor
     return tmp, rest
 
 
+def prologue(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, Stage]:
+    """SUPERPIXELS at k = 0 of a stage without geometry, in torch (``fastaug.kernels.reference.superpixels_of``), for a
+    backend whose kernels see an identity there: returns the new stage input (working values, float) and the stage
+    with SUPERPIXELS replaced by IDENTITY and ``in_scale`` 1."""
+    if getattr(backend, "RUNS_WHOLE_IMAGE_OPS", False) or stage.geometry is not None or stage.program.shape[1] == 0:
+        return src, stage
+    if int(Op.SUPERPIXELS) not in stage.codes_at(0) or stage.keys is None or stage.max_segments < 1:
+        return src, stage
+    ref = load_backend("torch")
+    first = stage.program[:, 0]
+    active = first == int(Op.SUPERPIXELS)
+    work = torch.float64 if src.dtype == torch.float64 else torch.float32
+    v = src.to(work) * stage.in_scale
+    out = torch.where(active.view(-1, 1, 1, 1), ref.superpixels_of(v, stage, active), v)
+    program = torch.cat([torch.where(active, torch.zeros_like(first), first).unsqueeze(1), stage.program[:, 1:]], 1)
+    return out, dataclasses.replace(stage, program=program, in_scale=1.0)
+
+
 def run_stage(
-    mod: ModuleType, src: torch.Tensor, stage: Stage, plan: Plan, last: bool, layout: torch.Tensor, tables=None
+    mod: ModuleType, src: torch.Tensor, stage: Stage, plan: Plan, last: bool, layout: torch.Tensor, tables=None,
+    compact: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One stage on a backend module: presample where it pays, the statistics rounds (or the given
     ``tables`` = (stats, luts)), then ``apply`` into a fresh output (the last stage: the epilogue's
-    dtype, channels and ``layout``'s memory format; else float32 working values). The one stage loop
+    dtype, channels and ``layout``'s memory format; else float32 working values, or with ``compact`` uint8 when
+    the stage is ``integral``: a quarter of the memory traffic, the same values). The one stage loop
     body of the engine and of autograd. Returns (output, stats, luts)."""
+    src, stage = prologue(mod, src, stage)
     src, stage = presample(mod, src, stage)
     stats, luts = tables if tables is not None else run_stage_stats(mod, src, stage, plan.channels)
     batch = src.shape[0]
@@ -165,7 +186,7 @@ def run_stage(
         out = empty((batch, ep.out_channels, h, w), ep.out_dtype, src.device, fmt)
         mod.apply(src, stage, stats, luts, ep, out)
     else:
-        out = empty((batch, plan.channels, h, w), torch.float32, src.device)
+        out = empty((batch, plan.channels, h, w), torch.uint8 if compact and stage.integral else torch.float32, src.device)
         mod.apply(src, stage, stats, luts, None, out)
     return out, stats, luts
 
@@ -175,7 +196,7 @@ def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     mod = load_backend(resolve_backend(backend, x.device))
     src = x
     for s, stage in enumerate(plan.stages):
-        src, _, _ = run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x)
+        src, _, _ = run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x, compact=True)
     return src
 
 

@@ -34,8 +34,8 @@ __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "adjust_gamma",
     "adjust_sharpness", "rgb_to_grayscale", "invert", "posterize", "solarize", "equalize", "autocontrast",
     "gaussian_blur", "gaussian_noise", "convolve", "sharpen", "emboss", "motion_blur", "pixel_dropout", "salt_and_pepper",
-    "multiplicative_noise",
-    "affine", "rotate", "horizontal_flip", "vertical_flip", "crop", "resized_crop", "perspective",
+    "multiplicative_noise", "rgb_shift", "rgb_gain", "fog", "downscale", "superpixels",
+    "affine", "rotate", "horizontal_flip", "elastic_transform", "vertical_flip", "crop", "resized_crop", "perspective",
     "erase", "xy_masking", "normalize", "to_dtype", "run_calls", "safe_rotate",
 ]  # fmt: skip
 
@@ -123,6 +123,29 @@ def adjust_gamma(img: torch.Tensor, gamma, gain=1.0, *, backend: str = "auto") -
     g = per_sample(gamma, b, "gamma", dev, lo=0.0)
     k = per_sample(gain, b, "gain", dev, lo=0.0)
     return _color(img, "adjust_gamma", Op.GAMMA, {"gamma": g, "gain": k}, [g, k], backend)
+
+
+def rgb_shift(img: torch.Tensor, r_shift=0.0, g_shift=0.0, b_shift=0.0, *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' RGBShift with given shifts: ``clamp(channel + shift, 0, bound)`` per channel of an RGB image.
+
+    Shifts are in the image's value units (uint8: 0..255, float: 0..1); a uint8 result is truncated (integer
+    shifts give exact integers). Differentiable to the image and the shifts."""
+    b, c, _, _, dev = _batch(img)
+    channels_for(c, (3,), "rgb_shift")
+    names = ("r_shift", "g_shift", "b_shift")
+    got = [per_sample(v, b, n, dev) for n, v in zip(names, (r_shift, g_shift, b_shift), strict=True)]
+    return _color(img, "rgb_shift", Op.RGB_SHIFT, dict(zip(names, got, strict=True)), got, backend)
+
+
+def rgb_gain(img: torch.Tensor, r_gain=1.0, g_gain=1.0, b_gain=1.0, *, backend: str = "auto") -> torch.Tensor:
+    """Per-channel gains of an RGB image ("more / less red, green, blue"): ``clamp(channel * gain, 0, bound)``
+    (uint8: truncated, as ``adjust_brightness``, which is the case of three equal gains). Differentiable to the
+    image and the gains."""
+    b, c, _, _, dev = _batch(img)
+    channels_for(c, (3,), "rgb_gain")
+    names = ("r_gain", "g_gain", "b_gain")
+    got = [per_sample(v, b, n, dev, lo=0.0) for n, v in zip(names, (r_gain, g_gain, b_gain), strict=True)]
+    return _color(img, "rgb_gain", Op.RGB_GAIN, dict(zip(names, got, strict=True)), got, backend)
 
 
 def adjust_sharpness(img: torch.Tensor, sharpness_factor, *, backend: str = "auto") -> torch.Tensor:
@@ -420,6 +443,93 @@ def multiplicative_noise(
     return run_calls(img, [multiplicative_noise_call(cv, low, high, per_channel, keys)], backend)
 
 
+_CV2_INTERPOLATION = {0: "nearest", 1: "bilinear"}  # cv2.INTER_NEAREST, cv2.INTER_LINEAR (albumentations' flags)
+
+
+def _resize_interpolation(mode, name: str) -> bool:
+    """True for bilinear: 'nearest' / 'bilinear', torchvision's InterpolationMode, or cv2's INTER_NEAREST / INTER_LINEAR."""
+    if isinstance(mode, numbers.Integral) and not isinstance(mode, bool):
+        if int(mode) not in _CV2_INTERPOLATION:
+            raise ValueError(f"{name} must be nearest or bilinear (cv2.INTER_NEAREST = 0, cv2.INTER_LINEAR = 1), got {mode!r}")
+        mode = _CV2_INTERPOLATION[int(mode)]
+    try:
+        return interpolation(mode)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+def downscale_call(cv: Canvas, scale, down_interpolation="nearest", up_interpolation="nearest") -> ColorCall:
+    s = per_sample(scale, cv.b, "scale", cv.device, lo=0.0, hi=1.0)
+    _check(s > 0, "scale must be > 0")
+    down = _resize_interpolation(down_interpolation, "down_interpolation")
+    up = _resize_interpolation(up_interpolation, "up_interpolation")
+    mode = torch.full_like(s, float(int(down) + 2 * int(up)))
+    kw = {"scale": s, "down_interpolation": "bilinear" if down else "nearest", "up_interpolation": "bilinear" if up else "nearest"}
+    return ColorCall(name="downscale", kwargs=kw, code=int(Op.DOWNSCALE), params=torch.stack([s, mode, 0 * s], 1))
+
+
+def downscale(img: torch.Tensor, scale, down_interpolation="nearest", up_interpolation="nearest", *, backend: str = "auto") -> torch.Tensor:
+    """albumentations' Downscale with a given scale: each sample resized to (hd, wd) = max(round(H * scale), 1),
+    max(round(W * scale), 1) and back to (H, W), each way nearest (``(i * n_in) // n_out``, as cv2's INTER_NEAREST
+    and torch's "nearest") or bilinear (half-pixel centres, no antialiasing: cv2's INTER_LINEAR, torch's
+    "bilinear"); a uint8 image rounds the small image and the result, as cv2 does. ``scale`` in (0, 1] or [B];
+    interpolations as names, torchvision's InterpolationMode or cv2's flags (0, 1). Gradients to the image."""
+    return run_calls(img, [downscale_call(_batch(img), scale, down_interpolation, up_interpolation)], backend)
+
+
+def superpixels_call(cv: Canvas, p_replace, n_segments, max_segments: int, keys: torch.Tensor) -> ColorCall:
+    p = per_sample(p_replace, cv.b, "p_replace", cv.device, lo=0.0, hi=1.0)
+    n = per_sample(n_segments, cv.b, "n_segments", cv.device, lo=1.0, integer=True)
+    if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+        raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
+    _check(n <= max_segments, f"n_segments must be <= max_segments = {max_segments}")
+    call = _random_call(cv, "superpixels", Op.SUPERPIXELS, [p, n, 0 * p], {"p_replace": p, "n_segments": n}, keys)
+    call.max_segments = max_segments
+    return call
+
+
+def superpixels(
+    img: torch.Tensor, p_replace, n_segments=100, *, max_segments: int | None = None, seed: int = 0, epoch: int = 0,
+    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """albumentations' Superpixels with given parameters: a SLIC segmentation per sample into about ``n_segments``
+    superpixels (``fastaug.ops.superpixels.slic``: batched, on the batch's device), each replaced by its mean colour
+    with probability ``p_replace`` (drawn per segment from (seed, epoch, index); uint8: the mean rounded).
+    ``max_segments``: the largest ``n_segments`` (default: read from ``n_segments``, a host read for a device tensor).
+    Differences from albumentations: the segmentation runs at full resolution (no ``max_size`` downscaling), any
+    segment may be replaced (albumentations never replaces segment 0), and the decisions are counter-based.
+    Gradients to the image (float domain: through the means)."""
+    cv = _batch(img)
+    if max_segments is None:
+        max_segments = int(n_segments) if isinstance(n_segments, numbers.Real) else int(torch.as_tensor(n_segments).max())
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.SUPERPIXELS)
+    return run_calls(img, [superpixels_call(cv, p_replace, n_segments, max_segments, keys)], backend)
+
+
+def fog_call(cv: Canvas, density, scale, threshold, keys: torch.Tensor) -> ColorCall:
+    d = per_sample(density, cv.b, "density", cv.device, lo=0.0, hi=1.0)
+    s = per_sample(scale, cv.b, "scale", cv.device, lo=0.0)
+    t = per_sample(threshold, cv.b, "threshold", cv.device, lo=0.0, hi=1.0)
+    return _random_call(cv, "fog", Op.FOG, [d, s, t], {"density": d, "scale": s, "threshold": t}, keys)
+
+
+def fog(
+    img: torch.Tensor, density, scale=0.3, threshold=0.0, *, seed: int = 0, epoch: int = 0,
+    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
+) -> torch.Tensor:  # fmt: skip
+    """A fog or cloud layer from procedural value noise: ``v + alpha * (bound - v)`` (towards white) with
+    ``alpha = density * clamp((n - threshold) / (1 - threshold), 0, 1)`` and ``n`` in [0, 1) four octaves of value noise
+    drawn per sample from (seed, epoch, index) (``fastaug.ops.counter``; the coarsest cell ``scale`` times the image's
+    larger side, no cell below a pixel), one value per pixel shared by the channels; uint8 truncates.
+
+    ``threshold`` 0 gives a haze over the whole image (fog); 0.3-0.6 gives patches of cloud with clear sky between.
+    (albumentations' RandomFog draws blurred circles along a path instead: a different texture, the same blend
+    towards white.) Gradients to the image and to ``density``."""
+    cv = _batch(img)
+    keys = _random_keys(cv, seed, epoch, indices, key, Op.FOG)
+    return run_calls(img, [fog_call(cv, density, scale, threshold, keys)], backend)
+
+
 def gaussian_noise_call(cv: Canvas, mean, sigma, clip: bool, keys: torch.Tensor) -> ColorCall:
     b, dev = cv.b, cv.device
     if not isinstance(clip, bool):
@@ -699,6 +809,41 @@ def perspective_call(cv: Canvas, startpoints, endpoints, interpolation_mode="bil
         bilinear=interpolation(interpolation_mode),
         fill=fill_values(fill, b, c, dev),
     )
+
+
+def elastic_call(cv: Canvas, displacement, interpolation_mode="bilinear", fill=None) -> GeometricCall:
+    """An elastic_transform call; ``displacement`` [1 or B, H, W, 2] in torchvision's normalized units."""
+    b, c, h, w, dev = cv
+    if not isinstance(displacement, torch.Tensor):
+        displacement = torch.as_tensor(displacement, dtype=torch.float64, device=dev)
+    d = displacement
+    if d.dim() == 3:
+        d = d.unsqueeze(0)
+    if d.dim() != 4 or d.shape[0] not in (1, b) or tuple(d.shape[1:]) != (h, w, 2):
+        raise ValueError(f"displacement must have shape [1, {h}, {w}, 2] or [{b}, {h}, {w}, 2], got {list(displacement.shape)}")
+    if not d.is_floating_point():
+        raise TypeError(f"displacement must be a float tensor, got {d.dtype}")
+    d = d.to(dev)
+    _check(torch.isfinite(d), "displacement must be finite")
+    d = d.expand(b, h, w, 2)
+    scale = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64, device=dev)  # normalized -> input pixels
+    return GeometricCall(
+        name="elastic_transform",
+        kwargs={"displacement": d, "interpolation": _interp_name(interpolation_mode), "fill": fill},
+        matrix=G.identity(b, dev),
+        bilinear=interpolation(interpolation_mode),
+        fill=fill_values(fill, b, c, dev),
+        displacement=d.to(torch.float64) * scale,
+    )
+
+
+def elastic_transform(img: torch.Tensor, displacement, interpolation="bilinear", fill=None, *, backend: str = "auto") -> torch.Tensor:
+    """torchvision's elastic_transform per sample: output pixel (x, y) reads the input at (x + dx * W / 2, y + dy * H / 2)
+    for ``displacement`` [1 or B, H, W, 2] = (dx, dy) in normalized units (torchvision's ``grid_sample`` convention,
+    ``align_corners=False``), nearest or bilinear, ``fill`` outside. In a pipeline it composes with the geometric ops
+    before it into one resampling and must be the last geometric op. Gradients to the image, the fill and the
+    displacement (bilinear)."""
+    return run_calls(img, [elastic_call(_batch(img), displacement, interpolation, fill)], backend)
 
 
 def erase(img: torch.Tensor, i, j, h, w, v, inplace: bool = False, *, backend: str = "auto") -> torch.Tensor:

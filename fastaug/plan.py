@@ -29,7 +29,8 @@ forward kernels ignore it.
 Reading: ``v = float32(src[b, c, y, x]) * stage.in_scale``.
 
 Geometry (stage 0 only, optional). For output pixel (x=j, y=i) of sample b:
-``(X', Y', W') = matrix[b] @ (j, i, 1)``; ``X = X'/W'``, ``Y = Y'/W'`` (input pixel-index space).
+``(X', Y', W') = matrix[b] @ (j + dx, i + dy, 1)``; ``X = X'/W'``, ``Y = Y'/W'`` (input pixel-index space), where
+``(dx, dy) = displacement[b, i, j]`` (elastic distortions; 0 without a displacement).
 If ``clamp``: X, Y are clamped into ``window[b] = (x_lo, y_lo, x_hi, y_hi)`` and a tap (u, v) is
 valid iff it lies in the frame ``0<=u<=W-1, 0<=v<=H-1``. Otherwise a tap is valid iff it lies in the
 frame and in the window. Nearest: ``u = rint(X), v = rint(Y)`` (round half to even); ``S`` = the tap's
@@ -43,13 +44,16 @@ Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel v
 :class:`Op`, each op's formula in ``fastaug.ops.catalogue``. Ops reading statistics (``STAT_OPS``) read
 ``stats[b, k]`` / ``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from
 a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR,
-CONVOLVE) run only at k = 0 of a stage without geometry (elsewhere they are identities) and read the
+CONVOLVE, DOWNSCALE, SUPERPIXELS) run only at k = 0 of a stage without geometry (elsewhere they are identities) and read the
 stage input around the pixel: SHARPNESS its 3x3 stencil (border pixels unchanged); GAUSSIAN_BLUR its
 per-sample separable kernel ``taps[b]`` ([2, T]: x kernel, y kernel, centred, zero beyond the op's own
 size; absent ``taps``: an identity) and CONVOLVE its per-sample ``kernel[b]`` ([T, T], centred), both
 mirroring the image at its borders without repeating the edge. ``radius`` is the widest of these
 neighbourhoods (static, set by the compiler).
-Random ops (GAUSSIAN_NOISE, PIXEL_DROPOUT, SALT_AND_PEPPER, MULTIPLICATIVE_NOISE) draw per pixel from
+DOWNSCALE reads the stage input anywhere (its resized copy, computed on the fly); SUPERPIXELS (segment means of a
+SLIC segmentation) runs in torch: the engine applies it to the stage input before a backend's kernels, which see an
+identity there (``fastaug.engine.prologue``).
+Random ops (GAUSSIAN_NOISE, PIXEL_DROPOUT, SALT_AND_PEPPER, MULTIPLICATIVE_NOISE, FOG) draw per pixel from
 ``keys[b, k]`` and the pixel's (channel, row, column) in the stage's output, by the counter-based hash of
 ``fastaug.ops.counter`` (the same bits on every backend); without ``keys`` they are identities.
 
@@ -91,6 +95,7 @@ class Geometry:
     bilinear: bool  # False: nearest
     fill: torch.Tensor | None  # [B,C] float32 in the geometry's domain; None: zero padding, no mask
     quantize: bool  # rint the result (uint8 domain)
+    displacement: torch.Tensor | None = None  # [B,Ho,Wo,2] per output pixel (dx, dy), added before the matrix (elastic)
 
 
 @dataclass
@@ -108,6 +113,8 @@ class Stage:
     taps: torch.Tensor | None = None  # [B,2,T] (T odd) separable kernels of GAUSSIAN_BLUR at k = 0
     keys: torch.Tensor | None = None  # [B,K] int64 32-bit keys of per-pixel random ops (0 elsewhere)
     kernel: torch.Tensor | None = None  # [B,T,T] (T odd) per-sample correlation kernels of CONVOLVE at k = 0
+    max_segments: int = 0  # SUPERPIXELS at k = 0: the most segments a sample may ask for (static)
+    integral: bool = False  # its output values are integers in [0, 255] (uint8 domain at the end): uint8 holds them
 
     def codes_at(self, k: int) -> tuple[int, ...]:
         """Op codes that may occur at position k (static: backends specialise on it)."""
@@ -147,3 +154,28 @@ class Plan:
     channels: int
     out_size: tuple[int, int]
     notes: dict = field(default_factory=dict)
+
+
+# ops whose backward the fused kernels do not cover yet: stages with them take the reference's (torch autograd)
+_FIRST_OP_REFERENCE = (Op.GAUSSIAN_BLUR, Op.CONVOLVE, Op.DOWNSCALE, Op.SUPERPIXELS)
+
+
+def reference_backward(stage: Stage) -> bool:
+    """True when this stage's backward must be the reference's: GAUSSIAN_BLUR, CONVOLVE, DOWNSCALE or SUPERPIXELS at k = 0 of a
+    stage without geometry, a random op with keys, or an elastic displacement."""
+    k = stage.program.shape[1]
+    if k > 0 and stage.geometry is None and any(_may_run(stage, 0, op) for op in _FIRST_OP_REFERENCE):
+        return True
+    if stage.keys is not None and any(_may_run(stage, i, op) for op in _catalogue.RANDOM_OPS for i in range(k)):
+        return True
+    return stage.geometry is not None and stage.geometry.displacement is not None
+
+
+def _may_run(stage: Stage, k: int, op: Op) -> bool:
+    """Op ``op`` may run at position k: the static ``slot_codes``; without them, the program itself when it lives on
+    the CPU (reading it costs nothing there), else yes."""
+    if stage.slot_codes is not None:
+        return int(op) in stage.slot_codes[k]
+    if stage.program.device.type == "cpu":
+        return bool((stage.program[:, k] == int(op)).any())
+    return True

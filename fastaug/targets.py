@@ -63,8 +63,19 @@ def _map_points(fwd: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     return h[:, :2] / h[:, 2:3]
 
 
-def transform_boxes(boxes, labels, matrix64: torch.Tensor, out_size: tuple[int, int], min_size: float = 1e-3):
-    """xyxy boxes per sample -> (boxes, labels) lists: corners mapped, clipped, degenerate dropped."""
+def _undisplace(points: torch.Tensor, disp: torch.Tensor | None) -> torch.Tensor:
+    """Elastic's approximate inverse (torchvision's): the displacement [Ho,Wo,2] at the point's pixel, subtracted."""
+    if disp is None:
+        return points
+    h, w = disp.shape[:2]
+    ix = torch.floor(points[:, 0]).clamp(0, w - 1).long()
+    iy = torch.floor(points[:, 1]).clamp(0, h - 1).long()
+    return points - disp[iy, ix].to(points.dtype)
+
+
+def transform_boxes(boxes, labels, matrix64: torch.Tensor, out_size: tuple[int, int], min_size: float = 1e-3, displacement=None):
+    """xyxy boxes per sample -> (boxes, labels) lists: corners mapped, clipped, degenerate dropped. ``displacement``
+    [B,Ho,Wo,2]: an elastic distortion's (each corner moved by :func:`_undisplace`)."""
     b = matrix64.shape[0]
     boxes = _as_list(boxes, b, "bboxes", 4)
     labels = None if labels is None else _as_list(labels, b, "labels", None)
@@ -79,7 +90,8 @@ def transform_boxes(boxes, labels, matrix64: torch.Tensor, out_size: tuple[int, 
         corners = torch.stack(
             [torch.stack([x0, y0], 1), torch.stack([x1, y0], 1), torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1
         )
-        mapped = _map_points(fwd[i], corners.reshape(-1, 2)).reshape(-1, 4, 2)
+        mapped = _map_points(fwd[i], corners.reshape(-1, 2))
+        mapped = _undisplace(mapped, None if displacement is None else displacement[i].detach().cpu()).reshape(-1, 4, 2)
         lo, hi = mapped.amin(1), mapped.amax(1)
         lo = torch.stack([lo[:, 0].clamp(0, w), lo[:, 1].clamp(0, h)], 1)
         hi = torch.stack([hi[:, 0].clamp(0, w), hi[:, 1].clamp(0, h)], 1)
@@ -90,15 +102,16 @@ def transform_boxes(boxes, labels, matrix64: torch.Tensor, out_size: tuple[int, 
     return out_boxes, (out_labels if labels is not None else None)
 
 
-def transform_keypoints(keypoints, matrix64: torch.Tensor, out_size: tuple[int, int]):
-    """[N,2] (x, y) per sample -> (keypoints, visible) lists; visible = inside the output frame."""
+def transform_keypoints(keypoints, matrix64: torch.Tensor, out_size: tuple[int, int], displacement=None):
+    """[N,2] (x, y) per sample -> (keypoints, visible) lists; visible = inside the output frame. ``displacement``: as
+    :func:`transform_boxes`."""
     b = matrix64.shape[0]
     kps = _as_list(keypoints, b, "keypoints", 2)
     fwd = G.continuous_forward(matrix64).cpu()
     h, w = out_size
     out, vis = [], []
     for i in range(b):
-        p = _map_points(fwd[i], kps[i].cpu())
+        p = _undisplace(_map_points(fwd[i], kps[i].cpu()), None if displacement is None else displacement[i].detach().cpu())
         vis.append(((p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)).to(kps[i].device))
         out.append(p.to(kps[i].dtype if kps[i].is_floating_point() else torch.float32).to(kps[i].device))
     return out, vis

@@ -17,10 +17,11 @@ import torch
 from fastaug import functional as F
 from fastaug import rng
 from fastaug.functional import Canvas
+from fastaug.ops import counter
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, RectCall
 from fastaug.plan import Op
-from fastaug.validation import fill_values
+from fastaug.validation import channels_for, fill_values
 from fastaug.validation import interpolation as check_interpolation
 
 SLOTS_PER_TRANSFORM = 64
@@ -574,6 +575,180 @@ class MultiplicativeNoise(Transform):
         m = _lerp(ctx.uniform(1)[:, 0].to(torch.float64), self.multiplier)
         return [ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.stack([m, 0 * m, 0 * m], 1),
                           applied=ctx.coin(self.p, 1))]  # fmt: skip
+
+
+def _symmetric(value, name: str) -> tuple[float, float]:
+    """albumentations' shift limit: a number d -> (-d, d), or a (min, max) pair; finite."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (-abs(float(value)), abs(float(value)))
+    r = _range(value, name)
+    assert r is not None
+    return r
+
+
+class RGBShift(Transform):
+    """albumentations' RGBShift, per sample: one shift per channel ~ U(limit) (``fastaug.functional.rgb_shift``).
+
+    As albumentations reads the limits: a range with a value beyond 1 in magnitude is in 0..255 units, otherwise in
+    0..1 units; either is converted to the image's value range at this point of the pipeline."""
+
+    def __init__(self, r_shift_limit=(-20, 20), g_shift_limit=(-20, 20), b_shift_limit=(-20, 20), p: float = 0.5):
+        self.r_shift_limit = _symmetric(r_shift_limit, "r_shift_limit")
+        self.g_shift_limit = _symmetric(g_shift_limit, "g_shift_limit")
+        self.b_shift_limit = _symmetric(b_shift_limit, "b_shift_limit")
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        cv = ctx.canvas
+        channels_for(cv.c, (3,), "RGBShift")
+        u = ctx.uniform(3).to(torch.float64)
+        shifts = []
+        for i, r in enumerate((self.r_shift_limit, self.g_shift_limit, self.b_shift_limit)):
+            units = 255.0 if max(abs(r[0]), abs(r[1])) > 1.0 else 1.0  # of this range
+            shifts.append(_lerp(u[:, i], r) * ((255.0 if ctx.uint8 else 1.0) / units))
+        names = ("r_shift", "g_shift", "b_shift")
+        return [ColorCall(name="rgb_shift", kwargs=dict(zip(names, shifts, strict=True)), code=int(Op.RGB_SHIFT),
+                          params=torch.stack(shifts, 1), applied=ctx.coin(self.p, 3))]  # fmt: skip
+
+
+class RGBGain(Transform):
+    """Per-channel gains ("more / less red, green, blue"), per sample: one gain per channel ~ U(range)
+    (``fastaug.functional.rgb_gain``); a number d means (1 - d, 1 + d), as ``ColorJitter``'s brightness."""
+
+    def __init__(self, r_gain=0.2, g_gain=0.2, b_gain=0.2, p: float = 0.5):
+        self.r_gain = _jitter(r_gain, "r_gain") or (1.0, 1.0)
+        self.g_gain = _jitter(g_gain, "g_gain") or (1.0, 1.0)
+        self.b_gain = _jitter(b_gain, "b_gain") or (1.0, 1.0)
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        channels_for(ctx.canvas.c, (3,), "RGBGain")
+        u = ctx.uniform(3).to(torch.float64)
+        gains = [_lerp(u[:, i], r) for i, r in enumerate((self.r_gain, self.g_gain, self.b_gain))]
+        names = ("r_gain", "g_gain", "b_gain")
+        return [ColorCall(name="rgb_gain", kwargs=dict(zip(names, gains, strict=True)), code=int(Op.RGB_GAIN),
+                          params=torch.stack(gains, 1), applied=ctx.coin(self.p, 3))]  # fmt: skip
+
+
+def _pair(value, name: str, lo: float = 0.0) -> tuple[float, float]:
+    """torchvision's ``_setup_number_or_seq``: a number -> (v, v), or a pair; finite, >= lo."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                                                    for v in value)):  # fmt: skip
+        raise TypeError(f"{name} must be a number or a pair of numbers, got {value!r}")
+    r = (float(value[0]), float(value[1]))
+    if not all(math.isfinite(v) and v >= lo for v in r):
+        raise ValueError(f"{name} must be finite and >= {lo}, got {value!r}")
+    return r
+
+
+class ElasticTransform(Transform):
+    """torchvision's ElasticTransform, per sample: a displacement field drawn on the batch's device from (seed, epoch,
+    index): uniform noise in [-1, 1] per pixel and axis (``fastaug.ops.counter``), blurred by a Gaussian of ``sigma``
+    (kernel ``int(8 sigma + 1)`` made odd, reflected borders, as torchvision), times ``alpha / W`` (dx) and
+    ``alpha / H`` (dy); then ``fastaug.functional.elastic_transform``. Must come after the other geometric transforms
+    (the field lives on the final grid); masks, boxes and keypoints follow (keypoints and boxes through
+    torchvision's approximate inverse: the displacement at the point subtracted)."""
+
+    def __init__(self, alpha=50.0, sigma=5.0, interpolation="bilinear", fill=0):
+        self.alpha = _pair(alpha, "alpha")
+        self.sigma = _pair(sigma, "sigma")
+        check_interpolation(interpolation)
+        self.interpolation = interpolation
+        self.fill = _check_fill(fill)
+
+    def calls(self, ctx):
+        cv = ctx.canvas
+        key = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        noise = counter.pixel_uniform(key, 2, cv.h, cv.w, torch.float32)  # [B,2,H,W] in [0, 1): dx, dy
+        fields = []
+        for axis in range(2):
+            f = noise[:, axis : axis + 1]
+            if self.sigma[axis] > 0.0:  # blur(2u - 1) = 2 blur(u) - 1: the kernel sums to 1 (the image blur takes [0, 1])
+                k = int(8 * self.sigma[axis] + 1)
+                k += 1 - k % 2
+                if k // 2 >= min(cv.h, cv.w):
+                    raise ValueError(f"ElasticTransform: sigma {self.sigma[axis]} needs a blur kernel of {k} pixels, too large for "
+                                     f"a {cv.h}x{cv.w} image (torchvision's reflect padding fails there too)")  # fmt: skip
+                f = F.gaussian_blur(f, [k, k], list(self.sigma))
+            fields.append((f[:, 0] * 2.0 - 1.0) * (self.alpha[axis] / (cv.w if axis == 0 else cv.h)))
+        displacement = torch.stack(fields, -1)  # [B,H,W,2] normalized, torchvision's convention
+        return [F.elastic_call(cv, displacement, self.interpolation, _fill(self.fill, ctx))]
+
+
+class Downscale(Transform):
+    """albumentations' Downscale, per sample: scale ~ U(scale_range), the image resized down and back up
+    (``fastaug.functional.downscale``); ``interpolation_pair`` maps "downscale" / "upscale" to nearest or bilinear
+    (names, torchvision's InterpolationMode or cv2's INTER_NEAREST / INTER_LINEAR)."""
+
+    def __init__(self, scale_range=(0.25, 0.25), interpolation_pair=None, p: float = 0.5):
+        self.scale_range = _unit_range(scale_range, "scale_range", 0.0, 1.0)
+        if self.scale_range[0] <= 0:
+            raise ValueError(f"scale_range must be > 0, got {scale_range!r}")
+        pair = {"downscale": "nearest", "upscale": "nearest"} if interpolation_pair is None else dict(interpolation_pair)
+        if set(pair) != {"downscale", "upscale"}:
+            raise ValueError(f"interpolation_pair must have the keys 'downscale' and 'upscale', got {sorted(pair)}")
+        F._resize_interpolation(pair["downscale"], "interpolation_pair['downscale']")
+        F._resize_interpolation(pair["upscale"], "interpolation_pair['upscale']")
+        self.interpolation_pair, self.p = pair, _probability(p)
+
+    def calls(self, ctx):
+        s = _lerp(ctx.uniform(1)[:, 0].to(torch.float64), self.scale_range)
+        call = F.downscale_call(ctx.canvas, s, self.interpolation_pair["downscale"], self.interpolation_pair["upscale"])
+        call.applied = ctx.coin(self.p, 1)
+        return [call]
+
+
+class Superpixels(Transform):
+    """albumentations' Superpixels, per sample: p_replace ~ U(p_replace), n_segments ~ U{n_segments} (integers), then
+    ``fastaug.functional.superpixels`` (full-resolution segmentation: no ``max_size`` downscaling)."""
+
+    def __init__(self, p_replace=(0.0, 0.1), n_segments=(100, 100), p: float = 0.5):
+        self.p_replace = _unit_range(p_replace, "p_replace", 0.0, 1.0)
+        n = _unit_range(n_segments, "n_segments", 1.0)
+        if n[0] != int(n[0]) or n[1] != int(n[1]):
+            raise ValueError(f"n_segments must be integers, got {n_segments!r}")
+        self.n_segments = (int(n[0]), int(n[1]))
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        u = ctx.uniform(2).to(torch.float64)
+        lo, hi = self.n_segments
+        n = torch.clamp(torch.floor(lo + u[:, 1] * (hi - lo + 1)), max=hi)
+        keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        call = F.superpixels_call(ctx.canvas, _lerp(u[:, 0], self.p_replace), n, hi, keys)
+        call.applied = ctx.coin(self.p, 2)
+        return [call]
+
+
+class Clouds(Transform):
+    """A cloud layer per sample (``fastaug.functional.fog``): density ~ U(density_range), threshold ~
+    U(threshold_range) (the part of the noise that stays clear sky), the coarsest cell ~ U(scale_range) of the image's
+    larger side. (imgaug's Clouds idea: procedural noise layers blended towards white.)"""
+
+    def __init__(self, density_range=(0.6, 1.0), threshold_range=(0.3, 0.6), scale_range=(0.3, 0.7), p: float = 0.5):
+        self.density_range = _unit_range(density_range, "density_range", 0.0, 1.0)
+        self.threshold_range = _unit_range(threshold_range, "threshold_range", 0.0, 0.95)
+        self.scale_range = _unit_range(scale_range, "scale_range", 0.0)
+        self.p = _probability(p)
+
+    def calls(self, ctx):
+        u = ctx.uniform(3).to(torch.float64)
+        keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
+        call = F.fog_call(ctx.canvas, _lerp(u[:, 0], self.density_range), _lerp(u[:, 2], self.scale_range),
+                          _lerp(u[:, 1], self.threshold_range), keys)  # fmt: skip
+        call.applied = ctx.coin(self.p, 3)
+        return [call]
+
+
+class RandomFog(Clouds):
+    """A fog layer per sample (``fastaug.functional.fog`` with threshold 0): density ~ U(fog_coef_range), the noise's
+    coarsest cell ~ U(scale_range) of the image's larger side. albumentations' name and ``fog_coef_range``; its
+    texture differs (albumentations blends blurred circles; this is value noise)."""
+
+    def __init__(self, fog_coef_range=(0.3, 1.0), scale_range=(0.2, 0.5), p: float = 0.5):
+        super().__init__(_unit_range(fog_coef_range, "fog_coef_range", 0.0, 1.0), 0.0, scale_range, p)
 
 
 class GaussianNoise(Transform):

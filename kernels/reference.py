@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from fastaug.ops.catalogue import LIVE_OPS, ST_OPS
-from fastaug.ops.counter import pixel_normal, pixel_uniform
+from fastaug.ops.counter import fog_noise, pixel_normal, pixel_uniform
+from fastaug.ops.superpixels import superpixels
 from fastaug.plan import EPS_TO_UINT8, Epilogue, Geometry, Op, Reduction, Stage
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -34,6 +35,9 @@ def _coordinates(geometry: Geometry, out_size: tuple[int, int], dtype: torch.dty
     dev = m.device
     ys = torch.arange(ho, device=dev, dtype=dtype).view(1, ho, 1)
     xs = torch.arange(wo, device=dev, dtype=dtype).view(1, 1, wo)
+    if geometry.displacement is not None:  # elastic: per output pixel offsets before the matrix
+        d = geometry.displacement.to(dtype)
+        xs, ys = xs + d[..., 0], ys + d[..., 1]
 
     def row(r: int) -> torch.Tensor:
         return m[:, r, 0].view(-1, 1, 1) * xs + m[:, r, 1].view(-1, 1, 1) * ys + m[:, r, 2].view(-1, 1, 1)
@@ -181,6 +185,78 @@ def _convolve(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return acc
 
 
+def _down_sizes(a: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """DOWNSCALE's per-sample size (hd, wd) = max(rint(H * a), 1), max(rint(W * a), 1), in the working dtype."""
+    return torch.clamp(torch.round(a.to(dtype) * float(h)), min=1.0), torch.clamp(torch.round(a.to(dtype) * float(w)), min=1.0)
+
+
+def _resize_taps(pos: torch.Tensor, ratio: torch.Tensor, n_in: torch.Tensor, bilinear: torch.Tensor):
+    """Source taps (i0, i1, lam) of output positions ``pos`` [B,P] along an axis of ``n_in`` [B,1] values read with
+    ``ratio`` [B,1] input pixels per output pixel: nearest ``min(floor(pos * ratio), n_in - 1)``; bilinear
+    ``s = max((pos + 0.5) * ratio - 0.5, 0)``, ``i0 = min(floor(s), n_in - 1)``, ``i1 = min(i0 + 1, n_in - 1)``,
+    ``lam = s - floor(s)``."""
+    last = n_in - 1.0
+    near = torch.minimum(torch.floor(pos * ratio), last)
+    src = torch.clamp((pos + 0.5) * ratio - 0.5, min=0.0)
+    f = torch.floor(src)
+    i0 = torch.minimum(f, last)
+    i1 = torch.minimum(i0 + 1.0, last)
+    lam = torch.where(bilinear, src - f, torch.zeros_like(src))
+    return torch.where(bilinear, i0, near).long(), torch.where(bilinear, i1, near).long(), lam
+
+
+def _gather2(v: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = v.shape
+    t = v.gather(2, rows.view(b, 1, -1, 1).expand(b, c, rows.shape[1], w))
+    return t.gather(3, cols.view(b, 1, 1, -1).expand(b, c, rows.shape[1], cols.shape[1]))
+
+
+def _downscale(v: torch.Tensor, a: torch.Tensor, mode: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """DOWNSCALE (see the catalogue): resize each sample to (hd, wd) and back, nearest or bilinear each way."""
+    b, c, h, w = v.shape
+    dt = v.dtype
+    a = a.view(b, 1).to(dt)
+    a = torch.where(a > 2.0**-20, a, 2.0**-20)  # the catalogue's floor (NaN too): indices stay finite
+    hd, wd = _down_sizes(a, h, w, dt)
+    m = mode.view(b).round().long()
+    down_bil, up_bil = (m & 1).bool().view(b, 1), (m & 2).bool().view(b, 1)
+    fh, fw = torch.full_like(hd, float(h)), torch.full_like(wd, float(w))
+    inv = 1.0 / a  # down: input pixels per small-image pixel, cv2's 1 / fx
+    y = torch.arange(h, device=v.device, dtype=dt).expand(b, h)
+    x = torch.arange(w, device=v.device, dtype=dt).expand(b, w)
+    qq = q.view(b, 1, 1, 1)
+
+    def down(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # the small image at (rows, cols)
+        r0, r1, ly = _resize_taps(rows.to(dt), inv, fh, down_bil)
+        c0, c1, lx = _resize_taps(cols.to(dt), inv, fw, down_bil)
+        ly, lx = ly.view(b, 1, -1, 1), lx.view(b, 1, 1, -1)
+        top = (1.0 - lx) * _gather2(v, r0, c0) + lx * _gather2(v, r0, c1)
+        bot = (1.0 - lx) * _gather2(v, r1, c0) + lx * _gather2(v, r1, c1)
+        d = (1.0 - ly) * top + ly * bot
+        return torch.where(qq, torch.round(d), d)
+
+    u0, u1, uy = _resize_taps(y, hd / fh, hd, up_bil)
+    v0, v1, ux = _resize_taps(x, wd / fw, wd, up_bil)
+    uy, ux = uy.view(b, 1, -1, 1), ux.view(b, 1, 1, -1)
+    top = (1.0 - ux) * down(u0, v0) + ux * down(u0, v1)
+    bot = (1.0 - ux) * down(u1, v0) + ux * down(u1, v1)
+    out = (1.0 - uy) * top + uy * bot
+    return torch.where(qq, torch.round(out), out)
+
+
+RUNS_WHOLE_IMAGE_OPS = True  # SUPERPIXELS in apply_op (the engine's prologue is for the other backends)
+
+
+def superpixels_of(v: torch.Tensor, stage: Stage, active: torch.Tensor) -> torch.Tensor:
+    """SUPERPIXELS at k = 0 on working values ``v`` for the samples ``active`` [B] (others: a harmless p = 0, n = 1)."""
+    prm = stage.params[:, 0].to(v.dtype)
+    p = torch.where(active, prm[:, 0], 0.0)
+    n = torch.where(active, torch.round(prm[:, 1]), 1.0).clamp(1, stage.max_segments).long()
+    out = superpixels(v, p, n, stage.keys[:, 0], max_segments=stage.max_segments, uint8_domain=False)
+    q = (prm[:, 3] > 0.5).view(-1, 1, 1, 1)
+    return torch.where(q, torch.round(out).clamp(0.0, 255.0), out)  # the uint8 domain: means rounded
+
+
 def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
     """Apply op k of every sample's program (per-sample selection by op code)."""
     b, c = v.shape[:2]
@@ -215,6 +291,11 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
             choose(Op.SATURATION, trunc(clip(v * a + gray * (1.0 - a))))
         if Op.GRAYSCALE in present:
             choose(Op.GRAYSCALE, gray.expand_as(v))
+        per_channel = prm[:, :3].view(b, 3, 1, 1)  # (r, g, b) values of RGB_SHIFT / RGB_GAIN
+        if Op.RGB_SHIFT in present:
+            choose(Op.RGB_SHIFT, trunc(clip(v + per_channel)))
+        if Op.RGB_GAIN in present:
+            choose(Op.RGB_GAIN, trunc(clip(v * per_channel)))
         if Op.HUE in present:
             x = torch.where(q, v * (1.0 / 255.0), v)
             h, s, val = _rgb_to_hsv(x)
@@ -237,6 +318,11 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         if Op.CONVOLVE in present and stage.kernel is not None:
             acc = _convolve(v, stage.kernel)
             choose(Op.CONVOLVE, torch.where(q, torch.round(clip(acc)), clip(acc)))
+        if Op.SUPERPIXELS in present and stage.keys is not None and stage.max_segments > 0:
+            choose(Op.SUPERPIXELS, superpixels_of(v, stage, code.view(b) == int(Op.SUPERPIXELS)))
+        if Op.DOWNSCALE in present:
+            down = code.view(b) == int(Op.DOWNSCALE)  # other samples: a harmless scale and mode (their values are not used)
+            choose(Op.DOWNSCALE, _downscale(v, torch.where(down, a.view(b), 1.0), torch.where(down, bb.view(b), 0.0), q))
     if Op.INVERT in present:
         choose(Op.INVERT, bound - v)
     if Op.POSTERIZE in present:
@@ -281,6 +367,12 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
             choose(Op.SALT_AND_PEPPER, torch.where(shared < a * bb, bound, torch.where(shared < a, zero, v)))
         if Op.MULTIPLICATIVE_NOISE in present:
             choose(Op.MULTIPLICATIVE_NOISE, trunc(clip(v * (a + (bb - a) * u))))
+    if Op.FOG in present and stage.keys is not None:
+        h, w = v.shape[-2:]
+        n = fog_noise(stage.keys[:, k], prm[:, 1], h, w, v.dtype)
+        t = torch.where(code == int(Op.FOG), prm[:, 2].view(b, 1, 1, 1), 0.0)  # other samples: no 0 / 0
+        alpha = a * torch.clamp((n - t) / (1.0 - t), 0.0, 1.0)
+        choose(Op.FOG, trunc(v + alpha * (bound - v)))
     if Op.TO_FLOAT in present:
         choose(Op.TO_FLOAT, v * (1.0 / 255.0))
     if Op.TO_UINT8 in present:

@@ -19,7 +19,7 @@ def allowed_ops(channels: int) -> list[Op]:
     if channels in (1, 3):
         ops.append(Op.CONTRAST)
     if channels == 3:
-        ops += [Op.SATURATION, Op.HUE, Op.GRAYSCALE]
+        ops += [Op.SATURATION, Op.HUE, Op.GRAYSCALE, Op.RGB_SHIFT, Op.RGB_GAIN]
     return ops
 
 
@@ -42,6 +42,14 @@ def _param(op: Op, g: torch.Generator, uint8: bool) -> list[float]:
         return [0.4 * u, round(bound * (1 - u)) if uint8 else 1 - u, float(u < 0.5)]
     if op == Op.SALT_AND_PEPPER:
         return [0.3 * u, u, 0.0]
+    if op == Op.DOWNSCALE:  # scale, mode (bit 0: bilinear down, bit 1: bilinear up)
+        return [0.15 + 0.8 * u, float(int(4 * u) % 4), 0.0]
+    if op == Op.FOG:  # density, scale, threshold
+        return [u, 0.05 + u, 0.5 * u]
+    if op == Op.RGB_SHIFT:  # (r, g, b) shifts, integers in the uint8 domain
+        return [round(100 * u - 50), round(60 - 120 * u), 30.0] if uint8 else [0.4 * u - 0.2, 0.2 - 0.4 * u, 0.1]
+    if op == Op.RGB_GAIN:
+        return [2.0 * u, 1.5 - u, 0.7]
     if op == Op.MULTIPLICATIVE_NOISE:  # low, high, per channel
         return [0.5 + 0.5 * u, 1.0 + u, float(u > 0.5)]
     return [0.0, 0.0, 0.0]
@@ -93,8 +101,10 @@ def random_program(b: int, k: int, ops: list[Op], g: torch.Generator, q: torch.T
     for i in range(b):
         for j in range(k):
             op = ops[int(torch.randint(len(ops), (), generator=g))]
-            if j == 0 and firsts and i % 4 != 3:
-                op = firsts[i % len(firsts)]
+            if j == 0 and firsts:
+                r = (0 if i % 4 != 3 else 1) if len(firsts) == 1 else i % (len(firsts) + 1)  # some samples: a random op
+                if r < len(firsts):
+                    op = firsts[r]
             prog[i, j] = int(op)
             params[i, j, :3] = torch.tensor(_param(op, g, bool(q[i, j] > 0.5)))
     params[..., 3] = q
@@ -115,7 +125,7 @@ def random_plan(
     new_ops: bool = False,
 ) -> Plan:
     """A random Plan for input ``x`` (per-sample programs differ across the batch). ``new_ops``: the random ops join
-    the ops, and the first op of later stages is SHARPNESS, GAUSSIAN_BLUR or CONVOLVE per sample."""
+    the ops, and the first op of later stages is SHARPNESS, GAUSSIAN_BLUR, CONVOLVE or DOWNSCALE per sample."""
     g = torch.Generator().manual_seed(seed)
     b, c, h, w = x.shape
     uint8 = x.dtype == torch.uint8
@@ -127,7 +137,7 @@ def random_plan(
         q = torch.full((b, ops_per_stage), 1.0 if domain_u8 else 0.0)
         if s == stages - 1 and to_float_at is not None and domain_u8:
             q[:, to_float_at:] = 0.0
-        first = ([Op.SHARPNESS, Op.GAUSSIAN_BLUR, Op.CONVOLVE] if new_ops else Op.SHARPNESS) if s > 0 else None
+        first = ([Op.SHARPNESS, Op.GAUSSIAN_BLUR, Op.CONVOLVE, Op.DOWNSCALE] if new_ops else Op.SHARPNESS) if s > 0 else None
         prog, params = random_program(b, ops_per_stage, ops, g, q, first=first)
         if s == stages - 1 and to_float_at is not None and domain_u8:
             prog[:, to_float_at] = int(Op.TO_FLOAT)
@@ -235,9 +245,10 @@ def random_plan_case(seed: int) -> tuple[Plan, torch.Tensor]:
 
 def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
     """Gradients of ``x`` and of every Plan tensor, keyed by (name, stage); PARAMS only in the magnitude columns (the
-    factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient)."""
+    factor of BRIGHTNESS..SHARPNESS, GAMMA's gain, posterize bits and solarize thresholds, which have zero gradient,
+    the three values of RGB_SHIFT / RGB_GAIN)."""
     tensors = autograd.plan_tensors(plan)
-    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window", "taps", "kernel")]
+    slots = [(n, s) for s in range(len(plan.stages)) for n in ("params", "matrix", "fill", "window", "taps", "kernel", "displacement")]
     slots += [("mean", -1), ("std", -1), ("rect_values", -1)]
     xx = x.clone().requires_grad_(True)
     leaves = [None if t is None else t.detach().clone().float().requires_grad_(True) for t in tensors]
@@ -253,7 +264,8 @@ def plan_grads(plan, x: torch.Tensor, backend: str) -> dict:
             col = torch.arange(gi.shape[-1], device=gi.device).expand_as(gi)
             factor = (code >= int(Op.BRIGHTNESS)) & (code <= int(Op.SHARPNESS))
             first = factor | (code == int(Op.POSTERIZE)) | (code == int(Op.SOLARIZE))
-            gi = torch.where((first & (col == 0)) | ((code == int(Op.GAMMA)) & (col == 1)), gi, 0.0)
+            rgb = (code == int(Op.RGB_SHIFT)) | (code == int(Op.RGB_GAIN))  # a value per channel: columns 0..2
+            gi = torch.where((first & (col == 0)) | ((code == int(Op.GAMMA)) & (col == 1)) | (rgb & (col < 3)), gi, 0.0)
         res[(name, s)] = gi
     return res
 

@@ -306,3 +306,28 @@ def test_presample_is_exact() -> None:
     check_plan(plan, x)
     stage.geometry.fill = torch.full((4, 3), 0.5)
     assert engine.presample(nb, x, stage)[1] is stage
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_integral_stages_hand_over_uint8(backend):
+    """A stage ending in the uint8 domain hands its values to the next stage as uint8 (exact: integers in [0, 255]);
+    the result equals the float32 hand-over of autograd's path."""
+    import fastaug
+    from fastaug import engine
+    from fastaug.compiler import compile_plan
+
+    x = torch.randint(0, 256, (4, 3, 19, 23), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    aug = fastaug.Compose([fastaug.RandomAffine(20), fastaug.ColorJitter(0.3, 0.3, 0.3, 0.1), fastaug.GaussianNoise(0, 0.1),
+                           fastaug.GaussianBlur(5, (0.5, 2.0)), fastaug.Downscale((0.3, 0.6), p=1.0),
+                           fastaug.Normalize([0.5] * 3, [0.25] * 3)], seed=4)  # fmt: skip
+    plan = compile_plan(aug.draw(x, torch.arange(4), 0), tuple(x.shape), x.dtype, x.device)
+    assert [st.integral for st in plan.stages] == [True, True, False]
+    mod = engine.load_backend(backend)
+    src, loose = x, x
+    for s, st in enumerate(plan.stages):
+        last = s == len(plan.stages) - 1
+        src, _, _ = engine.run_stage(mod, src, st, plan, last, x, compact=True)
+        loose, _, _ = engine.run_stage(mod, loose, st, plan, last, x, compact=False)
+        assert src.dtype == (torch.float32 if last else torch.uint8) and loose.dtype == torch.float32
+    assert torch.equal(src, loose)
+    assert torch.equal(engine.execute(plan, x, backend), src)

@@ -29,7 +29,7 @@ from random_plans import layouts, plan_to, random_plan  # noqa: E402
 
 from fastaug import engine  # noqa: E402
 from fastaug.ops.calls import ColorCall  # noqa: E402
-from fastaug.plan import NUM_PARAMS, Op, Plan  # noqa: E402
+from fastaug.plan import NUM_PARAMS, RGB_OPS, Op, Plan  # noqa: E402
 
 if _PREVIOUS is None:
     del os.environ["TRITON_INTERPRET"]
@@ -179,6 +179,8 @@ def _op_plan(x: torch.Tensor, op: Op, seed: int) -> Plan:
             Op.BRIGHTNESS: [2 * u, 0, 0], Op.CONTRAST: [2 * u, 0, 0], Op.SATURATION: [2 * u, 0, 0],
             Op.SHARPNESS: [2 * u, 0, 0], Op.HUE: [u - 0.5, 0, 0], Op.GAMMA: [0.5 + 1.5 * u, 1.2, 0],
             Op.POSTERIZE: [float(1 + int(u * 7)), 0, 0], Op.SOLARIZE: [round(u * bound) if u8 else u, 0, 0],
+            Op.RGB_SHIFT: [round(u * 80 - 40) if u8 else u * 0.3 - 0.15, 0.1 * bound, -0.2 * bound], Op.RGB_GAIN: [2 * u, 0.5, 1.3],
+            Op.DOWNSCALE: [0.2 + 0.7 * u, float(int(4 * u)), 0],
         }.get(op, [0.0, 0.0, 0.0]))
     st.program, st.params = prog, params
     st.slot_codes = ((int(op), int(Op.TO_FLOAT)), (int(Op.IDENTITY), int(op)))
@@ -189,7 +191,7 @@ def _op_plan(x: torch.Tensor, op: Op, seed: int) -> Plan:
 
 @pytest.mark.parametrize("op", [o for o in Op if o != Op.SHARPNESS], ids=lambda o: o.name)
 def test_each_op_both_domains(op):
-    c = 3 if op in (Op.SATURATION, Op.HUE, Op.GRAYSCALE, Op.CONTRAST) else 4
+    c = 3 if op in (*RGB_OPS, Op.CONTRAST) else 4
     x = _input(torch.uint8, 2, c, 7, 9, int(op))
     plan = _op_plan(x, op, int(op))
     ref = engine.execute(plan, x, backend="torch")
@@ -241,7 +243,8 @@ def test_random_plans_with_new_ops(seed, dtype, c, out_dtype):
 
 @pytest.mark.parametrize("dtype,c", [(torch.uint8, 3), (torch.float32, 1), (torch.float64, 5), (torch.float16, 4)])
 def test_uniform_noise_ops(dtype, c):
-    """PIXEL_DROPOUT (per channel), SALT_AND_PEPPER and MULTIPLICATIVE_NOISE (shared) from the counter-based uniforms."""
+    """PIXEL_DROPOUT (per channel), SALT_AND_PEPPER and MULTIPLICATIVE_NOISE (shared) from the counter-based uniforms;
+    FOG's value noise."""
     import fastaug.functional as F
     from fastaug import rng
     from fastaug.compiler import compile_plan
@@ -252,7 +255,9 @@ def test_uniform_noise_ops(dtype, c):
     u8 = dtype == torch.uint8
     calls = [F.pixel_dropout_call(cv, torch.tensor([0.1, 0.3, 0.5]), True, 100.0 if u8 else 0.4, u8, rng.key(2, 1, idx, 0)),
              F.salt_and_pepper_call(cv, torch.tensor([0.2, 0.1, 0.3]), 0.5, rng.key(2, 1, idx, 1)),
-             F.multiplicative_noise_call(cv, 0.6, 1.4, False, rng.key(2, 1, idx, 2))]
+             F.multiplicative_noise_call(cv, 0.6, 1.4, False, rng.key(2, 1, idx, 2)),
+             F.fog_call(cv, torch.tensor([0.5, 1.0, 0.8]), torch.tensor([0.01, 0.3, 1.5]), torch.tensor([0.0, 0.5, 0.2]),
+                        rng.key(2, 1, idx, 3))]
     plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
     compare(x, plan, False)
 
@@ -413,3 +418,48 @@ def test_reduce_per_sample_stops():
         a, b = getattr(got, f.name)[active], getattr(want, f.name)[active]
         torch.testing.assert_close(a, b, atol=1e-9 if f.name == "gray_sum" else 0, rtol=1e-12, msg=f.name)
     assert got.gray_sum[2] == 0 and not got.hist[2].any() and torch.isinf(got.minimum[2]).all()
+
+
+@pytest.mark.parametrize("dtype,c", [(torch.uint8, 3), (torch.float32, 1), (torch.float64, 5), (torch.float16, 4)])
+def test_downscale_every_mode(dtype, c):
+    """DOWNSCALE at k = 0 of a stage (nearest / bilinear each way, per sample), then an op."""
+    import fastaug.functional as F
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 4, c, 9, 13, 90 + c)
+    cv = F.Canvas(4, c, 9, 13, x.device)
+    for down, up in (("nearest", "nearest"), ("nearest", "bilinear"), ("bilinear", "nearest"), ("bilinear", "bilinear")):
+        calls = [F.downscale_call(cv, torch.tensor([0.1, 0.3, 0.5, 1.0]), down, up),
+                 ColorCall(name="b", code=int(Op.BRIGHTNESS), params=torch.tensor([[1.2, 0.0, 0.0]]).expand(4, 3))]
+        plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+        compare(x, plan, False)
+
+
+@pytest.mark.parametrize("dtype,interp", [(torch.uint8, "bilinear"), (torch.float32, "nearest"), (torch.float16, "bilinear")])
+def test_elastic_displacement(dtype, interp):
+    """An elastic displacement after an affine map, in the one resampling; the reduction pass (contrast) reads it too."""
+    import fastaug.functional as F
+    from fastaug.compiler import compile_plan
+
+    x = _input(dtype, 3, 3, 10, 12, 95)
+    cv = F.Canvas(3, 3, 10, 12, x.device)
+    g = torch.Generator().manual_seed(3)
+    d = (torch.rand(3, 10, 12, 2, generator=g) * 2 - 1) * 0.3
+    calls = [F.rotate_call(cv, torch.tensor([10.0, -20.0, 0.0]), interp), F.elastic_call(cv, d, interp, fill=[0.5, 0.2, 0.1]),
+             ColorCall(name="c", code=int(Op.CONTRAST), params=torch.tensor([[1.3, 0.0, 0.0]]).expand(3, 3))]
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    assert plan.stages[0].geometry.displacement is not None
+    compare(x, plan, False)
+
+
+def test_integral_stages_hand_over_uint8():
+    """Stages ending in the uint8 domain hand over uint8 (engine.execute); the result as the reference's."""
+    import fastaug
+    from fastaug.compiler import compile_plan
+
+    x = _input(torch.uint8, 3, 3, 11, 14, 97)
+    aug = fastaug.Compose([fastaug.RandomAffine(20), fastaug.ColorJitter(0.3, 0.3), fastaug.GaussianBlur(3, (0.5, 1.5)),
+                           fastaug.Downscale((0.3, 0.6), p=1.0)], seed=4)  # fmt: skip
+    plan = compile_plan(aug.draw(x, torch.arange(3), 0), tuple(x.shape), x.dtype, x.device)
+    assert [st.integral for st in plan.stages] == [True, True, False]
+    compare(x, plan, False)

@@ -28,6 +28,7 @@ class ColorCall(Call):
     taps: torch.Tensor | None = None  # [B,2,T] separable kernels (x, y) of a GAUSSIAN_BLUR call, T odd
     keys: torch.Tensor | None = None  # [B] int64 per-sample keys of a random op's per-pixel draws
     kernel: torch.Tensor | None = None  # [B,T,T] per-sample correlation kernels of a CONVOLVE call, T odd
+    max_segments: int = 0  # a SUPERPIXELS call: the most segments a sample may ask for
 
 
 @dataclass
@@ -38,6 +39,7 @@ class GeometricCall(Call):
     fill: torch.Tensor | None = None  # [B,C] in the image's value range; None: zero padding
     window: torch.Tensor | None = None  # [B,4] crop box in this op's input space (resized_crop)
     resize: bool = False  # clamp into the window (resize semantics)
+    displacement: torch.Tensor | None = None  # [B,H,W,2] (dx, dy) input pixels per output pixel (elastic; the last geometric op)
 
 
 @dataclass

@@ -49,7 +49,7 @@ class OpSpec:
     ``args``: the magnitudes; for program ops ``args[i]`` is ``params[..., i]``. ``channels``: the
     channel counts it accepts (None: any). ``statistic``: what it reads from the reduction pass
     ("gray_mean", "min_max", "histogram"). ``radius``: the neighbourhood it reads (an int; "call" when
-    the call sets it, e.g. a kernel size). ``image_grad``: the image gets a (non-zero) gradient.
+    the call sets it, e.g. a kernel size; "image": anywhere in the stage input). ``image_grad``: the image gets a (non-zero) gradient.
     ``straight_through``: ``params[..., 2] > 0.5`` asks for an identity gradient instead.
     """
 
@@ -118,6 +118,27 @@ CATALOGUE: tuple[OpSpec, ...] = (
            Arg("salt_vs_pepper", 0.0, 1.0, grad=False)), math="c' = 0; bound if u < a*b, else 0 if u < a, else v"),
     OpSpec("MULTIPLICATIVE_NOISE", "multiplicative_noise", RANDOM, 20, (Arg("low", 0.0, grad=False), Arg("high", 0.0, grad=False),
            Arg("per_channel", grad=False)), math="m = a + (b - a) * u; trunc(clamp(v*m, 0, bound))"),
+    OpSpec("RGB_SHIFT", "rgb_shift", RGB, 21, (Arg("r_shift"), Arg("g_shift"), Arg("b_shift")), channels=(3,),
+           math="channel c of (r, g, b) += (a, b, params[2])[c] (in the domain's units); trunc(clamp(v, 0, bound))"),
+    OpSpec("RGB_GAIN", "rgb_gain", RGB, 22, (Arg("r_gain", 0.0), Arg("g_gain", 0.0), Arg("b_gain", 0.0)), channels=(3,),
+           math="channel c of (r, g, b) *= (a, b, params[2])[c]; trunc(clamp(v, 0, bound))"),
+    OpSpec("FOG", "fog", RANDOM, 23, (Arg("density", 0.0, 1.0), Arg("scale", 0.0, grad=False), Arg("threshold", 0.0, 1.0, grad=False)),
+           math="n = the value noise of (keys[b,k], scale = b) at (y, x) (fastaug.ops.counter, shared by the channels); "
+                "alpha = a * clamp((n - t) / (1 - t), 0, 1) with t = params[2]; trunc(v + alpha * (bound - v))"),
+    OpSpec("DOWNSCALE", "downscale", NEIGHBOURHOOD, 24, (Arg("scale", 0.0, 1.0, grad=False), Arg("mode", 0.0, 3.0, True, False)),
+           radius="image",
+           math="a = max(a, 2**-20) (NaN: 2**-20); the stage input resized to (hd, wd) = max(rint(H*a), 1), max(rint(W*a), 1) "
+                "and back to (H, W) (cv2's "
+                "resize(fx = fy = a), then resize to the size); mode b: bit 0 bilinear down, bit 1 bilinear up (else nearest). "
+                "An axis of n_in values read with r input pixels per output pixel (down: r = 1/a; up: r = hd/H, wd/W): "
+                "nearest i = min(floor(pos*r), n_in-1); bilinear s = max((pos+0.5)*r - 0.5, 0), i0 = min(floor(s), n_in-1), "
+                "i1 = min(i0+1, n_in-1), l = s - floor(s), (1-l) v[i0] + l v[i1] (within rows, then across); "
+                "uint8: the small image's values and the result rint"),
+    OpSpec("SUPERPIXELS", "superpixels", NEIGHBOURHOOD, 25, (Arg("p_replace", 0.0, 1.0, grad=False),
+           Arg("n_segments", 1.0, integer=True, grad=False)), radius="image",
+           math="labels = fastaug.ops.superpixels.slic of the stage input (n_segments b, at most Stage.max_segments); "
+                "segment s replaced by its per-channel mean when the hash of (keys[b,k], s) < a (uint8: the mean rint); "
+                "run in torch by the engine before the stage's kernels (they see an identity)"),
     # functional ops that compile to CONVOLVE with a per-sample kernel (albumentations' formulas)
     OpSpec("SHARPEN", "sharpen", NEIGHBOURHOOD, args=(Arg("alpha", 0.0, 1.0), Arg("lightness", 0.0)), radius=1,
            math="kernel = (1-alpha) I3 + alpha [[-1,-1,-1],[-1,8+lightness,-1],[-1,-1,-1]]"),
@@ -136,6 +157,8 @@ CATALOGUE: tuple[OpSpec, ...] = (
     OpSpec("RESIZED_CROP", "resized_crop", GEOMETRIC, args=(Arg("top"), Arg("left"), Arg("height", 0.0), Arg("width", 0.0))),
     OpSpec("PERSPECTIVE", "perspective", GEOMETRIC, args=(Arg("startpoints"), Arg("endpoints"))),
     OpSpec("SAFE_ROTATE", "safe_rotate", GEOMETRIC, args=(Arg("angle"),)),
+    OpSpec("ELASTIC", "elastic_transform", GEOMETRIC, args=(Arg("displacement"),),
+           math="per output pixel: (j + dx * W/2, i + dy * H/2) before the matrix (Geometry.displacement, input pixels)"),
     # ---- rectangles and the epilogue
     OpSpec("ERASE", "erase", RECTANGLE, args=(Arg("i", integer=True), Arg("j", integer=True), Arg("h", integer=True),
                                                Arg("w", integer=True), Arg("v"))),
@@ -159,6 +182,8 @@ STAT_OPS = _codes(lambda s: s.statistic is not None)  # a reduction pass fills s
 LIVE_OPS = _codes(lambda s: s.statistic in ("gray_mean", "min_max"))  # read statistics that carry a gradient
 RGB_OPS = _codes(lambda s: s.kind == RGB)  # need C == 3 (C == 1: identity)
 GRAY_OPS = _codes(lambda s: s.channels == (1, 3))  # read a gray value: 1 or 3 channels only
+# op code -> the channel counts it accepts (ops that accept any count are absent)
+CHANNELS = {Op(c): s.channels for c, s in PROGRAM_SPECS.items() if s.channels is not None}
 NEIGHBOURHOOD_OPS = _codes(lambda s: s.kind == NEIGHBOURHOOD)  # k = 0 of a stage without geometry only
 ST_OPS = _codes(lambda s: s.straight_through)  # params[..., 2] > 0.5: straight-through gradient
 RANDOM_OPS = _codes(lambda s: s.kind == RANDOM)  # per-pixel draws keyed by keys[b, k]

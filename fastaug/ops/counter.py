@@ -25,6 +25,17 @@ computes the same bits: IEEE +, -, *, /, sqrt in the working dtype, no FMA)::
 
 Per-pixel uniform of the other random ops (pixel dropout, salt and pepper, multiplicative noise): ``u = (h1 >> 8) *
 2**-24`` in [0, 1), with c = 0 for every channel when the draw is shared by the channels of a pixel.
+
+Value noise of FOG (a fog / cloud layer, one value per pixel shared by the channels), at row y, column x of an
+H x W stage output, with per-sample ``scale`` (the coarsest cell as a fraction of max(H, W)); octaves o = 0..3::
+
+    s = max((scale * max(H, W)) * 2**-o, 1);  inv = 1 / s
+    gx = (x + 0.5) * inv;  i = floor(gx);  fx = gx - i;  sx = (fx * fx) * (3 - 2 * fx)      (same for y: j, fy, sy)
+    L(j, i) = the uniform above with c = o, y = j, x = i (lattice values of the octave)
+    top = L(j, i) + (L(j, i+1) - L(j, i)) * sx;  bot = L(j+1, i) + (L(j+1, i+1) - L(j+1, i)) * sx
+    n_o = top + (bot - top) * sy
+    m = (((n_0 + n_1 * 0.5) + n_2 * 0.25) + n_3 * 0.125) * FOG_NORM      (FOG_NORM = 1 / 1.875: m in [0, 1))
+    n = clamp((m - 0.5) * FOG_CONTRAST + 0.5, 0, 1)      (FOG_CONTRAST = 2.5: m's spread, ~0.12, widened to ~0.3)
 """
 
 from __future__ import annotations
@@ -41,6 +52,9 @@ TWO_PI = 2.0 * math.pi
 SQRT2 = math.sqrt(2.0)
 QUARTER_MASK = (1 << 22) - 1  # the angle within a quadrant
 LN2 = math.log(2.0)
+FOG_OCTAVES = 4
+FOG_NORM = 1.0 / 1.875  # 1 / (1 + 1/2 + 1/4 + 1/8)
+FOG_CONTRAST = 2.5
 LOG_SERIES = (1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0)  # Horner, innermost first
 COS_SERIES = (1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5, 1.0)
 SIN_SERIES = (1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0, 1.0)
@@ -118,3 +132,37 @@ def pixel_normal(key: torch.Tensor, c: int, h: int, w: int, dtype: torch.dtype) 
     h1 = _row_hash(key, c, h, (w + 1) // 2)
     even, odd = normal_from_hashes(h1, mix(h1 ^ STREAM2), dtype)
     return torch.stack([even, odd], -1).flatten(-2)[..., :w]
+
+
+def _smooth(f: torch.Tensor) -> torch.Tensor:
+    return (f * f) * (3.0 - 2.0 * f)
+
+
+def fog_noise(key: torch.Tensor, scale: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+    """FOG's value noise [B,1,H,W] in [0, 1] of per-sample keys [B] (int64) and scales [B], as the module doc defines it."""
+    b = key.shape[0]
+    dev = key.device
+    k = key.to(torch.int64).view(b, 1, 1)
+    s0 = scale.to(dtype).view(b, 1) * float(max(h, w))
+    xs = torch.arange(w, device=dev, dtype=dtype).view(1, w) + 0.5
+    ys = torch.arange(h, device=dev, dtype=dtype).view(1, h) + 0.5
+    total = None
+    for o in range(FOG_OCTAVES):
+        inv = 1.0 / torch.clamp(s0 * (2.0**-o), min=1.0)
+        gx, gy = xs * inv, ys * inv  # [B,W], [B,H]
+        i, j = torch.floor(gx), torch.floor(gy)
+        sx, sy = _smooth(gx - i).view(b, 1, w), _smooth(gy - j).view(b, h, 1)
+        i, j = i.to(torch.int64).view(b, 1, w), j.to(torch.int64).view(b, h, 1)
+        base = mix(k ^ o)
+        r0, r1 = mix(base ^ j), mix(base ^ (j + 1))
+
+        def lat(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+            return (mix(row ^ col) >> 8).to(dtype) * INV24
+
+        l00, l01, l10, l11 = lat(r0, i), lat(r0, i + 1), lat(r1, i), lat(r1, i + 1)
+        top = l00 + (l01 - l00) * sx
+        bot = l10 + (l11 - l10) * sx
+        n = top + (bot - top) * sy
+        total = n if total is None else total + n * (0.5**o)
+    m = total * FOG_NORM
+    return torch.clamp((m - 0.5) * FOG_CONTRAST + 0.5, 0.0, 1.0).view(b, 1, h, w)

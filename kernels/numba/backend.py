@@ -211,6 +211,7 @@ def _run(
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), _CONSTS[ftype],
         ho, wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, *partials, taps,
         _np(stage.keys, np.int64, (b, k)), kern,
+        _np(geo.displacement, ftype, (b, ho, wo, 2)) if geo is not None and geo.displacement is not None else np.zeros((1, 1, 0, 2), ftype),
     )  # fmt: skip
     _launch(b * -(-ho // rows), args, scratch)
 
@@ -235,7 +236,7 @@ def apply(
         return
     if src.numel() == 0:
         raise ValueError("numba backend: cannot resample an empty input into a non-empty output")
-    to_int = epilogue is not None and not out.dtype.is_floating_point
+    to_int = not out.dtype.is_floating_point  # uint8: the epilogue's output, or an integral stage's values
     work = torch.float64 if src.dtype == torch.float64 else torch.float32
     target = out
     if out.dtype != (torch.uint8 if to_int else work):

@@ -34,8 +34,8 @@ from numba import njit
 
 from fastaug import engine
 from fastaug.autograd import StageGrads, StageNeeds
-from fastaug.ops.catalogue import RANDOM_OPS, ST_OPS
-from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage
+from fastaug.ops.catalogue import ST_OPS
+from fastaug.plan import NUM_PARAMS, Epilogue, Op, Stage, reference_backward
 
 from . import fused
 from .backend import _effective_codes, _flat, _out_size, run_chunked
@@ -136,8 +136,8 @@ def _hue_back_row(vin, g, Wo, a, cst, ga):
 
 
 @fjit
-def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst, tmp):
-    """Backward of one op on a row, in place on ``g``; parameter gradients into ``acc`` [4];
+def _op_back(code, C, Wo, a, bb, cc, q, st, stk, vin, g, acc, glo, ghi, cst, tmp):
+    """Backward of one op on a row, in place on ``g`` (``a, bb, cc`` = params[:3]); parameter gradients into ``acc`` [4];
     AUTOCONTRAST's min / max gradients into ``glo`` / ``ghi`` [C]. Returns CONTRAST's mean gradient.
     ``tmp``: a scratch row [Wo].
     Branch-free row loops (selects), row sums in the working dtype: they vectorise."""
@@ -214,6 +214,18 @@ def _op_back(code, C, Wo, a, bb, q, st, stk, vin, g, acc, glo, ghi, cst, tmp):
             g[1, x] = hg * a + gw1 * t
             g[2, x] = hb * a + gw2 * t
         acc[0] += s0
+    elif code == fused.RGB_SHIFT or code == fused.RGB_GAIN:
+        gain = code == fused.RGB_GAIN
+        for c in range(3):
+            p = a if c == 0 else (bb if c == 1 else cc)
+            s0 = zero
+            for x in range(Wo):
+                v = vin[c, x]
+                y = v * p if gain else v + p
+                gy = g[c, x] if (y >= zero) & (y <= one) else zero
+                s0 += gy * v if gain else gy
+                g[c, x] = gy * p if gain else gy
+            acc[c] += s0
     elif code == GRAYSCALE:
         gw0, gw1, gw2 = cst[fused.GW0], cst[fused.GW1], cst[fused.GW2]
         for x in range(Wo):
@@ -709,7 +721,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     else:
                         fused._read_row(srcf, base, ss[1], ss[3], C, W, scale, buf)
                 else:
-                    fused._coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
+                    fused._coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs, wt[0:0, 0:2])
                     if geo == 1:
                         fused._gather_nearest(srcf, sb, ss[1], C, Wo, scale, ofs, buf)
                     else:
@@ -722,7 +734,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                             nxt[c, x] = vs[k, c, x]
                     code = codes[b, k]
                     if code != IDENTITY and code != SHARPNESS:
-                        fused._op_row(nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst)
+                        fused._op_row(
+                            nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst
+                        )
                 if not final and codes[b, kt] == AUTOCONTRAST:  # ties of the min / max
                     for c in range(C):
                         for x in range(Wo):
@@ -745,13 +759,14 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     q = prm[b, k, 3] > 0.5
                     acc = gprm[b, k] if final else junk
                     if k == kt:
-                        gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g,
-                                          junk, glo[k], ghi[k], cst, ot)  # fmt: skip
+                        gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], q, stflag[b, k], stats[b, k],
+                                          vs[k], g, junk, glo[k], ghi[k], cst, ot)  # fmt: skip
                         break
                     if fold and k < kc:
-                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], u, gprm_u[k], dlo, dhi, cst,
-                                 ot)  # fmt: skip
-                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], q, stflag[b, k], stats[b, k], vs[k], g, acc, dlo, dhi, cst, ot)
+                        _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], q, stflag[b, k], stats[b, k], vs[k], u,
+                                 gprm_u[k], dlo, dhi, cst, ot)  # fmt: skip
+                    gmk = _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], q, stflag[b, k], stats[b, k], vs[k], g, acc,
+                                   dlo, dhi, cst, ot)  # fmt: skip
                     if fold and k == kc:
                         gmf += gmk
                         for c in range(C):
@@ -802,15 +817,10 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
-    """CPU tensors; no GAUSSIAN_BLUR, CONVOLVE or random op (their backward is the reference's for now)."""
+    """CPU tensors; no quantized geometry; not a stage of ``fastaug.plan.reference_backward``."""
     if src.device.type != "cpu" or not src.is_floating_point():
         return False
-    if stage.program.shape[1] > 0 and ((stage.taps is not None and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))
-                                       or (stage.kernel is not None and int(Op.CONVOLVE) in stage.codes_at(0))):
-        return False
-    if stage.keys is not None and any(int(op) in stage.codes_at(k) for op in RANDOM_OPS for k in range(stage.program.shape[1])):
-        return False
-    return not (stage.geometry is not None and stage.geometry.quantize)
+    return not reference_backward(stage) and not (stage.geometry is not None and stage.geometry.quantize)
 
 
 def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:

@@ -70,6 +70,10 @@ CONVOLVE = int(Op.CONVOLVE)
 PIXEL_DROPOUT = int(Op.PIXEL_DROPOUT)
 SALT_AND_PEPPER = int(Op.SALT_AND_PEPPER)
 MULTIPLICATIVE_NOISE = int(Op.MULTIPLICATIVE_NOISE)
+RGB_SHIFT = int(Op.RGB_SHIFT)
+RGB_GAIN = int(Op.RGB_GAIN)
+FOG = int(Op.FOG)
+DOWNSCALE = int(Op.DOWNSCALE)
 
 # the counter-based hash (fastaug.ops.counter) on uint64 values < 2**32
 _MASK = np.uint64(counter.MASK)
@@ -81,6 +85,7 @@ ZERO, ONE, HALF, B255, INV255, EPS, GW0, GW1, GW2, TWO, FOUR, SIX, EIGHT, W1, W5
 INV24, TWO_PI, MINUS_TWO, C256 = range(18, 22)
 SQRT2, LN2, QUARTER, C24 = range(22, 26)
 LOG0, COS0, SIN0 = 26, 31, 36  # the series' Horner coefficients (5 each, innermost first)
+FOG_NORM, FOG_CONTRAST, TINY = 41, 42, 43
 
 # Indices of the float scalars (F array ``fs``) and of the int flags (int64 array ``iv``).
 S_IN, S_OUT, S_WM1, S_HM1 = range(4)  # in_scale, out_scale, W - 1, H - 1
@@ -106,7 +111,7 @@ def scratch(
         packed = np.empty((C if bilinear and from_u8 else 0, Wo), dtype=np.uint32)
     tapsf = np.empty((C if bilinear and not from_u8 else 0, 4 * Wo), dtype=dtype)
     return (
-        np.empty((C, Wo), dtype=dtype), np.empty((4, Wo), dtype=dtype), np.empty(Wo, dtype=dtype),
+        np.empty((C, Wo), dtype=dtype), np.empty((4, Wo + 2), dtype=dtype), np.empty(Wo, dtype=dtype),
         np.empty((4, Wo), dtype=np.int32), packed, tapsf, np.empty(pixels, dtype=np.uint32),
         np.empty((C, Wo + 2 * radius) if radius else (0, 0), dtype=dtype),
         np.empty((2 * radius + 1, C, Wo) if radius else (0, 0, 0), dtype=dtype),
@@ -119,6 +124,7 @@ def constants(dtype: type) -> np.ndarray:
     vals += [np.inf, 3.0, 5.0]
     vals += [counter.INV24, counter.TWO_PI, -2.0, 256.0, counter.SQRT2, counter.LN2, 0.25, 24.0]
     vals += [*counter.LOG_SERIES, *counter.COS_SERIES, *counter.SIN_SERIES]
+    vals += [counter.FOG_NORM, counter.FOG_CONTRAST, 2.0**-20]
     return np.array(vals, dtype=dtype)
 
 
@@ -267,6 +273,62 @@ def _blur_row(src, sbase, sy, sc, sx, C, H, W, scale, i, first, taps, q, line, r
 
 
 @jit
+def _resize_tap(posf, ratio, n_in, bilinear, half, zero):
+    """(i0, i1, lam) of output position ``posf`` (a float) along an axis of ``n_in`` values read with ``ratio`` input
+    pixels per output pixel (DOWNSCALE in the catalogue): nearest ``min(floor(pos * r), n_in - 1)``; bilinear half-pixel
+    centres, clamped."""
+    if not bilinear:
+        i = min(np.int64(np.floor(posf * ratio)), n_in - 1)
+        return i, i, zero
+    src = (posf + half) * ratio - half
+    src = src if src > zero else zero
+    f = np.floor(src)
+    i0 = min(np.int64(f), n_in - 1)
+    return i0, min(i0 + 1, n_in - 1), src - f
+
+
+@jit
+def _down_value(src, base, sy, sx, yd, xd, H, W, inv, xs, ys, bil, scale, q, half, one, zero):
+    """The small image at (yd, xd) from the stage input (one channel at ``base``)."""
+    r0, r1, ly = _resize_tap(ys[yd], inv, H, bil, half, zero)
+    c0, c1, lx = _resize_tap(xs[xd], inv, W, bil, half, zero)
+    top = (one - lx) * (src[U(base + r0 * sy + c0 * sx)] * scale) + lx * (src[U(base + r0 * sy + c1 * sx)] * scale)
+    bot = (one - lx) * (src[U(base + r1 * sy + c0 * sx)] * scale) + lx * (src[U(base + r1 * sy + c1 * sx)] * scale)
+    d = (one - ly) * top + ly * bot
+    return np.rint(d) if q else d
+
+
+@jit
+def _downscale_row(src, sbase, sy, sc, sx, C, H, W, scale, i, a, mode, q, xs, ys, cst, buf):
+    """DOWNSCALE of output row ``i``: the stage input resized to (hd, wd) and back (see the catalogue), read
+    directly from the input (1, 4 or 16 taps per value). ``xs`` / ``ys``: column / row indices in the working dtype."""
+    zero, one, half = cst[ZERO], cst[ONE], cst[HALF]
+    tiny = cst[TINY]
+    a = a if a > tiny else tiny  # the catalogue's floor (NaN too): indices stay finite
+    hf = ys[H - 1] + one
+    wf = xs[W - 1] + one
+    hdf = max(np.rint(a * hf), one)
+    wdf = max(np.rint(a * wf), one)
+    hd = np.int64(hdf)
+    wd = np.int64(wdf)
+    m = np.int64(np.rint(mode))
+    down_bil = (m & 1) != 0
+    up_bil = (m & 2) != 0
+    inv = one / a
+    u0, u1, uy = _resize_tap(ys[i], hdf / hf, hd, up_bil, half, zero)
+    for c in range(C):
+        base = sbase + c * sc
+        for x in range(W):
+            v0, v1, ux = _resize_tap(xs[x], wdf / wf, wd, up_bil, half, zero)
+            d00 = _down_value(src, base, sy, sx, u0, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
+            d01 = _down_value(src, base, sy, sx, u0, v1, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
+            d10 = _down_value(src, base, sy, sx, u1, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
+            d11 = _down_value(src, base, sy, sx, u1, v1, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
+            d = (one - uy) * ((one - ux) * d00 + ux * d01) + uy * ((one - ux) * d10 + ux * d11)
+            buf[c, x] = np.rint(d) if q else d
+
+
+@jit
 def _bounds(fs, iv, win, cst):
     """The coordinates' clamp interval (cx_lo, cy_lo, cx_hi, cy_hi) and the taps' validity interval (frame and
     window: vx_lo, vy_lo, vx_hi, vy_hi); unused bounds are +-inf."""
@@ -295,7 +357,18 @@ def _cell(X, Y, vxl, vyl, vxh, vyh, one):
 
 
 @jit
-def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
+def _project(m, xj, yi, t0, t1, t2, dsp, j, has_d):
+    """``m @ (xj + dx, yi + dy, 1)`` of column j (``t* = m[1|4|7] * yi`` precomputed; (dx, dy) = ``dsp[j]`` when
+    ``has_d``), in the reference's order of operations."""
+    if has_d:
+        xj = xj + dsp[j, 0]
+        yj = yi + dsp[j, 1]
+        t0, t1, t2 = m[1] * yj, m[4] * yj, m[7] * yj
+    return (m[0] * xj + t0) + m[2], (m[3] * xj + t1) + m[5], (m[6] * xj + t2) + m[8]
+
+
+@jit
+def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs, dsp):
     """Geometry of one output row: the input-independent half of resampling, branch-free loops.
 
     Offsets are int32 within the sample (the host checks that a sample spans < 2**31 elements).
@@ -305,7 +378,7 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
     invalid, ``ms`` = the weights' sum in the reference's order. Gathering clamped taps times zero
     weights is what the reference does; NaN coordinates give offset 0 and weight 0, so reads stay in
     bounds. Unused clamp / window bounds are +-inf, and X / W' is exact for affine rows (W' == 1),
-    so the flags cost no branches.
+    so the flags cost no branches. ``dsp`` [Wo, 2]: the row's displacement (elastic), or empty.
     """
     zero = cst[ZERO]
     one = cst[ONE]
@@ -313,12 +386,12 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
     hm1 = fs[S_HM1]
     cxl, cyl, cxh, cyh, vxl, vyl, vxh, vyh = _bounds(fs, iv, win, cst)
     t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
+    has_d = dsp.shape[0] > 0
     if iv[I_GEO] == 2:
         for j in range(Wo):
-            xj = xs[j]
-            wh = (m[6] * xj + t2) + m[8]
-            X = min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh)
-            Y = min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh)
+            px, py, wh = _project(m, xs[j], yi, t0, t1, t2, dsp, j, has_d)
+            X = min(max(px / wh, cxl), cxh)
+            Y = min(max(py / wh, cyl), cyh)
             u0, v0, u1, v1, fx, fy, ku0, ku1, kv0, kv1 = _cell(X, Y, vxl, vyl, vxh, vyh, one)
             gx = one - fx
             gy = one - fy
@@ -345,10 +418,9 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs):
             ofs[3, j] = np.int32(y1 + x1)
     else:
         for j in range(Wo):
-            xj = xs[j]
-            wh = (m[6] * xj + t2) + m[8]
-            u = np.rint(min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh))
-            v = np.rint(min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh))
+            px, py, wh = _project(m, xs[j], yi, t0, t1, t2, dsp, j, has_d)
+            u = np.rint(min(max(px / wh, cxl), cxh))
+            v = np.rint(min(max(py / wh, cyl), cyh))
             ok = (u >= vxl) & (u <= vxh) & (v >= vyl) & (v <= vyh)
             ms[j] = one if ok else zero
             u = u if u >= zero else zero
@@ -691,8 +763,61 @@ def _uniform_row(buf, C, W, i, code, key, a, bb, per_channel, q, cst, tmp):
 
 
 @jit
-def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
-    """One op on a row (``st`` = stats[b, k] [C, 2], ``lut`` = luts[b, k] [C, 256])."""
+def _fog_row(buf, C, W, yi, mx, xs, key, a, scale, t, q, cst, tmp):
+    """FOG on row ``yi`` (the row index as a float): the value noise of ``fastaug.ops.counter`` (per octave the lattice
+    values of the row's two cell rows hashed once per cell into ``tmp[1]`` / ``tmp[2]``, the octaves summed into
+    ``tmp[0]``), blended towards white as the catalogue says. ``mx`` = max(H, W) as a float; ``tmp`` [4, >= W + 2]."""
+    zero, one, half, two, three = cst[ZERO], cst[ONE], cst[HALF], cst[TWO], cst[THREE]
+    bound = cst[B255] if q else one
+    inv24, norm, contrast = cst[INV24], cst[FOG_NORM], cst[FOG_CONTRAST]
+    k = np.uint64(key) & _MASK
+    s0 = scale * mx
+    gy = yi + half
+    weight = one
+    for o in range(counter.FOG_OCTAVES):
+        s = s0 * weight
+        inv = one / (s if s > one else one)
+        py = gy * inv
+        j = np.floor(py)
+        fy = py - j
+        sy = (fy * fy) * (three - two * fy)
+        base = _mix(k ^ np.uint64(o))
+        r0 = _mix(base ^ np.uint64(j))
+        r1 = _mix(base ^ np.uint64(j + one))
+        cells = np.int64(np.floor((xs[W - 1] + half) * inv)) + 2
+        for ci in range(cells):
+            tmp[1, ci] = _mix(r0 ^ np.uint64(ci)) >> _S8  # exact in the working dtype (24 bits)
+            tmp[2, ci] = _mix(r1 ^ np.uint64(ci)) >> _S8
+        for ci in range(cells):
+            tmp[1, ci] = tmp[1, ci] * inv24
+            tmp[2, ci] = tmp[2, ci] * inv24
+        for x in range(W):
+            px = (xs[x] + half) * inv
+            i = np.floor(px)
+            fx = px - i
+            sx = (fx * fx) * (three - two * fx)
+            ii = np.int64(i)
+            l00 = tmp[1, ii]
+            l10 = tmp[2, ii]
+            top = l00 + (tmp[1, ii + 1] - l00) * sx
+            bot = l10 + (tmp[2, ii + 1] - l10) * sx
+            n = top + (bot - top) * sy
+            tmp[0, x] = n if o == 0 else tmp[0, x] + n * weight
+        weight = weight * half
+    span = one - t
+    for x in range(W):
+        m = tmp[0, x] * norm
+        n = min(max((m - half) * contrast + half, zero), one)
+        alpha = a * min(max((n - t) / span, zero), one)
+        for c in range(C):
+            v = buf[c, x]
+            y = v + alpha * (bound - v)
+            buf[c, x] = np.floor(y) if q else y
+
+
+@jit
+def _op_row(buf, C, W, code, a, bb, cc, q, st, lut, cst):
+    """One op on a row (``a, bb, cc`` = params[b, k, :3], ``st`` = stats[b, k] [C, 2], ``lut`` = luts[b, k] [C, 256])."""
     zero = cst[ZERO]
     one = cst[ONE]
     eps = cst[EPS]
@@ -747,6 +872,14 @@ def _op_row(buf, C, W, code, a, bb, q, st, lut, cst):
                 if bb != one:
                     y = min(max(y * bb, zero), one)
                 buf[c, x] = np.floor(y * eps) if q else y
+    elif code == RGB_SHIFT or code == RGB_GAIN:
+        gain = code == RGB_GAIN
+        for c in range(3):
+            p = a if c == 0 else (bb if c == 1 else cc)
+            for x in range(W):
+                v = buf[c, x] * p if gain else buf[c, x] + p
+                v = min(max(v, zero), bound)
+                buf[c, x] = np.floor(v) if q else v
     elif code == INVERT:
         for c in range(C):
             for x in range(W):
@@ -892,7 +1025,7 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stats, luts, cst,
               Ho, Wo, stops, whats, out8, outf, os_, mean, std, rects, rphase, rvals, gray, mn, mx, hist, taps, keys, kern,
-              buf, wt, ms, ofs, packed, tapsf, image, line, ring):  # fmt: skip
+              disp, buf, wt, ms, ofs, packed, tapsf, image, line, ring):  # fmt: skip
     """Tasks ``t0..t1-1`` (task t: sample ``t % B``, rows ``[r0, r0 + iv[I_ROWS])``, r0 = (t // B) * rows).
 
     Runs geometry and ops ``0..stops[b]-1``, then either the epilogue and the store into ``out8`` (uint8:
@@ -900,7 +1033,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
     gray [nblk, B] (``whats[b] & 1``), mn / mx [nblk, B, C] (pre-filled with +-inf) and hist
     [nblk, B, C, 256] (zeros) (``whats[b] & 2``); samples with ``whats[b] == 0`` are skipped.
     Exactly one of ``src8`` / ``srcf`` and (apply) of ``out8`` / ``outf`` is non-empty. Scratch of
-    the calling thread (see :func:`scratch`): ``buf`` [C, Wo], ``wt`` [4, Wo], ``ms`` [Wo], ``ofs``
+    the calling thread (see :func:`scratch`): ``buf`` [C, Wo], ``wt`` [4, Wo + 2], ``ms`` [Wo], ``ofs``
     [4, Wo], bilinear taps ``packed`` [C, Wo] (uint8 source, four to a uint32) or ``tapsf`` [C, 4 * Wo]
     (float source); with ``iv[I_PACK]`` (tasks of whole samples) the sample packed in ``image`` [H * W]
     and its taps in ``packed`` [4, Wo].
@@ -915,6 +1048,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
     half = cst[HALF]
     zero = cst[ZERO]
     top = cst[B255]
+    mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[ONE]  # max(Ho, Wo) in the working dtype (FOG)
     for t in range(t0, t1):
         b = t % B
         what = whats[b] if reducing else 0
@@ -924,6 +1058,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
         sharp_at = geo == 0 and stop > 0 and H > 2 and W > 2
         blur_at = geo == 0 and stop > 0 and codes[b, 0] == GAUSSIAN_BLUR and ring.shape[0] > 0
         conv_at = geo == 0 and stop > 0 and codes[b, 0] == CONVOLVE and kern.shape[1] > 0
+        down_at = geo == 0 and stop > 0 and codes[b, 0] == DOWNSCALE
         blk = t // B
         r0 = blk * rows
         r1 = min(r0 + rows, Ho)
@@ -948,6 +1083,14 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                         _convolve_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, kern[b], qc, cst, line, buf)
                     else:
                         _convolve_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, kern[b], qc, cst, line, buf)
+                elif down_at:
+                    qd = prm[b, 0, 3] > half
+                    if from_u8:
+                        _downscale_row(src8, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, prm[b, 0, 0], prm[b, 0, 1], qd, xs, ys,
+                                       cst, buf)
+                    else:
+                        _downscale_row(srcf, b * ss[0], ss[2], ss[1], ss[3], C, H, W, fs[S_IN], i, prm[b, 0, 0], prm[b, 0, 1], qd, xs, ys,
+                                       cst, buf)
                 elif sharp_at and codes[b, 0] == SHARPNESS and i > 0 and i < H - 1:
                     a = prm[b, 0, 0]
                     qs = prm[b, 0, 3] > half
@@ -961,12 +1104,13 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                     _read_row(srcf, base, ss[1], ss[3], C, W, fs[S_IN], buf)
             else:
                 sb = b * ss[0]
+                dsp = disp[min(b, disp.shape[0] - 1), min(i, disp.shape[1] - 1)]  # [Wo, 2], or [0, 2] without one
                 if pack:
-                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, W, 1, cst, wt, ms, ofs)
+                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, W, 1, cst, wt, ms, ofs, dsp)
                     _gather_packed(image, Wo, ofs, packed)
                     _blend_packed(iv, fill[b], C, Wo, fs[S_IN], wt, ms, packed, buf)
                 else:
-                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs)
+                    _coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs, dsp)
                     if geo == 1 and from_u8:
                         _gather_nearest(src8, sb, ss[1], C, Wo, fs[S_IN], ofs, buf)
                     elif geo == 1:
@@ -987,8 +1131,11 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                                  prm[b, k, 3] > half, cst, wt)
                 elif code == GAUSSIAN_NOISE:
                     _noise_row(buf, C, Wo, i, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2] > half, prm[b, k, 3] > half, cst, wt)
-                elif code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR and code != CONVOLVE:
-                    _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
+                elif code == FOG:
+                    _fog_row(buf, C, Wo, ys[i], mxf, xs, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > half,
+                             cst, wt)
+                elif code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR and code != CONVOLVE and code != DOWNSCALE:
+                    _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
             # 3. statistics, or epilogue and store
             if reducing:
                 acc = _stats_row(buf, C, Wo, q, what, cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])

@@ -37,7 +37,7 @@ ALL_CODES = tuple(int(o) for o in Op)
 #: kernels that run on every batch in typical pipelines: they must not spill
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
        "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8",
-       "apply_u8_conv5_u8", "apply_u8_affine_noise_fp16")
+       "apply_u8_conv5_u8", "apply_u8_affine_noise_fp16", "apply_u8_elastic_fog_u8", "apply_u8_downscale_fp16")
 
 
 @dataclass
@@ -129,6 +129,17 @@ def representative_launches() -> dict[str, Launch]:
     st.kernel = torch.zeros(b, 5, 5)
     specs["apply_u8_conv5_u8"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
                                                torch.empty(b, c, ho, wo, dtype=torch.uint8))
+
+    geo = _geometry(b, c, True, False, True)
+    geo.displacement = torch.zeros(b, ho, wo, 2)
+    st = _stage(b, [(0, 1, 2), (0, int(Op.FOG), int(Op.RGB_SHIFT), int(Op.RGB_GAIN))], 2, geometry=geo, out_size=(ho, wo))
+    st.keys = torch.zeros(b, 2, dtype=torch.int64)
+    specs["apply_u8_elastic_fog_u8"] = prepare_apply(u8_big, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
+                                                     torch.empty(b, c, ho, wo, dtype=torch.uint8))
+
+    st = _stage(b, [(0, int(Op.DOWNSCALE)), (0, 1, 2)], 2)
+    specs["apply_u8_downscale_fp16"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
+                                                     torch.empty(b, c, ho, wo, dtype=torch.float16))
 
     c5 = 5
     f64 = torch.zeros(b, c5, ho + 16, wo + 16, dtype=torch.float64)

@@ -33,8 +33,8 @@ import triton.language as tl
 from triton import knobs
 
 from fastaug.autograd import StageGrads, StageNeeds
-from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS, ST_OPS
-from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage
+from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, ST_OPS
+from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage, reference_backward
 
 from . import fused as _fused_any
 
@@ -60,6 +60,7 @@ SATURATION, HUE, GAMMA, SHARPNESS = _fz.SATURATION, _fz.HUE, _fz.GAMMA, _fz.SHAR
 GRAYSCALE, INVERT, POSTERIZE, SOLARIZE = _fz.GRAYSCALE, _fz.INVERT, _fz.POSTERIZE, _fz.SOLARIZE
 AUTOCONTRAST, EQUALIZE = _fz.AUTOCONTRAST, _fz.EQUALIZE
 TO_FLOAT, TO_UINT8 = _fz.TO_FLOAT, _fz.TO_UINT8
+RGB_SHIFT, RGB_GAIN = _fz.RGB_SHIFT, _fz.RGB_GAIN
 NUM_WARPS = 4
 TILE_PIXELS = 128  # one pixel per thread: the backward keeps ~4x the forward's values live per pixel
 
@@ -203,10 +204,10 @@ def _hue_back(r, g, b, a, gr, gg, gb):
 
 
 @triton.jit
-def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp, gmk, glok, ghik, do_stat,
+def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask, gp, gmk, glok, ghik, do_stat,
              PRM: tl.constexpr, NCH: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr):
-    """Backward of op ``code`` (input values ``v*``) on the gradients ``g*``; parameter gradients into
-    ``gp[0:2]`` (PRM); with ``do_stat`` the gray-mean / min / max gradients into ``gmk`` / ``glok`` / ``ghik``."""
+    """Backward of op ``code`` (input values ``v*``, ``a, bb, cc`` = params[:3]) on the gradients ``g*``; parameter
+    gradients into ``gp[0:3]`` (PRM); with ``do_stat`` the gray-mean / min / max gradients into ``gmk`` / ``glok`` / ``ghik``."""
     if st == 0:  # straight-through ops pass the gradient unchanged
         if (CODES >> INVERT) & 1:
             neg = code == INVERT
@@ -278,6 +279,20 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask, gp,
                 if (CODES >> HUE) & 1:
                     if code == HUE:
                         g0, g1, g2, da = _hue_back(v0, v1, v2, a, g0, g1, g2)
+                if ((CODES >> RGB_SHIFT) & 1) | ((CODES >> RGB_GAIN) & 1):
+                    if (code == RGB_SHIFT) | (code == RGB_GAIN):
+                        gain = code == RGB_GAIN
+                        z0 = _band(tl.where(gain, v0 * a, v0 + a), g0)
+                        z1 = _band(tl.where(gain, v1 * bb, v1 + bb), g1)
+                        z2 = _band(tl.where(gain, v2 * cc, v2 + cc), g2)
+                        da = tl.where(gain, z0 * v0, z0)
+                        db = tl.where(gain, z1 * v1, z1)
+                        dc = tl.where(gain, z2 * v2, z2)
+                        if PRM:
+                            tl.atomic_add(gp + 2, _tsum(dc, pmask))
+                        g0 = tl.where(gain, z0 * a, z0)
+                        g1 = tl.where(gain, z1 * bb, z1)
+                        g2 = tl.where(gain, z2 * cc, z2)
             if PRM:
                 tl.atomic_add(gp, _tsum(da, pmask))
                 tl.atomic_add(gp + 1, _tsum(db, pmask))
@@ -615,7 +630,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
         luts_b = luts + b * (K * C * 256)
         fill_b = fill + b * C
         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, tl.float32)
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, mat, Wo, 0, GEO, BILINEAR, CLAMP, tl.float32)
         go_b = gout + b.to(tl.int64) * gsb + ys * gsh + xs * gsw
         g0 = tl.load(go_b, mask=pmask, other=0.0).to(tl.float32)
         zero = tl.full(g0.shape, 0.0, tl.float32)
@@ -638,7 +653,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0, prog_b, par_b, False, 0)
+                                        par_b, False, 0, prog_b, par_b, False, 0, 0)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG)
             if OC > 1:
@@ -657,12 +672,13 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0, prog_b, par_b, False, 0)
+                                        par_b, False, 0, prog_b, par_b, False, 0, 0)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
+                cc = tl.load(par_b + k * 4 + 2).to(tl.float32)
                 st = tl.load(stf_b + k)
                 stk = stats_b + k * (C * 2)
                 bk = b * K + k
-                g0, g1, g2, g3 = _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, q, st, stk, pmask,
+                g0, g1, g2, g3 = _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
                                           gprm + bk * 4, gm + bk, glo + bk * C, ghi + bk * C, k == KT,
                                           PRM, C, CODES, RGB)
                 if k == KT:
@@ -743,7 +759,7 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
-    no quantized geometry; no GAUSSIAN_BLUR, CONVOLVE or random op (their backward is the reference's for now)."""
+    no quantized geometry; not a stage of ``fastaug.plan.reference_backward``."""
     if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
@@ -753,10 +769,7 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     geo = stage.geometry
     if geo is not None and (geo.quantize or (stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0))):
         return False
-    if stage.program.shape[1] > 0 and ((stage.taps is not None and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))
-                                       or (stage.kernel is not None and int(Op.CONVOLVE) in stage.codes_at(0))):
-        return False
-    if stage.keys is not None and any(int(op) in stage.codes_at(k) for op in RANDOM_OPS for k in range(stage.program.shape[1])):
+    if reference_backward(stage):
         return False
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 

@@ -34,6 +34,7 @@ import triton.language as tl
 from triton import knobs
 from triton.language.extra import libdevice
 
+from fastaug.ops import counter
 from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS, RANDOM_OPS
 from fastaug.plan import RGB_OPS, Epilogue, Op, Reduction, Stage
 
@@ -60,6 +61,13 @@ CONVOLVE = _code(int(Op.CONVOLVE))
 PIXEL_DROPOUT = _code(int(Op.PIXEL_DROPOUT))
 SALT_AND_PEPPER = _code(int(Op.SALT_AND_PEPPER))
 MULTIPLICATIVE_NOISE = _code(int(Op.MULTIPLICATIVE_NOISE))
+RGB_SHIFT = _code(int(Op.RGB_SHIFT))
+RGB_GAIN = _code(int(Op.RGB_GAIN))
+FOG = _code(int(Op.FOG))
+DOWNSCALE = _code(int(Op.DOWNSCALE))
+_const = float if knobs.runtime.interpret else tl.constexpr
+FOG_NORM = _const(counter.FOG_NORM)
+FOG_CONTRAST = _const(counter.FOG_CONTRAST)
 
 _INTERP = tl.constexpr(bool(knobs.runtime.interpret))
 _INTERPRETED = bool(knobs.runtime.interpret)  # the mode the kernels of this module copy were built for
@@ -163,14 +171,19 @@ def _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw,
+def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw, disp_b, Wo, HASD: tl.constexpr,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr, WORK: tl.constexpr):
-    """Per-pixel source taps: offsets, load masks, weights (times validity) and coverage ``m``.
+    """Per-pixel source taps: offsets, load masks, weights (times validity) and coverage ``m``; with ``HASD`` the
+    sample's displacement [Ho, Wo, 2] at ``disp_b`` moves each output pixel before the matrix (elastic).
 
     Without geometry the first offset/mask is the pixel itself and the rest is unused."""
     if GEO:
         xf = xs.to(WORK)
         yf = ys.to(WORK)
+        if HASD:
+            dofs = (ys * Wo + xs) * 2
+            xf = xf + tl.load(disp_b + dofs, mask=pmask, other=0.0).to(WORK)
+            yf = yf + tl.load(disp_b + dofs + 1, mask=pmask, other=0.0).to(WORK)
         m00 = tl.load(mat_b + 0).to(WORK)
         m01 = tl.load(mat_b + 1).to(WORK)
         m02 = tl.load(mat_b + 2).to(WORK)
@@ -322,6 +335,59 @@ def _convolve(src_c, ys, xs, H, W, ssh, ssw, kern_b, q, bound, R: tl.constexpr, 
 
 
 @triton.jit
+def _resize_tap(pos, ratio, n_in, bil):
+    """(i0, i1, lam) along an axis of ``n_in`` values read with ``ratio`` input pixels per output pixel (DOWNSCALE in
+    the catalogue): nearest ``min(floor(pos * ratio), n_in - 1)``; bilinear (``bil``) half-pixel centres, clamped."""
+    last = n_in - 1.0
+    near = tl.minimum(tl.floor(pos * ratio), last)
+    s = tl.maximum((pos + 0.5) * ratio - 0.5, 0.0)
+    f = tl.floor(s)
+    i0 = tl.minimum(f, last)
+    i1 = tl.minimum(i0 + 1.0, last)
+    return tl.where(bil, i0, near).to(tl.int32), tl.where(bil, i1, near).to(tl.int32), tl.where(bil, s - f, 0.0)
+
+
+@triton.jit
+def _down_value(src_c, yd, xd, hf, wf, inv, bil, ssh, ssw, pmask, q, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """DOWNSCALE's small image at (yd, xd) (float indices) from the stage input of one channel."""
+    r0, r1, ly = _resize_tap(yd, inv, hf, bil)
+    c0, c1, lx = _resize_tap(xd, inv, wf, bil)
+    top = (1.0 - lx) * _read(src_c + r0 * ssh + c0 * ssw, pmask, IN_SCALE, WORK) + lx * _read(
+        src_c + r0 * ssh + c1 * ssw, pmask, IN_SCALE, WORK)
+    bot = (1.0 - lx) * _read(src_c + r1 * ssh + c0 * ssw, pmask, IN_SCALE, WORK) + lx * _read(
+        src_c + r1 * ssh + c1 * ssw, pmask, IN_SCALE, WORK)
+    d = (1.0 - ly) * top + ly * bot
+    return tl.where(q, _rint(d), d)
+
+
+@triton.jit
+def _downscale(src_c, ys, xs, pmask, H, W, ssh, ssw, a, mode, q, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """DOWNSCALE (k == 0, no geometry) of one channel: the stage input resized to (hd, wd) and back (see the catalogue)."""
+    one = tl.full(ys.shape, 1.0, WORK)
+    a = tl.where(a > 2.0**-20, a, 2.0**-20)  # the catalogue's floor (NaN too): indices stay finite
+    hf = one * H
+    wf = one * W
+    hd = tl.maximum(_rint(a * hf), 1.0)
+    wd = tl.maximum(_rint(a * wf), 1.0)
+    m = (mode + 0.5).to(tl.int32)
+    down_bil = (m & 1) != 0
+    up_bil = (m & 2) != 0
+    inv = _div(one, one * a)
+    u0, u1, uy = _resize_tap(ys.to(WORK), _div(hd, hf), hd, up_bil)
+    v0, v1, ux = _resize_tap(xs.to(WORK), _div(wd, wf), wd, up_bil)
+    u0 = u0.to(WORK)
+    u1 = u1.to(WORK)
+    v0 = v0.to(WORK)
+    v1 = v1.to(WORK)
+    d00 = _down_value(src_c, u0, v0, hf, wf, inv, down_bil, ssh, ssw, pmask, q, IN_SCALE, WORK)
+    d01 = _down_value(src_c, u0, v1, hf, wf, inv, down_bil, ssh, ssw, pmask, q, IN_SCALE, WORK)
+    d10 = _down_value(src_c, u1, v0, hf, wf, inv, down_bil, ssh, ssw, pmask, q, IN_SCALE, WORK)
+    d11 = _down_value(src_c, u1, v1, hf, wf, inv, down_bil, ssh, ssw, pmask, q, IN_SCALE, WORK)
+    d = (1.0 - uy) * ((1.0 - ux) * d00 + ux * d01) + uy * ((1.0 - ux) * d10 + ux * d11)
+    return tl.where(q, _rint(d), d)
+
+
+@triton.jit
 def _mix(h):
     """``fastaug.ops.counter.mix`` on uint32 (products wrap mod 2**32)."""
     h = h ^ (h >> 16)
@@ -340,6 +406,47 @@ def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
     salted = tl.where(u < a * bb, bound, tl.where(u < a, 0.0, v))
     scaled = _trunc(_clip(v * (a + (bb - a) * u), bound), q)
     return tl.where(code == PIXEL_DROPOUT, dropped, tl.where(code == SALT_AND_PEPPER, salted, scaled))
+
+
+@triton.jit
+def _fog_octave(base, gy, gx, s, WORK: tl.constexpr):
+    """One octave of FOG's value noise (``fastaug.ops.counter``): ``base`` = mix(key ^ o), ``s`` its cell size."""
+    inv = _div(tl.full(s.shape, 1.0, WORK), tl.maximum(s, 1.0))
+    py = gy * inv
+    j = tl.floor(py)
+    fy = py - j
+    sy = (fy * fy) * (3.0 - 2.0 * fy)
+    px = gx * inv
+    i = tl.floor(px)
+    fx = px - i
+    sx = (fx * fx) * (3.0 - 2.0 * fx)
+    ju = j.to(tl.uint32)
+    iu = i.to(tl.uint32)
+    r0 = _mix(base ^ ju)
+    r1 = _mix(base ^ (ju + 1))
+    l00 = (_mix(r0 ^ iu) >> 8).to(WORK) * (1.0 / 16777216.0)
+    l01 = (_mix(r0 ^ (iu + 1)) >> 8).to(WORK) * (1.0 / 16777216.0)
+    l10 = (_mix(r1 ^ iu) >> 8).to(WORK) * (1.0 / 16777216.0)
+    l11 = (_mix(r1 ^ (iu + 1)) >> 8).to(WORK) * (1.0 / 16777216.0)
+    top = l00 + (l01 - l00) * sx
+    bot = l10 + (l11 - l10) * sx
+    return top + (bot - top) * sy
+
+
+@triton.jit
+def _fog_alpha(key, ys, xs, a, scale, t, mx, WORK: tl.constexpr):
+    """FOG's blend weight per pixel: ``a * clamp((n - t) / (1 - t), 0, 1)`` of the value noise ``n`` (four octaves,
+    lattice values hashed per pixel)."""
+    gy = ys.to(WORK) + 0.5
+    gx = xs.to(WORK) + 0.5
+    s0 = tl.full(gy.shape, 0.0, WORK) + scale * mx
+    n = _fog_octave(_mix(key ^ 0), gy, gx, s0, WORK)
+    n = n + _fog_octave(_mix(key ^ 1), gy, gx, s0 * 0.5, WORK) * 0.5
+    n = n + _fog_octave(_mix(key ^ 2), gy, gx, s0 * 0.25, WORK) * 0.25
+    n = n + _fog_octave(_mix(key ^ 3), gy, gx, s0 * 0.125, WORK) * 0.125
+    m = n * FOG_NORM
+    n = tl.minimum(tl.maximum((m - 0.5) * FOG_CONTRAST + 0.5, 0.0), 1.0)
+    return a * tl.minimum(tl.maximum(_div(n - t, tl.full(n.shape, 1.0, WORK) - t), 0.0), 1.0)
 
 
 @triton.jit
@@ -545,8 +652,8 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
            SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr,
            taps_b, BLUR: tl.constexpr, RAD: tl.constexpr, keys_b,
-           kern_b, CONV: tl.constexpr, KRAD: tl.constexpr):
-    """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1``.
+           kern_b, CONV: tl.constexpr, KRAD: tl.constexpr, MX):
+    """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1`` (``MX`` = max(Ho, Wo)).
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
     op to every channel under a single branch on the sample's op code. ``CODES`` has bit ``i`` set iff
@@ -596,6 +703,16 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                 v2 = _convolve(src0 + 2 * ssc, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
             if NCH > 3:
                 v3 = _convolve(src0 + 3 * ssc, ys, xs, H, W, ssh, ssw, kern_b, q, bound, KRAD, IN_SCALE, WORK)
+    if ((CODES >> DOWNSCALE) & 1) & (GEO == 0):  # DOWNSCALE at k == 0 of a stage without geometry
+        code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
+        if (code == DOWNSCALE) & (stop_b > 0):
+            v0 = _downscale(src0, ys, xs, pmask, H, W, ssh, ssw, a, bb, q, IN_SCALE, WORK)
+            if NCH > 1:
+                v1 = _downscale(src0 + ssc, ys, xs, pmask, H, W, ssh, ssw, a, bb, q, IN_SCALE, WORK)
+            if NCH > 2:
+                v2 = _downscale(src0 + 2 * ssc, ys, xs, pmask, H, W, ssh, ssw, a, bb, q, IN_SCALE, WORK)
+            if NCH > 3:
+                v3 = _downscale(src0 + 3 * ssc, ys, xs, pmask, H, W, ssh, ssw, a, bb, q, IN_SCALE, WORK)
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
         code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
@@ -642,6 +759,17 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                     v2 = _uniform_op(v2, code, key, tl.where(own, C0 + 2, 0), ys, xs, a, bb, q, bound, WORK)
                 if NCH > 3:
                     v3 = _uniform_op(v3, code, key, tl.where(own, C0 + 3, 0), ys, xs, a, bb, q, bound, WORK)
+        if (CODES >> FOG) & 1:
+            if code == FOG:
+                key = tl.load(keys_b + k).to(tl.uint32)
+                alpha = _fog_alpha(key, ys, xs, a, bb, tl.load(par_b + k * 4 + 2).to(WORK), MX, WORK)
+                v0 = _trunc(v0 + alpha * (bound - v0), q)
+                if NCH > 1:
+                    v1 = _trunc(v1 + alpha * (bound - v1), q)
+                if NCH > 2:
+                    v2 = _trunc(v2 + alpha * (bound - v2), q)
+                if NCH > 3:
+                    v3 = _trunc(v3 + alpha * (bound - v3), q)
         if (CODES >> GAUSSIAN_NOISE) & 1:
             if code == GAUSSIAN_NOISE:
                 key = tl.load(keys_b + k).to(tl.uint32)
@@ -669,6 +797,13 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
             if (CODES >> HUE) & 1:
                 if code == HUE:
                     v0, v1, v2 = _hue(v0, v1, v2, a, q)
+            if ((CODES >> RGB_SHIFT) & 1) | ((CODES >> RGB_GAIN) & 1):
+                if (code == RGB_SHIFT) | (code == RGB_GAIN):
+                    cc = tl.load(par_b + k * 4 + 2).to(WORK)
+                    gain = code == RGB_GAIN
+                    v0 = _trunc(_clip(tl.where(gain, v0 * a, v0 + a), bound), q)
+                    v1 = _trunc(_clip(tl.where(gain, v1 * bb, v1 + bb), bound), q)
+                    v2 = _trunc(_clip(tl.where(gain, v2 * cc, v2 + cc), bound), q)
     return v0, v1, v2, v3
 
 
@@ -726,7 +861,7 @@ def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
-def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps, keys, kern,
+def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps, keys, kern, disp,
                  H, W, Ho, Wo, R,
                  ssb, ssc, ssh, ssw, osb, osc, osh, osw,
                  C: tl.constexpr, OC: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr,
@@ -735,7 +870,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                  EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
                  OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
                  BLUR: tl.constexpr, RAD: tl.constexpr,
-                 CONV: tl.constexpr, KRAD: tl.constexpr):
+                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr):
     """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
 
     C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
@@ -749,14 +884,15 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
     luts_b = luts + b * (K * C * 256)
     fill_b = fill + b * C
     o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-        mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
+        mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, disp + b.to(tl.int64) * (Ho * Wo * 2), Wo, HASD,
+            GEO, BILINEAR, CLAMP, WORK)
     if C <= 4:
         v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
         _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                       C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
         if OC > 1:
@@ -775,7 +911,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                       ys, xs, pmask, H, W, ssc, ssh, ssw,
                                       C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                       taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
             _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
 
@@ -810,14 +946,14 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
 
 
 @triton.jit
-def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern,
+def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern, disp,
                   H, W, Ho, Wo,
                   ssb, ssc, ssh, ssw,
                   C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                   WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr,
-                 CONV: tl.constexpr, KRAD: tl.constexpr):
+                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -832,13 +968,14 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
         fill_b = fill + b * C
         qk = tl.load(par_b + stop_b * 4 + 3) > 0.5
         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, GEO, BILINEAR, CLAMP, WORK)
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, disp + b.to(tl.int64) * (Ho * Wo * 2), Wo, HASD,
+            GEO, BILINEAR, CLAMP, WORK)
         v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                                 o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
         _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
         if NCH > 1:
             _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
@@ -858,7 +995,7 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                           ys, xs, pmask, H, W, ssc, ssh, ssw,
                                           C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                           taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD)
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
                 _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
 
 
@@ -975,6 +1112,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         taps=_f32(stage.taps, dev) if blur else par,
         keys=stage.keys.to(device=dev, dtype=torch.int64).contiguous() if noise else prog,
         kern=_f32(stage.kernel, dev) if conv else par,
+        disp=_f32(geo.displacement, dev) if geo is not None and geo.displacement is not None else par,
         H=h,
         W=w,
         Ho=ho,
@@ -996,6 +1134,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         RAD=(int(stage.taps.shape[-1]) - 1) // 2 if blur else 0,
         CONV=conv,
         KRAD=(int(stage.kernel.shape[-1]) - 1) // 2 if conv else 0,
+        HASD=bool(geo is not None and geo.displacement is not None),
         IN_SCALE=float(stage.in_scale),
         WORK=tl.float64 if src.dtype == torch.float64 else tl.float32,
         BH=bh,
@@ -1043,6 +1182,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         taps=common["taps"],
         keys=common["keys"],
         kern=common["kern"],
+        disp=common["disp"],
         H=common["H"],
         W=common["W"],
         Ho=ho,
@@ -1080,6 +1220,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         RAD=cx["RAD"],
         CONV=cx["CONV"],
         KRAD=cx["KRAD"],
+        HASD=cx["HASD"],
     )
     return Launch("apply_kernel", grid, args, constexprs)
 
@@ -1126,6 +1267,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         taps=common["taps"],
         keys=common["keys"],
         kern=common["kern"],
+        disp=common["disp"],
         H=common["H"],
         W=common["W"],
         Ho=common["Ho"],
@@ -1145,6 +1287,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         RAD=cx["RAD"],
         CONV=cx["CONV"],
         KRAD=cx["KRAD"],
+        HASD=cx["HASD"],
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 
