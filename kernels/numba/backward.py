@@ -657,7 +657,7 @@ def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u,
 def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
                  Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, need_geo, need_fill, gsrc, gprm, gmat,
                  gfill, gmean, gstd, grv, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u,
-                 gprm_u, gmat_u):  # fmt: skip
+                 gprm_u, gmat_u, dzero):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
     ``need_src`` / ``need_geo`` / ``need_fill``: which gradients are asked beyond the parameters' (the
@@ -721,7 +721,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     else:
                         fused._read_row(srcf, base, ss[1], ss[3], C, W, scale, buf)
                 else:
-                    fused._coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs, wt[0:0, 0:2])
+                    fused._coords_row(fs, iv, mat[b], win[b], xs, ys[i], Wo, ss[2], ss[3], cst, wt, ms, ofs, dzero)
                     if geo == 1:
                         fused._gather_nearest(srcf, sb, ss[1], C, Wo, scale, ofs, buf)
                     else:
@@ -838,7 +838,7 @@ def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int) -> tuple[np.
         np.empty((4, wo), np.int32), np.empty((c, 4 * wo), ftype), np.empty((14, wo), ftype), np.empty((2, 3, wo), ftype),
         np.empty((2, wo), np.int64), np.zeros((7, max(c, NUM_PARAMS)), f64), np.zeros(k, f64), np.zeros((k, c), f64),
         np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
-        np.zeros(acc_len, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64),
+        np.zeros(acc_len, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64), np.zeros((0, 2), ftype),
     )  # fmt: skip
 
 

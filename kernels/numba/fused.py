@@ -357,14 +357,50 @@ def _cell(X, Y, vxl, vyl, vxh, vyh, one):
 
 
 @jit
-def _project(m, xj, yi, t0, t1, t2, dsp, j, has_d):
-    """``m @ (xj + dx, yi + dy, 1)`` of column j (``t* = m[1|4|7] * yi`` precomputed; (dx, dy) = ``dsp[j]`` when
-    ``has_d``), in the reference's order of operations."""
-    if has_d:
-        xj = xj + dsp[j, 0]
-        yj = yi + dsp[j, 1]
-        t0, t1, t2 = m[1] * yj, m[4] * yj, m[7] * yj
-    return (m[0] * xj + t0) + m[2], (m[3] * xj + t1) + m[5], (m[6] * xj + t2) + m[8]
+def _project(m, xj, yi, dsp, j):
+    """``m @ (xj + dx, yi + dy, 1)`` of column j, (dx, dy) = ``dsp[j]``, in the reference's order of operations."""
+    xj = xj + dsp[j, 0]
+    yj = yi + dsp[j, 1]
+    return (m[0] * xj + m[1] * yj) + m[2], (m[3] * xj + m[4] * yj) + m[5], (m[6] * xj + m[7] * yj) + m[8]
+
+
+@jit
+def _bilinear_tap(j, X, Y, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, wt, ms, ofs):
+    """Column j's bilinear taps of the (clamped) source coordinate (X, Y): see :func:`_coords_row`."""
+    u0, v0, u1, v1, fx, fy, ku0, ku1, kv0, kv1 = _cell(X, Y, vxl, vyl, vxh, vyh, one)
+    gx = one - fx
+    gy = one - fy
+    w00 = gx * gy if ku0 & kv0 else zero
+    w10 = fx * gy if ku1 & kv0 else zero
+    w01 = gx * fy if ku0 & kv1 else zero
+    w11 = fx * fy if ku1 & kv1 else zero
+    wt[0, j] = w00
+    wt[1, j] = w10
+    wt[2, j] = w01
+    wt[3, j] = w11
+    ms[j] = ((w00 + w10) + w01) + w11
+    u0 = u0 if u0 >= zero else zero
+    u1 = u1 if u1 >= zero else zero
+    v0 = v0 if v0 >= zero else zero
+    v1 = v1 if v1 >= zero else zero
+    x0 = np.int32(u0 if u0 <= wm1 else wm1) * sx
+    x1 = np.int32(u1 if u1 <= wm1 else wm1) * sx
+    y0 = np.int32(v0 if v0 <= hm1 else hm1) * sy
+    y1 = np.int32(v1 if v1 <= hm1 else hm1) * sy
+    ofs[0, j] = np.int32(y0 + x0)
+    ofs[1, j] = np.int32(y0 + x1)
+    ofs[2, j] = np.int32(y1 + x0)
+    ofs[3, j] = np.int32(y1 + x1)
+
+
+@jit
+def _nearest_tap(j, u, v, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, ms, ofs):
+    """Column j's nearest tap of the (clamped, rounded) source coordinate (u, v): see :func:`_coords_row`."""
+    ok = (u >= vxl) & (u <= vxh) & (v >= vyl) & (v <= vyh)
+    ms[j] = one if ok else zero
+    u = u if u >= zero else zero
+    v = v if v >= zero else zero
+    ofs[0, j] = np.int32(np.int32(v if v <= hm1 else hm1) * sy + np.int32(u if u <= wm1 else wm1) * sx)
 
 
 @jit
@@ -378,7 +414,8 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs, dsp):
     invalid, ``ms`` = the weights' sum in the reference's order. Gathering clamped taps times zero
     weights is what the reference does; NaN coordinates give offset 0 and weight 0, so reads stay in
     bounds. Unused clamp / window bounds are +-inf, and X / W' is exact for affine rows (W' == 1),
-    so the flags cost no branches. ``dsp`` [Wo, 2]: the row's displacement (elastic), or empty.
+    so the flags cost no branches. ``dsp`` [Wo, 2]: the row's displacement (elastic; its own loops, the
+    plain ones keep their vector code), or empty.
     """
     zero = cst[ZERO]
     one = cst[ONE]
@@ -386,46 +423,29 @@ def _coords_row(fs, iv, m, win, xs, yi, Wo, sy, sx, cst, wt, ms, ofs, dsp):
     hm1 = fs[S_HM1]
     cxl, cyl, cxh, cyh, vxl, vyl, vxh, vyh = _bounds(fs, iv, win, cst)
     t0, t1, t2 = m[1] * yi, m[4] * yi, m[7] * yi
-    has_d = dsp.shape[0] > 0
-    if iv[I_GEO] == 2:
+    moved = dsp.shape[0] > 0
+    if iv[I_GEO] == 2 and moved:
         for j in range(Wo):
-            px, py, wh = _project(m, xs[j], yi, t0, t1, t2, dsp, j, has_d)
-            X = min(max(px / wh, cxl), cxh)
-            Y = min(max(py / wh, cyl), cyh)
-            u0, v0, u1, v1, fx, fy, ku0, ku1, kv0, kv1 = _cell(X, Y, vxl, vyl, vxh, vyh, one)
-            gx = one - fx
-            gy = one - fy
-            w00 = gx * gy if ku0 & kv0 else zero
-            w10 = fx * gy if ku1 & kv0 else zero
-            w01 = gx * fy if ku0 & kv1 else zero
-            w11 = fx * fy if ku1 & kv1 else zero
-            wt[0, j] = w00
-            wt[1, j] = w10
-            wt[2, j] = w01
-            wt[3, j] = w11
-            ms[j] = ((w00 + w10) + w01) + w11
-            u0 = u0 if u0 >= zero else zero
-            u1 = u1 if u1 >= zero else zero
-            v0 = v0 if v0 >= zero else zero
-            v1 = v1 if v1 >= zero else zero
-            x0 = np.int32(u0 if u0 <= wm1 else wm1) * sx
-            x1 = np.int32(u1 if u1 <= wm1 else wm1) * sx
-            y0 = np.int32(v0 if v0 <= hm1 else hm1) * sy
-            y1 = np.int32(v1 if v1 <= hm1 else hm1) * sy
-            ofs[0, j] = np.int32(y0 + x0)
-            ofs[1, j] = np.int32(y0 + x1)
-            ofs[2, j] = np.int32(y1 + x0)
-            ofs[3, j] = np.int32(y1 + x1)
+            px, py, wh = _project(m, xs[j], yi, dsp, j)
+            X, Y = min(max(px / wh, cxl), cxh), min(max(py / wh, cyl), cyh)
+            _bilinear_tap(j, X, Y, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, wt, ms, ofs)
+    elif iv[I_GEO] == 2:
+        for j in range(Wo):
+            xj = xs[j]
+            wh = (m[6] * xj + t2) + m[8]
+            X, Y = min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh), min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh)
+            _bilinear_tap(j, X, Y, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, wt, ms, ofs)
+    elif moved:
+        for j in range(Wo):
+            px, py, wh = _project(m, xs[j], yi, dsp, j)
+            u, v = np.rint(min(max(px / wh, cxl), cxh)), np.rint(min(max(py / wh, cyl), cyh))
+            _nearest_tap(j, u, v, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, ms, ofs)
     else:
         for j in range(Wo):
-            px, py, wh = _project(m, xs[j], yi, t0, t1, t2, dsp, j, has_d)
-            u = np.rint(min(max(px / wh, cxl), cxh))
-            v = np.rint(min(max(py / wh, cyl), cyh))
-            ok = (u >= vxl) & (u <= vxh) & (v >= vyl) & (v <= vyh)
-            ms[j] = one if ok else zero
-            u = u if u >= zero else zero
-            v = v if v >= zero else zero
-            ofs[0, j] = np.int32(np.int32(v if v <= hm1 else hm1) * sy + np.int32(u if u <= wm1 else wm1) * sx)
+            xj = xs[j]
+            wh = (m[6] * xj + t2) + m[8]
+            u, v = np.rint(min(max(((m[0] * xj + t0) + m[2]) / wh, cxl), cxh)), np.rint(min(max(((m[3] * xj + t1) + m[5]) / wh, cyl), cyh))
+            _nearest_tap(j, u, v, vxl, vyl, vxh, vyh, wm1, hm1, sx, sy, zero, one, ms, ofs)
 
 
 @jit
@@ -682,7 +702,8 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
     """GAUSSIAN_NOISE on row ``i``: the standard normals of (key, c, i, x >> 1) (``fastaug.ops.counter``: Box-Muller
     in arithmetic, a cosine and a sine per pair of columns), added as the catalogue says (uint8: truncated toward
     zero; clip: clamp, else uint8 wraps mod 256). ``tmp`` [4, >= W/2] (working dtype) holds integer parts (an int32
-    store converts exactly): loop 1 hashes (integer ops), loop 2 is float arithmetic only, every constant a local."""
+    store converts exactly): loop 1 hashes (integer ops), loop 2 is float arithmetic only (every constant a local)
+    and leaves the pair's two normals in ``tmp[0]`` / ``tmp[1]``, loop 3 adds them."""
     zero, one, half, two = cst[ZERO], cst[ONE], cst[HALF], cst[TWO]
     bound = cst[B255] if q else cst[ONE]
     inv24, c24, c256, eighth = cst[INV24], cst[C24], cst[C256], cst[QUARTER] * cst[HALF]
@@ -726,10 +747,14 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
             cosine = cos_a if first else (-sin_a if kq == one else (-cos_a if kq == two else sin_a))
             sine = sin_a if first else (cos_a if kq == one else (-sin_a if kq == two else -cos_a))
             r = np.sqrt(m2 * ln_u1)
-            x = 2 * p
-            buf[c, x] = _noise_apply(buf[c, x], r * cosine, a, bb, a255, s255, clip, q, zero, bound, c256)
-            if x + 1 < W:
-                buf[c, x + 1] = _noise_apply(buf[c, x + 1], r * sine, a, bb, a255, s255, clip, q, zero, bound, c256)
+            tmp[0, p] = r * cosine
+            tmp[1, p] = r * sine
+        # loop 3: the normals of columns 2p / 2p + 1 added (interleaved stores without a tail test: they vectorise)
+        for p in range(W // 2):
+            buf[c, 2 * p] = _noise_apply(buf[c, 2 * p], tmp[0, p], a, bb, a255, s255, clip, q, zero, bound, c256)
+            buf[c, 2 * p + 1] = _noise_apply(buf[c, 2 * p + 1], tmp[1, p], a, bb, a255, s255, clip, q, zero, bound, c256)
+        if W % 2:
+            buf[c, W - 1] = _noise_apply(buf[c, W - 1], tmp[0, W // 2], a, bb, a255, s255, clip, q, zero, bound, c256)
 
 
 @jit
