@@ -55,7 +55,9 @@ def _param(op: Op, g: torch.Generator, uint8: bool) -> list[float]:
     return [0.0, 0.0, 0.0]
 
 
-def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: torch.Generator, uint8: bool) -> Geometry:
+def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: torch.Generator, uint8: bool,
+                    moved: bool = False) -> Geometry:
+    """A random per-sample geometry; ``moved``: with an elastic displacement (up to 1.5 px) half the time."""
     ho, wo = out
     m = torch.zeros(b, 3, 3, dtype=torch.float64)
     for i in range(b):
@@ -82,7 +84,7 @@ def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: tor
         fill = torch.rand(b, c, generator=g) * (255.0 if uint8 else 1.0)
         if uint8:
             fill = fill.round()
-    return Geometry(
+    geo = Geometry(
         matrix=m.float(),
         window=window,
         clamp=clamp,
@@ -90,6 +92,9 @@ def random_geometry(b: int, c: int, h: int, w: int, out: tuple[int, int], g: tor
         fill=fill,
         quantize=uint8,
     )
+    if moved and torch.rand((), generator=g) < 0.5:
+        geo.displacement = (torch.rand(b, ho, wo, 2, generator=g) - 0.5) * 3.0
+    return geo
 
 
 def random_program(b: int, k: int, ops: list[Op], g: torch.Generator, q: torch.Tensor, first=None):
@@ -144,7 +149,7 @@ def random_plan(
             domain_u8 = False
         codes = tuple(tuple(sorted({int(v) for v in prog[:, k].tolist()})) for k in range(ops_per_stage))
         stat_slots = tuple(k for k in range(ops_per_stage) if any(int(o) in codes[k] for o in (2, 11, 12)))
-        geo = random_geometry(b, c, h, w, out, g, uint8) if (geometry and s == 0) else None
+        geo = random_geometry(b, c, h, w, out, g, uint8, moved=new_ops) if (geometry and s == 0) else None
         extra = {}
         if new_ops:  # per-sample separable taps and 2-D kernels of radius 1 or 2, keys for the noise
             t = 3 + 2 * int(torch.randint(2, (), generator=g))
