@@ -298,3 +298,46 @@ def test_gamma_black_pixels(backend):
     assert (xg[0][:, :, :3] == 0).all() and (ref[0][:, :, :3] == 0).all()
     for a, b in zip(xg, ref, strict=True):
         assert _rel(a, b) <= TOL
+
+
+RANDOM_OPS_CASES = {
+    "gaussian_noise_clip": (lambda x, m, s, be: F.gaussian_noise(x, m, s, True, seed=1, backend=be),
+                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
+    "gaussian_noise_free": (lambda x, m, s, be: F.gaussian_noise(x, m, s, False, seed=2, backend=be),
+                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
+    "pixel_dropout_value": (lambda x, v, be: F.pixel_dropout(x, 0.3, True, v, seed=3, backend=be), lambda: [_u(0, 1, B)]),
+    "salt_and_pepper": (lambda x, f, be: F.salt_and_pepper(F.adjust_brightness(x, f, backend=be), 0.3, 0.5, seed=4, backend=be),
+                        lambda: [_u(0.7, 1.2, B)]),
+    "multiplicative_noise": (lambda x, be: F.multiplicative_noise(x, 0.6, 1.6, True, seed=5, backend=be), lambda: []),
+    "fog_density": (lambda x, d, f, be: F.fog(F.adjust_brightness(x, f, backend=be), d, 0.2, 0.3, seed=6, backend=be),
+                    lambda: [_u(0.3, 1, B), _u(0.8, 1.3, B)]),
+    "contrast_then_noise": (lambda x, f, s, be: F.gaussian_noise(F.adjust_contrast(x, f, backend=be), 0.0, s, seed=7, backend=be),
+                            lambda: [_u(0.5, 1.5, B), _u(0.05, 0.2, B)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES))
+def test_numba_random_ops_backward_is_fused_and_matches(name):
+    """The numba backward recomputes the per-pixel draws with the forward's row functions (no reference fallback)."""
+    torch.manual_seed(sum(map(ord, name)))
+    fn, mags = RANDOM_OPS_CASES[name]
+    x = torch.rand(B, C, H, W) * 0.9 + 0.05
+    m = mags()
+    ref = _grads(fn, x, m, "torch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autograd, "reference_stage_backward", _no_fallback)
+        got = _grads(fn, x, m, "numba")
+    for i, (a, b) in enumerate(zip(got, ref, strict=True)):
+        assert _rel(a, b) <= 1e-5, (name, i, _rel(a, b))
+    assert float(got[0].abs().sum()) > 0
+
+
+def test_numba_random_ops_in_a_pipeline_backward():
+    pipe = Compose([T.ColorJitter(0.3, 0.3, 0.3), T.GaussianNoise(0.0, 0.1), T.PixelDropout(0.1, p=1.0),
+                    T.MultiplicativeNoise((0.8, 1.2), elementwise=True, p=1.0), T.RandomFog(p=1.0)], seed=3)  # fmt: skip
+    x = torch.rand(6, C, H, W, generator=torch.Generator().manual_seed(2)) * 0.9 + 0.05
+    ref = _grads(lambda xx, be: pipe(xx, backend=be), x, [], "torch")[0]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autograd, "reference_stage_backward", _no_fallback)
+        got = _grads(lambda xx, be: pipe(xx, backend=be), x, [], "numba")[0]
+    assert _rel(got, ref) <= 1e-5

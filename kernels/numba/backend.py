@@ -27,13 +27,14 @@ import threading
 import numpy as np
 import torch
 
-from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS, RGB_OPS
+from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS, RANDOM_OPS, RGB_OPS
 from fastaug.plan import NUM_PARAMS, Epilogue, Op, Reduction, Stage
 
 from . import fused
 
 _RGB = tuple(int(op) for op in RGB_OPS)
 _NEIGHBOURHOOD = tuple(int(op) for op in NEIGHBOURHOOD_OPS)
+_RANDOM = tuple(int(op) for op in RANDOM_OPS)
 _CONSTS = {np.float32: fused.constants(np.float32), np.float64: fused.constants(np.float64)}
 _PACK_MAX = 1 << 22  # pixels of a sample packed into a per-thread scratch (16 MiB)
 
@@ -71,7 +72,7 @@ def _out_size(src: torch.Tensor, stage: Stage) -> tuple[int, int]:
 def _effective_codes(stage: Stage, channels: int) -> np.ndarray:
     """program [B, K] with every op the reference does not run replaced by IDENTITY: codes absent
     from ``codes_at(k)``, neighbourhood ops except at k = 0 of a stage without geometry, RGB ops unless
-    C == 3, unknown codes."""
+    C == 3, random ops without keys, unknown codes."""
     prog = stage.program.detach().cpu().numpy().astype(np.int32)
     codes = np.zeros_like(prog)
     for k in range(prog.shape[1]):
@@ -80,6 +81,8 @@ def _effective_codes(stage: Stage, channels: int) -> np.ndarray:
             present.difference_update(_NEIGHBOURHOOD)
         if channels != 3:
             present.difference_update(_RGB)
+        if stage.keys is None:
+            present.difference_update(_RANDOM)
         col = prog[:, k]
         codes[:, k] = np.where(np.isin(col, sorted(present)), col, 0)
     return codes

@@ -283,6 +283,107 @@ def _op_back(code, C, Wo, a, bb, cc, q, st, stk, vin, g, acc, glo, ghi, cst, tmp
 
 
 @bjit
+def _random(code):
+    return (code == fused.GAUSSIAN_NOISE or code == fused.PIXEL_DROPOUT or code == fused.SALT_AND_PEPPER
+            or code == fused.MULTIPLICATIVE_NOISE or code == fused.FOG)  # fmt: skip
+
+
+@bjit
+def _random_row(buf, C, Wo, i, code, key, p, yi, mxf, xs, cst, tmp):
+    """A random op on output row ``i``, forward: the forward kernel's row functions."""
+    q = p[3] > cst[fused.HALF]
+    if code == fused.GAUSSIAN_NOISE:
+        fused._noise_row(buf, C, Wo, i, key, p[0], p[1], p[2] > cst[fused.HALF], q, cst, tmp)
+    elif code == fused.FOG:
+        fused._fog_row(buf, C, Wo, yi, mxf, xs, key, p[0], p[1], p[2], q, cst, tmp)
+    else:
+        fused._uniform_row(buf, C, Wo, i, code, key, p[0], p[1], p[2] > cst[fused.HALF], q, cst, tmp)
+
+
+@bjit
+def _draws(code, C, Wo, i, key, p, yi, mxf, xs, cst, rnd, tmp):
+    """The draws of random op ``code`` on row ``i`` into ``rnd`` by the forward's row functions applied to constant rows
+    (the same bits): GAUSSIAN_NOISE the normals z (0 + (0 + z * 1)); PIXEL_DROPOUT, SALT_AND_PEPPER and
+    MULTIPLICATIVE_NOISE the uniforms u, per channel or shared (1 * (0 + 1 * u)); FOG its clamp term in row 0
+    (0 + (1 * clamp) * (1 - 0))."""
+    zero, one, half = cst[fused.ZERO], cst[fused.ONE], cst[fused.HALF]
+    rows = 1 if code == fused.FOG else C
+    for c in range(rows):
+        for x in range(Wo):
+            rnd[c, x] = zero if (code == fused.GAUSSIAN_NOISE or code == fused.FOG) else one
+    if code == fused.GAUSSIAN_NOISE:
+        fused._noise_row(rnd, C, Wo, i, key, zero, one, False, False, cst, tmp)
+    elif code == fused.FOG:
+        fused._fog_row(rnd, 1, Wo, yi, mxf, xs, key, one, p[1], p[2], False, cst, tmp)
+    else:
+        own = p[2] > half and code != fused.SALT_AND_PEPPER
+        fused._uniform_row(rnd, C, Wo, i, fused.MULTIPLICATIVE_NOISE, key, zero, one, own, False, cst, tmp)
+
+
+@bjit
+def _random_back(code, C, Wo, p, q, vin, rnd, g, acc, cst):
+    """Backward of a random op on a row (the reference's formulas, ``rnd`` from :func:`_draws`), in place on ``g``;
+    parameter gradients into ``acc``. Truncating forms (uint8 domain) pass nothing, except where the reference's
+    formula has no truncation: pixel dropout and salt and pepper (a select), the noise's clamp or wrap of v."""
+    zero, one, half = cst[fused.ZERO], cst[fused.ONE], cst[fused.HALF]
+    bound = cst[fused.B255] if q else one
+    a, bb = p[0], p[1]
+    s0 = zero
+    s1 = zero
+    if code == fused.GAUSSIAN_NOISE:
+        clip = p[2] > half
+        a255, s255 = a * cst[fused.B255], bb * cst[fused.B255]
+        for c in range(C):
+            for x in range(Wo):
+                v = vin[c, x]
+                z = rnd[c, x]
+                y = v + np.trunc(a255 + z * s255) if q else v + (a + z * bb)
+                gi = g[c, x] if (not clip) or ((y >= zero) & (y <= bound)) else zero
+                s0 += gi
+                s1 += gi * z
+                g[c, x] = gi
+        if not q:
+            acc[0] += s0
+            acc[1] += s1
+    elif code == fused.PIXEL_DROPOUT:
+        for c in range(C):
+            for x in range(Wo):
+                dropped = rnd[c, x] < a
+                s1 += g[c, x] if dropped else zero
+                g[c, x] = zero if dropped else g[c, x]
+        acc[1] += s1
+    elif code == fused.SALT_AND_PEPPER:
+        for c in range(C):
+            for x in range(Wo):
+                g[c, x] = zero if rnd[c, x] < a else g[c, x]
+    elif q:  # MULTIPLICATIVE_NOISE, FOG: truncated
+        for c in range(C):
+            for x in range(Wo):
+                g[c, x] = zero
+    elif code == fused.MULTIPLICATIVE_NOISE:
+        for c in range(C):
+            for x in range(Wo):
+                v = vin[c, x]
+                uu = rnd[c, x]
+                m = a + (bb - a) * uu
+                y = v * m
+                gi = g[c, x] if (y >= zero) & (y <= bound) else zero
+                s0 += gi * v * (one - uu)
+                s1 += gi * v * uu
+                g[c, x] = gi * m
+        acc[0] += s0
+        acc[1] += s1
+    else:  # FOG: v + a t (1 - v), t = rnd[0]
+        for c in range(C):
+            for x in range(Wo):
+                v = vin[c, x]
+                t = rnd[0, x]
+                s0 += g[c, x] * (t * (one - v))
+                g[c, x] = g[c, x] * (one - a * t)
+        acc[0] += s0
+
+
+@bjit
 def _live(code, q, st):
     """Does the op's statistic carry a gradient (a global pass is needed)?"""
     return (not q) and (code == CONTRAST or (code == AUTOCONTRAST and not st))
@@ -656,8 +757,8 @@ def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u,
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
                  Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, need_geo, need_fill, gsrc, gprm, gmat,
-                 gfill, gmean, gstd, grv, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u,
-                 gprm_u, gmat_u, dzero):  # fmt: skip
+                 gfill, gmean, gstd, grv, keys, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u,
+                 gprm_u, gmat_u, dzero, rnd, rtmp):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
     ``need_src`` / ``need_geo`` / ``need_fill``: which gradients are asked beyond the parameters' (the
@@ -693,6 +794,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
         nlo[:, :] = 0.0
         nhi[:, :] = 0.0
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
+        mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[fused.ONE]  # max(Ho, Wo), as the forward (FOG)
         nlive = 0
         kc = -1
         for k in range(K):
@@ -733,7 +835,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                         for x in range(Wo):
                             nxt[c, x] = vs[k, c, x]
                     code = codes[b, k]
-                    if code != IDENTITY and code != SHARPNESS:
+                    if _random(code):
+                        _random_row(nxt, C, Wo, i, code, keys[b, k], prm[b, k], ys[i], mxf, xs, cst, rtmp)
+                    elif code != IDENTITY and code != SHARPNESS:
                         fused._op_row(
                             nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst
                         )
@@ -758,6 +862,12 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     code = codes[b, k]
                     q = prm[b, k, 3] > 0.5
                     acc = gprm[b, k] if final else junk
+                    if _random(code):  # its draws recomputed by the forward's row functions (the same bits)
+                        _draws(code, C, Wo, i, keys[b, k], prm[b, k], ys[i], mxf, xs, cst, rnd, rtmp)
+                        if fold and k < kc:
+                            _random_back(code, C, Wo, prm[b, k], q, vs[k], rnd, u, gprm_u[k], cst)
+                        _random_back(code, C, Wo, prm[b, k], q, vs[k], rnd, g, acc, cst)
+                        continue
                     if k == kt:
                         gm[k] += _op_back(code, C, Wo, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], q, stflag[b, k], stats[b, k],
                                           vs[k], g, junk, glo[k], ghi[k], cst, ot)  # fmt: skip
@@ -817,10 +927,10 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
-    """CPU tensors; no quantized geometry; not a stage of ``fastaug.plan.reference_backward``."""
+    """CPU tensors; no quantized geometry; not a stage of ``fastaug.plan.reference_backward`` (random ops: covered)."""
     if src.device.type != "cpu" or not src.is_floating_point():
         return False
-    return not reference_backward(stage) and not (stage.geometry is not None and stage.geometry.quantize)
+    return not reference_backward(stage, fused_random=True) and not (stage.geometry is not None and stage.geometry.quantize)
 
 
 def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
@@ -839,6 +949,7 @@ def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int) -> tuple[np.
         np.empty((2, wo), np.int64), np.zeros((7, max(c, NUM_PARAMS)), f64), np.zeros(k, f64), np.zeros((k, c), f64),
         np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
         np.zeros(acc_len, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64), np.zeros((0, 2), ftype),
+        np.empty((c, wo), ftype), np.empty((4, wo + 2), ftype),
     )  # fmt: skip
 
 
@@ -895,7 +1006,7 @@ def stage_backward(
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), fused.constants(ftype),
         ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src),
         bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
-        gfill, gmean, gstd, grv,
+        gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)),
     )  # fmt: skip
     # a sample's accumulator: a bilinear scatter interleaves the image gradient (2 streams if a CONTRAST may fold)
     fold = any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(k))
