@@ -33,7 +33,7 @@ import triton.language as tl
 from triton import knobs
 
 from fastaug.autograd import StageGrads, StageNeeds
-from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, ST_OPS
+from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS, ST_OPS
 from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage, reference_backward
 
 from . import fused as _fused_any
@@ -61,6 +61,9 @@ GRAYSCALE, INVERT, POSTERIZE, SOLARIZE = _fz.GRAYSCALE, _fz.INVERT, _fz.POSTERIZ
 AUTOCONTRAST, EQUALIZE = _fz.AUTOCONTRAST, _fz.EQUALIZE
 TO_FLOAT, TO_UINT8 = _fz.TO_FLOAT, _fz.TO_UINT8
 RGB_SHIFT, RGB_GAIN = _fz.RGB_SHIFT, _fz.RGB_GAIN
+GAUSSIAN_NOISE, PIXEL_DROPOUT, SALT_AND_PEPPER = _fz.GAUSSIAN_NOISE, _fz.PIXEL_DROPOUT, _fz.SALT_AND_PEPPER
+MULTIPLICATIVE_NOISE, FOG = _fz.MULTIPLICATIVE_NOISE, _fz.FOG
+RANDOM_MASK = _fz._code(sum(1 << int(op) for op in RANDOM_OPS))  # CODES & RANDOM_MASK: a random op may occur
 NUM_WARPS = 4
 TILE_PIXELS = 128  # one pixel per thread: the backward keeps ~4x the forward's values live per pixel
 
@@ -201,6 +204,53 @@ def _hue_back(r, g, b, a, gr, gg, gb):
     o_g += xg * gmax + ng * gmin
     o_b += xb * gmax + nb * gmin
     return o_r, o_g, o_b, ga
+
+
+@triton.jit
+def _is_random(code):
+    return ((code == GAUSSIAN_NOISE) | (code == PIXEL_DROPOUT) | (code == SALT_AND_PEPPER) | (code == MULTIPLICATIVE_NOISE)
+            | (code == FOG))  # fmt: skip
+
+
+@triton.jit
+def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx):
+    """Backward of a random op on channel ``c`` (the reference's formulas): its draws recomputed by the forward's
+    helpers on constant values (noise: 0 + (0 + z * 1); uniforms: 1 * (0 + 1 * u); fog: its clamp term with a = 1),
+    so they are the forward's bits. Returns (input gradient, d a, d b) per pixel."""
+    zero = tl.full(g.shape, 0.0, tl.float32)
+    bound = tl.where(q, 255.0, 1.0)
+    gi = g
+    da = zero
+    db = zero
+    if code == GAUSSIAN_NOISE:
+        z = _fz._noise(zero, key, c, ys, xs, 0.0, 1.0, False, False, 1.0, tl.float32)
+        n = a * 255.0 + z * (bb * 255.0)
+        n = tl.where(n < 0.0, -tl.floor(-n), tl.floor(n))
+        y = v + tl.where(q, n, a + z * bb)
+        gi = tl.where(cc > 0.5, tl.where(y < 0.0, 0.0, tl.where(y > bound, 0.0, g)), g)  # clip: inside [0, bound]
+        da = tl.where(q, 0.0, gi)
+        db = tl.where(q, 0.0, gi * z)
+    elif code == FOG:
+        t = _fz._fog_alpha(key, ys, xs, 1.0, bb, cc, mx, tl.float32)
+        gi = tl.where(q, 0.0, g * (1.0 - a * t))
+        da = tl.where(q, 0.0, g * (t * (1.0 - v)))
+    else:
+        own = (cc > 0.5) & (code != SALT_AND_PEPPER)
+        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, tl.where(own, c, 0), ys, xs, 0.0, 1.0, False, 1.0, tl.float32)
+        hit = u < a
+        if code == PIXEL_DROPOUT:
+            gi = tl.where(hit, 0.0, g)
+            db = tl.where(hit, g, 0.0)
+        elif code == SALT_AND_PEPPER:
+            gi = tl.where(hit, 0.0, g)
+        else:  # MULTIPLICATIVE_NOISE
+            m = a + (bb - a) * u
+            y = v * m
+            gz = _band(tl.where(q, -1.0, y * (1.0 / bound)), g)
+            gi = gz * m
+            da = gz * v * (1.0 - u)
+            db = gz * v * u
+    return gi, da, db
 
 
 @triton.jit
@@ -600,7 +650,7 @@ def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ss
 
 
 @triton.jit
-def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase,
+def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, keys,
                     gsrc, gprm, gmat, gfill, gmean, gstd, grv, gm, glo, ghi, nlo, nhi,
                     KT, H, W, Ho, Wo, R, NPIX,
                     ssb, ssc, ssh, ssw, gsb, gsc, gsh, gsw,
@@ -619,6 +669,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
     prog_b = prog + b * K
     par_b = par + b * (K * 4)
     stf_b = stf + b * K
+    keys_b = keys + b * K
+    MX = tl.maximum(Ho, Wo)
     run = True
     if not FINAL:
         code_t, a_t, bb_t, q_t, bound_t = _load_op(prog_b, par_b, KT, tl.float32)
@@ -653,7 +705,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0, prog_b, par_b, False, 0, 0)
+                                        par_b, False, 0, keys_b, par_b, False, 0, MX)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG)
             if OC > 1:
@@ -672,12 +724,33 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
-                                        par_b, False, 0, prog_b, par_b, False, 0, 0)
+                                        par_b, False, 0, keys_b, par_b, False, 0, MX)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
                 cc = tl.load(par_b + k * 4 + 2).to(tl.float32)
                 st = tl.load(stf_b + k)
                 stk = stats_b + k * (C * 2)
                 bk = b * K + k
+                if CODES & RANDOM_MASK:  # a random op: its own backward below, an identity for _op_back
+                    rnd = _is_random(code)
+                    if rnd:
+                        key = tl.load(keys_b + k).to(tl.uint32)
+                        g0, da, db = _random_back(g0, v0, code, key, 0, ys, xs, a, bb, cc, q, MX)
+                        if C > 1:
+                            g1, da1, db1 = _random_back(g1, v1, code, key, 1, ys, xs, a, bb, cc, q, MX)
+                            da += da1
+                            db += db1
+                        if C > 2:
+                            g2, da2, db2 = _random_back(g2, v2, code, key, 2, ys, xs, a, bb, cc, q, MX)
+                            da += da2
+                            db += db2
+                        if C > 3:
+                            g3, da3, db3 = _random_back(g3, v3, code, key, 3, ys, xs, a, bb, cc, q, MX)
+                            da += da3
+                            db += db3
+                        if PRM:
+                            tl.atomic_add(gprm + bk * 4, _tsum(da, pmask))
+                            tl.atomic_add(gprm + bk * 4 + 1, _tsum(db, pmask))
+                    code = tl.where(rnd, 0, code)
                 g0, g1, g2, g3 = _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
                                           gprm + bk * 4, gm + bk, glo + bk * C, ghi + bk * C, k == KT,
                                           PRM, C, CODES, RGB)
@@ -754,12 +827,14 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
         present.difference_update(int(o) for o in NEIGHBOURHOOD_OPS)
     if channels != 3:
         present.difference_update(int(o) for o in RGB_OPS)
+    if stage.keys is None:
+        present.difference_update(int(o) for o in RANDOM_OPS)
     return present
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
-    no quantized geometry; not a stage of ``fastaug.plan.reference_backward``."""
+    no quantized geometry; not a stage of ``fastaug.plan.reference_backward`` (random ops: covered)."""
     if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
@@ -769,7 +844,7 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     geo = stage.geometry
     if geo is not None and (geo.quantize or (stage.program.shape[1] > 0 and int(Op.SHARPNESS) in stage.codes_at(0))):
         return False
-    if reference_backward(stage):
+    if reference_backward(stage, fused_random=True):
         return False
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 
@@ -820,6 +895,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         mean=t32(ep.mean if norm else None, (b, c)), std=t32(ep.std if norm else None, (b, c)),
         rects=ep.rects.to(**ints).contiguous() if nr else eff, rvals=t32(ep.rect_values if nr else None, (b, nr, c)),
         rphase=ep.rect_phase.to(**ints).contiguous() if nr else eff,
+        keys=stage.keys.to(device=dev, dtype=torch.int64).contiguous() if stage.keys is not None else eff,
         **bufs,
         KT=-1, H=h, W=w, Ho=ho, Wo=wo, R=nr, NPIX=float(ho * wo),
         **{f"ss{n}": s for n, s in zip("bchw", src.stride())},
@@ -898,7 +974,8 @@ def stage_backward(
 # ----------------------------------------------------------------------------------------------
 
 #: variants on the path of typical training pipelines: they must not spill
-HOT = ("bwd_jitter_norm_erase", "bwd_affine_bilinear_fill", "bwd_resize_clamp", "bwd_nearest_fill", "bwd_sharpness")
+HOT = ("bwd_jitter_norm_erase", "bwd_affine_bilinear_fill", "bwd_resize_clamp", "bwd_nearest_fill", "bwd_sharpness",
+       "bwd_jitter_noise_fog")
 
 
 def representative_launches() -> dict:
@@ -936,6 +1013,9 @@ def representative_launches() -> dict:
     geo.quantize = False
     add("bwd_randaug_all_codes", big.half(), aot._stage(b, None, 3, geometry=geo, out_size=(hw, hw)),
         aot._epilogue(b, c, torch.float16, True, 1))
+    noisy = aot._stage(b, [(0, 1, 2), (0, int(Op.GAUSSIAN_NOISE), int(Op.PIXEL_DROPOUT), int(Op.FOG))], 2)
+    noisy.keys = torch.zeros(b, 2, dtype=torch.int64)
+    add("bwd_jitter_noise_fog", x, noisy, aot._epilogue(b, c, torch.float32, True, 0))
     return specs
 
 
