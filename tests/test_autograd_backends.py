@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from random_op_cases import random_op_cases
 from random_plans import assert_plan_grads_close, plan_grads, random_plan_case, statistics_plan, statistics_plan_magnitudes
 
 import fastaug.functional as F
@@ -300,20 +301,7 @@ def test_gamma_black_pixels(backend):
         assert _rel(a, b) <= TOL
 
 
-RANDOM_OPS_CASES = {
-    "gaussian_noise_clip": (lambda x, m, s, be: F.gaussian_noise(x, m, s, True, seed=1, backend=be),
-                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
-    "gaussian_noise_free": (lambda x, m, s, be: F.gaussian_noise(x, m, s, False, seed=2, backend=be),
-                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
-    "pixel_dropout_value": (lambda x, v, be: F.pixel_dropout(x, 0.3, True, v, seed=3, backend=be), lambda: [_u(0, 1, B)]),
-    "salt_and_pepper": (lambda x, f, be: F.salt_and_pepper(F.adjust_brightness(x, f, backend=be), 0.3, 0.5, seed=4, backend=be),
-                        lambda: [_u(0.7, 1.2, B)]),
-    "multiplicative_noise": (lambda x, be: F.multiplicative_noise(x, 0.6, 1.6, True, seed=5, backend=be), lambda: []),
-    "fog_density": (lambda x, d, f, be: F.fog(F.adjust_brightness(x, f, backend=be), d, 0.2, 0.3, seed=6, backend=be),
-                    lambda: [_u(0.3, 1, B), _u(0.8, 1.3, B)]),
-    "contrast_then_noise": (lambda x, f, s, be: F.gaussian_noise(F.adjust_contrast(x, f, backend=be), 0.0, s, seed=7, backend=be),
-                            lambda: [_u(0.5, 1.5, B), _u(0.05, 0.2, B)]),
-}  # fmt: skip
+RANDOM_OPS_CASES = random_op_cases(B)
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES))

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 from fastaug.kernels.triton import backward as tb  # noqa: E402
+from random_op_cases import random_op_cases  # noqa: E402
 from random_plans import (  # noqa: E402
     assert_plan_grads_close,
     plan_grads,
@@ -244,19 +245,7 @@ def test_native_cuda_random_plans_backward(seed, monkeypatch):
     assert_plan_grads_close({k: None if v is None else v.cpu() for k, v in got.items()}, plan_grads(plan, x, "torch"))
 
 
-RANDOM_OPS_CASES = {
-    "gaussian_noise_clip": (lambda x, m, s, be: F.gaussian_noise(x, m, s, True, seed=1, backend=be),
-                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
-    "gaussian_noise_free": (lambda x, m, s, be: F.gaussian_noise(x, m, s, False, seed=2, backend=be),
-                            lambda: [_u(-0.1, 0.1, B), _u(0.05, 0.3, B)]),
-    "pixel_dropout_value": (lambda x, v, be: F.pixel_dropout(x, 0.3, True, v, seed=3, backend=be), lambda: [_u(0, 1, B)]),
-    "salt_and_pepper": (lambda x, f, be: F.salt_and_pepper(F.adjust_brightness(x, f, backend=be), 0.3, 0.5, seed=4, backend=be),
-                        lambda: [_u(0.7, 1.2, B)]),
-    "multiplicative_noise": (lambda x, f, be: F.multiplicative_noise(F.adjust_brightness(x, f, backend=be), 0.6, 1.6, True,
-                                                                     seed=5, backend=be), lambda: [_u(0.7, 1.2, B)]),
-    "fog_density": (lambda x, d, f, be: F.fog(F.adjust_brightness(x, f, backend=be), d, 0.2, 0.3, seed=6, backend=be),
-                    lambda: [_u(0.3, 1, B), _u(0.8, 1.3, B)]),
-}  # fmt: skip
+RANDOM_OPS_CASES = random_op_cases(B)
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES))
