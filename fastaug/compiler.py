@@ -28,6 +28,7 @@ class _StageBuilder:
     taps: torch.Tensor | None = None  # GAUSSIAN_BLUR kernels of the op at k = 0
     kernel: torch.Tensor | None = None  # CONVOLVE kernels of the op at k = 0
     max_segments: int = 0  # SUPERPIXELS at k = 0
+    segment_size: int = 0  # SUPERPIXELS: its segmentation size (0: full resolution)
     integral: bool = False  # the stage ends in the uint8 domain (set when the next stage opens)
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
 
@@ -66,6 +67,7 @@ class _StageBuilder:
             keys=self._keys(b, device),
             kernel=None if self.kernel is None else self.kernel.to(self.dtype),
             max_segments=self.max_segments,
+            segment_size=self.segment_size,
             integral=self.integral,
         )
 
@@ -210,6 +212,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
                     if call.max_segments < 1 or call.keys is None:
                         raise ValueError(f"{call.name}: a superpixels call needs max_segments and its keys")
                     stages[-1].max_segments = call.max_segments
+                    stages[-1].segment_size = call.segment_size
             params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
             if call.keys is None and any(int(op) in static for op in RANDOM_OPS):
                 raise ValueError(f"{call.name}: a random op's call needs its per-sample keys")

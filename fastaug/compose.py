@@ -95,6 +95,8 @@ class Record:
                     kw["clip"] = vals[2] > 0.5
                 if code in (int(Op.PIXEL_DROPOUT), int(Op.MULTIPLICATIVE_NOISE)):
                     kw["per_channel"] = vals[2] > 0.5
+                if code == int(Op.SUPERPIXELS):
+                    kw["max_size"] = call.segment_size or None
                 if code == int(Op.DOWNSCALE):
                     mode = int(round(vals[1]))
                     kw = {"scale": vals[0], "down_interpolation": "bilinear" if mode & 1 else "nearest",

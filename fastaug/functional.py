@@ -477,33 +477,38 @@ def downscale(img: torch.Tensor, scale, down_interpolation="nearest", up_interpo
     return run_calls(img, [downscale_call(_batch(img), scale, down_interpolation, up_interpolation)], backend)
 
 
-def superpixels_call(cv: Canvas, p_replace, n_segments, max_segments: int, keys: torch.Tensor) -> ColorCall:
+def superpixels_call(cv: Canvas, p_replace, n_segments, max_segments: int, keys: torch.Tensor, max_size: int | None = None) -> ColorCall:
     p = per_sample(p_replace, cv.b, "p_replace", cv.device, lo=0.0, hi=1.0)
     n = per_sample(n_segments, cv.b, "n_segments", cv.device, lo=1.0, integer=True)
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
     _check(n <= max_segments, f"n_segments must be <= max_segments = {max_segments}")
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+        raise ValueError(f"max_size must be None or an int >= 1, got {max_size!r}")
     call = _random_call(cv, "superpixels", Op.SUPERPIXELS, [p, n, 0 * p], {"p_replace": p, "n_segments": n}, keys)
     call.max_segments = max_segments
+    call.segment_size = max_size or 0
     return call
 
 
 def superpixels(
-    img: torch.Tensor, p_replace, n_segments=100, *, max_segments: int | None = None, seed: int = 0, epoch: int = 0,
-    indices: torch.Tensor | None = None, key=None, backend: str = "auto",
+    img: torch.Tensor, p_replace, n_segments=100, *, max_size: int | None = None, max_segments: int | None = None,
+    seed: int = 0, epoch: int = 0, indices: torch.Tensor | None = None, key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
     """albumentations' Superpixels with given parameters: a SLIC segmentation per sample into about ``n_segments``
     superpixels (``fastaug.ops.superpixels.slic``: batched, on the batch's device), each replaced by its mean colour
     with probability ``p_replace`` (drawn per segment from (seed, epoch, index); uint8: the mean rounded).
-    ``max_segments``: the largest ``n_segments`` (default: read from ``n_segments``, a host read for a device tensor).
-    Differences from albumentations: the segmentation runs at full resolution (no ``max_size`` downscaling), any
-    segment may be replaced (albumentations never replaces segment 0), and the decisions are counter-based.
+    ``max_size``: segment a copy downscaled (area) to this larger side when the image is larger; the labels are
+    upsampled (nearest) and the means and replacement stay at full resolution (albumentations replaces on the small
+    image and resizes the whole result back, blurring every pixel). ``max_segments``: the largest ``n_segments``
+    (default: read from ``n_segments``, a host read for a device tensor). Other differences from albumentations:
+    any segment may be replaced (albumentations never replaces segment 0) and the decisions are counter-based.
     Gradients to the image (float domain: through the means)."""
     cv = _batch(img)
     if max_segments is None:
         max_segments = int(n_segments) if isinstance(n_segments, numbers.Real) else int(torch.as_tensor(n_segments).max())
     keys = _random_keys(cv, seed, epoch, indices, key, Op.SUPERPIXELS)
-    return run_calls(img, [superpixels_call(cv, p_replace, n_segments, max_segments, keys)], backend)
+    return run_calls(img, [superpixels_call(cv, p_replace, n_segments, max_segments, keys, max_size)], backend)
 
 
 def fog_call(cv: Canvas, density, scale, threshold, keys: torch.Tensor) -> ColorCall:

@@ -114,6 +114,7 @@ class Stage:
     keys: torch.Tensor | None = None  # [B,K] int64 32-bit keys of per-pixel random ops (0 elsewhere)
     kernel: torch.Tensor | None = None  # [B,T,T] (T odd) per-sample correlation kernels of CONVOLVE at k = 0
     max_segments: int = 0  # SUPERPIXELS at k = 0: the most segments a sample may ask for (static)
+    segment_size: int = 0  # SUPERPIXELS: segment a copy whose larger side is at most this (0: full resolution)
     integral: bool = False  # its output values are integers in [0, 255] (uint8 domain at the end): uint8 holds them
 
     def codes_at(self, k: int) -> tuple[int, ...]:

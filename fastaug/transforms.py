@@ -702,14 +702,17 @@ class Downscale(Transform):
 
 class Superpixels(Transform):
     """albumentations' Superpixels, per sample: p_replace ~ U(p_replace), n_segments ~ U{n_segments} (integers), then
-    ``fastaug.functional.superpixels`` (full-resolution segmentation: no ``max_size`` downscaling)."""
+    ``fastaug.functional.superpixels`` (``max_size``: the segmentation's larger side, None: full resolution)."""
 
-    def __init__(self, p_replace=(0.0, 0.1), n_segments=(100, 100), p: float = 0.5):
+    def __init__(self, p_replace=(0.0, 0.1), n_segments=(100, 100), max_size: int | None = 128, p: float = 0.5):
         self.p_replace = _unit_range(p_replace, "p_replace", 0.0, 1.0)
         n = _unit_range(n_segments, "n_segments", 1.0)
         if n[0] != int(n[0]) or n[1] != int(n[1]):
             raise ValueError(f"n_segments must be integers, got {n_segments!r}")
         self.n_segments = (int(n[0]), int(n[1]))
+        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+            raise ValueError(f"max_size must be None or an int >= 1, got {max_size!r}")
+        self.max_size = max_size
         self.p = _probability(p)
 
     def calls(self, ctx):
@@ -717,7 +720,7 @@ class Superpixels(Transform):
         lo, hi = self.n_segments
         n = torch.clamp(torch.floor(lo + u[:, 1] * (hi - lo + 1)), max=hi)
         keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
-        call = F.superpixels_call(ctx.canvas, _lerp(u[:, 0], self.p_replace), n, hi, keys)
+        call = F.superpixels_call(ctx.canvas, _lerp(u[:, 0], self.p_replace), n, hi, keys, self.max_size)
         call.applied = ctx.coin(self.p, 2)
         return [call]
 

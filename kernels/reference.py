@@ -252,7 +252,8 @@ def superpixels_of(v: torch.Tensor, stage: Stage, active: torch.Tensor) -> torch
     prm = stage.params[:, 0].to(v.dtype)
     p = torch.where(active, prm[:, 0], 0.0)
     n = torch.where(active, torch.round(prm[:, 1]), 1.0).clamp(1, stage.max_segments).long()
-    out = superpixels(v, p, n, stage.keys[:, 0], max_segments=stage.max_segments, uint8_domain=False)
+    out = superpixels(v, p, n, stage.keys[:, 0], max_segments=stage.max_segments, uint8_domain=False,
+                      max_size=stage.segment_size or None)
     q = (prm[:, 3] > 0.5).view(-1, 1, 1, 1)
     return torch.where(q, torch.round(out).clamp(0.0, 255.0), out)  # the uint8 domain: means rounded
 

@@ -78,9 +78,35 @@ def test_gradients_through_the_means():
     (lambda x: F.superpixels(x, 1.5), ValueError, "p_replace"),
     (lambda x: F.superpixels(x, 0.5, 0), ValueError, "n_segments"),
     (lambda x: F.superpixels(x, 0.5, 50, max_segments=20), ValueError, "max_segments"),
+    (lambda x: F.superpixels(x, 0.5, 10, max_size=0), ValueError, "max_size"),
+    (lambda x: fastaug.Superpixels(max_size=12.5), ValueError, "max_size"),
     (lambda x: fastaug.Superpixels(n_segments=(10.5, 20)), ValueError, "n_segments"),
     (lambda x: fastaug.Superpixels(p_replace=(0.5, 0.1)), ValueError, "p_replace"),
 ])  # fmt: skip
 def test_bad_input(call, exc, name):
     with pytest.raises(exc, match=name):
         call(image(torch.uint8, (2, 3, 12, 12), 0))
+
+
+def test_max_size_segments_a_downscaled_copy_and_replaces_at_full_resolution():
+    x = _photo(2, 60, 80).float() / 255
+    got = F.superpixels(x, 1.0, 30, max_size=40)
+    small = torch.nn.functional.interpolate(x, size=(30, 40), mode="area")  # larger side 40: int(60 * 0.5), int(80 * 0.5)
+    labels = S.slic(small, torch.tensor([30, 30]), 30)
+    labels = torch.nn.functional.interpolate(labels.unsqueeze(1).double(), size=(60, 80), mode="nearest")[:, 0].long()
+    for i in range(2):
+        for s in labels[i].unique():
+            m = labels[i] == s
+            mean = x[i][:, m].double().mean(1)
+            torch.testing.assert_close(got[i][:, m].double(), mean.view(3, 1).expand(3, int(m.sum())), atol=1e-6, rtol=0)
+    assert torch.equal(F.superpixels(x, 1.0, 30, max_size=80), F.superpixels(x, 1.0, 30))  # not larger: full resolution
+
+
+def test_transform_default_max_size_lists_and_replays():
+    x = _photo(2, 96, 160)
+    aug = fastaug.Compose([fastaug.Superpixels((0.5, 0.5), (40, 40), p=1.0)], seed=2)
+    out, rec = aug(x, return_record=True)
+    name, kw = rec.calls(0)[0]
+    assert name == "superpixels" and kw["max_size"] == 128
+    assert torch.equal(F.superpixels(x[:1], **kw), out[:1])
+    assert not torch.equal(out, F.superpixels(x, 0.5, 40, key=torch.tensor([kw["key"], rec.calls(1)[0][1]["key"]])))

@@ -29,6 +29,7 @@ class ColorCall(Call):
     keys: torch.Tensor | None = None  # [B] int64 per-sample keys of a random op's per-pixel draws
     kernel: torch.Tensor | None = None  # [B,T,T] per-sample correlation kernels of a CONVOLVE call, T odd
     max_segments: int = 0  # a SUPERPIXELS call: the most segments a sample may ask for
+    segment_size: int = 0  # a SUPERPIXELS call: segmentation on a copy at most this large (0: full resolution)
 
 
 @dataclass

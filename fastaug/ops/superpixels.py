@@ -141,6 +141,19 @@ def slic(img: torch.Tensor, n_segments: torch.Tensor, max_segments: int, compact
     return lab.reshape(b, h, w)
 
 
+def _labels(img: torch.Tensor, n_segments: torch.Tensor, max_segments: int, compactness: float, iterations: int,
+            max_size: int | None) -> torch.Tensor:
+    """:func:`slic` labels [B,H,W]; with ``max_size`` and a larger side above it, of an area-downscaled copy (the
+    larger side ``max_size``, albumentations' size rule ``int(side * max_size / larger side)``), upsampled nearest."""
+    h, w = img.shape[-2:]
+    if max_size is None or max(h, w) <= max_size:
+        return slic(img, n_segments, max_segments, compactness, iterations)
+    scale = max_size / max(h, w)
+    small = torch.nn.functional.interpolate(img, size=(max(int(h * scale), 1), max(int(w * scale), 1)), mode="area")
+    lab = slic(small, n_segments, max_segments, compactness, iterations)
+    return torch.nn.functional.interpolate(lab.unsqueeze(1).double(), size=(h, w), mode="nearest")[:, 0].long()
+
+
 def superpixels(
     img: torch.Tensor,
     p_replace: torch.Tensor,
@@ -151,10 +164,13 @@ def superpixels(
     uint8_domain: bool,
     compactness: float = 10.0,
     iterations: int = 10,
+    max_size: int | None = None,
 ) -> torch.Tensor:
     """albumentations' Superpixels on working values ``img`` [B,C,H,W] float (uint8 domain: integers in [0, 255],
     else [0, 1]): each :func:`slic` segment s of sample b is replaced by its per-channel mean when the counter hash
     of (``key[b]``, s) falls below ``p_replace[b]`` (module doc). uint8 domain: means rounded half to even and clamped.
+    ``max_size``: segment an area-downscaled copy whose larger side is ``max_size`` (when the image is larger), the
+    labels upsampled (nearest); the means and the replacement stay at full resolution.
     Gradients to ``img`` only: identity on kept pixels, through the means on replaced ones (float domain; the uint8
     domain's rounding has zero gradient, as the project's other uint8-domain ops). Same dtype and shape out."""
     b = _check_common(img, n_segments, max_segments, compactness, iterations)
@@ -167,13 +183,15 @@ def superpixels(
         raise ValueError(f"p_replace must be floating, got {p_replace.dtype}")
     if key.is_floating_point() or key.is_complex() or key.dtype == torch.bool:
         raise ValueError(f"key must be an integer tensor, got {key.dtype}")
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+        raise ValueError(f"max_size must be None or an int >= 1, got {max_size!r}")
     if _on_cpu(p_replace) and b and not bool(((p_replace >= 0) & (p_replace <= 1)).all()):
         raise ValueError(f"p_replace must lie in [0, 1], got {p_replace.tolist()}")
     _, c, h, w = img.shape
     if b == 0 or h * w == 0:
         return img.clone()
     n_pix = h * w
-    lab = slic(img.detach(), n_segments, max_segments, compactness, iterations).reshape(b, 1, n_pix)
+    lab = _labels(img.detach(), n_segments, max_segments, compactness, iterations, max_size).reshape(b, 1, n_pix)
     k = max_segments
     seg = torch.arange(k, device=img.device, dtype=torch.int64).view(1, k)
     u = (mix(mix(key.to(torch.int64).view(b, 1) ^ SALT) ^ seg) >> 8).to(torch.float64) * INV24
