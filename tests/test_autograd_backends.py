@@ -302,13 +302,25 @@ def test_gamma_black_pixels(backend):
 
 
 RANDOM_OPS_CASES = random_op_cases(B)
+BLUR_CASES = {
+    "blur_sigma_then_brightness": (
+        lambda x, s, f, be: F.adjust_brightness(F.gaussian_blur(x, [5, 3], s, backend=be), f, backend=be),
+        lambda: [_u(0.4, 1.6, B, 2), _u(0.8, 1.2, B)]),
+    "affine_then_blur": (
+        lambda x, a, s, be: F.gaussian_blur(F.rotate(x, a, interpolation="bilinear", backend=be), 7, s, backend=be),
+        lambda: [_u(-20, 20, B), _u(0.5, 2.0, B)]),
+    "blur_then_autocontrast_noise": (
+        lambda x, s, be: F.gaussian_noise(F.autocontrast(F.gaussian_blur(x, 3, s, backend=be), backend=be), 0.0, 0.1, backend=be),
+        lambda: [_u(0.3, 1.2, B)]),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES))
-def test_numba_random_ops_backward_is_fused_and_matches(name):
-    """The numba backward recomputes the per-pixel draws with the forward's row functions (no reference fallback)."""
+@pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES) + sorted(BLUR_CASES))
+def test_numba_backward_is_fused_and_matches(name):
+    """No reference fallback: the random ops recompute their per-pixel draws with the forward's row functions;
+    GAUSSIAN_BLUR at k = 0 scatters through the reflected rows and gives the taps (so sigma) their gradient."""
     torch.manual_seed(sum(map(ord, name)))
-    fn, mags = RANDOM_OPS_CASES[name]
+    fn, mags = {**RANDOM_OPS_CASES, **BLUR_CASES}[name]
     x = torch.rand(B, C, H, W) * 0.9 + 0.05
     m = mags()
     ref = _grads(fn, x, m, "torch")
@@ -329,3 +341,13 @@ def test_numba_random_ops_in_a_pipeline_backward():
         mp.setattr(autograd, "reference_stage_backward", _no_fallback)
         got = _grads(lambda xx, be: pipe(xx, backend=be), x, [], "numba")[0]
     assert _rel(got, ref) <= 1e-5
+
+
+def test_numba_blur_with_contrast_falls_back_and_matches():
+    """A CONTRAST in a blur stage: its folded mean stream has no taps gradient, so the stage takes the reference's."""
+    x = torch.rand(B, C, H, W, generator=torch.Generator().manual_seed(3))
+    fn = lambda xx, s, be: F.adjust_contrast(F.gaussian_blur(xx, 5, s, backend=be), 1.3, backend=be)  # noqa: E731
+    s = _u(0.5, 1.5, B)
+    ref, got = _grads(fn, x, [s], "torch"), _grads(fn, x, [s], "numba")
+    for a, b in zip(got, ref, strict=True):
+        assert _rel(a, b) <= 1e-5

@@ -731,6 +731,41 @@ def _sharpen_back(srcf, sbase, gsrc, gbase, ss, g, i, C, W, scale, a, need_src, 
 
 
 @bjit
+def _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, taps, need_src, gt, line, gline):
+    """GAUSSIAN_BLUR at k = 0, backward of output row ``i`` (float domain): ``out = sum_ty wy[ty] hx(reflect(i+ty-R))``,
+    ``hx(r, x) = sum_tx wx[tx] v(r, reflect(x+tx-R))``. The taps' gradients into ``gt`` [2, T]; the image's scattered
+    through the reflected line of each input row (``gline``, folded back onto the row)."""
+    T = taps.shape[1]
+    R = (T - 1) // 2
+    sy, sc, sx = ss[2], ss[1], ss[3]
+    for ty in range(T):
+        r = fused._reflect(i + ty - R, H)
+        fused._read_line(srcf, sb + r * sy, sc, sx, C, W, scale, R, line)
+        wy = taps[1, ty]
+        sy_acc = 0.0
+        for tx in range(T):
+            wx = taps[0, tx]
+            s = 0.0
+            for c in range(C):
+                for x in range(W):
+                    s += g[c, x] * line[c, x + tx]
+            sy_acc += wx * s
+            gt[0, tx] += wy * s
+        gt[1, ty] += sy_acc
+        if need_src:
+            for c in range(C):
+                for j in range(W + 2 * R):
+                    gline[c, j] = 0.0
+                for tx in range(T):
+                    wt = wy * taps[0, tx] * scale
+                    for x in range(W):
+                        gline[c, x + tx] += wt * g[c, x]
+                base = sb + c * sc + r * sy
+                for j in range(W + 2 * R):
+                    gsrc[U(base + fused._reflect(j - R, W) * sx)] += gline[c, j]
+
+
+@bjit
 def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u):
     """A sample's gradients += ``t`` (the folded mean's gradient) x the mean stream's; the stream is zeroed.
     ``gprm`` / ``gmat`` / ``gfill``: the sample's rows; ``n``: its image gradient's length from ``gbase``."""
@@ -757,8 +792,8 @@ def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u,
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
                  Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, need_geo, need_fill, gsrc, gprm, gmat,
-                 gfill, gmean, gstd, grv, keys, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo, nhi, jrv, gsrc_u,
-                 gprm_u, gmat_u, dzero, rnd, rtmp):  # fmt: skip
+                 gfill, gmean, gstd, grv, keys, btaps, gtaps, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo,
+                 nhi, jrv, gsrc_u, gprm_u, gmat_u, dzero, rnd, rtmp, line, gline, ring):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
     ``need_src`` / ``need_geo`` / ``need_fill``: which gradients are asked beyond the parameters' (the
@@ -794,6 +829,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
         nlo[:, :] = 0.0
         nhi[:, :] = 0.0
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
+        blurred = codes[b, 0] == fused.GAUSSIAN_BLUR and btaps.shape[2] > 0 and geo == 0
         mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[fused.ONE]  # max(Ho, Wo), as the forward (FOG)
         nlive = 0
         kc = -1
@@ -820,6 +856,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     base = sb + i * ss[2]
                     if sharp and i > 0 and i < H - 1:
                         fused._sharpen_row(srcf, base, ss[2], ss[1], ss[3], C, W, scale, prm[b, 0, 0], prm[b, 0, 3] > 0.5, cst, buf)
+                    elif blurred:  # the forward's ring of x-blurred rows, refilled each row: the same bits
+                        fused._blur_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, True, btaps[b], prm[b, 0, 3] > 0.5, line,
+                                        ring, buf)
                     else:
                         fused._read_row(srcf, base, ss[1], ss[3], C, W, scale, buf)
                 else:
@@ -888,7 +927,10 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     continue
                 # 4. geometry / read / sharpen backward
                 if geo == 0:
-                    if sharp and i > 0 and i < H - 1:
+                    if blurred:
+                        if prm[b, 0, 3] <= 0.5:  # the uint8 domain rounds: no gradient
+                            _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, btaps[b], need_src, gtaps[b], line, gline)
+                    elif sharp and i > 0 and i < H - 1:
                         a0 = prm[b, 0, 0]
                         _sharpen_back(srcf, sb, gsrc, sb, ss, g, i, C, W, scale, a0, need_src, gprm[b, 0], cst)
                         if fold:
@@ -926,11 +968,21 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 # host side
 
 
+def _blur_first(stage: Stage) -> bool:
+    """GAUSSIAN_BLUR may run at k = 0 of this stage (no geometry, taps given)."""
+    return (stage.geometry is None and stage.taps is not None and stage.program.shape[1] > 0
+            and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))  # fmt: skip
+
+
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CPU tensors; no quantized geometry; not a stage of ``fastaug.plan.reference_backward`` (random ops: covered)."""
     if src.device.type != "cpu" or not src.is_floating_point():
         return False
-    return not reference_backward(stage, fused_random=True) and not (stage.geometry is not None and stage.geometry.quantize)
+    if stage.geometry is not None and stage.geometry.quantize:
+        return False
+    if _blur_first(stage) and any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(stage.program.shape[1])):
+        return False  # a folded CONTRAST's mean stream has no taps gradient: the reference's
+    return not reference_backward(stage, fused_random=True, fused_blur=True)
 
 
 def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
@@ -939,7 +991,7 @@ def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().reshape(shape).numpy(), dtype=dtype)
 
 
-def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int) -> tuple[np.ndarray, ...]:
+def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int, radius: int = 0) -> tuple[np.ndarray, ...]:
     """One thread's scratch of :func:`run_backward` (row stack, gradient rows, resampling rows, small sums; the
     sample-sized accumulator of ``acc_len`` elements: the folded mean's stream, or the interleaved bilinear scatter)."""
     f64 = np.float64
@@ -950,6 +1002,7 @@ def _scratch(k: int, c: int, wo: int, nr: int, ftype, acc_len: int) -> tuple[np.
         np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((k, c), f64), np.zeros((nr, c), f64),
         np.zeros(acc_len, ftype), np.zeros((k, NUM_PARAMS), f64), np.zeros(13, f64), np.zeros((0, 2), ftype),
         np.empty((c, wo), ftype), np.empty((4, wo + 2), ftype),
+        np.empty((c, wo + 2 * radius), ftype), np.empty((c, wo + 2 * radius), ftype), np.empty((2 * radius + 1, c, wo), ftype),
     )  # fmt: skip
 
 
@@ -1000,20 +1053,25 @@ def stage_backward(
     gmat = np.zeros((b, 13), np.float64)  # the matrix [0:9] and the window [9:13]
     gfill, gmean, gstd = np.zeros((b, c)), np.zeros((b, c)), np.zeros((b, c))
     grv = np.zeros((b, nr, c))
+    blur = _blur_first(stage)
+    t = stage.taps.shape[-1] if blur else 0
+    radius = (t - 1) // 2 if blur else 0
+    btaps = _np(stage.taps, ftype, (b, 2, t)) if blur else np.zeros((b, 2, 0), ftype)  # [B, 2, 0]: no blur
+    gtaps = np.zeros((b, 2, t), np.float64)
     args = (
         xnp.reshape(-1), np.array(x.stride(), np.int64), c, h, w, fs, iv, mat, win, fill,
         np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype), codes, prm, stflag,
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), fused.constants(ftype),
         ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src),
         bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
-        gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)),
+        gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)), btaps, gtaps,
     )  # fmt: skip
     # a sample's accumulator: a bilinear scatter interleaves the image gradient (2 streams if a CONTRAST may fold)
     fold = any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(k))
     bilinear = geo is not None and geo.bilinear
     acc_len = (2 if fold else 1) * c * h * w if bilinear else (c * h * w if fold else 1)
     acc_len = acc_len if needs.src else 1
-    run_chunked(run_backward, b, args, lambda: _scratch(k, c, wo, nr, ftype, acc_len))  # tasks: samples
+    run_chunked(run_backward, b, args, lambda: _scratch(k, c, wo, nr, ftype, acc_len, radius))  # tasks: samples
 
     def back(arr: np.ndarray, ref: torch.Tensor | None, want: bool) -> torch.Tensor | None:
         if not want or ref is None:
@@ -1029,4 +1087,5 @@ def stage_backward(
         mean=back(gmean, None if ep is None else ep.mean, needs.mean),
         std=back(gstd, None if ep is None else ep.std, needs.std),
         rect_values=back(grv, None if ep is None else ep.rect_values, needs.rect_values),
+        taps=back(gtaps, stage.taps if blur else None, needs.taps),
     )
