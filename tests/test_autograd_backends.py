@@ -312,13 +312,19 @@ BLUR_CASES = {
     "blur_then_autocontrast_noise": (
         lambda x, s, be: F.gaussian_noise(F.autocontrast(F.gaussian_blur(x, 3, s, backend=be), backend=be), 0.0, 0.1, backend=be),
         lambda: [_u(0.3, 1.2, B)]),
+    "convolve_kernel": (lambda x, k, be: F.convolve(x, k, backend=be), lambda: [_u(-0.1, 0.2, B, 5, 5)]),
+    "sharpen_alpha_lightness": (lambda x, a, li, be: F.sharpen(x, a, li, backend=be), lambda: [_u(0.2, 0.8, B), _u(0.5, 1.0, B)]),
+    "affine_then_emboss": (
+        lambda x, a, s, be: F.emboss(F.rotate(x, a, interpolation="bilinear", backend=be), 0.5, s, backend=be),
+        lambda: [_u(-20, 20, B), _u(0.2, 0.7, B)]),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES) + sorted(BLUR_CASES))
 def test_numba_backward_is_fused_and_matches(name):
     """No reference fallback: the random ops recompute their per-pixel draws with the forward's row functions;
-    GAUSSIAN_BLUR at k = 0 scatters through the reflected rows and gives the taps (so sigma) their gradient."""
+    GAUSSIAN_BLUR / CONVOLVE at k = 0 scatter through the reflected rows and give the taps (so sigma) / the kernel (so
+    alpha, lightness, strength) their gradient."""
     torch.manual_seed(sum(map(ord, name)))
     fn, mags = {**RANDOM_OPS_CASES, **BLUR_CASES}[name]
     x = torch.rand(B, C, H, W) * 0.9 + 0.05

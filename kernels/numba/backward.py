@@ -766,6 +766,41 @@ def _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, taps, need_src, gt, lin
 
 
 @bjit
+def _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern, need_src, gk, line, gline, acc, cst):
+    """CONVOLVE at k = 0, backward of output row ``i`` (float domain): the clamp's band from the recomputed sum
+    (``acc``, the forward's order), then the kernel's gradient into ``gk`` [T, T] and the image's scattered through the
+    reflected line of each input row (folded back onto the row)."""
+    T = kern.shape[0]
+    R = (T - 1) // 2
+    zero, one = cst[fused.ZERO], cst[fused.ONE]
+    sy, sc, sx = ss[2], ss[1], ss[3]
+    fused._correlate_row(srcf, sb, sy, sc, sx, C, H, W, scale, i, kern, line, acc)
+    for c in range(C):
+        for x in range(W):
+            acc[c, x] = g[c, x] if (acc[c, x] >= zero) & (acc[c, x] <= one) else zero  # the band's gradient
+    for dy in range(T):
+        r = fused._reflect(i + dy - R, H)
+        fused._read_line(srcf, sb + r * sy, sc, sx, C, W, scale, R, line)
+        for dx in range(T):
+            s = 0.0
+            for c in range(C):
+                for x in range(W):
+                    s += acc[c, x] * line[c, x + dx]
+            gk[dy, dx] += s
+        if need_src:
+            for c in range(C):
+                for j in range(W + 2 * R):
+                    gline[c, j] = 0.0
+                for dx in range(T):
+                    wt = kern[dy, dx] * scale
+                    for x in range(W):
+                        gline[c, x + dx] += wt * acc[c, x]
+                base = sb + c * sc + r * sy
+                for j in range(W + 2 * R):
+                    gsrc[U(base + fused._reflect(j - R, W) * sx)] += gline[c, j]
+
+
+@bjit
 def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u, gmat_u, gfill_u):
     """A sample's gradients += ``t`` (the folded mean's gradient) x the mean stream's; the stream is zeroed.
     ``gprm`` / ``gmat`` / ``gfill``: the sample's rows; ``n``: its image gradient's length from ``gbase``."""
@@ -792,8 +827,8 @@ def _fold_in(gbase, n, kc, t, need_src, gsrc, gprm, gmat, gfill, gsrc_u, gprm_u,
 @njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, codes, prm, stflag, stats, luts, cst,
                  Ho, Wo, gout, gs, has_ep, mean, std, rects, rphase, rvals, need_src, need_geo, need_fill, gsrc, gprm, gmat,
-                 gfill, gmean, gstd, grv, keys, btaps, gtaps, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm, glo, ghi, nlo,
-                 nhi, jrv, gsrc_u, gprm_u, gmat_u, dzero, rnd, rtmp, line, gline, ring):  # fmt: skip
+                 gfill, gmean, gstd, grv, keys, btaps, gtaps, kern, gkern, vs, rows, wt, ms, ofs, taps, crd, ra, who, small, gm,
+                 glo, ghi, nlo, nhi, jrv, gsrc_u, gprm_u, gmat_u, dzero, rnd, rtmp, line, gline, ring):  # fmt: skip
     """Samples ``b0..b1-1``: recompute each row forward (fused helpers), then backward (see the module doc).
 
     ``need_src`` / ``need_geo`` / ``need_fill``: which gradients are asked beyond the parameters' (the
@@ -830,6 +865,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
         nhi[:, :] = 0.0
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
         blurred = codes[b, 0] == fused.GAUSSIAN_BLUR and btaps.shape[2] > 0 and geo == 0
+        convolved = codes[b, 0] == fused.CONVOLVE and kern.shape[1] > 0 and geo == 0
         mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[fused.ONE]  # max(Ho, Wo), as the forward (FOG)
         nlive = 0
         kc = -1
@@ -859,6 +895,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     elif blurred:  # the forward's ring of x-blurred rows, refilled each row: the same bits
                         fused._blur_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, True, btaps[b], prm[b, 0, 3] > 0.5, line,
                                         ring, buf)
+                    elif convolved:
+                        fused._convolve_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, kern[b], prm[b, 0, 3] > 0.5, cst, line,
+                                            buf)
                     else:
                         fused._read_row(srcf, base, ss[1], ss[3], C, W, scale, buf)
                 else:
@@ -930,6 +969,10 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     if blurred:
                         if prm[b, 0, 3] <= 0.5:  # the uint8 domain rounds: no gradient
                             _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, btaps[b], need_src, gtaps[b], line, gline)
+                    elif convolved:
+                        if prm[b, 0, 3] <= 0.5:
+                            _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern[b], need_src, gkern[b], line, gline,
+                                           ring[0], cst)
                     elif sharp and i > 0 and i < H - 1:
                         a0 = prm[b, 0, 0]
                         _sharpen_back(srcf, sb, gsrc, sb, ss, g, i, C, W, scale, a0, need_src, gprm[b, 0], cst)
@@ -968,10 +1011,13 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
 # host side
 
 
+def _first_is(stage: Stage, op: Op, tensor: torch.Tensor | None) -> bool:
+    """``op`` may run at k = 0 of this stage (no geometry, its tensor given)."""
+    return stage.geometry is None and tensor is not None and stage.program.shape[1] > 0 and int(op) in stage.codes_at(0)
+
+
 def _blur_first(stage: Stage) -> bool:
-    """GAUSSIAN_BLUR may run at k = 0 of this stage (no geometry, taps given)."""
-    return (stage.geometry is None and stage.taps is not None and stage.program.shape[1] > 0
-            and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0))  # fmt: skip
+    return _first_is(stage, Op.GAUSSIAN_BLUR, stage.taps)
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
@@ -980,9 +1026,10 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
         return False
     if stage.geometry is not None and stage.geometry.quantize:
         return False
-    if _blur_first(stage) and any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(stage.program.shape[1])):
-        return False  # a folded CONTRAST's mean stream has no taps gradient: the reference's
-    return not reference_backward(stage, fused_random=True, fused_blur=True)
+    neighbourhood = _blur_first(stage) or _first_is(stage, Op.CONVOLVE, stage.kernel)
+    if neighbourhood and any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(stage.program.shape[1])):
+        return False  # a folded CONTRAST's mean stream has no taps / kernel gradient: the reference's
+    return not reference_backward(stage, fused_random=True, fused_neighbourhood=True)
 
 
 def _np(t: torch.Tensor | None, dtype, shape) -> np.ndarray:
@@ -1058,13 +1105,18 @@ def stage_backward(
     radius = (t - 1) // 2 if blur else 0
     btaps = _np(stage.taps, ftype, (b, 2, t)) if blur else np.zeros((b, 2, 0), ftype)  # [B, 2, 0]: no blur
     gtaps = np.zeros((b, 2, t), np.float64)
+    conv = _first_is(stage, Op.CONVOLVE, stage.kernel)
+    tk = stage.kernel.shape[-1] if conv else 0
+    radius = max(radius, (tk - 1) // 2 if conv else 0)
+    kern = _np(stage.kernel, ftype, (b, tk, tk)) if conv else np.zeros((b, 0, 0), ftype)  # [B, 0, 0]: no convolution
+    gkern = np.zeros((b, tk, tk), np.float64)
     args = (
         xnp.reshape(-1), np.array(x.stride(), np.int64), c, h, w, fs, iv, mat, win, fill,
         np.arange(wo, dtype=ftype), np.arange(ho, dtype=ftype), codes, prm, stflag,
         _np(stats, ftype, (b, k, c, 2)), _np(luts, ftype, (b, k, c, 256)), fused.constants(ftype),
         ho, wo, gout, gstrides, epilogue is not None, mean, std, rects, rphase, rvals, bool(needs.src),
         bool(needs.matrix or needs.window), bool(needs.fill), gsrc, gprm, gmat,
-        gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)), btaps, gtaps,
+        gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)), btaps, gtaps, kern, gkern,
     )  # fmt: skip
     # a sample's accumulator: a bilinear scatter interleaves the image gradient (2 streams if a CONTRAST may fold)
     fold = any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(k))
@@ -1088,4 +1140,5 @@ def stage_backward(
         std=back(gstd, None if ep is None else ep.std, needs.std),
         rect_values=back(grv, None if ep is None else ep.rect_values, needs.rect_values),
         taps=back(gtaps, stage.taps if blur else None, needs.taps),
+        kernel=back(gkern, stage.kernel if conv else None, needs.kernel),
     )

@@ -222,13 +222,10 @@ def _blur_x_row(src, base, sc, sx, C, W, scale, wx, R, line, out):
 
 
 @jit
-def _convolve_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, q, cst, line, buf):
-    """CONVOLVE of output row ``i``: ``sum_dy sum_dx kern[dy, dx] * v[reflect(i+dy-R), reflect(x+dx-R)]`` (dy, then
-    dx ascending, from 0), clamped into [0, bound], ``rint`` in the uint8 domain."""
+def _correlate_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, line, buf):
+    """``buf[c, x] = sum_dy sum_dx kern[dy, dx] * v[reflect(i+dy-R), reflect(x+dx-R)]`` (dy, then dx ascending, from 0)."""
     T = kern.shape[0]
     R = (T - 1) // 2
-    zero = cst[ZERO]
-    bound = cst[B255] if q else cst[ONE]
     for c in range(C):
         for x in range(W):
             buf[c, x] = 0.0
@@ -239,6 +236,15 @@ def _convolve_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, q, cst, line,
             for c in range(C):
                 for x in range(W):
                     buf[c, x] = buf[c, x] + kv * line[c, x + dx]
+
+
+@jit
+def _convolve_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, q, cst, line, buf):
+    """CONVOLVE of output row ``i``: ``sum_dy sum_dx kern[dy, dx] * v[reflect(i+dy-R), reflect(x+dx-R)]`` (dy, then
+    dx ascending, from 0), clamped into [0, bound], ``rint`` in the uint8 domain."""
+    zero = cst[ZERO]
+    bound = cst[B255] if q else cst[ONE]
+    _correlate_row(src, sbase, sy, sc, sx, C, H, W, scale, i, kern, line, buf)
     for c in range(C):
         for x in range(W):
             v = min(max(buf[c, x], zero), bound)
