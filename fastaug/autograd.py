@@ -34,6 +34,14 @@ Gradient semantics
   straight-through flag (``params[..., 2] > 0.5``, set by ``straight_through=True`` of the
   functional ops, or for every such op by ``execute(..., straight_through=True)``) POSTERIZE,
   SOLARIZE, AUTOCONTRAST and EQUALIZE pass the gradient to their input unchanged.
+* Random ops, at their own draws: GAUSSIAN_NOISE passes the image's gradient where the clamp keeps the value (all of
+  it without clip), and to mean / sigma (float domain) as 1 / z; PIXEL_DROPOUT and SALT_AND_PEPPER pass it on kept
+  pixels (the drop value gets the dropped ones'); MULTIPLICATIVE_NOISE scales it by the draw; FOG by (1 - alpha), and
+  the density gets ``t * (bound - v)``.
+* GAUSSIAN_BLUR / CONVOLVE (and sharpen, emboss, motion blur through their kernels): to the image through the
+  reflected borders, and to the taps / kernel, so to sigma, alpha, lightness, strength; DOWNSCALE and SUPERPIXELS:
+  to the image (through the interpolation weights / the segment means); elastic: to the image, the fill and the
+  displacement.
 * float16 / bfloat16 inputs and outputs: gradients are computed in float32, cast at the end.
 """
 
