@@ -164,9 +164,9 @@ _FIRST_OP_REFERENCE = (Op.GAUSSIAN_BLUR, Op.CONVOLVE, Op.DOWNSCALE, Op.SUPERPIXE
 def reference_backward(stage: Stage, fused_random: bool = False, fused_neighbourhood: bool = False) -> bool:
     """True when this stage's backward must be the reference's: GAUSSIAN_BLUR, CONVOLVE, DOWNSCALE or SUPERPIXELS at k = 0 of a
     stage without geometry, a random op with keys (unless the backend's backward covers them: ``fused_random``; the
-    blur and the convolution: ``fused_neighbourhood``), or an elastic displacement."""
+    blur, the convolution and downscale: ``fused_neighbourhood``), or an elastic displacement."""
     k = stage.program.shape[1]
-    first = [op for op in _FIRST_OP_REFERENCE if not (fused_neighbourhood and op in (Op.GAUSSIAN_BLUR, Op.CONVOLVE))]
+    first = [op for op in _FIRST_OP_REFERENCE if not (fused_neighbourhood and op in (Op.GAUSSIAN_BLUR, Op.CONVOLVE, Op.DOWNSCALE))]
     if k > 0 and stage.geometry is None and any(_may_run(stage, 0, op) for op in first):
         return True
     if not fused_random and stage.keys is not None and any(_may_run(stage, i, op) for op in _catalogue.RANDOM_OPS for i in range(k)):

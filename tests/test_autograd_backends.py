@@ -302,7 +302,7 @@ def test_gamma_black_pixels(backend):
 
 
 RANDOM_OPS_CASES = random_op_cases(B)
-BLUR_CASES = {
+NEIGHBOURHOOD_CASES = {
     "blur_sigma_then_brightness": (
         lambda x, s, f, be: F.adjust_brightness(F.gaussian_blur(x, [5, 3], s, backend=be), f, backend=be),
         lambda: [_u(0.4, 1.6, B, 2), _u(0.8, 1.2, B)]),
@@ -317,16 +317,21 @@ BLUR_CASES = {
     "affine_then_emboss": (
         lambda x, a, s, be: F.emboss(F.rotate(x, a, interpolation="bilinear", backend=be), 0.5, s, backend=be),
         lambda: [_u(-20, 20, B), _u(0.2, 0.7, B)]),
+    "downscale_bilinear_then_brightness": (
+        lambda x, f, be: F.adjust_brightness(F.downscale(x, torch.tensor([0.3, 0.5, 0.8]), "bilinear", "bilinear", backend=be), f,
+                                             backend=be), lambda: [_u(0.8, 1.2, B)]),
+    "downscale_nearest_bilinear": (
+        lambda x, be: F.downscale(x, 0.45, "nearest", "bilinear", backend=be), lambda: []),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES) + sorted(BLUR_CASES))
+@pytest.mark.parametrize("name", sorted(RANDOM_OPS_CASES) + sorted(NEIGHBOURHOOD_CASES))
 def test_numba_backward_is_fused_and_matches(name):
     """No reference fallback: the random ops recompute their per-pixel draws with the forward's row functions;
     GAUSSIAN_BLUR / CONVOLVE at k = 0 scatter through the reflected rows and give the taps (so sigma) / the kernel (so
-    alpha, lightness, strength) their gradient."""
+    alpha, lightness, strength) their gradient; DOWNSCALE scatters through its up- and down-sampling taps."""
     torch.manual_seed(sum(map(ord, name)))
-    fn, mags = {**RANDOM_OPS_CASES, **BLUR_CASES}[name]
+    fn, mags = {**RANDOM_OPS_CASES, **NEIGHBOURHOOD_CASES}[name]
     x = torch.rand(B, C, H, W) * 0.9 + 0.05
     m = mags()
     ref = _grads(fn, x, m, "torch")

@@ -766,6 +766,30 @@ def _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, taps, need_src, gt, lin
 
 
 @bjit
+def _downscale_back(gsrc, sb, ss, g, i, C, H, W, scale, a, mode, xs, ys, cst):
+    """DOWNSCALE at k = 0, backward of output row ``i`` (float domain): each output pixel's gradient scattered through
+    the up-sampling taps and, for each, the down-sampling taps (the forward's weights, ``fused._resize_tap``)."""
+    zero, one, half = cst[fused.ZERO], cst[fused.ONE], cst[fused.HALF]
+    hd, wd, rh, rw, inv, down_bil, up_bil = fused._downscale_setup(H, W, a, mode, xs, ys, cst)
+    sy, sc, sx = ss[2], ss[1], ss[3]
+    u0, u1, uy = fused._resize_tap(ys[i], rh, hd, up_bil, half, zero)
+    for x in range(W):
+        v0, v1, ux = fused._resize_tap(xs[x], rw, wd, up_bil, half, zero)
+        for t in range(4):
+            yd = u0 if t < 2 else u1
+            xd = v0 if t % 2 == 0 else v1
+            wu = (one - uy if t < 2 else uy) * (one - ux if t % 2 == 0 else ux)
+            r0, r1, ly = fused._resize_tap(ys[yd], inv, H, down_bil, half, zero)
+            c0, c1, lx = fused._resize_tap(xs[xd], inv, W, down_bil, half, zero)
+            for s in range(4):
+                r = r0 if s < 2 else r1
+                col = c0 if s % 2 == 0 else c1
+                w = wu * ((one - ly if s < 2 else ly) * (one - lx if s % 2 == 0 else lx)) * scale
+                for c in range(C):
+                    gsrc[U(sb + c * sc + r * sy + col * sx)] += w * g[c, x]
+
+
+@bjit
 def _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern, need_src, gk, line, gline, acc, cst):
     """CONVOLVE at k = 0, backward of output row ``i`` (float domain): the clamp's band from the recomputed sum
     (``acc``, the forward's order), then the kernel's gradient into ``gk`` [T, T] and the image's scattered through the
@@ -866,6 +890,7 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
         sharp = sharp_ok and codes[b, 0] == SHARPNESS
         blurred = codes[b, 0] == fused.GAUSSIAN_BLUR and btaps.shape[2] > 0 and geo == 0
         convolved = codes[b, 0] == fused.CONVOLVE and kern.shape[1] > 0 and geo == 0
+        downscaled = codes[b, 0] == fused.DOWNSCALE and geo == 0
         mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[fused.ONE]  # max(Ho, Wo), as the forward (FOG)
         nlive = 0
         kc = -1
@@ -898,6 +923,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     elif convolved:
                         fused._convolve_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, kern[b], prm[b, 0, 3] > 0.5, cst, line,
                                             buf)
+                    elif downscaled:
+                        fused._downscale_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, prm[b, 0, 0], prm[b, 0, 1],
+                                             prm[b, 0, 3] > 0.5, xs, ys, cst, buf)
                     else:
                         fused._read_row(srcf, base, ss[1], ss[3], C, W, scale, buf)
                 else:
@@ -969,6 +997,9 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     if blurred:
                         if prm[b, 0, 3] <= 0.5:  # the uint8 domain rounds: no gradient
                             _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, btaps[b], need_src, gtaps[b], line, gline)
+                    elif downscaled:
+                        if prm[b, 0, 3] <= 0.5 and need_src:  # the uint8 domain rounds: no gradient
+                            _downscale_back(gsrc, sb, ss, g, i, C, H, W, scale, prm[b, 0, 0], prm[b, 0, 1], xs, ys, cst)
                     elif convolved:
                         if prm[b, 0, 3] <= 0.5:
                             _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern[b], need_src, gkern[b], line, gline,
@@ -1026,7 +1057,7 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
         return False
     if stage.geometry is not None and stage.geometry.quantize:
         return False
-    neighbourhood = _blur_first(stage) or _first_is(stage, Op.CONVOLVE, stage.kernel)
+    neighbourhood = _blur_first(stage) or _first_is(stage, Op.CONVOLVE, stage.kernel) or _first_is(stage, Op.DOWNSCALE, stage.program)
     if neighbourhood and any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(stage.program.shape[1])):
         return False  # a folded CONTRAST's mean stream has no taps / kernel gradient: the reference's
     return not reference_backward(stage, fused_random=True, fused_neighbourhood=True)

@@ -305,27 +305,31 @@ def _down_value(src, base, sy, sx, yd, xd, H, W, inv, xs, ys, bil, scale, q, hal
 
 
 @jit
-def _downscale_row(src, sbase, sy, sc, sx, C, H, W, scale, i, a, mode, q, xs, ys, cst, buf):
-    """DOWNSCALE of output row ``i``: the stage input resized to (hd, wd) and back (see the catalogue), read
-    directly from the input (1, 4 or 16 taps per value). ``xs`` / ``ys``: column / row indices in the working dtype."""
-    zero, one, half = cst[ZERO], cst[ONE], cst[HALF]
+def _downscale_setup(H, W, a, mode, xs, ys, cst):
+    """DOWNSCALE's per-sample constants (see the catalogue): the small size (hd, wd), the up-sampling ratios hd / H and
+    wd / W, the down-sampling ratio 1 / a and the two interpolation flags."""
+    one = cst[ONE]
     tiny = cst[TINY]
     a = a if a > tiny else tiny  # the catalogue's floor (NaN too): indices stay finite
     hf = ys[H - 1] + one
     wf = xs[W - 1] + one
     hdf = max(np.rint(a * hf), one)
     wdf = max(np.rint(a * wf), one)
-    hd = np.int64(hdf)
-    wd = np.int64(wdf)
     m = np.int64(np.rint(mode))
-    down_bil = (m & 1) != 0
-    up_bil = (m & 2) != 0
-    inv = one / a
-    u0, u1, uy = _resize_tap(ys[i], hdf / hf, hd, up_bil, half, zero)
+    return np.int64(hdf), np.int64(wdf), hdf / hf, wdf / wf, one / a, (m & 1) != 0, (m & 2) != 0
+
+
+@jit
+def _downscale_row(src, sbase, sy, sc, sx, C, H, W, scale, i, a, mode, q, xs, ys, cst, buf):
+    """DOWNSCALE of output row ``i``: the stage input resized to (hd, wd) and back (see the catalogue), read
+    directly from the input (1, 4 or 16 taps per value). ``xs`` / ``ys``: column / row indices in the working dtype."""
+    zero, one, half = cst[ZERO], cst[ONE], cst[HALF]
+    hd, wd, rh, rw, inv, down_bil, up_bil = _downscale_setup(H, W, a, mode, xs, ys, cst)
+    u0, u1, uy = _resize_tap(ys[i], rh, hd, up_bil, half, zero)
     for c in range(C):
         base = sbase + c * sc
         for x in range(W):
-            v0, v1, ux = _resize_tap(xs[x], wdf / wf, wd, up_bil, half, zero)
+            v0, v1, ux = _resize_tap(xs[x], rw, wd, up_bil, half, zero)
             d00 = _down_value(src, base, sy, sx, u0, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
             d01 = _down_value(src, base, sy, sx, u0, v1, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
             d10 = _down_value(src, base, sy, sx, u1, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
