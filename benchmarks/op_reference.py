@@ -205,7 +205,12 @@ def image(dtype: torch.dtype, c: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(B, c, H, W, generator=g, dtype=torch.float64).to(dtype)
 
 
+MAX_LISTED = 256  # values of a tensor argument written out; a larger one (a displacement field) is summarised
+
+
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.numel() > MAX_LISTED:
+        return {"shape": list(v.shape), "min": round(float(v.min()), 6), "max": round(float(v.max()), 6)}
     if isinstance(v, torch.Tensor):
         return [round(t, 6) for t in v.flatten().tolist()] if v.dim() <= 1 else _jsonable(list(v))
     if isinstance(v, (list, tuple)):
