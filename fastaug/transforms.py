@@ -662,17 +662,22 @@ class ElasticTransform(Transform):
         cv = ctx.canvas
         key = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
         noise = counter.pixel_uniform(key, 2, cv.h, cv.w, torch.float32)  # [B,2,H,W] in [0, 1): dx, dy
-        fields = []
-        for axis in range(2):
-            f = noise[:, axis : axis + 1]
-            if self.sigma[axis] > 0.0:  # blur(2u - 1) = 2 blur(u) - 1: the kernel sums to 1 (the image blur takes [0, 1])
-                k = int(8 * self.sigma[axis] + 1)
-                k += 1 - k % 2
-                if k // 2 >= min(cv.h, cv.w):
-                    raise ValueError(f"ElasticTransform: sigma {self.sigma[axis]} needs a blur kernel of {k} pixels, too large for "
-                                     f"a {cv.h}x{cv.w} image (torchvision's reflect padding fails there too)")  # fmt: skip
-                f = F.gaussian_blur(f, [k, k], list(self.sigma))
-            fields.append((f[:, 0] * 2.0 - 1.0) * (self.alpha[axis] / (cv.w if axis == 0 else cv.h)))
+        sizes = []
+        for s in self.sigma:
+            k = int(8 * s + 1)
+            k += 1 - k % 2
+            if s > 0.0 and k // 2 >= min(cv.h, cv.w):
+                raise ValueError(f"ElasticTransform: sigma {s} needs a blur kernel of {k} pixels, too large for "
+                                 f"a {cv.h}x{cv.w} image (torchvision's reflect padding fails there too)")  # fmt: skip
+            sizes.append(k)
+        # blur(2u - 1) = 2 blur(u) - 1: the kernel sums to 1 (the image blur takes [0, 1]); both fields in one pass when
+        # torchvision blurs them alike (the same kernel size: x and y use the same sigma pair)
+        if self.sigma[0] > 0.0 and self.sigma[1] > 0.0 and sizes[0] == sizes[1]:
+            noise = F.gaussian_blur(noise, [sizes[0]] * 2, list(self.sigma))
+        else:
+            noise = torch.cat([F.gaussian_blur(noise[:, a : a + 1], [sizes[a]] * 2, list(self.sigma)) if self.sigma[a] > 0.0
+                               else noise[:, a : a + 1] for a in range(2)], 1)  # fmt: skip
+        fields = [(noise[:, a] * 2.0 - 1.0) * (self.alpha[a] / (cv.w if a == 0 else cv.h)) for a in range(2)]
         displacement = torch.stack(fields, -1)  # [B,H,W,2] normalized, torchvision's convention
         return [F.elastic_call(cv, displacement, self.interpolation, _fill(self.fill, ctx))]
 

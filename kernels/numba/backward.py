@@ -731,38 +731,45 @@ def _sharpen_back(srcf, sbase, gsrc, gbase, ss, g, i, C, W, scale, a, need_src, 
 
 
 @bjit
+def _row_back(srcf, sb, gsrc, ss, gy, r, C, W, scale, R, w, f, need_src, out, line, gline):
+    """Input row ``r``'s part of a correlation's backward, its taps ``f * w[t]`` on the reflected line (``gline``, folded
+    back onto the row): ``out[t] += f * sum gy * v(r, reflect(x+t-R))``, the image's gradient scattered when
+    ``need_src``. Returns ``sum_t w[t] * sum gy * v(r, reflect(x+t-R))``."""
+    T = w.shape[0]
+    sy, sc, sx = ss[2], ss[1], ss[3]
+    fused._read_line(srcf, sb + r * sy, sc, sx, C, W, scale, R, line)
+    total = 0.0
+    for t in range(T):
+        s = 0.0
+        for c in range(C):
+            for x in range(W):
+                s += gy[c, x] * line[c, x + t]
+        total += w[t] * s
+        out[t] += f * s
+    if need_src:
+        for c in range(C):
+            for j in range(W + 2 * R):
+                gline[c, j] = 0.0
+            for t in range(T):
+                wt = f * w[t] * scale
+                for x in range(W):
+                    gline[c, x + t] += wt * gy[c, x]
+            base = sb + c * sc + r * sy
+            for j in range(W + 2 * R):
+                gsrc[U(base + fused._reflect(j - R, W) * sx)] += gline[c, j]
+    return total
+
+
+@bjit
 def _blur_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, taps, need_src, gt, line, gline):
     """GAUSSIAN_BLUR at k = 0, backward of output row ``i`` (float domain): ``out = sum_ty wy[ty] hx(reflect(i+ty-R))``,
-    ``hx(r, x) = sum_tx wx[tx] v(r, reflect(x+tx-R))``. The taps' gradients into ``gt`` [2, T]; the image's scattered
-    through the reflected line of each input row (``gline``, folded back onto the row)."""
+    ``hx(r, x) = sum_tx wx[tx] v(r, reflect(x+tx-R))``: each input row through :func:`_row_back` with taps
+    ``wy[ty] * wx``; the taps' gradients into ``gt`` [2, T]."""
     T = taps.shape[1]
     R = (T - 1) // 2
-    sy, sc, sx = ss[2], ss[1], ss[3]
     for ty in range(T):
         r = fused._reflect(i + ty - R, H)
-        fused._read_line(srcf, sb + r * sy, sc, sx, C, W, scale, R, line)
-        wy = taps[1, ty]
-        sy_acc = 0.0
-        for tx in range(T):
-            wx = taps[0, tx]
-            s = 0.0
-            for c in range(C):
-                for x in range(W):
-                    s += g[c, x] * line[c, x + tx]
-            sy_acc += wx * s
-            gt[0, tx] += wy * s
-        gt[1, ty] += sy_acc
-        if need_src:
-            for c in range(C):
-                for j in range(W + 2 * R):
-                    gline[c, j] = 0.0
-                for tx in range(T):
-                    wt = wy * taps[0, tx] * scale
-                    for x in range(W):
-                        gline[c, x + tx] += wt * g[c, x]
-                base = sb + c * sc + r * sy
-                for j in range(W + 2 * R):
-                    gsrc[U(base + fused._reflect(j - R, W) * sx)] += gline[c, j]
+        gt[1, ty] += _row_back(srcf, sb, gsrc, ss, g, r, C, W, scale, R, taps[0], taps[1, ty], need_src, gt[0], line, gline)
 
 
 @bjit
@@ -792,8 +799,8 @@ def _downscale_back(gsrc, sb, ss, g, i, C, H, W, scale, a, mode, xs, ys, cst):
 @bjit
 def _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern, need_src, gk, line, gline, acc, cst):
     """CONVOLVE at k = 0, backward of output row ``i`` (float domain): the clamp's band from the recomputed sum
-    (``acc``, the forward's order), then the kernel's gradient into ``gk`` [T, T] and the image's scattered through the
-    reflected line of each input row (folded back onto the row)."""
+    (``acc``, the forward's order), then each input row through :func:`_row_back` (the kernel's gradient into ``gk``
+    [T, T])."""
     T = kern.shape[0]
     R = (T - 1) // 2
     zero, one = cst[fused.ZERO], cst[fused.ONE]
@@ -803,25 +810,8 @@ def _convolve_back(srcf, sb, gsrc, ss, g, i, C, H, W, scale, kern, need_src, gk,
         for x in range(W):
             acc[c, x] = g[c, x] if (acc[c, x] >= zero) & (acc[c, x] <= one) else zero  # the band's gradient
     for dy in range(T):
-        r = fused._reflect(i + dy - R, H)
-        fused._read_line(srcf, sb + r * sy, sc, sx, C, W, scale, R, line)
-        for dx in range(T):
-            s = 0.0
-            for c in range(C):
-                for x in range(W):
-                    s += acc[c, x] * line[c, x + dx]
-            gk[dy, dx] += s
-        if need_src:
-            for c in range(C):
-                for j in range(W + 2 * R):
-                    gline[c, j] = 0.0
-                for dx in range(T):
-                    wt = kern[dy, dx] * scale
-                    for x in range(W):
-                        gline[c, x + dx] += wt * acc[c, x]
-                base = sb + c * sc + r * sy
-                for j in range(W + 2 * R):
-                    gsrc[U(base + fused._reflect(j - R, W) * sx)] += gline[c, j]
+        _row_back(srcf, sb, gsrc, ss, acc, fused._reflect(i + dy - R, H), C, W, scale, R, kern[dy], one, need_src, gk[dy], line,
+                  gline)
 
 
 @bjit

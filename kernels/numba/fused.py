@@ -294,10 +294,8 @@ def _resize_tap(posf, ratio, n_in, bilinear, half, zero):
 
 
 @jit
-def _down_value(src, base, sy, sx, yd, xd, H, W, inv, xs, ys, bil, scale, q, half, one, zero):
-    """The small image at (yd, xd) from the stage input (one channel at ``base``)."""
-    r0, r1, ly = _resize_tap(ys[yd], inv, H, bil, half, zero)
-    c0, c1, lx = _resize_tap(xs[xd], inv, W, bil, half, zero)
+def _down_value(src, base, sy, sx, r0, r1, ly, c0, c1, lx, scale, q, one):
+    """The small image at the down-sampling taps (rows r0 / r1, weight ly; columns c0 / c1, weight lx) of one channel."""
     top = (one - lx) * (src[U(base + r0 * sy + c0 * sx)] * scale) + lx * (src[U(base + r0 * sy + c1 * sx)] * scale)
     bot = (one - lx) * (src[U(base + r1 * sy + c0 * sx)] * scale) + lx * (src[U(base + r1 * sy + c1 * sx)] * scale)
     d = (one - ly) * top + ly * bot
@@ -326,14 +324,18 @@ def _downscale_row(src, sbase, sy, sc, sx, C, H, W, scale, i, a, mode, q, xs, ys
     zero, one, half = cst[ZERO], cst[ONE], cst[HALF]
     hd, wd, rh, rw, inv, down_bil, up_bil = _downscale_setup(H, W, a, mode, xs, ys, cst)
     u0, u1, uy = _resize_tap(ys[i], rh, hd, up_bil, half, zero)
-    for c in range(C):
-        base = sbase + c * sc
-        for x in range(W):
-            v0, v1, ux = _resize_tap(xs[x], rw, wd, up_bil, half, zero)
-            d00 = _down_value(src, base, sy, sx, u0, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
-            d01 = _down_value(src, base, sy, sx, u0, v1, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
-            d10 = _down_value(src, base, sy, sx, u1, v0, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
-            d11 = _down_value(src, base, sy, sx, u1, v1, H, W, inv, xs, ys, down_bil, scale, q, half, one, zero)
+    ra0, ra1, lya = _resize_tap(ys[u0], inv, H, down_bil, half, zero)  # the rows of the small image's rows u0, u1
+    rb0, rb1, lyb = _resize_tap(ys[u1], inv, H, down_bil, half, zero)
+    for x in range(W):  # taps once per pixel, then every channel
+        v0, v1, ux = _resize_tap(xs[x], rw, wd, up_bil, half, zero)
+        ca0, ca1, lxa = _resize_tap(xs[v0], inv, W, down_bil, half, zero)
+        cb0, cb1, lxb = _resize_tap(xs[v1], inv, W, down_bil, half, zero)
+        for c in range(C):
+            base = sbase + c * sc
+            d00 = _down_value(src, base, sy, sx, ra0, ra1, lya, ca0, ca1, lxa, scale, q, one)
+            d01 = _down_value(src, base, sy, sx, ra0, ra1, lya, cb0, cb1, lxb, scale, q, one)
+            d10 = _down_value(src, base, sy, sx, rb0, rb1, lyb, ca0, ca1, lxa, scale, q, one)
+            d11 = _down_value(src, base, sy, sx, rb0, rb1, lyb, cb0, cb1, lxb, scale, q, one)
             d = (one - uy) * ((one - ux) * d00 + ux * d01) + uy * ((one - ux) * d10 + ux * d11)
             buf[c, x] = np.rint(d) if q else d
 
