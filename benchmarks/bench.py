@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -377,17 +378,64 @@ def device_info(device: torch.device) -> dict:
     return info
 
 
+_VECTOR = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4.2")
+# An AVX2 machine emulated on an AVX-512 one: numba's code for Haswell *without* the host's AVX-512 features
+# (NUMBA_CPU_NAME alone keeps the host's feature string, so it still emits AVX-512), OpenCV's dispatch and torch's
+# ATen kernels restricted to AVX2 as well, so that every library runs the code an AVX2-only machine would run.
+AVX2_ENV = {
+    "NUMBA_CPU_NAME": "haswell",
+    "NUMBA_CPU_FEATURES": "+avx2,+fma,+avx,+sse4.2,+popcnt,+bmi,+bmi2,+f16c,+lzcnt,+movbe,-avx512f",
+    "OPENCV_CPU_DISABLE": "AVX512F,AVX512-SKX,AVX512-COMMON,AVX512-CLX,AVX512-CNL,AVX512-ICL",  # OpenCV 4/5 names
+    "ATEN_CPU_CAPABILITY": "avx2",
+}
+
+
 def cpu_isa() -> dict:
-    """The CPU microarchitecture and vector ISA as LLVM (numba's code generator) sees them: numba's kernels are
-    compiled for it (``NUMBA_CPU_NAME`` overrides), so results from machines with other vector widths differ."""
+    """The CPU microarchitecture and vector ISA as LLVM (numba's code generator) sees them, and the ISA of the code
+    this process runs: numba's kernels are compiled for the host unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
+    say otherwise (see :data:`AVX2_ENV`), so results from machines with other vector widths differ."""
     try:
         import llvmlite.binding as llvm
 
         feats = llvm.get_host_cpu_features()
-        vector = [f for f in ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4.2") if feats.get(f)]
-        return {"llvm_cpu": llvm.get_host_cpu_name(), "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME"), "vector_isa": vector}
+        host = [f for f in _VECTOR if feats.get(f)]
+        override = os.environ.get("NUMBA_CPU_FEATURES")
+        code = host
+        if override is not None:
+            flags = {f[1:]: f[0] == "+" for f in override.split(",") if f[:1] in "+-" and len(f) > 1}
+            code = [f for f in _VECTOR if flags.get(f, f in host) and not (f.startswith("avx512") and flags.get("avx512f") is False)]
+        return {"llvm_cpu": llvm.get_host_cpu_name(), "vector_isa": host, "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME"),
+                "numba_cpu_features": override, "code_isa": code, "opencv_cpu_disable": os.environ.get("OPENCV_CPU_DISABLE"),
+                "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"), "opencv_features": _opencv_features(),
+                "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}  # fmt: skip
     except Exception as e:  # noqa: BLE001 - informational
         return {"unavailable": f"{type(e).__name__}: {e}"}
+
+
+def _opencv_features() -> str | None:
+    """OpenCV's dispatch line (``*AVX512-SKX?``: compiled in, disabled)."""
+    try:
+        import cv2
+
+        return cv2.getCPUFeaturesLine()
+    except Exception:  # noqa: BLE001 - informational
+        return None
+
+
+def has_avx512() -> bool:
+    try:
+        import llvmlite.binding as llvm
+
+        return bool(llvm.get_host_cpu_features().get("avx512f"))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def isa_tag(isa: dict) -> str:
+    """``avx2`` for a run under :data:`AVX2_ENV` (or another ``NUMBA_CPU_NAME``), '' for native code."""
+    if isa.get("numba_cpu_features") == AVX2_ENV["NUMBA_CPU_FEATURES"]:
+        return "avx2"
+    return isa.get("numba_cpu_name") or ""
 
 
 def device_slug(info: dict) -> str:
@@ -543,8 +591,10 @@ def render_table(results: dict) -> str:
     name = dev.get("gpu") or f"{dev['cpu']} ({dev.get('cpu_cores_usable', dev['cpu_cores'])} cores)"
     isa = results.get("cpu_isa", {})
     arch = f"; CPU {isa['llvm_cpu']} ({', '.join(isa['vector_isa'])})" if "llvm_cpu" in isa else ""
-    if isa.get("numba_cpu_name"):
-        arch += f"; numba code for {isa['numba_cpu_name']} (NUMBA_CPU_NAME)"
+    if isa_tag(isa) == "avx2":
+        arch += "; **AVX2 code** for every library (numba for haswell without AVX-512, OpenCV and ATen restricted to AVX2)"
+    elif isa.get("numba_cpu_name"):
+        arch += f"; numba code for {isa['numba_cpu_name']} ({', '.join(isa.get('code_isa', []))})"
     lines.append(f"Device: {name}{arch}; threads {results['threads']}; copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s; "
                  f"{results['date'][:10]}")  # fmt: skip
     for cfg in results["configs"]:
@@ -604,11 +654,23 @@ def write(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path | None
     stem = f"{device_slug(results['device'])}-{results['date'][:10]}"
     if results.get("pipeline_name", "reference") != "reference":
         stem = f"{results['pipeline_name']}-{stem}"
-    if results.get("cpu_isa", {}).get("numba_cpu_name"):
-        stem = f"{stem}-{results['cpu_isa']['numba_cpu_name']}"
+    if tag := isa_tag(results.get("cpu_isa", {})):
+        stem = f"{stem}-{tag}"
     path = out_dir / f"{stem}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     return path, plot(results, out_dir / f"{stem}.png")
+
+
+def _without_isa(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--isa":
+            skip = True
+        elif not arg.startswith("--isa="):
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -625,7 +687,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--pipeline", default="reference", choices=PIPELINES, help="which pipeline (see benchmarks/README.md)")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--isa", default="auto", choices=("auto", "native", "avx2", "both"),
+                   help="native code, AVX2 code for every library (a subprocess with AVX2_ENV), or both; "
+                        "auto: both on an AVX-512 machine, else native")
     a = p.parse_args(argv)
+    isa = a.isa if a.isa != "auto" else ("both" if has_avx512() else "native")
+    if isa in ("avx2", "both") and isa_tag(cpu_isa()) != "avx2":
+        # the AVX2 run in a fresh process (numba, OpenCV and ATen read their ISA settings once, at import)
+        cmd = [sys.executable, "-m", "benchmarks.bench", *_without_isa(sys.argv[1:] if argv is None else argv), "--isa", "native"]
+        subprocess.run(cmd, env={**os.environ, **AVX2_ENV}, check=True)
+        if isa == "avx2":
+            return {}
     results = run(tuple(a.batch), tuple(a.size), tuple(a.peers), a.device, a.threads, a.warmup, a.repeats, not a.no_backward,
                   pipeline=a.pipeline)
     if not a.no_write:

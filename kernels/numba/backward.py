@@ -76,7 +76,7 @@ def _hue_back_row(vin, g, Wo, a, cst, ga):
         r = vin[0, x]
         gn = vin[1, x]
         b = vin[2, x]
-        maxc, minc, eqc, s, div, rc, gc, bc, i, f = fused._hue_sector(r, gn, b, a, cst)
+        maxc, minc, eqc, s, div, rc, gc, bc, i, f = fused._hue_sector(r, gn, b, a, one, two, four, six)
         val = maxc
         span = maxc - minc
         m1 = r if r > gn else gn
