@@ -908,8 +908,8 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                     if sharp and i > 0 and i < H - 1:
                         fused._sharpen_row(srcf, base, ss[2], ss[1], ss[3], C, W, scale, prm[b, 0, 0], prm[b, 0, 3] > 0.5, cst, buf)
                     elif blurred:  # the forward's ring of x-blurred rows, refilled each row: the same bits
-                        fused._blur_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, True, btaps[b], prm[b, 0, 3] > 0.5, line,
-                                        ring, buf)
+                        fused._blur_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, True, btaps[b], prm[b, 0, 3] > 0.5,
+                                        cst[fused.ZERO], line, ring, buf)
                     elif convolved:
                         fused._convolve_row(srcf, sb, ss[2], ss[1], ss[3], C, H, W, scale, i, kern[b], prm[b, 0, 3] > 0.5, cst, line,
                                             buf)
