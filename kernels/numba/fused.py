@@ -1087,8 +1087,8 @@ def _stats_row(buf, C, W, q, what, cst, acc, mn, mx, hist):
     gw0, gw1, gw2 = cst[GW0], cst[GW1], cst[GW2]
     if what & 1 and C == 3 and q:  # integer grays: an exact integer row sum (vectorisable), any order
         isum = 0
-        for x in range(W):
-            isum += np.int64(np.floor((buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2))
+        for x in range(W):  # float -> int32 (not int64: AVX2 has no vector conversion to int64), summed in int64
+            isum += np.int32(np.floor((buf[0, x] * gw0 + buf[1, x] * gw1) + buf[2, x] * gw2))
         acc += np.float64(isum)
     elif what & 1 and C == 3:
         for x in range(W):
