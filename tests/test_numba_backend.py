@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import fastaug.kernels.numba as nb
 import numba
@@ -331,3 +332,31 @@ def test_integral_stages_hand_over_uint8(backend):
         assert src.dtype == (torch.float32 if last else torch.uint8) and loose.dtype == torch.float32
     assert torch.equal(src, loose)
     assert torch.equal(engine.execute(plan, x, backend), src)
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "misaligned", "float64", "odd_width", "channels_last"])
+def test_final_output_with_non_temporal_stores(kind: str, monkeypatch) -> None:
+    """Large final float outputs are written with non-temporal stores from each row's first 32-byte boundary (here
+    forced on small outputs): the same values, for every row alignment, width, dtype and layout."""
+    from fastaug.kernels.numba import backend as nbb
+    from fastaug.kernels.numba import fused
+
+    monkeypatch.setattr(nbb, "_STREAM_MIN", 0)
+    seen = []
+    launch = nbb._launch
+    monkeypatch.setattr(nbb, "_launch", lambda n, args, scratch: (seen.append(int(args[7][fused.I_STREAM])), launch(n, args, scratch)))
+    w = 37 if kind == "odd_width" else 40
+    x = make_input(torch.float64 if kind == "float64" else torch.uint8, (3, 3, 9, w), 5)
+    plan, stage, stats, luts = _stage_with_stats(x, 12)
+    ep = dataclasses.replace(plan.epilogue, out_dtype=torch.float64 if kind == "float64" else torch.float32)
+    shape = (3, 3, *plan.out_size)
+    if kind == "misaligned":  # every row starts 4 bytes past a 32-byte boundary
+        outs = [torch.empty(math.prod(shape) + 1)[1:].view(shape) for _ in range(2)]
+    elif kind == "channels_last":
+        outs = [torch.empty(shape, memory_format=torch.channels_last) for _ in range(2)]
+    else:
+        outs = [torch.empty(shape, dtype=ep.out_dtype) for _ in range(2)]
+    reference.apply(x, stage, stats, luts, ep, outs[0])
+    nb.apply(x, stage, stats, luts, ep, outs[1])
+    assert seen == [1]
+    assert_matches(outs[1], outs[0], normalized=ep.mean is not None)

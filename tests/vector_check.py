@@ -61,7 +61,7 @@ def _epilogue(buf, iv, fs, mean, std, rects, rphase, rvals, cst):
 
 @jit
 def _store(out, buf):
-    F._store_row(out, 0, W, 1, 3, buf.shape[1], buf)
+    F._store_row(out, 0, W, 1, 3, buf.shape[1], buf, False)
 
 
 @jit

@@ -39,6 +39,7 @@ _NEIGHBOURHOOD = tuple(int(op) for op in NEIGHBOURHOOD_OPS)
 _RANDOM = tuple(int(op) for op in RANDOM_OPS)
 _CONSTS = {np.float32: fused.constants(np.float32), np.float64: fused.constants(np.float64)}
 _PACK_MAX = 1 << 22  # pixels of a sample packed into a per-thread scratch (16 MiB)
+_STREAM_MIN = 4 << 20  # bytes: final float outputs from this size on are written with non-temporal stores
 
 
 def _flat(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +278,9 @@ def apply(
     flags = np.zeros(fused.NUM_FLAGS, np.int64)
     flags[fused.I_CO] = co
     flags[fused.I_INT] = int(to_int)
+    # the final output of a large batch goes to memory with non-temporal stores (it cannot stay in the caches anyway);
+    # a stage's working values, read by the next stage at once, keep plain stores
+    flags[fused.I_STREAM] = int(epilogue is not None and not to_int and target.numel() * target.element_size() >= _STREAM_MIN)
     stops = np.full(b, stage.program.shape[1], np.int64)
     rows = _rows(out.shape[2], b, stage.geometry is not None)
     _run(src, stage, stats, luts, stops, np.zeros(b, np.int64), _effective_codes(stage, c), flags, rows, out=target, epilogue=epilogue)

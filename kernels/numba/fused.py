@@ -36,7 +36,9 @@ vectorise the row loops.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from fastaug.ops import counter
 from fastaug.ops.catalogue import Op
@@ -93,7 +95,8 @@ I_GEO, I_CLAMP, I_FILL, I_QUANT = range(4)  # geometry: mode (0 none, 1 nearest,
 I_CO, I_INT, I_NORM, I_RECTS = range(4, 8)  # epilogue: out_channels, uint8 output, normalize, rects
 I_REDUCE, I_SRC8, I_ROWS = range(8, 11)  # statistics pass (per-sample kinds in ``whats``), uint8 source, rows per task
 I_PACK = 11  # bilinear from a uint8 source (C <= 4, whole-sample tasks): resample from a packed copy of the sample
-NUM_FLAGS = 12
+I_STREAM = 12  # float output rows written with non-temporal stores (a large final output, see _store_row)
+NUM_FLAGS = 13
 
 
 def scratch(
@@ -126,6 +129,49 @@ def constants(dtype: type) -> np.ndarray:
     vals += [*counter.LOG_SERIES, *counter.COS_SERIES, *counter.SIN_SERIES]
     vals += [counter.FOG_NORM, counter.FOG_CONTRAST, 2.0**-20]
     return np.array(vals, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# non-temporal stores (LLVM IR: numba has no spelling for them)
+
+_STREAM_BYTES = 32  # one store of 32 bytes: 8 float32 / 4 float64 values
+
+
+@intrinsic
+def _stream_store(typingctx, out, oidx, src, sidx):
+    """``out[oidx : oidx + n] = src[sidx : sidx + n]`` (n = 32 bytes of values) as one non-temporal vector store: the
+    line goes to memory without being read first (a plain store reads it for ownership: twice the traffic). The
+    destination must be 32-byte aligned."""
+    sig = types.void(out, oidx, src, sidx)
+
+    def codegen(context, builder, sig, args):
+        oty, _, sty, _ = sig.args
+        dst = builder.gep(context.make_array(oty)(context, builder, args[0]).data, [args[1]])
+        from_ = builder.gep(context.make_array(sty)(context, builder, args[2]).data, [args[3]])
+        elem = context.get_data_type(oty.dtype)
+        vec = ir.VectorType(elem, _STREAM_BYTES // context.get_abi_sizeof(elem))
+        value = builder.load(builder.bitcast(from_, vec.as_pointer()), align=context.get_abi_sizeof(elem))
+        store = builder.store(value, builder.bitcast(dst, vec.as_pointer()), align=_STREAM_BYTES)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _stream_fence(typingctx):
+    """Orders the non-temporal stores before everything after (x86 ``sfence``; elsewhere a full fence)."""
+    sig = types.void()
+
+    def codegen(context, builder, sig, args):
+        if "x86_64" in builder.module.triple or "i686" in builder.module.triple:
+            fn = builder.module.declare_intrinsic("llvm.x86.sse.sfence", fnty=ir.FunctionType(ir.VoidType(), []))
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1058,8 +1104,26 @@ def _epilogue_row(buf, W, i, iv, fs, mean, std, rects, rphase, rvals, cst):
 
 
 @jit
-def _store_row(out, base, oc, ox, Co, W, buf):
-    """Write channels ``0..Co-1`` of the row through the output strides."""
+def _store_row(out, base, oc, ox, Co, W, buf, stream):
+    """Write channels ``0..Co-1`` of the row through the output strides; ``stream``: unit-stride rows with
+    non-temporal stores from the first 32-byte boundary on (the values are the same)."""
+    if stream and ox == 1 and oc != 1:
+        size = out.itemsize
+        lanes = _STREAM_BYTES // size
+        for c in range(Co):
+            o = base + c * oc
+            mis = (out.ctypes.data + o * size) % _STREAM_BYTES
+            head = min((_STREAM_BYTES - mis) % _STREAM_BYTES // size, W) if mis % size == 0 else W
+            for x in range(head):
+                out[U(o + x)] = buf[c, x]
+            row = buf[c]
+            x = head
+            while x + lanes <= W:
+                _stream_store(out, U(o + x), row, U(x))
+                x += lanes
+            for t in range(x, W):
+                out[U(o + t)] = buf[c, t]
+        return
     if oc == 1 and Co > 1:  # channels-last
         for x in range(W):
             o = base + x * ox
@@ -1144,6 +1208,7 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
     zero = cst[ZERO]
     top = cst[B255]
     mxf = (xs[Wo - 1] if Wo >= Ho else ys[Ho - 1]) + cst[ONE]  # max(Ho, Wo) in the working dtype (FOG)
+    stream = iv[I_STREAM] != 0 and not reducing and not to_u8
     for t in range(t0, t1):
         b = t % B
         what = whats[b] if reducing else 0
@@ -1241,8 +1306,10 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                 for c in range(co):
                     for x in range(Wo):
                         buf[c, x] = min(max(np.rint(buf[c, x]), zero), top)
-                _store_row(out8, base, os_[1], os_[3], co, Wo, buf)
+                _store_row(out8, base, os_[1], os_[3], co, Wo, buf, False)
             else:
-                _store_row(outf, base, os_[1], os_[3], co, Wo, buf)
+                _store_row(outf, base, os_[1], os_[3], co, Wo, buf, stream)
         if reducing:
             gray[blk, b] = acc
+    if stream:
+        _stream_fence()
