@@ -661,6 +661,14 @@ def write(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path | None
     return path, plot(results, out_dir / f"{stem}.png")
 
 
+def run_avx2(module: str, argv: list[str]) -> None:
+    """``python -m module argv --isa native`` in a fresh process under :data:`AVX2_ENV` (numba, OpenCV and ATen read
+    their ISA settings once, at import), with this checkout importable from any working directory."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **AVX2_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", module, *_without_isa(argv), "--isa", "native"], env=env, check=True)
+
+
 def _without_isa(argv: list[str]) -> list[str]:
     out, skip = [], False
     for arg in argv:
@@ -693,9 +701,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     isa = a.isa if a.isa != "auto" else ("both" if has_avx512() else "native")
     if isa in ("avx2", "both") and isa_tag(cpu_isa()) != "avx2":
-        # the AVX2 run in a fresh process (numba, OpenCV and ATen read their ISA settings once, at import)
-        cmd = [sys.executable, "-m", "benchmarks.bench", *_without_isa(sys.argv[1:] if argv is None else argv), "--isa", "native"]
-        subprocess.run(cmd, env={**os.environ, **AVX2_ENV}, check=True)
+        run_avx2("benchmarks.bench", sys.argv[1:] if argv is None else argv)
         if isa == "avx2":
             return {}
     results = run(tuple(a.batch), tuple(a.size), tuple(a.peers), a.device, a.threads, a.warmup, a.repeats, not a.no_backward,

@@ -22,7 +22,6 @@ import datetime as _dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -160,9 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     isa = a.isa if a.isa != "auto" else ("both" if bench.has_avx512() else "native")
     if isa in ("avx2", "both") and bench.isa_tag(bench.cpu_isa()) != "avx2":
-        args = bench._without_isa(sys.argv[1:] if argv is None else argv)
-        subprocess.run([sys.executable, "-m", "benchmarks.per_op", *args, "--isa", "native"], env={**os.environ, **bench.AVX2_ENV},
-                       check=True)  # fmt: skip
+        bench.run_avx2("benchmarks.per_op", sys.argv[1:] if argv is None else argv)
         if isa == "avx2":
             return
     results = run(a.ops, a.repeats, a.warmup)
