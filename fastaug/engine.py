@@ -229,10 +229,13 @@ class BufferPool:
     before the next call, so the next call of the same size gets the same memory back, already mapped. A buffer is
     reused only when its storage's use count says that the pool holds the only reference (any tensor or view of it
     alive elsewhere keeps it out), and never once it has moved to shared memory (a DataLoader worker's batch is read
-    by the main process after the worker dropped it). ``FASTAUG_BUFFER_POOL=0`` turns it off; :meth:`clear` frees it."""
+    by the main process after the worker dropped it). It keeps at most ``capacity`` buffers and ``max_bytes`` in all
+    (``FASTAUG_BUFFER_POOL_MB``, default 1024), the least recently used dropped first (a dropped buffer still in use
+    lives on with its tensors). ``FASTAUG_BUFFER_POOL=0`` turns it off; :meth:`clear` frees it."""
 
-    def __init__(self, capacity: int = 8) -> None:
+    def __init__(self, capacity: int = 8, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes if max_bytes is not None else int(os.environ.get("FASTAUG_BUFFER_POOL_MB", "1024")) << 20
         self.enabled = os.environ.get("FASTAUG_BUFFER_POOL", "1") != "0" and hasattr(torch._C, "_storage_Use_Count")
         self._lock = threading.Lock()
         self._storages: list[torch.UntypedStorage] = []  # least recently used first
@@ -251,6 +254,8 @@ class BufferPool:
             self._storages = [st for st in self._storages if not st.is_shared()]
             self._storages.append(storage)
             del self._storages[: max(0, len(self._storages) - self.capacity)]
+            while len(self._storages) > 1 and sum(st.nbytes() for st in self._storages) > self.max_bytes:
+                del self._storages[0]
 
     def clear(self) -> None:
         with self._lock:

@@ -1,5 +1,7 @@
 """Host-side machinery of the CPU path: the buffer pool behind ``engine.empty`` and the numba backend's workers."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,9 @@ def test_small_tensors_and_the_capacity(pool):
     assert len(pool._storages) == 3 and len({t.data_ptr() for t in alive}) == 5
     pool.clear()
     assert not pool._storages
+    pool.max_bytes = 2 * 4 * math.prod(SHAPE)  # room for two of them
+    alive = [engine.empty(SHAPE, torch.float32, torch.device("cpu")) for _ in range(3)]
+    assert len(pool._storages) == 2 and pool._storages[-1].data_ptr() == alive[-1].data_ptr()
 
 
 def test_worker_errors_reach_the_caller(monkeypatch):
