@@ -422,15 +422,6 @@ def _opencv_features() -> str | None:
         return None
 
 
-def has_avx512() -> bool:
-    try:
-        import llvmlite.binding as llvm
-
-        return bool(llvm.get_host_cpu_features().get("avx512f"))
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def isa_tag(isa: dict) -> str:
     """``avx2`` for a run under :data:`AVX2_ENV` (or another ``NUMBA_CPU_NAME``), '' for native code."""
     if isa.get("numba_cpu_features") == AVX2_ENV["NUMBA_CPU_FEATURES"]:
@@ -661,12 +652,19 @@ def write(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Path | None
     return path, plot(results, out_dir / f"{stem}.png")
 
 
-def run_avx2(module: str, argv: list[str]) -> None:
-    """``python -m module argv --isa native`` in a fresh process under :data:`AVX2_ENV` (numba, OpenCV and ATen read
-    their ISA settings once, at import), with this checkout importable from any working directory."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, **AVX2_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    subprocess.run([sys.executable, "-m", module, *_without_isa(argv), "--isa", "native"], env=env, check=True)
+def run_isas(module: str, isa: str, argv: list[str] | None) -> bool:
+    """Run ``python -m module argv --isa native`` in a fresh process under :data:`AVX2_ENV` when ``isa`` asks for AVX2
+    code (numba, OpenCV and ATen read their ISA settings once, at import; this checkout stays importable from any
+    working directory). ``auto``: both on an AVX-512 host, else native. Returns whether to run native code here."""
+    if isa == "auto":
+        isa = "both" if "avx512f" in cpu_isa().get("vector_isa", []) else "native"
+    if isa in ("avx2", "both") and isa_tag(cpu_isa()) != "avx2":
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, **AVX2_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        args = _without_isa(sys.argv[1:] if argv is None else argv)
+        subprocess.run([sys.executable, "-m", module, *args, "--isa", "native"], env=env, check=True)
+        return isa == "both"
+    return True
 
 
 def _without_isa(argv: list[str]) -> list[str]:
@@ -699,11 +697,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="native code, AVX2 code for every library (a subprocess with AVX2_ENV), or both; "
                         "auto: both on an AVX-512 machine, else native")
     a = p.parse_args(argv)
-    isa = a.isa if a.isa != "auto" else ("both" if has_avx512() else "native")
-    if isa in ("avx2", "both") and isa_tag(cpu_isa()) != "avx2":
-        run_avx2("benchmarks.bench", sys.argv[1:] if argv is None else argv)
-        if isa == "avx2":
-            return {}
+    if not run_isas("benchmarks.bench", a.isa, argv):
+        return {}
     results = run(tuple(a.batch), tuple(a.size), tuple(a.peers), a.device, a.threads, a.warmup, a.repeats, not a.no_backward,
                   pipeline=a.pipeline)
     if not a.no_write:

@@ -22,7 +22,6 @@ import datetime as _dt
 import json
 import os
 import statistics
-import sys
 import threading
 import time
 
@@ -157,11 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--isa", default="auto", choices=("auto", "native", "avx2", "both"))
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
-    isa = a.isa if a.isa != "auto" else ("both" if bench.has_avx512() else "native")
-    if isa in ("avx2", "both") and bench.isa_tag(bench.cpu_isa()) != "avx2":
-        bench.run_avx2("benchmarks.per_op", sys.argv[1:] if argv is None else argv)
-        if isa == "avx2":
-            return
+    if not bench.run_isas("benchmarks.per_op", a.isa, argv):
+        return
     results = run(a.ops, a.repeats, a.warmup)
     if not a.no_write:
         tag = bench.isa_tag(results["cpu_isa"])

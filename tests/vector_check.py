@@ -21,12 +21,14 @@ f32 = np.float32
 W = 64
 
 
-def _op(code):
+def _op(code, cst):
+    """A wrapper of ``_op_row`` for one op code, and its arguments."""
+
     @jit
     def run(buf, st, lut, cst):
         F._op_row(buf, 3, buf.shape[1], code, f32(0.7), f32(1.0), f32(0.0), True, st, lut, cst)
 
-    return run, lambda cst: (np.ones((3, W), f32), np.ones((3, 2), f32), np.ones((3, 256), f32), cst)
+    return run, (np.ones((3, W), f32), np.ones((3, 2), f32), np.ones((3, 256), f32), cst)
 
 
 @jit
@@ -81,8 +83,7 @@ def cases():
     fs = np.array([1, 1 / 255, W - 1, W - 1], f32)
     buf = np.ones((3, W), f32)
     tmp = np.ones((4, W + 2), f32)
-    out = {f"op {name}": _op(getattr(F, name)) for name in ("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE", "POSTERIZE", "SOLARIZE")}
-    out = {k: (fn, make(cst)) for k, (fn, make) in out.items()}
+    out = {f"op {name}": _op(getattr(F, name), cst) for name in ("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE", "POSTERIZE", "SOLARIZE")}
     out["gaussian noise"] = (_noise, (buf, tmp, cst))
     out["pixel dropout"] = (_dropout, (buf, tmp, cst))
     out["gaussian blur"] = (_blur, (np.ones(3 * W * W, np.uint8), np.ones((2, 5), f32), np.ones((3, W + 4), f32), np.ones((5, 3, W), f32),
