@@ -15,6 +15,7 @@ import torch
 
 from fastaug import autograd, rng
 from fastaug.compiler import compile_plan
+from fastaug.constants import constant
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.plan import Op
@@ -831,7 +832,7 @@ def elastic_call(cv: Canvas, displacement, interpolation_mode="bilinear", fill=N
     d = d.to(dev)
     _check(torch.isfinite(d), "displacement must be finite")
     d = d.expand(b, h, w, 2)
-    scale = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64, device=dev)  # normalized -> input pixels
+    scale = constant([w / 2.0, h / 2.0], torch.float64, dev)  # normalized -> input pixels
     return GeometricCall(
         name="elastic_transform",
         kwargs={"displacement": d, "interpolation": _interp_name(interpolation_mode), "fill": fill},

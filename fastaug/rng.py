@@ -42,6 +42,8 @@ def uniform(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1)
 def randint(seed: int, epoch: int, indices: torch.Tensor, slot: int, low, high, n: int = 1) -> torch.Tensor:
     """Integers in [low, high) (``low``/``high`` numbers or [B] tensors) as int64 [B, n]."""
     u = uniform(seed, epoch, indices, slot, n)
+    if not isinstance(low, torch.Tensor) and not isinstance(high, torch.Tensor):  # numbers: no tensor built from host values
+        return torch.clamp(torch.floor(float(low) + u * (float(high) - float(low))), max=float(high) - 1).to(torch.int64)
     lo = torch.as_tensor(low, dtype=torch.float64, device=u.device)
     hi = torch.as_tensor(high, dtype=torch.float64, device=u.device)
     if lo.dim() == 1:

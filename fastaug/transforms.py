@@ -16,10 +16,11 @@ import torch
 
 from fastaug import functional as F
 from fastaug import rng
+from fastaug.constants import constant
 from fastaug.functional import Canvas
 from fastaug.ops import counter
 from fastaug.ops import geometry as G
-from fastaug.ops.calls import Call, ColorCall, DtypeCall, RectCall
+from fastaug.ops.calls import Call, ColorCall, DtypeCall, NormalizeCall, RectCall
 from fastaug.plan import Op
 from fastaug.validation import channels_for, fill_values
 from fastaug.validation import interpolation as check_interpolation
@@ -333,7 +334,7 @@ class ColorJitter(Transform):
         if not parts:
             return []
         u = ctx.uniform(8)
-        codes = torch.tensor([int(op) for op, _ in parts], device=u.device)
+        codes = constant([int(op) for op, _ in parts], torch.int64, u.device)
         values = torch.stack([_lerp(u[:, i], r) for i, (_, r) in enumerate(parts)], 1)
         order = torch.argsort(u[:, 4 : 4 + len(parts)], dim=1)  # a random permutation per sample
         out = []
@@ -976,7 +977,14 @@ class Normalize(Transform):
         self.mean, self.std = list(mean), list(std)
 
     def calls(self, ctx):
-        return [F.normalize_call(self.mean, self.std, ctx.canvas.c, ctx.canvas.device)]
+        # checked at construction; the tensors cached per device (no host -> device copy per call)
+        c, dev = ctx.canvas.c, ctx.canvas.device
+        m, s = (self.mean * c if len(self.mean) == 1 else self.mean), (self.std * c if len(self.std) == 1 else self.std)
+        if len(m) != c or len(s) != c:
+            raise ValueError(f"mean and std need 1 or {c} values (one per channel), got {len(self.mean)} and {len(self.std)}")
+        m, s = [float(v) for v in m], [float(v) for v in s]
+        return [NormalizeCall(name="normalize", kwargs={"mean": m, "std": s}, mean=constant(m, torch.float32, dev),
+                              std=constant(s, torch.float32, dev))]  # fmt: skip
 
 
 class ToDtype(Transform):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
+
+from fastaug.constants import constant
 
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -67,7 +70,7 @@ def per_sample(
         and len(value) == width
         and all(isinstance(v, numbers.Number) for v in value)
     ):
-        t = torch.tensor([float(v) for v in value], dtype=torch.float64, device=device).expand(b, width)
+        t = constant([float(v) for v in value], torch.float64, device).expand(b, width)
     elif isinstance(value, torch.Tensor):
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real tensor, got {value.dtype}")
@@ -130,18 +133,26 @@ def check_epoch(value, name: str = "epoch") -> torch.Tensor | int:
 
 
 def check_indices(value, b: int, device: torch.device, name: str = "indices") -> torch.Tensor:
-    """Dataset indices: None (0..B-1) or B non-negative integers -> int64 [B] on ``device``."""
+    """Dataset indices: None (0..B-1) or B non-negative integers -> int64 [B] on ``device``.
+
+    Host indices for a device batch (a DataLoader's) are checked on the host and copied with ``non_blocking=True``:
+    no wait for the device's queue. Indices already on the device cost no copy (needed inside a CUDA graph)."""
     if value is None:
         return torch.arange(b, device=device)
     try:
-        idx = torch.as_tensor(value, device=device)
+        idx = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{name} must be an integer tensor of shape [{b}] (one dataset index per sample), got {value!r}") from e
     if idx.dtype.is_floating_point or idx.is_complex() or idx.dtype == torch.bool or tuple(idx.shape) != (b,):
         raise ValueError(f"{name} must be an integer tensor of shape [{b}] (one dataset index per sample)")
+    if idx.device.type == "cpu":  # checked with numpy: host values, no device work
+        host = idx.numpy().astype(np.int64, copy=False)
+        if host.size and host.min() < 0:
+            raise ValueError(f"{name} must be non-negative (dataset indices)")
+        return torch.from_numpy(host).to(device, non_blocking=True)
     idx = idx.to(torch.int64)
     _check(idx >= 0, f"{name} must be non-negative (dataset indices)")
-    return idx
+    return idx.to(device, non_blocking=True)
 
 
 def channels_for(c: int, allowed: tuple[int, ...], op: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from fastaug.constants import constant
+
 NEAREST_RESIZE_EPS = 1e-3  # tie-break so that rint reproduces torch's floor(j * scale) for nearest resize
 
 
@@ -167,8 +169,8 @@ def random_perspective_points(
     h, w = size
     hw, hh = int(distortion_scale * (w // 2)) + 1, int(distortion_scale * (h // 2)) + 1
     b = u.shape[0]
-    start = torch.tensor([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=torch.float64, device=u.device)
-    j = torch.floor(u.to(torch.float64) * torch.tensor([hw, hh] * 4, dtype=torch.float64, device=u.device)).view(b, 4, 2)
-    sign = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64, device=u.device)
+    start = constant([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], torch.float64, u.device)
+    j = torch.floor(u.to(torch.float64) * constant([hw, hh] * 4, torch.float64, u.device)).view(b, 4, 2)
+    sign = constant([[1, 1], [-1, 1], [-1, -1], [1, -1]], torch.float64, u.device)
     end = start + sign * j
     return start.expand(b, 4, 2).clone(), end

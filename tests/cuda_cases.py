@@ -1,0 +1,80 @@
+"""The public entry points of the CUDA path, run on fake CUDA tensors (``fake_cuda``): what each call dispatches.
+
+``python tests/cuda_cases.py`` prints the table of torch ops, Triton launches and host <-> device copies per call
+(the numbers quoted in ``benchmarks/README.md``); ``test_cuda_host.py`` asserts on the same runs."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fake_cuda import CudaLog, fake_cuda  # noqa: E402
+
+import fastaug as fa  # noqa: E402
+
+B, H, W = 8, 224, 224
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def _bench(pipeline: str):
+    def build(float_input: bool = False):
+        from benchmarks import bench
+
+        return bench.fastaug_pipeline(torch.device("cuda"), float_input=float_input, pipeline=pipeline)
+
+    return build
+
+
+CASES = {
+    "reference pipeline": _bench("reference"),
+    "blur-noise pipeline": _bench("blur-noise-dropout"),
+    "RandAugment + Normalize": lambda: fa.Compose([fa.RandAugment(2, 9), fa.Normalize(MEAN, STD)]),
+    "TrivialAugmentWide + Normalize": lambda: fa.Compose([fa.TrivialAugmentWide(), fa.Normalize(MEAN, STD)]),
+    "AutoAugment + Normalize": lambda: fa.Compose([fa.AutoAugment(), fa.Normalize(MEAN, STD)]),
+    "XYMasking + RandomErasing": lambda: fa.Compose([
+        fa.XYMasking(num_masks_x=2, num_masks_y=2, mask_x_length=(10, 20), mask_y_length=(10, 20)),
+        fa.RandomErasing(p=1.0), fa.Normalize(MEAN, STD)]),  # fmt: skip
+    "RandomPerspective + RandomResizedCrop": lambda: fa.Compose([fa.RandomPerspective(p=1.0), fa.RandomResizedCrop(128),
+                                                                 fa.Normalize(MEAN, STD)]),  # fmt: skip
+    "ElasticTransform + RandomFog": lambda: fa.Compose([fa.ElasticTransform(), fa.RandomFog(p=1.0), fa.Normalize(MEAN, STD)]),
+}
+
+_FLOAT_AWARE = ("reference pipeline", "blur-noise pipeline")  # their solarize threshold follows the input range
+
+
+def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.uint8) -> tuple[CudaLog, object]:
+    """Build the case's pipeline (on the host, as a user does), call it twice on a fake CUDA batch (epochs 0 and 1) and
+    return the log of the second call (the first builds the cached constants) and the second output.
+    ``host_indices``: the dataset indices as a CPU tensor (a DataLoader's), else on the device. Forward only: autograd
+    on a fake CUDA tensor aborts a CPU-only torch (its gradient accumulator opens a CUDA device guard in C++)."""
+    pipe = CASES[name](float_input=True) if dtype.is_floating_point and name in _FLOAT_AWARE else CASES[name]()
+    host_idx = torch.arange(B)
+    with warnings.catch_warnings(), fake_cuda() as log:
+        warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")  # host indices' numpy view
+        idx = host_idx if host_indices else torch.arange(B, device="cuda")
+        for epoch in range(2):
+            x = torch.empty(B, 3, H, W, dtype=dtype, device="cuda")
+            log.reset()
+            out = pipe(x, indices=idx, epoch=epoch)
+    return log, out
+
+
+def table() -> str:
+    rows = ["| call (B=8, 3x224x224, fake CUDA) | torch ops dispatched | of them kernels | Triton launches | host->device | "
+            "device->host |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name in CASES:
+        log, _ = run_case(name)
+        s = log.summary()
+        rows.append(f"| {name} | {s['torch_ops']} | {s['torch_kernel_ops']} | {s['triton_launches']} | {s['host_to_device']} | "
+                    f"{s['device_to_host']} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())

@@ -1,0 +1,78 @@
+"""The CUDA path's host side on fake CUDA tensors (no GPU needed): no host <-> device copy or sync in a call, the
+Triton launches the Plan implies, and a ceiling on the torch ops dispatched per call (``cuda_cases.py`` prints them)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cuda_cases import CASES, B, H, W, run_case
+
+import fastaug.compose
+import fastaug.functional
+
+# torch kernel ops per call measured on 2026-12-01 (B=8): ceilings against regressions, lowered as draws and
+# bookkeeping move into kernels (the goal is <= 30 for the reference pipeline, <= 40 for RandAugment + Normalize)
+CEILING = {
+    "reference pipeline": 760,
+    "blur-noise pipeline": 1370,
+    "RandAugment + Normalize": 570,
+    "TrivialAugmentWide + Normalize": 350,
+    "AutoAugment + Normalize": 475,
+    "XYMasking + RandomErasing": 825,
+    "RandomPerspective + RandomResizedCrop": 505,
+    "ElasticTransform + RandomFog": 570,
+}
+
+
+@pytest.fixture
+def plans(monkeypatch):
+    seen = []
+    compile_plan = fastaug.compose.compile_plan
+
+    def spy(*args, **kwargs):
+        seen.append(compile_plan(*args, **kwargs))
+        return seen[-1]
+
+    for module in (fastaug.compose, fastaug.functional):  # Compose's plan; functional ops' (ElasticTransform's field)
+        monkeypatch.setattr(module, "compile_plan", spy)
+    return seen
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
+    log, out = run_case(name)
+    assert log.host_to_device == [] and log.host_to_device_async == []
+    assert log.device_to_host == []
+    assert out.device.type == "cuda" and out.shape[0] == B
+    second = plans[len(plans) // 2 :]  # the plans of the logged (second) call: ElasticTransform's field is one too
+    stages = [stage for plan in second for stage in plan.stages]
+    reduce_rounds = sum(len(stage.stat_slots) for stage in stages)  # on a GPU every round launches (no early exit)
+    assert log.launches.count("apply_kernel") == len(stages)
+    assert log.launches.count("reduce_kernel") == reduce_rounds
+    assert len(log.launches) == len(stages) + reduce_rounds
+    assert log.kernel_ops <= CEILING[name], dict(log.kernels.most_common(8))
+
+
+def test_host_indices_cost_one_non_blocking_copy():
+    log, _ = run_case("reference pipeline", host_indices=True)
+    assert log.host_to_device == [] and log.device_to_host == []
+    assert len(log.host_to_device_async) == 1 and "validation.py" in log.host_to_device_async[0]
+
+
+def test_float_input():
+    log, out = run_case("RandAugment + Normalize", dtype=torch.float32)
+    assert log.host_to_device == [] and log.device_to_host == []
+    assert tuple(out.shape) == (B, 3, H, W)
+
+
+def test_harness_sees_a_host_copy_and_a_sync():
+    """The checks above can fail: the harness logs a blocking copy and refuses a device read."""
+    from fake_cuda import fake_cuda
+
+    with fake_cuda() as log:
+        x = torch.zeros(4, device="cuda")
+        y = x + torch.tensor([1.0, 2.0, 3.0, 4.0]).to("cuda")
+        assert log.host_to_device and "to_copy" in log.host_to_device[0]
+        with pytest.raises(Exception, match="local_scalar_dense"):
+            bool((y > 0).all())
+        assert log.device_to_host
