@@ -10,16 +10,29 @@ import torch
 
 from fastaug.ops.counter import MASK as _MASK
 from fastaug.ops.counter import mix as _mix
+from fastaug.ops.counter import mix_int as _mix_int
 
 
 def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
     """32-bit hashes [B, n] (int64 tensor) of (seed, epoch, index, slot, j) for j < n."""
     idx = indices.to(torch.int64)
-    if idx.device.type == "cpu" and not isinstance(seed, torch.Tensor) and not isinstance(epoch, torch.Tensor):
-        from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
+    if not isinstance(seed, torch.Tensor) and not isinstance(epoch, torch.Tensor):
+        if idx.device.type == "cpu":
+            from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
 
-        return torch.from_numpy(draws.hash32(seed, epoch, idx.numpy(), slot, n))
+            return torch.from_numpy(draws.hash32(seed, epoch, idx.numpy(), slot, n))
+        if idx.device.type == "cuda":
+            from fastaug.kernels.triton import fused  # one launch instead of ~60 small torch kernels
+
+            return fused.hash32(prefix(seed, epoch), idx, slot, n)
     return hash32_torch(seed, epoch, idx, slot, n)
+
+
+def prefix(seed: int, epoch: int) -> int:
+    """The hash of (seed, epoch) that every draw of a call starts from (python ints; as :func:`hash32_torch`)."""
+    h = _mix_int((seed & _MASK) ^ 0x3C6EF372)
+    h = _mix_int(h ^ ((seed >> 32) & _MASK))
+    return _mix_int(h ^ (epoch & _MASK))
 
 
 def hash32_torch(seed, epoch, idx: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:

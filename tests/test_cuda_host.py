@@ -10,17 +10,18 @@ from cuda_cases import CASES, B, H, W, run_case
 import fastaug.compose
 import fastaug.functional
 
-# torch kernel ops per call measured on 2026-12-01 (B=8): ceilings against regressions, lowered as draws and
-# bookkeeping move into kernels (the goal is <= 30 for the reference pipeline, <= 40 for RandAugment + Normalize)
+# torch kernel ops per call measured on 2026-12-01 (B=8, draws in one launch each): ceilings against regressions,
+# lowered as the parameter mapping and the statistics bookkeeping move into kernels (the goal: <= 30 for the
+# reference pipeline, <= 40 for RandAugment + Normalize)
 CEILING = {
-    "reference pipeline": 760,
-    "blur-noise pipeline": 1370,
-    "RandAugment + Normalize": 570,
-    "TrivialAugmentWide + Normalize": 350,
-    "AutoAugment + Normalize": 475,
-    "XYMasking + RandomErasing": 825,
-    "RandomPerspective + RandomResizedCrop": 505,
-    "ElasticTransform + RandomFog": 570,
+    "reference pipeline": 345,
+    "blur-noise pipeline": 450,
+    "RandAugment + Normalize": 485,
+    "TrivialAugmentWide + Normalize": 270,
+    "AutoAugment + Normalize": 395,
+    "XYMasking + RandomErasing": 160,
+    "RandomPerspective + RandomResizedCrop": 255,
+    "ElasticTransform + RandomFog": 240,
 }
 
 
@@ -49,7 +50,7 @@ def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
     reduce_rounds = sum(len(stage.stat_slots) for stage in stages)  # on a GPU every round launches (no early exit)
     assert log.launches.count("apply_kernel") == len(stages)
     assert log.launches.count("reduce_kernel") == reduce_rounds
-    assert len(log.launches) == len(stages) + reduce_rounds
+    assert len(log.launches) == len(stages) + reduce_rounds + log.launches.count("hash32_kernel")  # + one per draw
     assert log.kernel_ops <= CEILING[name], dict(log.kernels.most_common(8))
 
 

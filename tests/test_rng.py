@@ -35,3 +35,16 @@ def test_cpu_draws_equal_the_torch_form_and_the_formula(seed):
 def test_device_seed_tensors_take_the_torch_form():
     idx = torch.arange(4)
     assert torch.equal(rng.hash32(torch.tensor(5), torch.tensor(2), idx, 1, 2), rng.hash32(5, 2, idx, 1, 2))
+
+
+@pytest.mark.parametrize("seed, epoch", [(0, 0), (7, 3), (2**40 + 5, 2**32 - 1), (-3, 12)])
+def test_triton_draws_equal_torch_draws(seed, epoch, monkeypatch):
+    """The one-launch Triton draws (CUDA's path) give the bits of the torch formula (run in the interpreter)."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from fastaug.kernels.triton import fused
+
+    idx = torch.tensor([0, 1, 5, 2**31 - 1, 2**33 + 7, 123456789012], dtype=torch.int64)
+    for slot, n in ((0, 1), (70, 8), (2**32 + 9, 3)):
+        got = fused.hash32(rng.prefix(seed, epoch), idx, slot, n)
+        assert torch.equal(got, rng.hash32_torch(seed, epoch, idx, slot, n)), (slot, n)

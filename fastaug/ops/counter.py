@@ -60,6 +60,15 @@ COS_SERIES = (1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5, 1.0)
 SIN_SERIES = (1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0, 1.0)
 
 
+def mix_int(h: int) -> int:
+    """:func:`mix` on a python int < 2**32."""
+    h ^= h >> 16
+    h = (h * M1) & MASK
+    h ^= h >> 15
+    h = (h * M2) & MASK
+    return h ^ (h >> 16)
+
+
 def mix(h: torch.Tensor) -> torch.Tensor:
     """The 32-bit finaliser (int64 tensor of values < 2**32 in and out)."""
     h = h ^ (h >> 16)

@@ -398,6 +398,24 @@ def _mix(h):
 
 
 @triton.jit
+def hash32_kernel(out, idx, total, N, h0, slot, BLOCK: tl.constexpr):
+    """``fastaug.rng.hash32`` [B, N] (flat ``out``, int64) of the int64 indices ``idx`` [B]: ``h0`` is the hash of
+    (seed, epoch) (``fastaug.rng.prefix``, a uint32 value), so one launch draws the whole [B, N] block."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < total
+    b = offs // N
+    j = (offs - b * N).to(tl.uint32)
+    v = tl.load(idx + b, mask=m, other=0)
+    lo = (v & 0xFFFFFFFF).to(tl.uint32)
+    hi = ((v >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    h = _mix(lo ^ h0.to(tl.uint32))
+    h = _mix(h ^ hi)
+    h = _mix(h ^ slot.to(tl.uint32))
+    h = _mix(h ^ (j * 0x2545F491))
+    tl.store(out + offs, h.to(tl.int64), mask=m)
+
+
+@triton.jit
 def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
     """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE of one channel from the uniform of (key, c, y, x)."""
     h = _mix(_mix(_mix(key ^ c.to(tl.uint32)) ^ ys.to(tl.uint32)) ^ xs.to(tl.uint32))
@@ -1304,6 +1322,21 @@ def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
     spec = prepare_apply(src, stage, stats, luts, epilogue, out)
     if out.numel():
         launch(spec)
+
+
+HASH_BLOCK = 1024
+
+
+def hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> torch.Tensor:
+    """``fastaug.rng.hash32`` [B, n] (int64) of the int64 indices ``idx`` [B] on their device, in one launch;
+    ``h0`` = ``fastaug.rng.prefix(seed, epoch)``."""
+    b = idx.shape[0]
+    out = torch.empty(b, n, dtype=torch.int64, device=idx.device)
+    total = b * n
+    if total:
+        args = {"out": out, "idx": idx.contiguous(), "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
+        launch(Launch("hash32_kernel", (triton.cdiv(total, HASH_BLOCK), 1), args, {"BLOCK": HASH_BLOCK}, num_warps=4))
+    return out
 
 
 def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor) -> Reduction:
