@@ -152,7 +152,7 @@ def check_indices(value, b: int, device: torch.device, name: str = "indices") ->
         return torch.from_numpy(host).to(device, non_blocking=True)
     idx = idx.to(torch.int64)
     _check(idx >= 0, f"{name} must be non-negative (dataset indices)")
-    return idx.to(device, non_blocking=True)
+    return idx.to(device, non_blocking=torch.device(device).type != "cpu")  # to the host: wait for the values
 
 
 def channels_for(c: int, allowed: tuple[int, ...], op: str) -> None:
