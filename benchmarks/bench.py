@@ -14,6 +14,12 @@ The second pipeline (``--pipeline blur-noise-dropout``; every op applied to ever
     + GaussianBlur(5, sigma=(0.1, 2.0)) + GaussianNoise(0, 0.05) + CoarseDropout(1-4 holes of 10-20 %)
     + Normalize(ImageNet mean, std)
 
+The third pipeline (``--pipeline affine-flip-color``; the ops triton-augment also has, with the same
+semantics: its contrast is a different formula and it has no hue, posterize, solarize, blur or noise)::
+
+    RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10, bilinear) + RandomHorizontalFlip()
+    + ColorJitter(brightness=0.4, saturation=0.4) + Normalize(ImageNet mean, std)
+
 Usage: ``python -m benchmarks.bench`` (B=64, 224x224), ``--batch 64 256 --size 224 512`` for the full
 grid, ``--peers fastaug-numba kornia`` for a subset; ``fastaug bench`` runs :func:`main`. Writes
 ``benchmarks/results/<device>-<date>.json`` and a PNG chart (matplotlib: the ``bench`` extra), prints a
@@ -45,10 +51,10 @@ STD = (0.229, 0.224, 0.225)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PEERS = (
     "fastaug-numba", "fastaug-triton", "fastaug-torch", "kornia", "albumentations",
-    "torchvision-per-sample", "torchvision-batch-wide", "triton-augment",
+    "torchvision-per-sample", "torchvision-batch-wide", "triton-augment", "fastaug-triton-graph",
 )  # fmt: skip
 BATCH_WIDE = "batch-wide (one draw per batch)"
-PIPELINES = ("reference", "blur-noise-dropout")
+PIPELINES = ("reference", "blur-noise-dropout", "affine-flip-color")
 QUICK_PEERS = tuple(p for p in PEERS if p != "fastaug-torch")  # the reference backend is slow: opt in
 
 
@@ -72,6 +78,12 @@ def _out_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def pipeline_text(pipeline: str) -> str:
+    """The pipeline's ops as this module's docstring writes them."""
+    block = __doc__.split("::")[PIPELINES.index(pipeline) + 1]
+    return block.strip().split("\n\n")[0].strip()
+
+
 def fastaug_pipeline(device: torch.device, seed: int = 0, float_input: bool = False, pipeline: str = "reference"):
     """The pipeline (for a float input in [0, 1] the solarize threshold is 128/255)."""
     import fastaug
@@ -80,7 +92,9 @@ def fastaug_pipeline(device: torch.device, seed: int = 0, float_input: bool = Fa
         fastaug.RandomAffine(30, translate=(0.1, 0.1), shear=10, interpolation="bilinear"),
         fastaug.ColorJitter(0.4, 0.4, 0.4, 0.1),
     ]
-    if pipeline == "reference":
+    if pipeline == "affine-flip-color":
+        steps = [steps[0], fastaug.RandomHorizontalFlip(), fastaug.ColorJitter(brightness=0.4, saturation=0.4)]
+    elif pipeline == "reference":
         steps += [
             fastaug.RandomHorizontalFlip(),
             fastaug.RandomPosterize(4, p=0.5),
@@ -132,6 +146,13 @@ def _fastaug(backend: str, pipeline: str):
 def _kornia_pipeline(device: torch.device, pipeline: str = "reference"):
     import kornia.augmentation as K
 
+    if pipeline == "affine-flip-color":
+        return K.AugmentationSequential(
+            K.RandomAffine(degrees=30, translate=(0.1, 0.1), shear=10, resample="bilinear", padding_mode="zeros", p=1.0),
+            K.RandomHorizontalFlip(p=0.5),
+            K.ColorJitter(brightness=0.4, saturation=0.4, p=1.0),
+            K.Normalize(mean=torch.tensor(MEAN), std=torch.tensor(STD)),
+        ).to(device)
     if pipeline != "reference":
         # GaussianBlur: kornia's separable 5x5 with reflect borders, sigma per image in (0.1, 2.0);
         # GaussianNoise(std 0.05) on [0, 1] floats; kornia has no CoarseDropout: RandomErasing of ONE
@@ -201,7 +222,10 @@ def _albumentations_setup(x: torch.Tensor, device: torch.device, pipeline: str =
     # The second pipeline: GaussianBlur(blur_limit=(5, 5), sigma_limit=(0.1, 2.0)) (cv2, BORDER_REFLECT_101),
     # GaussNoise(std_range=(0.05, 0.05), per_channel=True) (fraction of 255 on uint8), CoarseDropout with the same
     # argument names and meaning as fastaug's (fastaug's follows albumentations), every op with p=1.
-    middle = [
+    color = A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=1.0)
+    if pipeline == "affine-flip-color":  # the flip first, then brightness and saturation only
+        color = A.Compose([A.HorizontalFlip(p=0.5), A.ColorJitter(brightness=0.4, contrast=0.0, saturation=0.4, hue=0.0, p=1.0)])
+    middle = [] if pipeline == "affine-flip-color" else [
         A.HorizontalFlip(p=0.5),
         A.Posterize(num_bits=4, p=0.5),
         A.Solarize(threshold_range=(0.5, 0.5), p=0.5),
@@ -213,7 +237,7 @@ def _albumentations_setup(x: torch.Tensor, device: torch.device, pipeline: str =
     aug = A.Compose([
         A.Affine(rotate=(-30, 30), translate_percent={"x": (-0.1, 0.1), "y": (-0.1, 0.1)}, shear={"x": (-10, 10), "y": (0, 0)},
                  interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
-        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=1.0),
+        color,
         *middle,
         A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0),
         ToTensorV2(),
@@ -243,6 +267,15 @@ def _torchvision_pipeline(device: torch.device, pipeline: str = "reference"):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import v2 as T
 
+    if pipeline == "affine-flip-color":
+        return T.Compose([
+            T.RandomAffine(30, translate=(0.1, 0.1), shear=10, interpolation=InterpolationMode.BILINEAR),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(brightness=0.4, saturation=0.4),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(list(MEAN), list(STD)),
+            T.ToDtype(_out_dtype(device)),
+        ])  # fmt: skip
     if pipeline != "reference":
         # torchvision has no CoarseDropout: RandomErasing of ONE rectangle of 1-4 % of the area (less work)
         return T.Compose([
@@ -277,10 +310,40 @@ def _torchvision_batch(x: torch.Tensor, device: torch.device, pipeline: str = "r
     return lambda: aug(x)  # ONE draw for the whole batch: every image gets the same parameters
 
 
-def _triton_augment_setup(x: torch.Tensor, device: torch.device):
-    import triton_augment  # noqa: F401  (not installed in our environments; kept for when it is)
+def _triton_augment_setup(x: torch.Tensor, device: torch.device, pipeline: str = "reference"):
+    """triton-augment's one-kernel ``TritonFusedAugment`` (float input in [0, 1], per-sample parameters): only the
+    third pipeline, whose ops it has with the same meaning (its contrast is a different formula, and it has no hue,
+    posterize, solarize, blur or noise). It applies flip and color after the affine, brightness before saturation."""
+    if pipeline != "affine-flip-color":
+        raise NotImplementedError(f"triton-augment cannot run the {pipeline} pipeline (no hue, posterize, solarize, blur, noise)")
+    import triton_augment as ta
 
-    raise NotImplementedError("triton-augment pipeline mapping not written: the package was never available to test")
+    aug = ta.TritonFusedAugment(degrees=30, translate=(0.1, 0.1), shear=10, interpolation=ta.InterpolationMode.BILINEAR, fill=0.0,
+                                horizontal_flip_p=0.5, brightness=0.4, saturation=0.4, mean=MEAN, std=STD)  # fmt: skip
+    dtype = _out_dtype(device)
+    return lambda: aug(x.float().div_(255)).to(dtype)
+
+
+def _fastaug_graph(pipeline: str):
+    """fastaug (triton) replayed from a CUDA graph: the call captured once (after eager warm-up calls) and
+    replayed; the replay must equal the eager call with the same epoch (else the peer is recorded unavailable).
+    A replay repeats the captured epoch's draws (the same work per image as fresh draws)."""
+
+    def setup(x: torch.Tensor, device: torch.device):
+        aug = fastaug_pipeline(device, pipeline=pipeline)
+        want = aug(x, epoch=1, backend="triton")
+        aug(x, epoch=1, backend="triton")
+        torch.cuda.synchronize(device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            got = aug(x, epoch=1, backend="triton")
+        graph.replay()
+        torch.cuda.synchronize(device)
+        if not torch.equal(got, want):
+            raise RuntimeError(f"graph replay differs from the eager call (max |diff| {(got.float() - want.float()).abs().max().item()})")
+        return graph.replay
+
+    return setup
 
 
 def peer_table(pipeline: str = "reference") -> dict[str, Peer]:
@@ -303,7 +366,9 @@ def peer_table(pipeline: str = "reference") -> dict[str, Peer]:
         "torchvision-batch-wide": Peer(
             "torchvision-batch-wide", "torchvision v2 (batch-wide: one draw per batch)", BATCH_WIDE, _torchvision_batch_
         ),
-        "triton-augment": Peer("triton-augment", "triton-augment", "per-sample", _triton_augment_setup, None, ("cuda",)),
+        "triton-augment": Peer("triton-augment", "triton-augment (one kernel)", "per-sample", on(_triton_augment_setup), None, ("cuda",)),
+        "fastaug-triton-graph": Peer("fastaug-triton-graph", "fastaug (triton, CUDA graph replay)", "per-sample", _fastaug_graph(pipeline),
+                                     None, ("cuda",)),  # fmt: skip
     }
 
 
@@ -323,10 +388,17 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repea
     _sync(device)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+        if device.type == "cuda":  # device time between two events on the stream (the host's launch work included)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     return times
 
 
@@ -500,7 +572,7 @@ def run(
         "versions": versions(),
         "threads": thread_cfg,
         "pipeline_name": pipeline,
-        "pipeline": __doc__.split("::")[1 if pipeline == "reference" else 2].split("The second pipeline")[0].split("Usage")[0].strip(),
+        "pipeline": pipeline_text(pipeline),
         "copy_bandwidth_gb_s": bw / 1e9,
         "cpu_isa": cpu_isa(),
         "load_avg_before": os.getloadavg() if hasattr(os, "getloadavg") else None,
