@@ -20,7 +20,7 @@ from triton.backends.compiler import GPUTarget
 
 from fastaug.plan import Epilogue, Geometry, Op, Stage
 
-from .fused import Launch, kernel_module, prepare_apply, prepare_reduce
+from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_reduce
 
 _PTR_TYPES = {
     torch.uint8: "*u8",
@@ -153,6 +153,8 @@ def representative_launches() -> dict[str, Launch]:
 
     st = _stage(b, [PER_CHANNEL_CODES] * 2, 2)
     specs["reduce_f32_per_channel"] = prepare_reduce(f32, st, *_tables(b, 2, c), 1)
+
+    specs["hash32_draws"] = prepare_hash32(0x9E3779B9, torch.arange(256), 70, 8)[1]
     return specs
 
 

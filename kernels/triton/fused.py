@@ -1327,15 +1327,21 @@ def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
 HASH_BLOCK = 1024
 
 
-def hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> torch.Tensor:
-    """``fastaug.rng.hash32`` [B, n] (int64) of the int64 indices ``idx`` [B] on their device, in one launch;
-    ``h0`` = ``fastaug.rng.prefix(seed, epoch)``."""
+def prepare_hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> tuple[torch.Tensor, Launch]:
+    """The output [B, n] (int64) and the launch of :func:`hash32`."""
     b = idx.shape[0]
     out = torch.empty(b, n, dtype=torch.int64, device=idx.device)
     total = b * n
-    if total:
-        args = {"out": out, "idx": idx.contiguous(), "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
-        launch(Launch("hash32_kernel", (triton.cdiv(total, HASH_BLOCK), 1), args, {"BLOCK": HASH_BLOCK}, num_warps=4))
+    args = {"out": out, "idx": idx.contiguous(), "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
+    return out, Launch("hash32_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, {"BLOCK": HASH_BLOCK}, num_warps=4)
+
+
+def hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> torch.Tensor:
+    """``fastaug.rng.hash32`` [B, n] (int64) of the int64 indices ``idx`` [B] on their device, in one launch;
+    ``h0`` = ``fastaug.rng.prefix(seed, epoch)``."""
+    out, spec = prepare_hash32(h0, idx, slot, n)
+    if out.numel():
+        launch(spec)
     return out
 
 
