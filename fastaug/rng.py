@@ -16,6 +16,8 @@ from fastaug.ops.counter import mix_int as _mix_int
 def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
     """32-bit hashes [B, n] (int64 tensor) of (seed, epoch, index, slot, j) for j < n."""
     idx = indices.to(torch.int64)
+    if isinstance(epoch, torch.Tensor) and epoch.device.type == "cpu":
+        epoch = int(epoch)  # a host value: no device involved
     if not isinstance(seed, torch.Tensor) and not isinstance(epoch, torch.Tensor):
         if idx.device.type == "cpu":
             from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
@@ -25,14 +27,21 @@ def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) 
             from fastaug.kernels.triton import fused  # one launch instead of ~60 small torch kernels
 
             return fused.hash32(prefix(seed, epoch), idx, slot, n)
+    if not isinstance(seed, torch.Tensor) and idx.device.type == "cuda" and epoch.device == idx.device and epoch.numel() == 1:
+        from fastaug.kernels.triton import fused  # the epoch read on the device: a CUDA graph replays with fresh draws
+
+        return fused.hash32(seed_prefix(seed), idx, slot, n, epoch=epoch)
     return hash32_torch(seed, epoch, idx, slot, n)
+
+
+def seed_prefix(seed: int) -> int:
+    """The hash of the seed that :func:`prefix` continues with the epoch (python ints; as :func:`hash32_torch`)."""
+    return _mix_int(_mix_int((seed & _MASK) ^ 0x3C6EF372) ^ ((seed >> 32) & _MASK))
 
 
 def prefix(seed: int, epoch: int) -> int:
     """The hash of (seed, epoch) that every draw of a call starts from (python ints; as :func:`hash32_torch`)."""
-    h = _mix_int((seed & _MASK) ^ 0x3C6EF372)
-    h = _mix_int(h ^ ((seed >> 32) & _MASK))
-    return _mix_int(h ^ (epoch & _MASK))
+    return _mix_int(seed_prefix(seed) ^ (epoch & _MASK))
 
 
 def hash32_torch(seed, epoch, idx: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:

@@ -56,18 +56,18 @@ EOF
 if [ $DRY -eq 1 ]; then
   # the gpu tests must at least collect; the benchmark runs its plumbing on the CPU at toy sizes
   step "gpu tests (collect only)" 300 $PY -m pytest -q -p no:cacheprovider -m gpu --collect-only tests/test_triton_backend.py \
-    tests/test_autograd_triton.py tests/test_policies.py
+    tests/test_autograd_triton.py tests/test_policies.py tests/test_cuda_graph.py
   step "benchmark (dry run, cpu)" 300 $PY -m benchmarks.bench --device cpu --isa native --batch 2 --size 32 --warmup 1 --repeats 2 \
     --no-backward --peers fastaug-numba torchvision-per-sample fastaug-triton-graph triton-augment --out-dir "$OUT"
 else
-  step "gpu tests (native)" 240 $PY -m pytest -q -p no:cacheprovider -m gpu --junitxml="$OUT/pytest-gpu.xml" \
-    tests/test_triton_backend.py tests/test_autograd_triton.py tests/test_policies.py
+  step "gpu tests (native)" 180 $PY -m pytest -q -p no:cacheprovider -m gpu --junitxml="$OUT/pytest-gpu.xml" \
+    tests/test_triton_backend.py tests/test_autograd_triton.py tests/test_policies.py tests/test_cuda_graph.py
   PEERS="fastaug-triton fastaug-triton-graph kornia torchvision-per-sample torchvision-batch-wide triton-augment"
   step "benchmark: reference pipeline" 150 $PY -m benchmarks.bench --device cuda --isa native --batch 256 --size 224 --warmup 3 --repeats 15 \
     --peers $PEERS --out-dir "$OUT"
-  step "benchmark: reference pipeline, 512x512" 90 $PY -m benchmarks.bench --device cuda --isa native --batch 64 --size 512 --warmup 3 --repeats 15 \
+  step "benchmark: reference pipeline, 512x512" 60 $PY -m benchmarks.bench --device cuda --isa native --batch 64 --size 512 --warmup 3 --repeats 15 \
     --no-backward --peers $PEERS --out-dir "$OUT/512"
-  step "benchmark: affine-flip-color (triton-augment's ops)" 90 $PY -m benchmarks.bench --device cuda --isa native --pipeline affine-flip-color \
+  step "benchmark: affine-flip-color (triton-augment's ops)" 60 $PY -m benchmarks.bench --device cuda --isa native --pipeline affine-flip-color \
     --batch 256 --size 224 --warmup 3 --repeats 15 --no-backward --peers $PEERS --out-dir "$OUT"
 fi
 echo "gpu_check: exit $STATUS"

@@ -48,10 +48,11 @@ CASES = {
 _FLOAT_AWARE = ("reference pipeline", "blur-noise pipeline")  # their solarize threshold follows the input range
 
 
-def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.uint8) -> tuple[CudaLog, object]:
+def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.uint8, device_epoch: bool = False) -> tuple[CudaLog, object]:
     """Build the case's pipeline (on the host, as a user does), call it twice on a fake CUDA batch (epochs 0 and 1) and
     return the log of the second call (the first builds the cached constants) and the second output.
-    ``host_indices``: the dataset indices as a CPU tensor (a DataLoader's), else on the device. Forward only: autograd
+    ``host_indices``: the dataset indices as a CPU tensor (a DataLoader's), else on the device. ``device_epoch``: the
+    epoch as a 0-dim device tensor (what a captured CUDA graph reads at replay). Forward only: autograd
     on a fake CUDA tensor aborts a CPU-only torch (its gradient accumulator opens a CUDA device guard in C++)."""
     pipe = CASES[name](float_input=True) if dtype.is_floating_point and name in _FLOAT_AWARE else CASES[name]()
     host_idx = torch.arange(B)
@@ -61,7 +62,7 @@ def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.u
         for epoch in range(2):
             x = torch.empty(B, 3, H, W, dtype=dtype, device="cuda")
             log.reset()
-            out = pipe(x, indices=idx, epoch=epoch)
+            out = pipe(x, indices=idx, epoch=torch.full((), epoch, dtype=torch.int64, device="cuda") if device_epoch else epoch)
     return log, out
 
 

@@ -77,3 +77,13 @@ def test_harness_sees_a_host_copy_and_a_sync():
         with pytest.raises(Exception, match="local_scalar_dense"):
             bool((y > 0).all())
         assert log.device_to_host
+
+
+@pytest.mark.parametrize("name", ["reference pipeline", "RandAugment + Normalize", "ElasticTransform + RandomFog"])
+def test_device_epoch_copies_nothing(name):
+    """The epoch as a device tensor (what a captured CUDA graph reads at replay): no copy, and the same draw launches
+    as with a Python int epoch (the kernel reads the epoch instead of the host hashing it)."""
+    log, _ = run_case(name, device_epoch=True)
+    assert log.host_to_device == [] and log.host_to_device_async == [] and log.device_to_host == []
+    plain, _ = run_case(name)
+    assert log.launches == plain.launches

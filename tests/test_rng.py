@@ -48,3 +48,15 @@ def test_triton_draws_equal_torch_draws(seed, epoch, monkeypatch):
     for slot, n in ((0, 1), (70, 8), (2**32 + 9, 3)):
         got = fused.hash32(rng.prefix(seed, epoch), idx, slot, n)
         assert torch.equal(got, rng.hash32_torch(seed, epoch, idx, slot, n)), (slot, n)
+
+
+def test_triton_draws_with_a_device_epoch(monkeypatch):
+    """The epoch read by the kernel (a CUDA graph's fresh draws) gives the bits of the host-epoch path."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from fastaug.kernels.triton import fused
+
+    idx = torch.tensor([0, 3, 2**33 + 1], dtype=torch.int64)
+    for seed, epoch in ((0, 0), (11, 2**32 - 1), (2**40 + 3, 77)):
+        got = fused.hash32(rng.seed_prefix(seed), idx, 70, 4, epoch=torch.tensor(epoch))
+        assert torch.equal(got, rng.hash32_torch(seed, epoch, idx, 70, 4))

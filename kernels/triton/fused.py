@@ -398,9 +398,13 @@ def _mix(h):
 
 
 @triton.jit
-def hash32_kernel(out, idx, total, N, h0, slot, BLOCK: tl.constexpr):
+def hash32_kernel(out, idx, epoch, total, N, h0, slot, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
     """``fastaug.rng.hash32`` [B, N] (flat ``out``, int64) of the int64 indices ``idx`` [B]: ``h0`` is the hash of
-    (seed, epoch) (``fastaug.rng.prefix``, a uint32 value), so one launch draws the whole [B, N] block."""
+    (seed, epoch) (``fastaug.rng.prefix``, a uint32 value), so one launch draws the whole [B, N] block. With
+    ``EPOCH_PTR`` the epoch is read from the device (an int64 [1]: a CUDA graph replays with the value it holds) and
+    ``h0`` is the seed's part (``fastaug.rng.seed_prefix``)."""
+    if EPOCH_PTR:
+        h0 = _mix(h0.to(tl.uint32) ^ (tl.load(epoch) & 0xFFFFFFFF).to(tl.uint32))
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < total
     b = offs // N
@@ -1327,19 +1331,21 @@ def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
 HASH_BLOCK = 1024
 
 
-def prepare_hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> tuple[torch.Tensor, Launch]:
+def prepare_hash32(h0: int, idx: torch.Tensor, slot: int, n: int, epoch: torch.Tensor | None = None) -> tuple[torch.Tensor, Launch]:
     """The output [B, n] (int64) and the launch of :func:`hash32`."""
     b = idx.shape[0]
     out = torch.empty(b, n, dtype=torch.int64, device=idx.device)
     total = b * n
-    args = {"out": out, "idx": idx.contiguous(), "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
-    return out, Launch("hash32_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, {"BLOCK": HASH_BLOCK}, num_warps=4)
+    ep = idx if epoch is None else epoch.reshape(1).to(torch.int64)  # idx: an unused pointer
+    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
+    cx = {"EPOCH_PTR": epoch is not None, "BLOCK": HASH_BLOCK}
+    return out, Launch("hash32_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, cx, num_warps=4)
 
 
-def hash32(h0: int, idx: torch.Tensor, slot: int, n: int) -> torch.Tensor:
+def hash32(h0: int, idx: torch.Tensor, slot: int, n: int, epoch: torch.Tensor | None = None) -> torch.Tensor:
     """``fastaug.rng.hash32`` [B, n] (int64) of the int64 indices ``idx`` [B] on their device, in one launch;
-    ``h0`` = ``fastaug.rng.prefix(seed, epoch)``."""
-    out, spec = prepare_hash32(h0, idx, slot, n)
+    ``h0`` = ``fastaug.rng.prefix(seed, epoch)``, or with a device tensor ``epoch`` ``fastaug.rng.seed_prefix(seed)``."""
+    out, spec = prepare_hash32(h0, idx, slot, n, epoch)
     if out.numel():
         launch(spec)
     return out
