@@ -23,7 +23,7 @@ import fastaug
 import fastaug.functional as F
 from fastaug.functional import Canvas
 from fastaug.ops.calls import GeometricCall
-from fastaug.policies import AutoAugment, RandAugment, TrivialAugmentWide, subpolicies
+from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, TrivialAugmentWide, subpolicies
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context
 
 
@@ -144,6 +144,7 @@ POLICIES = [
     pytest.param(lambda: AutoAugment("imagenet", seed=3), id="autoaugment-imagenet"),
     pytest.param(lambda: AutoAugment("cifar10", seed=4), id="autoaugment-cifar10"),
     pytest.param(lambda: AutoAugment("svhn", interpolation="bilinear", seed=5), id="autoaugment-svhn-bilinear"),
+    pytest.param(lambda: MarkovPolicy.from_autoaugment(length=(1, 3), seed=6), id="markov"),
 ]
 DTYPES = [pytest.param(torch.uint8, id="uint8"), pytest.param(torch.float32, id="float32")]
 
@@ -388,7 +389,11 @@ def test_module_form_equals_compose_form():
         assert torch.equal(a, pipe(x, indices=torch.arange(6), epoch=3, backend="torch"))
 
 
-@pytest.mark.parametrize("make", [RandAugment, TrivialAugmentWide, AutoAugment])
+def _markov(seed: int) -> MarkovPolicy:
+    return MarkovPolicy.from_autoaugment(length=3, seed=seed)
+
+
+@pytest.mark.parametrize("make", [RandAugment, TrivialAugmentWide, AutoAugment, _markov])
 def test_determinism_split_batches_and_epochs(make):
     x = images(10, torch.uint8)
     idx = torch.arange(50, 60)

@@ -1,5 +1,6 @@
-"""Automatic augmentation policies, drawn per sample: RandAugment, TrivialAugmentWide, AutoAugment."""
+"""Automatic augmentation policies, drawn per sample: RandAugment, TrivialAugmentWide, AutoAugment, MarkovPolicy."""
 
 from fastaug.policies.auto import AutoAugment, PolicyDraw, RandAugment, TrivialAugmentWide, subpolicies
+from fastaug.policies.markov import MarkovPolicy
 
-__all__ = ["AutoAugment", "PolicyDraw", "RandAugment", "TrivialAugmentWide", "subpolicies"]
+__all__ = ["AutoAugment", "MarkovPolicy", "PolicyDraw", "RandAugment", "TrivialAugmentWide", "subpolicies"]

@@ -1,0 +1,231 @@
+"""A first-order Markov chain over policy ops, with a magnitude distribution per op, fitted from found policies.
+
+States are AutoAugment's ops plus ``Identity``. A sub-policy ``((op, p, m), ...)`` (``m``: the magnitude normalised
+to [0, 1] of the op's range, None for ops without one) applies each op with probability ``p``, so a position holds
+``op`` with weight ``p`` and ``Identity`` with weight ``1 - p``. Fitting counts expected transitions: between
+consecutive positions ``a -> b`` adds ``w_a * w_b`` for every pair of the two positions' states (``w``: those
+weights), the first positions give the initial distribution. A row without any weight (a state that never precedes
+another: the last op of every sub-policy it occurs in) takes the initial distribution: every row is a distribution
+(``smoothing`` > 0 adds that weight to every entry first). Per op, the magnitude is a normal on ``m`` with the
+probabilities as weights (mean and standard deviation, not variance), clipped to [0, 1]; ``probability`` is the mean
+``p`` of the op's occurrences.
+
+Sampling: each sample draws its chain (length ``length``, or uniform in ``(min, max)`` per sample) from the initial
+distribution and the transition rows by inverse CDF, and per step a magnitude ``clip(mean + std * z, 0, 1)``
+(``z`` standard normal, Box-Muller from two uniforms), mapped linearly onto the op's range (posterize bits rounded)
+and negated with probability 1/2 for signed ops (torchvision's rule). Every draw comes from (seed, epoch, index):
+no loop over samples, no host sync; one Plan per batch, like the other policies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fastaug.constants import constant
+from fastaug.plan import Op
+from fastaug.policies.auto import PolicyDraw, _pick, _Policy, subpolicies
+from fastaug.policies.ops import AUTO_AUGMENT_SPACE, PolicyOp, _none
+from fastaug.transforms import Context
+
+IDENTITY = "Identity"
+SPACE: tuple[PolicyOp, ...] = (PolicyOp(IDENTITY, _none, False), *AUTO_AUGMENT_SPACE)
+STATES: tuple[str, ...] = tuple(op.name for op in SPACE)
+WITH_MAGNITUDE = frozenset(op.name for op in SPACE if op.bins is not _none)
+FORMAT, VERSION = "fastaug.MarkovPolicy", 1
+_AUTOAUGMENT_BINS = 10  # AutoAugment's magnitudes are bins 0..9 of 10: normalised m = bin / 9
+
+
+def _probability(p, name: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _entries(policies) -> list[list[tuple[str, float, float | None]]]:
+    """Validated sub-policies: lists of (op, probability, normalised magnitude or None)."""
+    if not isinstance(policies, (list, tuple)) or not policies:
+        raise ValueError("policies must be a non-empty list of sub-policies, each a sequence of (op, probability, magnitude)")
+    out = []
+    for i, sub in enumerate(policies):
+        if not isinstance(sub, (list, tuple)) or not sub:
+            raise ValueError(f"policies[{i}] must be a non-empty sequence of (op, probability, magnitude), got {sub!r}")
+        entries = []
+        for j, entry in enumerate(sub):
+            if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+                raise ValueError(f"policies[{i}][{j}] must be (op, probability, magnitude), got {entry!r}")
+            op, p, m = entry
+            if op not in STATES or op == IDENTITY:
+                raise ValueError(f"policies[{i}][{j}]: unknown op {op!r} (ops: {', '.join(STATES[1:])})")
+            p = _probability(p, f"policies[{i}][{j}] probability")
+            if m is not None:
+                if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= float(m) <= 1.0:
+                    raise ValueError(f"policies[{i}][{j}] magnitude must be None or in [0, 1] (normalised), got {m!r}")
+                m = float(m)
+            entries.append((op, p, m))
+        out.append(entries)
+    return out
+
+
+def _length(length) -> tuple[int, int]:
+    lo, hi = (length, length) if isinstance(length, numbers.Integral) and not isinstance(length, bool) else (
+        tuple(length) if isinstance(length, (list, tuple)) and len(length) == 2 else (None, None))  # fmt: skip
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (lo, hi)) or not 1 <= lo <= hi:
+        raise ValueError(f"length must be an int >= 1 or a (min, max) pair of them, got {length!r}")
+    return int(lo), int(hi)
+
+
+class MarkovPolicy(_Policy):
+    """A policy transform sampling per-sample op chains from a fitted Markov chain (see the module docstring).
+
+    Build it with :meth:`fit`, :meth:`from_autoaugment` or :meth:`from_json`; ``length``: the chain length, an int
+    or ``(min, max)`` (drawn per sample); ``seed`` keys the module form's draws (inside a Compose the Compose's seed)."""
+
+    space = SPACE
+    num_magnitude_bins = 2  # the space's tables at the range's two ends: magnitudes are continuous
+    _repr_args = ("length", "interpolation", "fill", "seed")
+
+    def __init__(self, states, initial, transition, magnitudes: dict, length=2, interpolation: str = "nearest", fill=None,
+                 seed: int = 0):  # fmt: skip
+        super().__init__(interpolation, fill, seed)
+        if tuple(states) != STATES:
+            raise ValueError(f"states must be {list(STATES)}, got {list(states)}")
+        self.states = STATES
+        self.initial = torch.as_tensor(initial, dtype=torch.float64).clone()
+        self.transition = torch.as_tensor(transition, dtype=torch.float64).clone()
+        n = len(STATES)
+        if tuple(self.initial.shape) != (n,) or tuple(self.transition.shape) != (n, n):
+            raise ValueError(f"initial must have {n} entries and transition {n}x{n}")
+        for name, t in (("initial", self.initial), ("transition", self.transition)):
+            if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or not torch.allclose(t.sum(-1), torch.ones(()).double(),
+                                                                                             atol=1e-9):  # fmt: skip
+                raise ValueError(f"{name} must hold non-negative finite rows that sum to 1")
+        self.magnitudes = {op: dict(magnitudes[op]) for op in STATES[1:]} if isinstance(magnitudes, dict) else None
+        if self.magnitudes is None or any(not {"mean", "std", "probability"} <= set(v) for v in self.magnitudes.values()):
+            raise ValueError("magnitudes must map every op to {'mean', 'std', 'probability', ...}")
+        self.length = _length(length)
+        self.num_slots = self.length[1]
+
+    # -- fitting ------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, policies, smoothing: float = 0.0, **kwargs) -> MarkovPolicy:
+        """Fit from sub-policies: each a sequence of (op name, probability, magnitude normalised to [0, 1] or None)."""
+        subs = _entries(policies)
+        if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < math.inf:
+            raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
+        n, index = len(STATES), {s: i for i, s in enumerate(STATES)}
+        initial = torch.zeros(n, dtype=torch.float64)
+        counts = torch.zeros(n, n, dtype=torch.float64)
+        weights: dict[str, list[tuple[float, float]]] = {op: [] for op in STATES[1:]}
+        probs: dict[str, list[float]] = {op: [] for op in STATES[1:]}
+        for sub in subs:
+            dist = []
+            for op, p, m in sub:
+                d = torch.zeros(n, dtype=torch.float64)
+                d[index[op]] += p
+                d[0] += 1.0 - p
+                dist.append(d)
+                probs[op].append(p)
+                if m is not None:
+                    weights[op].append((p, m))
+            initial += dist[0]
+            for a, b in zip(dist, dist[1:]):
+                counts += torch.outer(a, b)
+        initial /= initial.sum()
+        counts += smoothing
+        total = counts.sum(1, keepdim=True)
+        transition = torch.where(total > 0, counts / total.clamp(min=1e-300), initial.expand(n, n))
+        magnitudes = {}
+        for op in STATES[1:]:
+            w = weights[op]
+            sw = sum(p for p, _ in w)
+            mean = sum(p * m for p, m in w) / sw if sw > 0 else 0.0
+            std = math.sqrt(sum(p * (m - mean) ** 2 for p, m in w) / sw) if sw > 0 else 0.0
+            magnitudes[op] = {"mean": mean, "std": std, "range": [0.0, 1.0], "has_magnitude": op in WITH_MAGNITUDE,
+                              "probability": sum(probs[op]) / len(probs[op]) if probs[op] else 0.0,
+                              "occurrences": len(probs[op])}  # fmt: skip
+        return cls(STATES, initial, transition, magnitudes, **kwargs)
+
+    @classmethod
+    def from_autoaugment(cls, policies=("imagenet", "cifar10", "svhn"), smoothing: float = 0.0, **kwargs) -> MarkovPolicy:
+        """Fitted from AutoAugment's published sub-policies (``policies``: any of "imagenet", "cifar10", "svhn")."""
+        names = (policies,) if isinstance(policies, str) else tuple(policies)
+        if not names or any(p not in ("imagenet", "cifar10", "svhn") for p in names):
+            raise ValueError(f"policies must name AutoAugment policies among 'imagenet', 'cifar10', 'svhn', got {policies!r}")
+        subs = [[(op, p, None if m is None else m / (_AUTOAUGMENT_BINS - 1)) for op, p, m in sub] for name in names
+                for sub in subpolicies(name)]  # fmt: skip
+        return cls.fit(subs, smoothing=smoothing, **kwargs)
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def _chain_tables(self, device) -> tuple[torch.Tensor, ...]:
+        key = ("markov", str(device))
+        if key not in self._tables:
+            mean = [self.magnitudes[op]["mean"] if op != IDENTITY else 0.0 for op in STATES]
+            std = [self.magnitudes[op]["std"] if op != IDENTITY else 0.0 for op in STATES]
+            self._tables[key] = (
+                constant(torch.cumsum(self.initial, 0).tolist(), torch.float64, device),
+                constant(torch.cumsum(self.transition, 1).tolist(), torch.float64, device),
+                constant(mean, torch.float64, device),
+                constant(std, torch.float64, device),
+                constant([op.code == int(Op.POSTERIZE) for op in SPACE], torch.bool, device),
+            )
+        return self._tables[key]
+
+    def draw(self, ctx: Context) -> PolicyDraw:
+        b, s = ctx.canvas.b, self.num_slots
+        tables = self.tables(ctx, self.num_magnitude_bins)
+        cdf0, cdf, mean, std, posterize = self._chain_tables(ctx.canvas.device)
+        u = ctx.uniform(1 + 4 * s)
+        lo, hi = self.length
+        length = lo + _pick(u[:, 0], hi - lo + 1)  # [B]
+        step = u[:, 1:].view(b, s, 4)
+        states, prev = [], None
+        for k in range(s):  # the chain: inverse CDF on the previous state's row
+            rows = cdf0.expand(b, -1) if prev is None else cdf[prev]
+            prev = torch.clamp((rows <= step[:, k, 0:1]).sum(1), max=len(STATES) - 1)
+            states.append(prev)
+        op = torch.stack(states, 1)  # [B,S]
+        z = torch.sqrt(-2.0 * torch.log1p(-step[..., 1])) * torch.cos((2.0 * math.pi) * step[..., 2])  # Box-Muller
+        m = torch.clamp(mean[op] + std[op] * z, 0.0, 1.0)
+        ends = tables.magnitude[op]  # [B,S,2]: the op's range
+        value = ends[..., 0] + m * (ends[..., 1] - ends[..., 0])
+        value = torch.where(posterize[op], torch.round(value), value)
+        value = torch.where(tables.signed[op] & (step[..., 3] < 0.5), -value, value)
+        applied = (op != 0) & (torch.arange(s, device=op.device).unsqueeze(0) < length.unsqueeze(1))
+        return PolicyDraw(STATES, op, torch.zeros_like(op), value, applied)
+
+    # -- files --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "states": list(STATES), "initial": self.initial.tolist(),
+                "transition": self.transition.tolist(), "magnitudes": self.magnitudes, "length": list(self.length),
+                "interpolation": self.interpolation, "fill": self.fill, "seed": self.seed}  # fmt: skip
+
+    def to_json(self, path) -> Path:
+        """Write the policy as readable JSON, atomically (a temporary file renamed over ``path``)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MarkovPolicy:
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} document (format field missing or different)")
+        if d.get("version") != VERSION:
+            raise ValueError(f"{FORMAT} version {d.get('version')!r} is not supported (this fastaug reads version {VERSION})")
+        return cls(d["states"], d["initial"], d["transition"], d["magnitudes"], length=tuple(d["length"]),
+                   interpolation=d.get("interpolation", "nearest"), fill=d.get("fill"), seed=d.get("seed", 0))  # fmt: skip
+
+    @classmethod
+    def from_json(cls, path) -> MarkovPolicy:
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
