@@ -7,6 +7,7 @@ minutes::
 
     python examples/train_policy.py                         # RandAugment(2, 9), seeds 0 1 2
     python examples/train_policy.py --policy trivialaugment --seeds 0 1 2 3 4 --workers 0
+    python examples/train_policy.py --policy markov randaugment   # the Markov chain fitted from AutoAugment's policies
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ POLICIES = {
     "randaugment": lambda seed: fastaug.RandAugment(num_ops=2, magnitude=9, seed=seed),
     "trivialaugment": lambda seed: fastaug.TrivialAugmentWide(seed=seed),
     "autoaugment": lambda seed: fastaug.AutoAugment("svhn", seed=seed),
+    "markov": lambda seed: fastaug.MarkovPolicy.from_autoaugment(length=2, seed=seed),  # fitted from all three tables
 }
 
 
@@ -90,7 +92,8 @@ def train(policy: str, seed: int, data, epochs: int, workers: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     p = argparse.ArgumentParser(description="digits: test accuracy with and without a fastaug policy")
-    p.add_argument("--policy", choices=[k for k in POLICIES if k != "none"], default="randaugment")
+    p.add_argument("--policy", nargs="+", choices=[k for k in POLICIES if k != "none"], default=["randaugment"],
+                   help="one or more policies, each compared with no augmentation on the same seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--train", type=int, default=500, help="training images (the rest test)")
@@ -102,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
     tr, te = perm[: a.train], perm[a.train :]
     data = ((x[tr], y[tr]), (x[te], y[te]))
-    print(f"digits 32x32: {len(tr)} train / {len(te)} test, {a.epochs} epochs, policy {a.policy}, seeds {a.seeds}")
-    results: dict[str, list[float]] = {"none": [], a.policy: []}
+    print(f"digits 32x32: {len(tr)} train / {len(te)} test, {a.epochs} epochs, policies {a.policy}, seeds {a.seeds}")
+    results: dict[str, list[float]] = {"none": [], **{name: [] for name in a.policy}}
     for seed in a.seeds:
         for policy in results:
             t0 = time.perf_counter()

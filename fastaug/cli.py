@@ -3,6 +3,7 @@
 ``fastaug demo``   augment built-in photos, write a grid PNG and an HTML preview, print throughput
 ``fastaug synth``  generate a synthetic dataset from a labelled image folder (resumable)
 ``fastaug bench``  time the reference pipeline side by side with the peers (needs the repository checkout)
+``fastaug markov`` fit a Markov-chain policy from found policies (``fit``), or print and plot one (``show``)
 """
 
 from __future__ import annotations
@@ -116,6 +117,30 @@ def synth(args: argparse.Namespace) -> None:
     print(f"{args.out}: {args.count} images ({written} written now) from {len(sources)} sources, labels {labels}")
 
 
+def markov(args: argparse.Namespace) -> None:
+    import json
+
+    from fastaug.policies import markov_show
+    from fastaug.policies.markov import MarkovPolicy
+
+    try:
+        if args.action == "fit":
+            length = args.length[0] if len(args.length) == 1 else tuple(args.length)
+            if args.source == "autoaugment":
+                policy = MarkovPolicy.from_autoaugment(tuple(args.policies), smoothing=args.smoothing, length=length)
+            else:
+                with open(args.source) as f:
+                    policy = MarkovPolicy.fit(json.load(f), smoothing=args.smoothing, length=length)
+            print(f"wrote {policy.to_json(args.out)}")
+        else:
+            policy = MarkovPolicy.from_json(args.policy)
+            print(markov_show.table(policy))
+            png = args.png or str(Path(args.policy).with_suffix(".png"))
+            print(f"wrote {markov_show.plot(policy, png)}")
+    except (OSError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"fastaug markov {args.action}: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fastaug", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +157,20 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"])
     sub.add_parser("bench", help="side-by-side benchmark (options: fastaug bench --help)", add_help=False)
+    m = sub.add_parser("markov", help="fit a Markov-chain policy from found policies, or show one")
+    msub = m.add_subparsers(dest="action", required=True)
+    mf = msub.add_parser("fit", help="fit and write policy JSON")
+    mf.add_argument("--from", dest="source", default="autoaugment",
+                    help="'autoaugment' (its published sub-policies) or a JSON file: a list of sub-policies, each a list of "
+                         "[op, probability, magnitude normalised to 0..1 or null] (default: autoaugment)")  # fmt: skip
+    mf.add_argument("--policies", nargs="+", default=["imagenet", "cifar10", "svhn"], choices=["imagenet", "cifar10", "svhn"],
+                    help="which AutoAugment tables with --from autoaugment (default: all three)")  # fmt: skip
+    mf.add_argument("--smoothing", type=float, default=0.0, help="weight added to every transition before normalising (default 0)")
+    mf.add_argument("--length", type=int, nargs="+", default=[2], help="chain length, or min max drawn per sample (default 2)")
+    mf.add_argument("--out", required=True, help="the policy JSON to write")
+    ms = msub.add_parser("show", help="print a policy's table and write its transition heatmap and magnitude curves (PNG)")
+    ms.add_argument("policy", help="a policy JSON written by 'fastaug markov fit'")
+    ms.add_argument("--png", default=None, help="the PNG to write (default: next to the JSON)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         bench(rest)
@@ -142,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         demo(args.out, args.count, args.backend)
     elif args.command == "synth":
         synth(args)
+    elif args.command == "markov":
+        markov(args)
 
 
 if __name__ == "__main__":

@@ -145,3 +145,34 @@ def test_bad_arguments(tmp_path):
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a fastaug.MarkovPolicy"):
         MarkovPolicy.from_json(bad)
+
+
+def test_cli_fit_and_show(tmp_path, capsys):
+    from fastaug.cli import main
+
+    out = tmp_path / "policy.json"
+    main(["markov", "fit", "--from", "autoaugment", "--policies", "cifar10", "--length", "1", "3", "--out", str(out)])
+    policy = MarkovPolicy.from_json(out)
+    assert policy.length == (1, 3)
+    assert torch.equal(policy.transition, MarkovPolicy.from_autoaugment(("cifar10",)).transition)
+    subs = tmp_path / "found.json"
+    subs.write_text(json.dumps([[["Rotate", 0.8, 0.5], ["Color", 0.4, 0.9]], [["Equalize", 1.0, None], ["Rotate", 0.5, 0.2]]]))
+    main(["markov", "fit", "--from", str(subs), "--out", str(tmp_path / "found-policy.json")])
+    assert MarkovPolicy.from_json(tmp_path / "found-policy.json").magnitudes["Rotate"]["occurrences"] == 2
+    pytest.importorskip("matplotlib")
+    main(["markov", "show", str(out), "--png", str(tmp_path / "policy.png")])
+    printed = capsys.readouterr().out
+    assert "| Rotate |" in printed and (tmp_path / "policy.png").stat().st_size > 10_000
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    from fastaug.cli import main
+
+    with pytest.raises(SystemExit, match="fastaug markov fit: length must be"):
+        main(["markov", "fit", "--length", "0", "--out", str(tmp_path / "p.json")])
+    bad = tmp_path / "found.json"
+    bad.write_text(json.dumps([[["Warp", 0.5, 0.5]]]))
+    with pytest.raises(SystemExit, match="unknown op 'Warp'"):
+        main(["markov", "fit", "--from", str(bad), "--out", str(tmp_path / "p.json")])
+    with pytest.raises(SystemExit, match="fastaug markov show: "):
+        main(["markov", "show", str(tmp_path / "missing.json")])

@@ -1,0 +1,66 @@
+"""MarkovPolicy(length=3) + Normalize next to RandAugment + Normalize, in one run (CPU, numba backend).
+
+The policies take turns within every repeat (a busy neighbour slows them alike); img/s is the median over repeats
+after a warm-up. RandAugment(3, 9) runs as many op slots as the chain of length 3 (RandAugment(2, 9) is the usual
+setting). Usage: ``python -m benchmarks.bench_markov [--batch 64] [--size 224] [--repeats 9]``; writes
+``benchmarks/results/markov-<device>-<date>.json`` (with the CPU's ISA) unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import time
+
+import torch
+
+from benchmarks.bench import MEAN, RESULTS_DIR, STD, cpu_isa, device_info, device_slug, versions
+
+
+def pipelines() -> dict:
+    import fastaug
+
+    norm = fastaug.Normalize(list(MEAN), list(STD))
+    return {
+        "MarkovPolicy(length=3) + Normalize": fastaug.Compose([fastaug.MarkovPolicy.from_autoaugment(length=3), norm]),
+        "RandAugment(2, 9) + Normalize": fastaug.Compose([fastaug.RandAugment(2, 9), norm]),
+        "RandAugment(3, 9) + Normalize": fastaug.Compose([fastaug.RandAugment(3, 9), norm]),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--no-write", action="store_true")
+    a = p.parse_args(argv)
+    x = torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    idx = torch.arange(a.batch)
+    runs = pipelines()
+    for aug in runs.values():
+        aug(x, indices=idx, epoch=0, backend="numba")  # compile and warm up
+    times = {name: [] for name in runs}
+    for r in range(1, a.repeats + 1):
+        for name, aug in runs.items():
+            t0 = time.perf_counter()
+            aug(x, indices=idx, epoch=r, backend="numba")
+            times[name].append(time.perf_counter() - t0)
+    rates = {name: a.batch / statistics.median(ts) for name, ts in times.items()}
+    first = next(iter(rates))
+    for name, rate in rates.items():
+        print(f"{name:40s} {rate:8.0f} img/s   MarkovPolicy / this: {rates[first] / rate:.2f}x")
+    result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_info(torch.device("cpu")),
+              "cpu_isa": cpu_isa(), "versions": versions(), "batch": a.batch, "size": a.size, "repeats": a.repeats,
+              "img_s": rates, "times_ms": {k: [round(1e3 * t, 2) for t in v] for k, v in times.items()}}  # fmt: skip
+    if not a.no_write:
+        path = RESULTS_DIR / f"markov-{device_slug(result['device'])}-{result['date'][:10]}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
