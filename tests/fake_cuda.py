@@ -8,7 +8,8 @@ run), each host -> device copy (an op that reads a CPU tensor and makes a CUDA o
 A CPU-only torch has no CUDA device guard, and some Tensor methods open one in their C++ binding (indexing
 ``x[:, 0]`` / ``x[i] = v``, ``to``, ``copy_``, ``~``, ``contiguous``, ``new_tensor``): while the context is open they
 are replaced by the same operations written with aten ops (indexing: basic indices as views, tensor indices with
-``aten.index`` / ``index_put_``, as torch's own ``applySlicing``)."""
+``aten.index`` / ``index_put_``, as torch's own ``applySlicing``), and ``numpy`` of a real host tensor reads it with
+the modes off (under them it reads a fake copy: uninitialised memory)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from fastaug import constants
 
@@ -177,6 +178,13 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return torch.tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
 
+def _numpy(self, *, force: bool = False):
+    """``Tensor.numpy`` of a real host tensor with the modes off: under them its data would be read through a fake
+    copy (uninitialised memory)."""
+    with _disable_current_modes():
+        return torch._C.TensorBase.numpy(self, force=force)
+
+
 # Tensor methods whose C++ binding opens a device guard (a CUDA one fails on a CPU-only torch), as aten ops
 _METHODS = {
     "__getitem__": _getitem,
@@ -187,6 +195,7 @@ _METHODS = {
     "__invert__": lambda self: aten.bitwise_not.default(self),
     "contiguous": _contiguous,
     "new_tensor": _new_tensor,
+    "numpy": _numpy,
 }
 
 

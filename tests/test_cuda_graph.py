@@ -19,12 +19,13 @@ def _pipelines():
         "reference": bench.fastaug_pipeline(torch.device("cuda"), pipeline="reference"),
         "blur-noise": bench.fastaug_pipeline(torch.device("cuda"), pipeline="blur-noise-dropout"),
         "randaugment": fa.Compose([fa.RandAugment(2, 9), fa.Normalize(MEAN, STD)]),
+        "markov": fa.Compose([fa.MarkovPolicy.from_autoaugment(length=(1, 3)), fa.Normalize(MEAN, STD)]),
         "xymasking": fa.Compose([fa.XYMasking(num_masks_x=2, num_masks_y=2, mask_x_length=(10, 20), mask_y_length=(10, 20)),
                                  fa.Normalize(MEAN, STD)]),  # fmt: skip
     }
 
 
-@pytest.mark.parametrize("name", ["reference", "blur-noise", "randaugment", "xymasking"])
+@pytest.mark.parametrize("name", ["reference", "blur-noise", "randaugment", "markov", "xymasking"])
 def test_graph_replay_with_a_new_epoch_equals_eager(name):
     aug = _pipelines()[name]
     x = torch.randint(0, 256, (16, 3, 96, 128), dtype=torch.uint8, device="cuda")

@@ -19,6 +19,7 @@ CEILING = {
     "RandAugment + Normalize": 485,
     "TrivialAugmentWide + Normalize": 270,
     "AutoAugment + Normalize": 395,
+    "MarkovPolicy(length=3) + Normalize": 740,
     "XYMasking + RandomErasing": 160,
     "RandomPerspective + RandomResizedCrop": 255,
     "ElasticTransform + RandomFog": 240,
@@ -87,3 +88,17 @@ def test_device_epoch_copies_nothing(name):
     assert log.host_to_device == [] and log.host_to_device_async == [] and log.device_to_host == []
     plain, _ = run_case(name)
     assert log.launches == plain.launches
+
+
+def test_host_indices_are_checked_on_the_host():
+    """Host indices are read on the host (a negative one raises now, not as a device assert)."""
+    from fake_cuda import fake_cuda
+
+    from fastaug.validation import check_indices
+
+    bad, good = torch.tensor([0, 5, -1]), torch.tensor([3, 1, 2])
+    with fake_cuda() as log:
+        with pytest.raises(ValueError, match="indices must be non-negative"):
+            check_indices(bad, 3, torch.device("cuda"))
+        out = check_indices(good, 3, torch.device("cuda"))
+    assert out.device.type == "cuda" and len(log.host_to_device_async) == 1

@@ -142,6 +142,11 @@ def test_bad_arguments(tmp_path):
     bad.write_text(json.dumps({**good, "version": 99}))
     with pytest.raises(ValueError, match="version 99"):
         MarkovPolicy.from_json(bad)
+    bad.write_text(json.dumps({k: v for k, v in good.items() if k != "transition"}))
+    with pytest.raises(ValueError, match="without transition"):
+        MarkovPolicy.from_json(bad)
+    with pytest.raises(ValueError, match="magnitudes must map every op"):
+        MarkovPolicy(good["states"], good["initial"], good["transition"], {"Rotate": good["magnitudes"]["Rotate"]})
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a fastaug.MarkovPolicy"):
         MarkovPolicy.from_json(bad)

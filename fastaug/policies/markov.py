@@ -106,11 +106,16 @@ class MarkovPolicy(_Policy):
             if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or not torch.allclose(t.sum(-1), torch.ones(()).double(),
                                                                                              atol=1e-9):  # fmt: skip
                 raise ValueError(f"{name} must hold non-negative finite rows that sum to 1")
-        self.magnitudes = {op: dict(magnitudes[op]) for op in STATES[1:]} if isinstance(magnitudes, dict) else None
-        if self.magnitudes is None or any(not {"mean", "std", "probability"} <= set(v) for v in self.magnitudes.values()):
+        if not isinstance(magnitudes, dict) or any(not isinstance(magnitudes.get(op), dict) for op in STATES[1:]) or any(
+                not {"mean", "std", "probability"} <= set(magnitudes[op]) for op in STATES[1:]):  # fmt: skip
             raise ValueError("magnitudes must map every op to {'mean', 'std', 'probability', ...}")
+        self.magnitudes = {op: dict(magnitudes[op]) for op in STATES[1:]}
         self.length = _length(length)
         self.num_slots = self.length[1]
+        # the sampling tables as host lists, made once (a call then builds nothing from host tensors)
+        mean = [0.0] + [float(self.magnitudes[op]["mean"]) for op in STATES[1:]]
+        std = [0.0] + [float(self.magnitudes[op]["std"]) for op in STATES[1:]]
+        self._cdfs = (torch.cumsum(self.initial, 0).tolist(), torch.cumsum(self.transition, 1).tolist(), mean, std)
 
     # -- fitting ------------------------------------------------------------------------------------
     @classmethod
@@ -166,13 +171,9 @@ class MarkovPolicy(_Policy):
     def _chain_tables(self, device) -> tuple[torch.Tensor, ...]:
         key = ("markov", str(device))
         if key not in self._tables:
-            mean = [self.magnitudes[op]["mean"] if op != IDENTITY else 0.0 for op in STATES]
-            std = [self.magnitudes[op]["std"] if op != IDENTITY else 0.0 for op in STATES]
+            cdf0, cdf, mean, std = self._cdfs
             self._tables[key] = (
-                constant(torch.cumsum(self.initial, 0).tolist(), torch.float64, device),
-                constant(torch.cumsum(self.transition, 1).tolist(), torch.float64, device),
-                constant(mean, torch.float64, device),
-                constant(std, torch.float64, device),
+                *(constant(v, torch.float64, device) for v in (cdf0, cdf, mean, std)),
                 constant([op.code == int(Op.POSTERIZE) for op in SPACE], torch.bool, device),
             )
         return self._tables[key]
@@ -222,6 +223,9 @@ class MarkovPolicy(_Policy):
             raise ValueError(f"not a {FORMAT} document (format field missing or different)")
         if d.get("version") != VERSION:
             raise ValueError(f"{FORMAT} version {d.get('version')!r} is not supported (this fastaug reads version {VERSION})")
+        missing = [k for k in ("states", "initial", "transition", "magnitudes", "length") if k not in d]
+        if missing:
+            raise ValueError(f"{FORMAT} document without {', '.join(missing)}")
         return cls(d["states"], d["initial"], d["transition"], d["magnitudes"], length=tuple(d["length"]),
                    interpolation=d.get("interpolation", "nearest"), fill=d.get("fill"), seed=d.get("seed", 0))  # fmt: skip
 
