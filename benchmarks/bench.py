@@ -321,7 +321,7 @@ def _triton_augment_setup(x: torch.Tensor, device: torch.device, pipeline: str =
     aug = ta.TritonFusedAugment(degrees=30, translate=(0.1, 0.1), shear=10, interpolation=ta.InterpolationMode.BILINEAR, fill=0.0,
                                 horizontal_flip_p=0.5, brightness=0.4, saturation=0.4, mean=MEAN, std=STD)  # fmt: skip
     dtype = _out_dtype(device)
-    return lambda: aug(x.float().div_(255)).to(dtype)
+    return lambda: aug(x.float().div_(255)).to(dtype)  # uint8 -> float / 255 timed, as for kornia: the same input
 
 
 def _fastaug_graph(pipeline: str):
@@ -703,7 +703,8 @@ def plot(results: dict, path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_ylabel("images / s (median, IQR bars)")
     dev = results["device"]
-    ax.set_title(f"reference pipeline, {dev.get('gpu') or dev['cpu']} ({results['threads'].get('torch')} threads)", fontsize=9)
+    name = results.get("pipeline_name", "reference")
+    ax.set_title(f"{name} pipeline, {dev.get('gpu') or dev['cpu']} ({results['threads'].get('torch')} threads)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,14 +1,15 @@
 """Small constant tensors (op codes, normalize's mean and std, ...) built once per (values, dtype, device).
 
 On a GPU, ``torch.tensor(values, device=...)`` is a host -> device copy at every call, and a CUDA graph cannot
-capture it. A cached constant is copied once, at its first use, and then shared: callers must not modify it."""
+capture it. A cached constant is copied once, at its first use, and then shared: callers must not modify it. Entries
+are never evicted (a captured CUDA graph may read them at every replay); they are small and as many as the distinct
+(values, dtype, device) a program uses (op-code lists, mean / std pairs, per-image-size corners)."""
 
 from __future__ import annotations
 
 import torch
 
 _CACHE: dict[tuple, torch.Tensor] = {}
-_MAX = 4096  # distinct constants kept (a policy's op codes, a few mean / std pairs per device): far more than used
 
 
 def constant(values, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -16,12 +17,11 @@ def constant(values, dtype: torch.dtype, device: torch.device | str) -> torch.Te
     key = (repr(values), dtype, torch.device(device))
     t = _CACHE.get(key)
     if t is None:
-        if len(_CACHE) >= _MAX:
-            _CACHE.clear()
         t = _CACHE[key] = torch.tensor(values, dtype=dtype, device=device)
     return t
 
 
 def clear() -> None:
-    """Drop every cached constant (tests that build tensors under a fake device mode)."""
+    """Drop every cached constant (tests that build tensors under a fake device mode; never while a captured CUDA graph
+    that read them may replay)."""
     _CACHE.clear()

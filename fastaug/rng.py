@@ -23,15 +23,21 @@ def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) 
             from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
 
             return torch.from_numpy(draws.hash32(seed, epoch, idx.numpy(), slot, n))
-        if idx.device.type == "cuda":
-            from fastaug.kernels.triton import fused  # one launch instead of ~60 small torch kernels
-
-            return fused.hash32(prefix(seed, epoch), idx, slot, n)
+        if idx.device.type == "cuda" and (fused := _triton()) is not None:
+            return fused.hash32(prefix(seed, epoch), idx, slot, n)  # one launch instead of ~60 small torch kernels
     if not isinstance(seed, torch.Tensor) and idx.device.type == "cuda" and epoch.device == idx.device and epoch.numel() == 1:
-        from fastaug.kernels.triton import fused  # the epoch read on the device: a CUDA graph replays with fresh draws
-
-        return fused.hash32(seed_prefix(seed), idx, slot, n, epoch=epoch)
+        if (fused := _triton()) is not None:  # the epoch read on the device: a CUDA graph replays with fresh draws
+            return fused.hash32(seed_prefix(seed), idx, slot, n, epoch=epoch)
     return hash32_torch(seed, epoch, idx, slot, n)
+
+
+def _triton():
+    """The Triton kernels' module, or None where Triton is not installed (the torch formula then draws)."""
+    try:
+        from fastaug.kernels.triton import fused
+    except ImportError:
+        return None
+    return fused
 
 
 def seed_prefix(seed: int) -> int:

@@ -15,7 +15,6 @@ OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR [--dry-run]}
 DRY=0
 if [ "${2:-}" = "--dry-run" ]; then DRY=1; elif [ -n "${2:-}" ]; then echo "unknown option: $2 (only --dry-run)"; exit 2; fi
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
-exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STATUS=0
@@ -30,13 +29,15 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log the outcome
   if [ $rc -ne 0 ] && [ $STATUS -eq 0 ]; then STATUS=$rc; fi
 }
 
+main() {
 STAGE=$(mktemp -d)
-trap 'rm -rf "$STAGE"' EXIT
 cp -r "$REPO/fastaug" "$REPO/tests" "$REPO/benchmarks" "$REPO/pyproject.toml" "$STAGE/"
 cp -r "$REPO/kernels" "$STAGE/fastaug/kernels"
 if compgen -G "$REPO/.whl/*.whl" > /dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$STAGE/site" "$REPO"/.whl/*.whl \
     || echo "peer wheels did not install: those peers will be recorded as unavailable"
+else
+  echo "no .whl/*.whl (carry .whl with the tree): peers missing on this machine will be recorded as unavailable"
 fi
 export PYTHONPATH="$STAGE:$STAGE/site${PYTHONPATH:+:$PYTHONPATH}"
 cd "$STAGE" || exit 1
@@ -60,7 +61,7 @@ if [ $DRY -eq 1 ]; then
   step "benchmark (dry run, cpu)" 300 $PY -m benchmarks.bench --device cpu --isa native --batch 2 --size 32 --warmup 1 --repeats 2 \
     --no-backward --peers fastaug-numba torchvision-per-sample fastaug-triton-graph triton-augment --out-dir "$OUT"
 else
-  step "gpu tests (native)" 180 $PY -m pytest -q -p no:cacheprovider -m gpu --junitxml="$OUT/pytest-gpu.xml" \
+  step "gpu tests (native)" 220 $PY -m pytest -q -p no:cacheprovider -m gpu --junitxml="$OUT/pytest-gpu.xml" \
     tests/test_triton_backend.py tests/test_autograd_triton.py tests/test_policies.py tests/test_cuda_graph.py
   PEERS="fastaug-triton fastaug-triton-graph kornia torchvision-per-sample torchvision-batch-wide triton-augment"
   step "benchmark: reference pipeline" 150 $PY -m benchmarks.bench --device cuda --isa native --batch 256 --size 224 --warmup 3 --repeats 15 \
@@ -70,5 +71,10 @@ else
   step "benchmark: affine-flip-color (triton-augment's ops)" 60 $PY -m benchmarks.bench --device cuda --isa native --pipeline affine-flip-color \
     --batch 256 --size 224 --warmup 3 --repeats 15 --no-backward --peers $PEERS --out-dir "$OUT"
 fi
+cd "$REPO" && rm -rf "$STAGE"
 echo "gpu_check: exit $STATUS"
-exit $STATUS
+return $STATUS
+}
+
+main 2>&1 | tee -a "$OUT/gpu_check.log"  # the log and the terminal; tee finishes before the script does
+exit "${PIPESTATUS[0]}"

@@ -82,12 +82,27 @@ def test_sampled_magnitudes_match_the_fit():
 
 
 def test_lengths_per_sample():
-    policy = MarkovPolicy.from_autoaugment(length=(1, 3))
-    d = _draw(policy, 4000)
-    assert d.op.shape == (4000, 3)
-    slots_on = (d.applied | (d.op == 0)).sum(1)  # applied or Identity within the sample's length
-    assert int(slots_on.min()) >= 1
-    assert not bool(d.applied[:, 1:].all())
+    """Every op applied with probability 1 (no Identity): a sample's applied slots are a prefix of uniform length."""
+    policy = MarkovPolicy.fit([[("Rotate", 1.0, 0.5), ("Color", 1.0, 0.5)], [("Color", 1.0, 0.3), ("Rotate", 1.0, 0.1)]],
+                              length=(1, 3))  # fmt: skip
+    d = _draw(policy, 6000)
+    assert d.op.shape == (6000, 3) and not bool((d.op == 0).any())
+    n = d.applied.sum(1)
+    assert torch.equal(d.applied, torch.arange(3).unsqueeze(0) < n.unsqueeze(1))  # a prefix
+    counts = torch.bincount(n, minlength=4)[1:]
+    assert int(counts.min()) > 1800 and stats.chisquare(counts.numpy()).pvalue > 1e-3  # uniform over 1, 2, 3
+
+
+def test_a_row_that_rounds_short_never_picks_a_state_of_probability_0():
+    n = len(STATES)
+    row = torch.zeros(n, dtype=torch.float64)
+    row[1] = 1.0 - 5e-7  # sums to 1 within the tolerance (1e-6); the last states have probability 0
+    base = MarkovPolicy.from_autoaugment().to_dict()
+    policy = MarkovPolicy(STATES, row.tolist(), [row.tolist()] * n, base["magnitudes"], length=2)
+    cdf0 = policy._cdfs[0]
+    assert cdf0[0] == 0.0 and all(v == float("inf") for v in cdf0[1:])  # u above 1 - 5e-7 still picks state 1
+    d = _draw(policy, 5000)
+    assert bool((d.op == 1).all())
 
 
 def test_json_round_trip_is_exact(tmp_path):
@@ -101,6 +116,9 @@ def test_json_round_trip_is_exact(tmp_path):
     x = torch.randint(0, 256, (6, 3, 24, 24), dtype=torch.uint8)
     assert torch.equal(again(x, epoch=3), policy(x, epoch=3))
     assert not list(tmp_path.glob(".policy.json.*"))  # the temporary file was renamed
+    with pytest.raises(OSError):
+        policy.to_json(tmp_path / "missing-folder" / "p.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
 
 
 def test_markov_policy_runs_inside_compose_with_normalize():
@@ -147,6 +165,15 @@ def test_bad_arguments(tmp_path):
         MarkovPolicy.from_json(bad)
     with pytest.raises(ValueError, match="magnitudes must map every op"):
         MarkovPolicy(good["states"], good["initial"], good["transition"], {"Rotate": good["magnitudes"]["Rotate"]})
+    for field, value in (("mean", float("nan")), ("std", -0.1), ("std", float("inf")), ("mean", "0.5")):
+        mags = {op: dict(m) for op, m in good["magnitudes"].items()}
+        mags["Rotate"][field] = value
+        with pytest.raises(ValueError, match=r"magnitudes\['Rotate'\] needs a finite mean"):
+            MarkovPolicy(good["states"], good["initial"], good["transition"], mags)
+    bad.write_text(json.dumps({**good, "length": 3}))  # an int length, as the constructor takes
+    assert MarkovPolicy.from_json(bad).length == (3, 3)
+    with pytest.raises(ValueError, match="Rotate needs a magnitude"):
+        MarkovPolicy.fit([[("Rotate", 0.5, None)]])
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a fastaug.MarkovPolicy"):
         MarkovPolicy.from_json(bad)

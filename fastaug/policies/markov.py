@@ -8,7 +8,8 @@ weights), the first positions give the initial distribution. A row without any w
 another: the last op of every sub-policy it occurs in) takes the initial distribution: every row is a distribution
 (``smoothing`` > 0 adds that weight to every entry first). Per op, the magnitude is a normal on ``m`` with the
 probabilities as weights (mean and standard deviation, not variance), clipped to [0, 1]; ``probability`` is the mean
-``p`` of the op's occurrences.
+``p`` of the op's occurrences. An op that never occurs (reachable only through ``smoothing``) has mean 0 and std 0:
+it runs at the start of its range (an identity for most ops).
 
 Sampling: each sample draws its chain (length ``length``, or uniform in ``(min, max)`` per sample) from the initial
 distribution and the transition rows by inverse CDF, and per step a magnitude ``clip(mean + std * z, 0, 1)``
@@ -64,6 +65,8 @@ def _entries(policies) -> list[list[tuple[str, float, float | None]]]:
             if op not in STATES or op == IDENTITY:
                 raise ValueError(f"policies[{i}][{j}]: unknown op {op!r} (ops: {', '.join(STATES[1:])})")
             p = _probability(p, f"policies[{i}][{j}] probability")
+            if m is None and op in WITH_MAGNITUDE:
+                raise ValueError(f"policies[{i}][{j}]: {op} needs a magnitude in [0, 1] (normalised), got None")
             if m is not None:
                 if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= float(m) <= 1.0:
                     raise ValueError(f"policies[{i}][{j}] magnitude must be None or in [0, 1] (normalised), got {m!r}")
@@ -79,6 +82,15 @@ def _length(length) -> tuple[int, int]:
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (lo, hi)) or not 1 <= lo <= hi:
         raise ValueError(f"length must be an int >= 1 or a (min, max) pair of them, got {length!r}")
     return int(lo), int(hi)
+
+
+def _cdf(p: torch.Tensor) -> list:
+    """Cumulative rows for inverse-CDF sampling (state = the number of entries <= u), the entries from each row's last
+    state of positive probability on set to inf: a rounding overshoot at the end can never pick a state of probability 0."""
+    c = torch.cumsum(p, -1)
+    n = p.shape[-1]
+    last = n - 1 - torch.argmax((p.flip(-1) > 0).to(torch.int8), -1, keepdim=True)  # the last positive state per row
+    return torch.where(torch.arange(n) >= last, torch.full_like(c, math.inf), c).tolist()
 
 
 class MarkovPolicy(_Policy):
@@ -103,19 +115,23 @@ class MarkovPolicy(_Policy):
         if tuple(self.initial.shape) != (n,) or tuple(self.transition.shape) != (n, n):
             raise ValueError(f"initial must have {n} entries and transition {n}x{n}")
         for name, t in (("initial", self.initial), ("transition", self.transition)):
-            if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or not torch.allclose(t.sum(-1), torch.ones(()).double(),
-                                                                                             atol=1e-9):  # fmt: skip
+            sums = t.sum(-1)
+            if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool(((sums - 1.0).abs() > 1e-6).any()):
                 raise ValueError(f"{name} must hold non-negative finite rows that sum to 1")
         if not isinstance(magnitudes, dict) or any(not isinstance(magnitudes.get(op), dict) for op in STATES[1:]) or any(
                 not {"mean", "std", "probability"} <= set(magnitudes[op]) for op in STATES[1:]):  # fmt: skip
             raise ValueError("magnitudes must map every op to {'mean', 'std', 'probability', ...}")
+        for op in STATES[1:]:
+            m, sd = magnitudes[op]["mean"], magnitudes[op]["std"]
+            if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in (m, sd)) or sd < 0:
+                raise ValueError(f"magnitudes[{op!r}] needs a finite mean and a finite std >= 0, got mean {m!r}, std {sd!r}")
         self.magnitudes = {op: dict(magnitudes[op]) for op in STATES[1:]}
         self.length = _length(length)
         self.num_slots = self.length[1]
         # the sampling tables as host lists, made once (a call then builds nothing from host tensors)
         mean = [0.0] + [float(self.magnitudes[op]["mean"]) for op in STATES[1:]]
         std = [0.0] + [float(self.magnitudes[op]["std"]) for op in STATES[1:]]
-        self._cdfs = (torch.cumsum(self.initial, 0).tolist(), torch.cumsum(self.transition, 1).tolist(), mean, std)
+        self._cdfs = (_cdf(self.initial), _cdf(self.transition), mean, std)
 
     # -- fitting ------------------------------------------------------------------------------------
     @classmethod
@@ -210,11 +226,20 @@ class MarkovPolicy(_Policy):
     def to_json(self, path) -> Path:
         """Write the policy as readable JSON, atomically (a temporary file renamed over ``path``)."""
         path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1) + "\n"  # fails before any file is touched
         fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # as open() would create it
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -226,7 +251,7 @@ class MarkovPolicy(_Policy):
         missing = [k for k in ("states", "initial", "transition", "magnitudes", "length") if k not in d]
         if missing:
             raise ValueError(f"{FORMAT} document without {', '.join(missing)}")
-        return cls(d["states"], d["initial"], d["transition"], d["magnitudes"], length=tuple(d["length"]),
+        return cls(d["states"], d["initial"], d["transition"], d["magnitudes"], length=d["length"],
                    interpolation=d.get("interpolation", "nearest"), fill=d.get("fill"), seed=d.get("seed", 0))  # fmt: skip
 
     @classmethod
