@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
-import time
 
 import torch
 
 from benchmarks.bench import MEAN, RESULTS_DIR, STD, cpu_isa, device_info, device_slug, isa_tag, run_isas, versions
+from benchmarks.bench_policies import measure
 
 
 def pipelines() -> dict:
@@ -44,23 +43,15 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     x = torch.randint(0, 256, (a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     idx = torch.arange(a.batch)
-    runs = pipelines()
-    for aug in runs.values():
-        aug(x, indices=idx, epoch=0, backend="numba")  # compile and warm up
-    times = {name: [] for name in runs}
-    for r in range(1, a.repeats + 1):
-        for name, aug in runs.items():
-            t0 = time.perf_counter()
-            aug(x, indices=idx, epoch=r, backend="numba")
-            times[name].append(time.perf_counter() - t0)
-    rates = {name: a.batch / statistics.median(ts) for name, ts in times.items()}
+    runs = {name: (lambda r, aug=aug: aug(x, indices=idx, epoch=r + 1, backend="numba")) for name, aug in pipelines().items()}
+    rates = {name: a.batch / seconds for name, seconds in measure(runs, a.repeats).items()}  # turns within every repeat
     first = next(iter(rates))
     print(f"code ISA: {isa_tag(cpu_isa()) or 'native'}")
     for name, rate in rates.items():
         print(f"{name:40s} {rate:8.0f} img/s   MarkovPolicy / this: {rates[first] / rate:.2f}x")
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_info(torch.device("cpu")),
               "cpu_isa": cpu_isa(), "versions": versions(), "batch": a.batch, "size": a.size, "repeats": a.repeats,
-              "img_s": rates, "times_ms": {k: [round(1e3 * t, 2) for t in v] for k, v in times.items()}}  # fmt: skip
+              "img_s": rates}  # fmt: skip
     if not a.no_write:
         tag = isa_tag(result["cpu_isa"])
         path = RESULTS_DIR / f"markov-{device_slug(result['device'])}-{result['date'][:10]}{'-' + tag if tag else ''}.json"

@@ -12,21 +12,25 @@ from fastaug.ops.counter import MASK as _MASK
 from fastaug.ops.counter import mix as _mix
 from fastaug.ops.counter import mix_int as _mix_int
 
+_SEED0 = 0x3C6EF372  # xor'ed into the seed's low half before the first mix
+
 
 def hash32(seed: int, epoch: int, indices: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
     """32-bit hashes [B, n] (int64 tensor) of (seed, epoch, index, slot, j) for j < n."""
     idx = indices.to(torch.int64)
     if isinstance(epoch, torch.Tensor) and epoch.device.type == "cpu":
         epoch = int(epoch)  # a host value: no device involved
-    if not isinstance(seed, torch.Tensor) and not isinstance(epoch, torch.Tensor):
-        if idx.device.type == "cpu":
-            from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
+    if isinstance(seed, torch.Tensor):
+        return hash32_torch(seed, epoch, idx, slot, n)
+    device_epoch = isinstance(epoch, torch.Tensor)
+    if idx.device.type == "cpu" and not device_epoch:
+        from fastaug.kernels.numba import draws  # the same formula compiled: one call instead of ~60 small torch ops
 
-            return torch.from_numpy(draws.hash32(seed, epoch, idx.numpy(), slot, n))
-        if idx.device.type == "cuda" and (fused := _triton()) is not None:
-            return fused.hash32(prefix(seed, epoch), idx, slot, n)  # one launch instead of ~60 small torch kernels
-    if not isinstance(seed, torch.Tensor) and idx.device.type == "cuda" and epoch.device == idx.device and epoch.numel() == 1:
-        if (fused := _triton()) is not None:  # the epoch read on the device: a CUDA graph replays with fresh draws
+        return torch.from_numpy(draws.hash32(seed, epoch, idx.numpy(), slot, n))
+    if idx.device.type == "cuda" and (fused := _triton()) is not None:  # one launch instead of ~60 small torch kernels
+        if not device_epoch:
+            return fused.hash32(prefix(seed, epoch), idx, slot, n)
+        if epoch.device == idx.device and epoch.numel() == 1:  # read on the device: a CUDA graph replays with fresh draws
             return fused.hash32(seed_prefix(seed), idx, slot, n, epoch=epoch)
     return hash32_torch(seed, epoch, idx, slot, n)
 
@@ -42,7 +46,7 @@ def _triton():
 
 def seed_prefix(seed: int) -> int:
     """The hash of the seed that :func:`prefix` continues with the epoch (python ints; as :func:`hash32_torch`)."""
-    return _mix_int(_mix_int((seed & _MASK) ^ 0x3C6EF372) ^ ((seed >> 32) & _MASK))
+    return _mix_int(_mix_int((seed & _MASK) ^ _SEED0) ^ ((seed >> 32) & _MASK))
 
 
 def prefix(seed: int, epoch: int) -> int:
@@ -53,7 +57,7 @@ def prefix(seed: int, epoch: int) -> int:
 def hash32_torch(seed, epoch, idx: torch.Tensor, slot: int, n: int = 1) -> torch.Tensor:
     """:func:`hash32` as torch ops on ``idx``'s device (seed and epoch may be device tensors)."""
     j = torch.arange(n, dtype=torch.int64, device=idx.device)
-    h = _mix(torch.zeros_like(idx) + ((seed & _MASK) ^ 0x3C6EF372))  # a device seed tensor: no host read
+    h = _mix(torch.zeros_like(idx) + ((seed & _MASK) ^ _SEED0))  # a device seed tensor: no host read
     h = _mix(h ^ ((seed >> 32) & _MASK))
     h = _mix(h ^ (epoch & _MASK))
     h = _mix(h ^ (idx & _MASK))
