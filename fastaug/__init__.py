@@ -2,7 +2,7 @@
 
 from fastaug import functional
 from fastaug.compose import Compose, Record
-from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, TrivialAugmentWide
+from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, SubPolicies, TrivialAugmentWide
 from fastaug.transforms import (
     Clouds,
     CoarseDropout,
@@ -50,6 +50,6 @@ __all__ = [
     "RandomAffine", "RandomAutocontrast", "RandomEqualize", "RandomErasing", "RandomGrayscale",
     "RandomHorizontalFlip", "RandomInvert", "RandomPerspective", "RandomPosterize", "RandomResizedCrop",
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
-    "RandAugment", "TrivialAugmentWide", "AutoAugment", "MarkovPolicy", "SafeRotate", "CoarseDropout",
+    "RandAugment", "TrivialAugmentWide", "AutoAugment", "MarkovPolicy", "SubPolicies", "SafeRotate", "CoarseDropout",
     "RGBShift", "RGBGain", "RandomFog", "Clouds", "Downscale", "ElasticTransform", "Superpixels",
 ]  # fmt: skip

@@ -4,6 +4,7 @@
 ``fastaug synth``  generate a synthetic dataset from a labelled image folder (resumable)
 ``fastaug bench``  time the reference pipeline side by side with the peers (needs the repository checkout)
 ``fastaug markov`` fit a Markov-chain policy from found policies (``fit``), or print and plot one (``show``)
+``fastaug search`` search augmentation sub-policies with child trainings (Bayesian or random; resumable)
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def markov(args: argparse.Namespace) -> None:
             length = args.length[0] if len(args.length) == 1 else tuple(args.length)
             if args.source == "autoaugment":
                 policy = MarkovPolicy.from_autoaugment(tuple(args.policies), smoothing=args.smoothing, length=length)
-            else:
+            else:  # a list of sub-policies, or a found policy's JSON (fastaug search's best_policy.json)
                 with open(args.source) as f:
                     policy = MarkovPolicy.fit(json.load(f), smoothing=args.smoothing, length=length)
             print(f"wrote {policy.to_json(args.out)}")
@@ -139,6 +140,32 @@ def markov(args: argparse.Namespace) -> None:
             print(f"wrote {markov_show.plot(policy, png)}")
     except (OSError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as e:
         raise SystemExit(f"fastaug markov {args.action}: {e}") from None
+
+
+def search(args: argparse.Namespace) -> None:
+    from fastaug.policies.search_ops import AUTOAUGMENT_OPS
+    from fastaug.search import BayesianSearch
+    from fastaug.search import report as R
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        ops = [op.name for op in AUTOAUGMENT_OPS] if args.ops == "autoaugment" else None
+        if ops is not None and args.data == "digits":
+            ops = [o for o in ops if o != "Color"]  # gray images: Color is an identity
+        s = BayesianSearch(
+            args.data, method=args.method, n_subpolicies=args.n_subpolicies, train_set_size=args.train_set_size,
+            child_epochs=args.child_epochs, child_batch_size=args.child_batch_size, opt_samples=args.opt_samples,
+            opt_last_n_epochs=args.opt_last_n_epochs, opt_initial_points=args.opt_initial_points,
+            notebook=out / "notebook.jsonl", seed=args.seed, workers=args.workers, ray_address=args.ray_address, ops=ops,
+        )  # fmt: skip
+        best = s.optimize(args.iterations, progress=not args.no_progress)
+        best.to_json(out / "best_policy.json")
+        page = R.write(out, s)
+    except (OSError, ValueError, TypeError) as e:
+        raise SystemExit(f"fastaug search: {e}") from None
+    b = s.best()
+    print(f"{out}: {len(s.trials)} trials; best trial {b.trial} reward {b.reward:.4f}; wrote {out / 'best_policy.json'} and {page}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     mf = msub.add_parser("fit", help="fit and write policy JSON")
     mf.add_argument("--from", dest="source", default="autoaugment",
                     help="'autoaugment' (its published sub-policies) or a JSON file: a list of sub-policies, each a list of "
-                         "[op, probability, magnitude normalised to 0..1 or null] (default: autoaugment)")  # fmt: skip
+                         "[op, probability, magnitude normalised to 0..1 or null], or a policy found by 'fastaug search' "
+                         "(best_policy.json) (default: autoaugment)")  # fmt: skip
     mf.add_argument("--policies", nargs="+", default=["imagenet", "cifar10", "svhn"], choices=["imagenet", "cifar10", "svhn"],
                     help="which AutoAugment tables with --from autoaugment (default: all three)")  # fmt: skip
     mf.add_argument("--smoothing", type=float, default=0.0, help="weight added to every transition before normalising (default 0)")
@@ -171,6 +199,28 @@ def main(argv: list[str] | None = None) -> None:
     ms = msub.add_parser("show", help="print a policy's table and write its transition heatmap and magnitude curves (PNG)")
     ms.add_argument("policy", help="a policy JSON written by 'fastaug markov fit'")
     ms.add_argument("--png", default=None, help="the PNG to write (default: next to the JSON)")
+    q = sub.add_parser("search", help="search augmentation sub-policies with child trainings (resumes from --out)",
+                       description="Bayesian (scikit-optimize, random-forest surrogate, expected improvement) or random "
+                                   "search for sub-policies; each trial trains a small CNN from scratch and scores it on a "
+                                   "validation split. The notebook in --out logs every training; rerunning with the same "
+                                   "--out and settings resumes.")  # fmt: skip
+    q.add_argument("--data", default="digits", choices=["digits", "mnist_5k"], help="a packaged data set (default digits)")
+    q.add_argument("--iterations", type=int, default=40, help="policies to evaluate (default 40)")
+    q.add_argument("--out", required=True, help="folder for notebook.jsonl, best_policy.json, report.html, PNGs")
+    q.add_argument("--method", default="bayesian", choices=["bayesian", "random"])
+    q.add_argument("--workers", type=int, default=1, help="trials per round, run in parallel (default 1)")
+    q.add_argument("--ray-address", default=None, help="run trials as Ray tasks on this cluster ('local': start Ray here)")
+    q.add_argument("--n-subpolicies", type=int, default=5, help="sub-policies of 2 ops each (default 5)")
+    q.add_argument("--train-set-size", type=int, default=500, help="child training samples (default 500)")
+    q.add_argument("--child-epochs", type=int, default=12, help="epochs per child training (default 12)")
+    q.add_argument("--child-batch-size", type=int, default=64)
+    q.add_argument("--opt-samples", type=int, default=3, help="trainings per policy, rewards averaged (default 3)")
+    q.add_argument("--opt-last-n-epochs", type=int, default=3, help="validation accuracies averaged per training (default 3)")
+    q.add_argument("--opt-initial-points", type=int, default=10, help="random points before the surrogate (default 10)")
+    q.add_argument("--ops", default="all", choices=["all", "autoaugment"],
+                   help="all search ops, or AutoAugment's only (a policy MarkovPolicy.fit can read) (default all)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         bench(rest)
@@ -183,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         synth(args)
     elif args.command == "markov":
         markov(args)
+    elif args.command == "search":
+        search(args)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ import csv
 import io
 import json
 import os
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fastaug.progress import Progress
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MANIFEST = "labels.csv"
@@ -110,23 +110,6 @@ def _check_settings(out: Path, settings: dict) -> None:
         _atomic_write(path, json.dumps(settings, indent=1).encode())
 
 
-class _Progress:
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.start, self.last = total, stream, time.perf_counter(), 0.0
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.2 and done < self.total:
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        bar = "#" * (30 * done // max(self.total, 1))
-        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate:.0f} img/s")
-        if done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def synthesize(
     sources: list[Source],
     out: str | os.PathLike,
@@ -151,7 +134,7 @@ def synthesize(
             stale.unlink()
     n = len(sources)
     todo = [k for k in range(count) if not (out / output_name(sources[k % n], k)).exists()]
-    bar = _Progress(count) if progress else None
+    bar = Progress(count) if progress else None
     done = count - len(todo)
     written = 0
     for start in range(0, len(todo), batch):

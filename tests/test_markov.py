@@ -134,7 +134,7 @@ def test_markov_policy_runs_inside_compose_with_normalize():
         ([[]], r"policies\[0\] must be a non-empty"),
         ([[("Warp", 0.5, 0.5)]], "unknown op 'Warp'"),
         ([[("Identity", 0.5, None)]], "unknown op 'Identity'"),
-        ([[("Rotate", 1.5, 0.5)]], "probability in"),
+        ([[("Rotate", 1.5, 0.5)]], "probability must be in"),
         ([[("Rotate", 0.5, 2.0)]], "magnitude must be None or in"),
         ([[("Rotate", 0.5)]], r"must be \(op, probability, magnitude\)"),
     ],

@@ -23,7 +23,7 @@ import fastaug
 import fastaug.functional as F
 from fastaug.functional import Canvas
 from fastaug.ops.calls import GeometricCall
-from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, TrivialAugmentWide, subpolicies
+from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, SubPolicies, TrivialAugmentWide, subpolicies
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context
 
 
@@ -137,6 +137,13 @@ def torchvision_op(name: str, kwargs: dict, img: torch.Tensor) -> torch.Tensor:
     return getattr(TF, name)(img, **kwargs)
 
 
+# a found policy: AutoAugment's ops and two ops of the wider search space that the oracle and torchvision have
+FOUND = [
+    [("Rotate", 0.8, 0.6), ("Hue", 0.7, 0.5)], [("ShearX", 0.9, 0.3), ("Posterize", 0.6, 0.5)],
+    [("Gamma", 0.9, 0.8), ("Equalize", 0.5, None)], [("TranslateY", 0.7, 0.4), ("Solarize", 0.8, 0.7)],
+    [("Color", 0.6, 0.9), ("Contrast", 0.9, 0.2)],
+]  # fmt: skip
+
 POLICIES = [
     pytest.param(lambda: RandAugment(num_ops=3, magnitude=9, seed=1), id="randaugment"),
     pytest.param(lambda: RandAugment(num_ops=2, magnitude=27, fill=[10, 200, 90], seed=7), id="randaugment-fill"),
@@ -145,6 +152,7 @@ POLICIES = [
     pytest.param(lambda: AutoAugment("cifar10", seed=4), id="autoaugment-cifar10"),
     pytest.param(lambda: AutoAugment("svhn", interpolation="bilinear", seed=5), id="autoaugment-svhn-bilinear"),
     pytest.param(lambda: MarkovPolicy.from_autoaugment(length=(1, 3), seed=6), id="markov"),
+    pytest.param(lambda: SubPolicies(FOUND, seed=8), id="subpolicies"),
 ]
 DTYPES = [pytest.param(torch.uint8, id="uint8"), pytest.param(torch.float32, id="float32")]
 
@@ -325,6 +333,10 @@ def _expected_calls(name: str, m: float, h: int, w: int, bound: float, interp: s
         return "posterize", {"bits": int(m)}
     if name == "Solarize":
         return "solarize", {"threshold": bound * m}
+    if name == "Hue":  # SubPolicies' wider space (fastaug.policies.search_ops)
+        return "adjust_hue", {"hue_factor": m}
+    if name == "Gamma":
+        return "adjust_gamma", {"gamma": 1.0 + m, "gain": 1.0}
     return {"AutoContrast": "autocontrast", "Equalize": "equalize", "Invert": "invert"}.get(name), {}
 
 
@@ -383,7 +395,7 @@ def test_policy_inside_compose_is_one_plan():
 
 def test_module_form_equals_compose_form():
     x = images(6, torch.uint8)
-    for policy in (RandAugment(seed=4), TrivialAugmentWide(seed=4), AutoAugment(seed=4)):
+    for policy in (RandAugment(seed=4), TrivialAugmentWide(seed=4), AutoAugment(seed=4), SubPolicies(FOUND, seed=4)):
         pipe = fastaug.Compose([policy], seed=4)
         a = policy(x, indices=torch.arange(6), epoch=3, backend="torch")
         assert torch.equal(a, pipe(x, indices=torch.arange(6), epoch=3, backend="torch"))
@@ -393,7 +405,11 @@ def _markov(seed: int) -> MarkovPolicy:
     return MarkovPolicy.from_autoaugment(length=3, seed=seed)
 
 
-@pytest.mark.parametrize("make", [RandAugment, TrivialAugmentWide, AutoAugment, _markov])
+def _found(seed: int) -> SubPolicies:
+    return SubPolicies(FOUND, seed=seed)
+
+
+@pytest.mark.parametrize("make", [RandAugment, TrivialAugmentWide, AutoAugment, _markov, _found])
 def test_determinism_split_batches_and_epochs(make):
     x = images(10, torch.uint8)
     idx = torch.arange(50, 60)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from fastaug.atomic import write_text
 from fastaug.constants import constant
 from fastaug.plan import Op
 from fastaug.policies.auto import PolicyDraw, _pick, _Policy, subpolicies
@@ -43,37 +42,24 @@ FORMAT, VERSION = "fastaug.MarkovPolicy", 1
 _AUTOAUGMENT_BINS = 10  # AutoAugment's magnitudes are bins 0..9 of 10: normalised m = bin / 9
 
 
-def _probability(p, name: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-    return float(p)
-
-
 def _entries(policies) -> list[list[tuple[str, float, float | None]]]:
-    """Validated sub-policies: lists of (op, probability, normalised magnitude or None)."""
-    if not isinstance(policies, (list, tuple)) or not policies:
-        raise ValueError("policies must be a non-empty list of sub-policies, each a sequence of (op, probability, magnitude)")
-    out = []
-    for i, sub in enumerate(policies):
-        if not isinstance(sub, (list, tuple)) or not sub:
-            raise ValueError(f"policies[{i}] must be a non-empty sequence of (op, probability, magnitude), got {sub!r}")
-        entries = []
-        for j, entry in enumerate(sub):
-            if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-                raise ValueError(f"policies[{i}][{j}] must be (op, probability, magnitude), got {entry!r}")
-            op, p, m = entry
-            if op not in STATES or op == IDENTITY:
-                raise ValueError(f"policies[{i}][{j}]: unknown op {op!r} (ops: {', '.join(STATES[1:])})")
-            p = _probability(p, f"policies[{i}][{j}] probability")
-            if m is None and op in WITH_MAGNITUDE:
-                raise ValueError(f"policies[{i}][{j}]: {op} needs a magnitude in [0, 1] (normalised), got None")
-            if m is not None:
-                if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= float(m) <= 1.0:
-                    raise ValueError(f"policies[{i}][{j}] magnitude must be None or in [0, 1] (normalised), got {m!r}")
-                m = float(m)
-            entries.append((op, p, m))
-        out.append(entries)
-    return out
+    """Validated sub-policies: lists of (op, probability, normalised magnitude or None); a found policy
+    (:class:`~fastaug.policies.SubPolicies` or its JSON document) gives its sub-policies."""
+    from fastaug.policies.sub_policies import FORMAT as FOUND
+    from fastaug.policies.sub_policies import SubPolicies, check_subpolicies
+
+    if isinstance(policies, SubPolicies):
+        policies = policies.policies
+    elif isinstance(policies, dict) and policies.get("format") == FOUND:
+        policies = policies.get("policies")
+    subs = check_subpolicies(policies)  # the found policies' rules: AutoAugment's ops are among their ops
+    for i, sub in enumerate(subs):
+        for j, (op, _, _) in enumerate(sub):
+            if op not in STATES:
+                raise ValueError(f"policies[{i}][{j}]: {op!r} is not one of the chain's states, AutoAugment's ops "
+                                 f"({', '.join(STATES[1:])}); a search restricted to them finds such policies "
+                                 f"(BayesianSearch(ops=...), fastaug search --ops autoaugment)")  # fmt: skip
+    return subs
 
 
 def _length(length) -> tuple[int, int]:
@@ -225,22 +211,7 @@ class MarkovPolicy(_Policy):
 
     def to_json(self, path) -> Path:
         """Write the policy as readable JSON, atomically (a temporary file renamed over ``path``)."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=1) + "\n"  # fails before any file is touched
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # as open() would create it
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")  # the text fails before any file is touched
 
     @classmethod
     def from_dict(cls, d: dict) -> MarkovPolicy:
