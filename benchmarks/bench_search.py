@@ -83,13 +83,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{method}: best reward {s.best().reward:.4f} (trial {s.best().trial}); wall {wall:.0f} s this run", flush=True)
     s = searches["bayesian"]
     policies = {"none": None, "bayesian best": s.best_policy(), "random best": searches["random"].best_policy(),
-                "RandAugment(2, 9)": fastaug.RandAugment(2, 9, interpolation="bilinear")}  # fmt: skip
+                "RandAugment(2, 9)": fastaug.RandAugment(2, 9, interpolation="bilinear"),
+                "MarkovPolicy fitted from bayesian best": fastaug.MarkovPolicy.fit(s.best_policy(), length=2,
+                                                                                   interpolation="bilinear")}  # fmt: skip
     acc = s.evaluate(policies, seeds=a.seeds, epochs=a.eval_epochs)
     result["test_accuracy"] = {"epochs": a.eval_epochs, "seeds": a.seeds, "split": "held-out test (20 %)",
                                **{k: _stats(v) for k, v in acc.items()}}  # fmt: skip
     for k, v in acc.items():
-        print(f"test accuracy {k:20s} {statistics.mean(v):.4f} +- {statistics.stdev(v):.4f}  {[round(x, 4) for x in v]}")
-    result["workers_timing"] = workers_timing(a, policies)
+        print(f"test accuracy {k:40s} {statistics.mean(v):.4f} +- {statistics.stdev(v):.4f}  {[round(x, 4) for x in v]}")
+    result["workers_timing"] = workers_timing(a, {k: policies[k] for k in ("none", "bayesian best", "RandAugment(2, 9)")})
     path = RESULTS_DIR / f"search-{a.data}-{date}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")

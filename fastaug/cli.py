@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--opt-last-n-epochs", type=int, default=3, help="validation accuracies averaged per training (default 3)")
     q.add_argument("--opt-initial-points", type=int, default=10, help="random points before the surrogate (default 10)")
     q.add_argument("--ops", default="all", choices=["all", "autoaugment"],
-                   help="all search ops, or AutoAugment's only (a policy MarkovPolicy.fit can read) (default all)")
+                   help="all search ops, or AutoAugment's only (default all)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)

@@ -8,6 +8,7 @@ numba for CPU), "triton", "numba" or "torch" (the plain reference).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -293,11 +294,45 @@ def emboss_kernel(alpha: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     return torch.stack(vals, 1).view(-1, 3, 3)
 
 
-def sharpen(img: torch.Tensor, alpha, lightness, *, backend: str = "auto") -> torch.Tensor:
-    """albumentations' Sharpen (method "kernel"): :func:`convolve` with :func:`sharpen_kernel`; ``alpha`` in [0, 1],
-    ``lightness`` >= 0, numbers or per-sample tensors [B]; gradients to the image, alpha and lightness."""
+def unsharp_kernel(alpha: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """The unsharp mask ``v + alpha (v - G v)`` as one kernel ``(1 + alpha) I - alpha G`` [B,k,k], ``G`` the k x k
+    Gaussian of ``sigma`` (cv2's ``getGaussianKernel``: ``exp(-(i - (k-1)/2)^2 / (2 sigma^2))``, normalised, outer
+    product with itself)."""
+    k = kernel_size
+    x = torch.arange(k, dtype=torch.float64, device=alpha.device) - (k - 1) / 2.0
+    g = torch.exp(-(x * x) / (2.0 * sigma * sigma))
+    g = g / g.sum()
+    a = alpha.to(torch.float64).view(-1, 1, 1)
+    eye = torch.zeros(k, k, dtype=torch.float64, device=alpha.device)
+    eye[k // 2, k // 2] = 1.0
+    return (1.0 + a) * eye - a * torch.outer(g, g)
+
+
+def sharpen_options(method: str, kernel_size, sigma) -> tuple[int, float]:
+    """Checked ``method`` ("kernel" or "gaussian"), ``kernel_size`` (odd, >= 3) and ``sigma`` (> 0)."""
+    if method not in ("kernel", "gaussian"):
+        raise ValueError(f"method must be 'kernel' or 'gaussian', got {method!r}")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or kernel_size < 3 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0.0 < sigma < math.inf:
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    return int(kernel_size), float(sigma)
+
+
+def sharpen(img: torch.Tensor, alpha, lightness=None, *, method: str = "kernel", kernel_size: int = 5, sigma: float = 1.0,
+            backend: str = "auto") -> torch.Tensor:  # fmt: skip
+    """albumentations' Sharpen: :func:`convolve` with :func:`sharpen_kernel` (``method="kernel"``; ``lightness`` >= 0)
+    or with :func:`unsharp_kernel` (``method="gaussian"``: ``v + alpha (v - G v)``, ``G`` a ``kernel_size`` Gaussian of
+    ``sigma``; albumentations computes ``v - G v`` in uint8 for uint8 images, which wraps around below 0: fastaug keeps
+    the formula). ``alpha`` in [0, 1]; numbers or per-sample tensors [B]; gradients to the image, alpha, lightness."""
     cv = _batch(img)
+    ks, sg = sharpen_options(method, kernel_size, sigma)
     a = per_sample(alpha, cv.b, "alpha", cv.device, lo=0.0, hi=1.0)
+    if method == "gaussian":
+        kw = {"alpha": a, "method": method, "kernel_size": ks, "sigma": sg}
+        return run_calls(img, [convolve_call(cv, unsharp_kernel(a, ks, sg), "sharpen", kw)], backend)
+    if lightness is None:
+        raise ValueError("lightness must be given with method='kernel' (a number >= 0 or a per-sample tensor [B])")
     li = per_sample(lightness, cv.b, "lightness", cv.device, lo=0.0)
     call = convolve_call(cv, sharpen_kernel(a, li), "sharpen", {"alpha": a, "lightness": li})
     return run_calls(img, [call], backend)

@@ -7,6 +7,7 @@ stage. Sampling follows torchvision's ``get_params`` rules, drawn independently 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -263,8 +264,9 @@ class RandomPerspective(Transform):
         return [call]
 
 
-def _crop_box(u: torch.Tensor, h: int, w: int, scale, ratio) -> tuple[torch.Tensor, ...]:
-    """torchvision RandomResizedCrop.get_params, 10 attempts per sample, vectorised. u: [B, 40]."""
+def crop_box(u: torch.Tensor, h: int, w: int, scale, ratio) -> tuple[torch.Tensor, ...]:
+    """torchvision RandomResizedCrop.get_params, 10 attempts per sample, vectorised. u: [B, 40]; ``scale`` ends may be
+    per-sample tensors [B, 1]."""
     b = u.shape[0]
     area = h * w
     target = area * _lerp(u[:, 0:10], scale)
@@ -309,7 +311,7 @@ class RandomResizedCrop(Transform):
 
     def calls(self, ctx):
         cv = ctx.canvas
-        top, left, h, w = _crop_box(ctx.uniform(40), cv.h, cv.w, self.scale, self.ratio)
+        top, left, h, w = crop_box(ctx.uniform(40), cv.h, cv.w, self.scale, self.ratio)
         return [F.resized_crop_call(cv, top, left, h, w, list(self.size), self.interpolation)]
 
 
@@ -456,16 +458,23 @@ def _kernel_calls(ctx: Context, name: str, kernel, ranges: dict, p: float) -> li
 
 
 class Sharpen(Transform):
-    """albumentations' Sharpen (method "kernel"): per sample alpha ~ U(alpha), lightness ~ U(lightness), then
-    ``fastaug.functional.sharpen`` (a 3x3 kernel; see ``sharpen_kernel``)."""
+    """albumentations' Sharpen, per sample: alpha ~ U(alpha) and, with ``method="kernel"``, lightness ~ U(lightness)
+    (a 3x3 kernel, ``sharpen_kernel``); ``method="gaussian"``: the unsharp mask ``v + alpha (v - G v)`` with a
+    ``kernel_size`` Gaussian of ``sigma`` (``unsharp_kernel``; see ``fastaug.functional.sharpen`` for uint8)."""
 
-    def __init__(self, alpha=(0.2, 0.5), lightness=(0.5, 1.0), method: str = "kernel", p: float = 0.5):
-        if method != "kernel":
-            raise ValueError(f"method must be 'kernel' (the 'gaussian' method is not supported yet), got {method!r}")
+    def __init__(self, alpha=(0.2, 0.5), lightness=(0.5, 1.0), method: str = "kernel", kernel_size: int = 5, sigma: float = 1.0,
+                 p: float = 0.5):  # fmt: skip
+        self.kernel_size, self.sigma = F.sharpen_options(method, kernel_size, sigma)
+        self.method = method
         self.alpha, self.lightness = _unit_range(alpha, "alpha", 0.0, 1.0), _unit_range(lightness, "lightness")
         self.p = _probability(p)
 
     def calls(self, ctx):
+        if self.method == "gaussian":
+            kernel = functools.partial(F.unsharp_kernel, kernel_size=self.kernel_size, sigma=self.sigma)
+            calls = _kernel_calls(ctx, "sharpen", kernel, {"alpha": self.alpha}, self.p)
+            calls[0].kwargs.update(method="gaussian", kernel_size=self.kernel_size, sigma=self.sigma)
+            return calls
         return _kernel_calls(ctx, "sharpen", F.sharpen_kernel, {"alpha": self.alpha, "lightness": self.lightness}, self.p)
 
 
@@ -555,15 +564,14 @@ class SaltAndPepper(Transform):
 class MultiplicativeNoise(Transform):
     """albumentations' MultiplicativeNoise, per sample: ``elementwise`` multiplies each pixel (and channel when
     ``per_channel``) by its own ``m ~ U(multiplier)`` (``fastaug.functional.multiplicative_noise``); otherwise the whole
-    image by one ``m`` (``adjust_brightness``: the same truncating formula). One ``m`` per channel without
-    ``elementwise`` is not supported yet."""
+    image by one ``m`` (``adjust_brightness``: the same truncating formula), or with ``per_channel`` each channel by its
+    own ``m`` (``rgb_gain`` on 3 channels, the same formula; a single channel takes one ``m``; other channel counts
+    raise)."""
 
     def __init__(self, multiplier=(0.9, 1.1), per_channel: bool = False, elementwise: bool = False, p: float = 0.5):
         self.multiplier = _unit_range(multiplier, "multiplier")
         self.per_channel = F._flag(per_channel, "per_channel")
         self.elementwise = F._flag(elementwise, "elementwise")
-        if per_channel and not elementwise:
-            raise ValueError("per_channel=True with elementwise=False (one multiplier per channel) is not supported yet")
         self.p = _probability(p)
 
     def calls(self, ctx):
@@ -573,6 +581,11 @@ class MultiplicativeNoise(Transform):
             call = F.multiplicative_noise_call(ctx.canvas, lo, hi, self.per_channel, keys)
             call.applied = ctx.coin(self.p)
             return [call]
+        if self.per_channel and ctx.canvas.c != 1:
+            channels_for(ctx.canvas.c, (3,), "MultiplicativeNoise(per_channel=True, elementwise=False)")
+            gains = _lerp(ctx.uniform(3).to(torch.float64), self.multiplier)  # [B,3]: one multiplier per channel
+            kwargs = dict(zip(("r_gain", "g_gain", "b_gain"), gains.unbind(1), strict=True))
+            return [ColorCall(name="rgb_gain", kwargs=kwargs, code=int(Op.RGB_GAIN), params=gains, applied=ctx.coin(self.p, 1))]
         m = _lerp(ctx.uniform(1)[:, 0].to(torch.float64), self.multiplier)
         return [ColorCall(name="adjust_brightness", code=int(Op.BRIGHTNESS), params=torch.stack([m, 0 * m, 0 * m], 1),
                           applied=ctx.coin(self.p, 1))]  # fmt: skip
@@ -791,6 +804,21 @@ class RandomGrayscale(Transform):
         return _color("rgb_to_grayscale", Op.GRAYSCALE, None, self.p, ctx)
 
 
+def erasing_box(u: torch.Tensor, h: int, w: int, scale, ratio) -> tuple[torch.Tensor, ...]:
+    """torchvision RandomErasing.get_params, 10 attempts per sample, vectorised: (top, left, height, width, found) from
+    uniforms u [B, 40]; ``scale`` ends may be per-sample tensors [B, 1]."""
+    target = h * w * _lerp(u[:, 0:10], scale)
+    aspect = torch.exp(_lerp(u[:, 10:20], (math.log(ratio[0]), math.log(ratio[1]))))
+    eh = torch.round(torch.sqrt(target * aspect))
+    ew = torch.round(torch.sqrt(target / aspect))
+    ok = (eh < h) & (ew < w)
+    first = torch.argmax(ok.to(torch.int8), dim=1, keepdim=True)
+    eh, ew = eh.gather(1, first)[:, 0], ew.gather(1, first)[:, 0]
+    top = torch.floor(u.gather(1, 20 + first)[:, 0] * (h - eh + 1))
+    left = torch.floor(u.gather(1, 30 + first)[:, 0] * (w - ew + 1))
+    return top, left, eh, ew, ok.any(1)
+
+
 class RandomErasing(Transform):
     """torchvision's RandomErasing box sampling (10 attempts; no box if none fits)."""
 
@@ -807,17 +835,7 @@ class RandomErasing(Transform):
     def calls(self, ctx):
         cv = ctx.canvas
         u = ctx.uniform(41)
-        area = cv.h * cv.w
-        target = area * _lerp(u[:, 0:10], self.scale)
-        aspect = torch.exp(_lerp(u[:, 10:20], (math.log(self.ratio[0]), math.log(self.ratio[1]))))
-        eh = torch.round(torch.sqrt(target * aspect))
-        ew = torch.round(torch.sqrt(target / aspect))
-        ok = (eh < cv.h) & (ew < cv.w)
-        first = torch.argmax(ok.to(torch.int8), dim=1, keepdim=True)
-        found = ok.any(1)
-        eh, ew = eh.gather(1, first)[:, 0], ew.gather(1, first)[:, 0]
-        top = torch.floor(u.gather(1, 20 + first)[:, 0] * (cv.h - eh + 1))
-        left = torch.floor(u.gather(1, 30 + first)[:, 0] * (cv.w - ew + 1))
+        top, left, eh, ew, found = erasing_box(u, cv.h, cv.w, self.scale, self.ratio)
         rects = torch.stack([left, top, left + ew, top + eh], -1).to(torch.int32).view(cv.b, 1, 4)
         vals = _fill(self.value, ctx, "value")
         applied = (u[:, 40] < self.p) & found

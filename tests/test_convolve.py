@@ -151,10 +151,58 @@ def test_bad_input(call, exc, name):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: fastaug.Sharpen(alpha=(0.5, 1.5)), lambda: fastaug.Sharpen(method="gaussian"),
+    lambda: fastaug.Sharpen(alpha=(0.5, 1.5)), lambda: fastaug.Sharpen(method="median"),
     lambda: fastaug.Emboss(strength=(-1, 0)), lambda: fastaug.MotionBlur(blur_limit=(3, 6)),
     lambda: fastaug.MotionBlur(blur_limit=1), lambda: fastaug.MotionBlur(direction_range=(-2, 0)),
 ])  # fmt: skip
 def test_transform_bad_input(make):
     with pytest.raises((ValueError, TypeError)):
         make()
+
+
+def _unsharp_oracle(x: torch.Tensor, alpha: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
+    """float64: v + alpha (v - G v), G the k x k Gaussian of cv2 (reflect-101 borders), clamped; uint8 rounded."""
+    import cv2
+
+    out = []
+    for i in range(x.shape[0]):
+        img = x[i].permute(1, 2, 0).double().numpy()
+        blur = cv2.GaussianBlur(img, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        blur = blur.reshape(img.shape)
+        out.append(torch.from_numpy(img + float(alpha[i]) * (img - blur)).permute(2, 0, 1))
+    y = torch.stack(out).clamp(0, 255.0 if x.dtype == torch.uint8 else 1.0)
+    return y.round().to(torch.uint8) if x.dtype == torch.uint8 else y.to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("c", [1, 3])
+def test_sharpen_gaussian_is_the_unsharp_mask(dtype, c):
+    x = image(dtype, (3, c, 17, 19), 7 + c)
+    a = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64)
+    want = _unsharp_oracle(x, a, 5, 1.2)
+    for backend in ("torch", "numba"):
+        _close(F.sharpen(x, a, method="gaussian", kernel_size=5, sigma=1.2, backend=backend), want)
+    if dtype == torch.float32 and c == 3:  # albumentations' own function: float images (its uint8 path wraps v - G v
+        # around) with 3 channels (one channel fails there: cv2 drops the channel axis of its blurred copy)
+        for i in range(3):
+            ref = fpixel.sharpen_gaussian(np.ascontiguousarray(x[i].permute(1, 2, 0).numpy()), float(a[i]), 5, 1.2)
+            got = F.sharpen(x[i : i + 1], float(a[i]), method="gaussian", kernel_size=5, sigma=1.2)[0]
+            torch.testing.assert_close(got, torch.from_numpy(np.clip(ref, 0, 1)).reshape(17, 19, c).permute(2, 0, 1),
+                                       atol=2e-6, rtol=0)  # fmt: skip
+
+
+def test_sharpen_gaussian_transform_draws_alpha_and_replays():
+    x = image(torch.uint8, (16, 3, 12, 14), 3)
+    aug = fastaug.Compose([fastaug.Sharpen(alpha=(0.2, 0.8), method="gaussian", kernel_size=3, sigma=0.8, p=1.0)], seed=4)
+    out, rec = aug(x, indices=torch.arange(16), return_record=True)
+    torch.testing.assert_close(rec.replay(x), out, atol=0, rtol=0)
+    for i in range(16):
+        (name, kw), = rec.calls(i)
+        assert name == "sharpen" and kw["method"] == "gaussian" and kw["kernel_size"] == 3 and 0.2 <= kw["alpha"] <= 0.8
+        assert torch.equal(F.sharpen(x[i], **kw), out[i])
+    for bad, match in ((dict(method="median"), "method"), (dict(method="gaussian", kernel_size=4), "kernel_size"),
+                       (dict(method="gaussian", sigma=0.0), "sigma")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            fastaug.Sharpen(**bad)
+    with pytest.raises(ValueError, match="lightness must be given"):
+        F.sharpen(x, 0.5)

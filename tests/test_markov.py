@@ -109,7 +109,7 @@ def test_json_round_trip_is_exact(tmp_path):
     policy = MarkovPolicy.from_autoaugment(("cifar10",), smoothing=0.01, length=(2, 4), interpolation="bilinear", fill=[1, 2, 3], seed=5)
     path = policy.to_json(tmp_path / "policy.json")
     doc = json.loads(path.read_text())
-    assert doc["format"] == "fastaug.MarkovPolicy" and doc["version"] == 1 and doc["states"] == list(STATES)
+    assert doc["format"] == "fastaug.MarkovPolicy" and doc["version"] == 2 and doc["states"] == list(STATES)
     again = MarkovPolicy.from_json(path)
     assert torch.equal(again.transition, policy.transition) and torch.equal(again.initial, policy.initial)
     assert again.magnitudes == policy.magnitudes and again.length == policy.length and again.fill == policy.fill

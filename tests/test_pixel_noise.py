@@ -96,6 +96,26 @@ def test_transforms_draw_per_sample_and_replay():
                 assert 0.5 <= kw["brightness_factor"] <= 0.6
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_multiplicative_noise_one_multiplier_per_channel(dtype):
+    """per_channel without elementwise: channel c of sample i times its own m ~ U(multiplier), albumentations' formula
+    (float64 oracle, truncated for uint8); one m for a single channel; 2 or 4 channels raise naming the option."""
+    x = image(dtype, (64, 3, 6, 7), 6)
+    aug = fastaug.MultiplicativeNoise((0.5, 1.5), per_channel=True, p=1.0)
+    out, rec = fastaug.Compose([aug], seed=3)(x, indices=torch.arange(64), return_record=True)
+    gains = torch.tensor([[kw["r_gain"], kw["g_gain"], kw["b_gain"]] for i in range(64) for n, kw in rec.calls(i)], dtype=torch.float64)
+    assert gains.shape == (64, 3) and 0.5 <= float(gains.min()) and float(gains.max()) <= 1.5
+    assert float((gains[:, 0] - gains[:, 1]).abs().mean()) > 0.1  # channels drawn apart
+    bound = 255.0 if dtype == torch.uint8 else 1.0
+    want = (x.double() * gains.view(64, 3, 1, 1)).clamp(0, bound)
+    want = want.floor().to(torch.uint8) if dtype == torch.uint8 else want.float()
+    torch.testing.assert_close(out, want, atol=0 if dtype == torch.uint8 else 1e-6, rtol=0)
+    gray = fastaug.Compose([aug], seed=3)(x[:, :1], indices=torch.arange(64), return_record=True)[1]
+    assert {n for i in range(64) for n, _ in gray.calls(i)} == {"adjust_brightness"}
+    with pytest.raises(ValueError, match="MultiplicativeNoise"):
+        fastaug.Compose([aug])(x[:, :2])
+
+
 def test_gradients_to_image_and_drop_value():
     x = image(torch.float32, (2, 3, 9, 10), 5)
     grads = []
@@ -129,7 +149,7 @@ def test_bad_input(call, exc, name):
 @pytest.mark.parametrize("make", [
     lambda: fastaug.PixelDropout(drop_value=None), lambda: fastaug.PixelDropout(drop_value=(1, 2, 3)),
     lambda: fastaug.PixelDropout(mask_drop_value=0), lambda: fastaug.PixelDropout(dropout_prob=2.0),
-    lambda: fastaug.SaltAndPepper(amount=(0.1, 1.5)), lambda: fastaug.MultiplicativeNoise(per_channel=True),
+    lambda: fastaug.SaltAndPepper(amount=(0.1, 1.5)), lambda: fastaug.MultiplicativeNoise(per_channel=1),
     lambda: fastaug.MultiplicativeNoise(multiplier=(1.2, 0.8)),
 ])  # fmt: skip
 def test_transform_bad_input(make):

@@ -95,13 +95,32 @@ def test_subpolicies_json_roundtrip_and_bad_input(tmp_path):
         SubPolicies([[("Hue", 1.0, 0.5)]])(x[:, :1])
 
 
-def test_markov_fits_a_found_policy():
-    found = SubPolicies([[("Rotate", 0.8, 0.5), ("Equalize", 0.4, None)], [("Contrast", 1.0, 0.2), ("Rotate", 0.5, 0.9)]])
-    a = MarkovPolicy.fit(found)
-    b = MarkovPolicy.fit(found.to_dict())
+def test_markov_fits_a_found_policy_with_any_search_op():
+    found = SubPolicies([[("Rotate", 0.8, 0.5), ("Equalize", 0.4, None)], [("GaussianBlur", 1.0, 0.2), ("Rotate", 0.5, 0.9)],
+                         [("CoarseDropout", 0.9, 0.6), ("Hue", 0.7, 0.5)]])  # fmt: skip
+    a = MarkovPolicy.fit(found, length=2, seed=1)
+    b = MarkovPolicy.fit(found.to_dict(), length=2, seed=1)
     assert torch.equal(a.transition, b.transition) and a.magnitudes["Rotate"]["occurrences"] == 2
-    with pytest.raises(ValueError, match="GaussianBlur.*not one of the chain's states"):
-        MarkovPolicy.fit(SubPolicies([[("GaussianBlur", 0.5, 0.5)]]))
+    assert a.magnitudes["GaussianBlur"]["mean"] == pytest.approx(0.2) and a.initial[a.states.index("GaussianBlur")] > 0
+    x = (40 + torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 150).to(torch.uint8)
+    y, record = a(x, indices=torch.arange(64), return_record=True, backend="torch")
+    assert torch.equal(a(x, indices=torch.arange(64), backend="numba"), y)
+    listed = {n for i in range(64) for n, _ in record.calls(i)}
+    assert {"gaussian_blur", "adjust_hue", "rotate", "erase", "equalize"} <= listed  # holes list as erase
+    for i in range(64):  # a blur lists the magnitude the chain drew for it: mean 0.2 +- 0 -> sigma 0.1 + 0.2 * 1.9
+        for n, kw in record.calls(i):
+            if n == "gaussian_blur":
+                assert kw["sigma"] == pytest.approx([0.48, 0.48], abs=1e-6) and kw["kernel_size"] == [13, 13]
+
+
+def test_markov_reads_version_1_documents():
+    doc = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "markov-autoaugment.json").read_text())
+    assert doc["version"] == 1 and len(doc["states"]) == 15
+    old = MarkovPolicy.from_dict(doc)
+    new = MarkovPolicy.from_autoaugment(length=2)  # the document's settings: length 2, seed 0
+    assert torch.allclose(old.initial, new.initial) and torch.allclose(old.transition[:15], new.transition[:15])
+    x = (torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    assert torch.equal(old(x, indices=torch.arange(16)), new(x, indices=torch.arange(16)))
 
 
 # ---------------------------------------------------------------------------------------------- data

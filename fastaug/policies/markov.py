@@ -1,7 +1,9 @@
 """A first-order Markov chain over policy ops, with a magnitude distribution per op, fitted from found policies.
 
-States are AutoAugment's ops plus ``Identity``. A sub-policy ``((op, p, m), ...)`` (``m``: the magnitude normalised
-to [0, 1] of the op's range, None for ops without one) applies each op with probability ``p``, so a position holds
+States are ``Identity`` and the search ops (:mod:`fastaug.policies.search_ops`: AutoAugment's ops first, then every
+other catalogue op with a magnitude), so a policy found by :class:`fastaug.search.BayesianSearch` fits. A sub-policy
+``((op, p, m), ...)`` (``m``: the magnitude normalised to [0, 1] of the op's range, None for ops without one) applies
+each op with probability ``p``, so a position holds
 ``op`` with weight ``p`` and ``Identity`` with weight ``1 - p``. Fitting counts expected transitions: between
 consecutive positions ``a -> b`` adds ``w_a * w_b`` for every pair of the two positions' states (``w``: those
 weights), the first positions give the initial distribution. A row without any weight (a state that never precedes
@@ -15,7 +17,8 @@ Sampling: each sample draws its chain (length ``length``, or uniform in ``(min, 
 distribution and the transition rows by inverse CDF, and per step a magnitude ``clip(mean + std * z, 0, 1)``
 (``z`` standard normal, Box-Muller from two uniforms), mapped linearly onto the op's range (posterize bits rounded)
 and negated with probability 1/2 for signed ops (torchvision's rule). Every draw comes from (seed, epoch, index):
-no loop over samples, no host sync; one Plan per batch, like the other policies.
+no loop over samples, no host sync; one Plan per batch, like the other policies (a step's calls cover the states the
+chain can reach). Version 1 documents (AutoAugment's ops only) load with the other states at probability 0.
 """
 
 from __future__ import annotations
@@ -29,16 +32,21 @@ import torch
 
 from fastaug.atomic import write_text
 from fastaug.constants import constant
-from fastaug.plan import Op
 from fastaug.policies.auto import PolicyDraw, _pick, _Policy, subpolicies
 from fastaug.policies.ops import AUTO_AUGMENT_SPACE, PolicyOp, _none
+from fastaug.policies.search_ops import BY_NAME, SEARCH_OPS
+from fastaug.policies.sub_policies import search_calls
 from fastaug.transforms import Context
 
 IDENTITY = "Identity"
-SPACE: tuple[PolicyOp, ...] = (PolicyOp(IDENTITY, _none, False), *AUTO_AUGMENT_SPACE)
-STATES: tuple[str, ...] = tuple(op.name for op in SPACE)
-WITH_MAGNITUDE = frozenset(op.name for op in SPACE if op.bins is not _none)
-FORMAT, VERSION = "fastaug.MarkovPolicy", 1
+STATES_V1 = (IDENTITY, *(op.name for op in AUTO_AUGMENT_SPACE))  # version 1 documents: Identity and AutoAugment's ops
+STATES: tuple[str, ...] = (IDENTITY, *(op.name for op in SEARCH_OPS))  # STATES_V1's order first
+# the states as policy ops: AutoAugment's with their tables, the others as no-ops there (their calls are built apart)
+SPACE: tuple[PolicyOp, ...] = (PolicyOp(IDENTITY, _none, False), *AUTO_AUGMENT_SPACE,
+                               *(PolicyOp(name, _none, False) for name in STATES[len(STATES_V1):]))  # fmt: skip
+WITH_MAGNITUDE = frozenset(op.name for op in SEARCH_OPS if op.magnitude)
+FORMAT, VERSION = "fastaug.MarkovPolicy", 2
+_N_AA = len(STATES_V1)  # states below this index are AutoAugment's (and Identity)
 _AUTOAUGMENT_BINS = 10  # AutoAugment's magnitudes are bins 0..9 of 10: normalised m = bin / 9
 
 
@@ -52,14 +60,20 @@ def _entries(policies) -> list[list[tuple[str, float, float | None]]]:
         policies = policies.policies
     elif isinstance(policies, dict) and policies.get("format") == FOUND:
         policies = policies.get("policies")
-    subs = check_subpolicies(policies)  # the found policies' rules: AutoAugment's ops are among their ops
-    for i, sub in enumerate(subs):
-        for j, (op, _, _) in enumerate(sub):
-            if op not in STATES:
-                raise ValueError(f"policies[{i}][{j}]: {op!r} is not one of the chain's states, AutoAugment's ops "
-                                 f"({', '.join(STATES[1:])}); a search restricted to them finds such policies "
-                                 f"(BayesianSearch(ops=...), fastaug search --ops autoaugment)")  # fmt: skip
-    return subs
+    return check_subpolicies(policies)  # the found policies' rules: every search op is a state
+
+
+def _from_v1(d: dict) -> dict:
+    """A version 1 document (states: Identity and AutoAugment's ops) over today's states: the others at probability 0
+    (their rows the initial distribution, as a row without weight), magnitudes 0 +- 0."""
+    if list(d["states"]) != list(STATES_V1):
+        raise ValueError(f"{FORMAT} version 1 states must be {list(STATES_V1)}, got {d['states']}")
+    n, k = len(STATES), len(STATES_V1)
+    initial = list(d["initial"]) + [0.0] * (n - k)
+    transition = [list(row) + [0.0] * (n - k) for row in d["transition"]] + [initial] * (n - k)
+    none = {"mean": 0.0, "std": 0.0, "range": [0.0, 1.0], "probability": 0.0, "occurrences": 0}
+    magnitudes = {**{op: {**none, "has_magnitude": op in WITH_MAGNITUDE} for op in STATES[k:]}, **d["magnitudes"]}
+    return {**d, "states": list(STATES), "initial": initial, "transition": transition, "magnitudes": magnitudes}
 
 
 def _length(length) -> tuple[int, int]:
@@ -118,6 +132,13 @@ class MarkovPolicy(_Policy):
         mean = [0.0] + [float(self.magnitudes[op]["mean"]) for op in STATES[1:]]
         std = [0.0] + [float(self.magnitudes[op]["std"]) for op in STATES[1:]]
         self._cdfs = (_cdf(self.initial), _cdf(self.transition), mean, std)
+        reach, todo = set(), [i for i in range(n) if self.initial[i] > 0]  # the states a chain can visit
+        while todo:
+            i = todo.pop()
+            if i not in reach:
+                reach.add(i)
+                todo += [j for j in range(n) if self.transition[i, j] > 0]
+        self.reachable = [STATES[i] for i in sorted(reach)]  # in STATES' order
 
     # -- fitting ------------------------------------------------------------------------------------
     @classmethod
@@ -170,20 +191,27 @@ class MarkovPolicy(_Policy):
         return cls.fit(subs, smoothing=smoothing, **kwargs)
 
     # -- sampling -----------------------------------------------------------------------------------
-    def _chain_tables(self, device) -> tuple[torch.Tensor, ...]:
-        key = ("markov", str(device))
+    def _chain_tables(self, ctx: Context) -> tuple[torch.Tensor, ...]:
+        """The chain's tables and, per state, its value range (lo, hi) and sign rule, on the batch's device."""
+        cv = ctx.canvas
+        key = ("markov", cv.h, cv.w, ctx.uint8, str(cv.device))
         if key not in self._tables:
             cdf0, cdf, mean, std = self._cdfs
+            tables = self.tables(ctx, self.num_magnitude_bins)
+            extra = [BY_NAME[n] if i >= _N_AA else None for i, n in enumerate(STATES)]
+            is_extra = constant([e is not None for e in extra], torch.bool, cv.device)
+            lo = torch.where(is_extra, constant([e.lo if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 0])
+            hi = torch.where(is_extra, constant([e.hi if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 1])
+            signed = tables.signed | constant([e is not None and e.signed for e in extra], torch.bool, cv.device)
             self._tables[key] = (
-                *(constant(v, torch.float64, device) for v in (cdf0, cdf, mean, std)),
-                constant([op.code == int(Op.POSTERIZE) for op in SPACE], torch.bool, device),
+                *(constant(v, torch.float64, cv.device) for v in (cdf0, cdf, mean, std)),
+                constant([n == "Posterize" for n in STATES], torch.bool, cv.device), lo, hi, signed,
             )
         return self._tables[key]
 
     def draw(self, ctx: Context) -> PolicyDraw:
         b, s = ctx.canvas.b, self.num_slots
-        tables = self.tables(ctx, self.num_magnitude_bins)
-        cdf0, cdf, mean, std, posterize = self._chain_tables(ctx.canvas.device)
+        cdf0, cdf, mean, std, posterize, start, end, signed = self._chain_tables(ctx)
         u = ctx.uniform(1 + 4 * s)
         lo, hi = self.length
         length = lo + _pick(u[:, 0], hi - lo + 1)  # [B]
@@ -196,12 +224,20 @@ class MarkovPolicy(_Policy):
         op = torch.stack(states, 1)  # [B,S]
         z = torch.sqrt(-2.0 * torch.log1p(-step[..., 1])) * torch.cos((2.0 * math.pi) * step[..., 2])  # Box-Muller
         m = torch.clamp(mean[op] + std[op] * z, 0.0, 1.0)
-        ends = tables.magnitude[op]  # [B,S,2]: the op's range
-        value = ends[..., 0] + m * (ends[..., 1] - ends[..., 0])
+        low = start[op]
+        value = low + m * (end[op] - low)  # linear onto the op's range
         value = torch.where(posterize[op], torch.round(value), value)
-        value = torch.where(tables.signed[op] & (step[..., 3] < 0.5), -value, value)
+        value = torch.where(signed[op] & (step[..., 3] < 0.5), -value, value)
         applied = (op != 0) & (torch.arange(s, device=op.device).unsqueeze(0) < length.unsqueeze(1))
         return PolicyDraw(STATES, op, torch.zeros_like(op), value, applied)
+
+    def calls(self, ctx: Context):
+        cv = ctx.canvas
+        if cv.c not in (1, 3):
+            raise ValueError(f"MarkovPolicy needs images with 1 or 3 channels, got {cv.c}")
+        d = self.draw(ctx)
+        static = [self.reachable] * self.num_slots  # the other ops are no-ops in the tables: slot_calls skips them
+        return search_calls(self, ctx, d, static, list(d.op.unbind(1)), list(d.applied.unbind(1)))
 
     # -- files --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -217,11 +253,13 @@ class MarkovPolicy(_Policy):
     def from_dict(cls, d: dict) -> MarkovPolicy:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document (format field missing or different)")
-        if d.get("version") != VERSION:
-            raise ValueError(f"{FORMAT} version {d.get('version')!r} is not supported (this fastaug reads version {VERSION})")
+        if d.get("version") not in (1, VERSION):
+            raise ValueError(f"{FORMAT} version {d.get('version')!r} is not supported (this fastaug reads versions 1 and {VERSION})")
         missing = [k for k in ("states", "initial", "transition", "magnitudes", "length") if k not in d]
         if missing:
             raise ValueError(f"{FORMAT} document without {', '.join(missing)}")
+        if d["version"] == 1:
+            d = _from_v1(d)
         return cls(d["states"], d["initial"], d["transition"], d["magnitudes"], length=d["length"],
                    interpolation=d.get("interpolation", "nearest"), fill=d.get("fill"), seed=d.get("seed", 0))  # fmt: skip
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from fastaug import functional as F
 from fastaug.atomic import write_text
 from fastaug.constants import constant
 from fastaug.ops.calls import Call
@@ -27,7 +26,8 @@ from fastaug.transforms import Context
 FORMAT, VERSION = "fastaug.SubPolicies", 1
 NAMES: tuple[str, ...] = tuple(op.name for op in SEARCH_OPS)
 _AA_INDEX = {op.name: i for i, op in enumerate(AUTO_AUGMENT_SPACE)}
-_INNER_SLOTS = 1 << 24  # an extra op's own draws: slots far above any Compose position's
+_INNER_SLOTS = 1 << 20  # an op's own draws: slots far above any Compose position's (positions < 16384)
+IDENTITY = "Identity"
 
 
 def check_subpolicies(policies) -> list[list[tuple[str, float, float | None]]]:
@@ -54,6 +54,45 @@ def check_subpolicies(policies) -> list[list[tuple[str, float, float | None]]]:
                 raise ValueError(f"policies[{i}][{j}] magnitude must be None or in [0, 1] (normalised), got {m!r}")
             entries.append((str(name), float(p), None if m is None else float(m)))
         out.append(entries)
+    return out
+
+
+def search_calls(policy: _Policy, ctx: Context, d: PolicyDraw, static: list[list[str]], aa_op: list, aa_applied: list) -> list[Call]:
+    """Calls for per-sample draws over the search ops (a SubPolicies' or a MarkovPolicy's): per slot ``s``, AutoAugment's
+    ops through ``slot_calls`` (``aa_op[s]``: indices into its space, ``aa_applied[s]``), then each other op in
+    ``static[s]`` (the op names the slot may hold) once, for the samples that drew it (``d.op``: indices into
+    ``d.space``, ``d.magnitude``: their signed values); ElasticTransform's entries add into one field after every other
+    geometric op. Each op's own draws come from slots of their own (``ctx.slot + (64 s + op + 1) 2^20``; the field:
+    ``64 S + 1``)."""
+    cv = ctx.canvas
+    tables = policy.tables(ctx, policy.num_magnitude_bins)
+    fill = policy._fill_values(ctx)
+    out: list[Call] = []
+    alpha = None  # ElasticTransform: one field per sample (linear in alpha)
+    for s, names in enumerate(static):
+        aa_static = tuple(AUTO_AUGMENT_SPACE[_AA_INDEX[n]] for n in sorted(set(names) & set(_AA_INDEX), key=_AA_INDEX.get))
+        if aa_static:
+            out += slot_calls(cv, tables, aa_op[s], d.magnitude[:, s], aa_applied[s], aa_static, policy.interpolation,
+                              policy._bilinear, policy.fill, fill)  # fmt: skip
+        for name in sorted(set(names) - set(_AA_INDEX) - {IDENTITY}, key=d.space.index):
+            op, k = BY_NAME[name], d.space.index(name)
+            if op.rgb and cv.c != 3:
+                raise ValueError(f"{type(policy).__name__}: {name} needs 3 channels, got {cv.c}")
+            mask = d.applied[:, s] & (d.op[:, s] == k)
+            value = torch.where(mask, d.magnitude[:, s], op.value(0.0))  # a valid value where the op does not apply
+            if op.function == "elastic_transform":
+                add = torch.where(mask, value, 0.0)
+                alpha = add if alpha is None else alpha + add
+                continue
+            inner = Context(cv, ctx.seed, ctx.epoch, ctx.indices, ctx.slot + (64 * s + k + 1) * _INNER_SLOTS, ctx.uint8)
+            for call in op.calls(inner, value, policy.interpolation, policy.fill):
+                call.applied = mask if call.applied is None else call.applied & mask
+                out.append(call)
+    if alpha is not None:
+        inner = Context(cv, ctx.seed, ctx.epoch, ctx.indices, ctx.slot + (64 * len(static) + 1) * _INNER_SLOTS, ctx.uint8)
+        (call,) = BY_NAME["ElasticTransform"].calls(inner, alpha, policy.interpolation, policy.fill)
+        call.applied = alpha > 0
+        out.append(call)
     return out
 
 
@@ -117,48 +156,10 @@ class SubPolicies(_Policy):
             raise ValueError(f"SubPolicies needs images with 1 or 3 channels, got {cv.c}")
         d = self.draw(ctx)
         aa, is_aa, *_ = self._sub_tables(cv.device)
-        tables = self.tables(ctx, self.num_magnitude_bins)
-        fill = self._fill_values(ctx)
-        out: list[Call] = []
-        alpha = None  # ElasticTransform: one field per sample, its entries' alphas added (the field is linear in alpha)
-        k = 0
-        for s in range(self.num_slots):
-            static = tuple(AUTO_AUGMENT_SPACE[i] for i in sorted({row[s] for row, isa in zip(self._aa, self._is_aa) if isa[s]}))
-            if static:
-                aa_op = aa[d.subpolicy, s]
-                out += slot_calls(cv, tables, aa_op, d.magnitude[:, s], d.applied[:, s] & is_aa[d.subpolicy, s], static,
-                                  self.interpolation, self._bilinear, self.fill, fill)  # fmt: skip
-            for i, sub in enumerate(self.policies):
-                if s >= len(sub) or sub[s][0] in _AA_INDEX:
-                    continue
-                name, _, m = sub[s]
-                op = BY_NAME[name]
-                if op.rgb and cv.c != 3:
-                    raise ValueError(f"SubPolicies: {name} needs 3 channels, got {cv.c}")
-                here = d.applied[:, s] & (d.subpolicy == i)
-                if op.function == "elastic_transform":
-                    add = torch.where(here, op.value(m), 0.0)
-                    alpha = add if alpha is None else alpha + add
-                    continue
-                for negative in (False, True) if op.signed else (False,):
-                    k += 1
-                    value = -op.value(m) if negative else op.value(m)
-                    mask = here & ((d.magnitude[:, s] < 0) if negative else (d.magnitude[:, s] >= 0)) if op.signed else here
-                    for call in op.build(value, (cv.h, cv.w), self.interpolation, self.fill).calls(self._inner(ctx, k)):
-                        call.applied = mask if call.applied is None else call.applied & mask
-                        out.append(call)
-        if alpha is not None:  # after every other geometric op: its field lives on the final grid
-            unit = BY_NAME["ElasticTransform"].build(1.0, (cv.h, cv.w), self.interpolation, self.fill).calls(self._inner(ctx, 0))[0]
-            call = F.elastic_call(cv, unit.displacement * alpha.to(unit.displacement.dtype).view(-1, 1, 1, 1),
-                                  self.interpolation, unit.fill)  # fmt: skip
-            call.applied = alpha > 0
-            out.append(call)
-        return out
-
-    @staticmethod
-    def _inner(ctx: Context, k: int) -> Context:
-        """The context of an op's own transform: its draws in slots of their own."""
-        return Context(ctx.canvas, ctx.seed, ctx.epoch, ctx.indices, ctx.slot + (k + 1) * _INNER_SLOTS, ctx.uint8)
+        static = [[sub[s][0] for sub in self.policies if s < len(sub)] for s in range(self.num_slots)]
+        aa_op = [aa[d.subpolicy, s] for s in range(self.num_slots)]
+        aa_applied = [d.applied[:, s] & is_aa[d.subpolicy, s] for s in range(self.num_slots)]
+        return search_calls(self, ctx, d, static, aa_op, aa_applied)
 
     # -- files --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fastaug.policies.search_ops import BY_NAME, space_names
+from fastaug.policies.search_ops import BY_NAME, SPACE_VERSION, space_names
 from fastaug.policies.sub_policies import SubPolicies
 from fastaug.progress import Progress
 from fastaug.search.child import ModelFactory, default_model
@@ -177,7 +177,7 @@ class BayesianSearch:
             "n_subpolicies": self.n_subpolicies, "method": self.method, "train_set_size": self.train_set_size,
             "child_epochs": self.child_epochs, "child_batch_size": self.child_batch_size, "opt_samples": self.opt_samples,
             "opt_last_n_epochs": self.opt_last_n_epochs, "opt_initial_points": self.opt_initial_points, "seed": self.seed,
-            "ops": self.ops, "interpolation": self.interpolation,
+            "ops": self.ops, "space_version": SPACE_VERSION, "interpolation": self.interpolation,
             "model": f"{getattr(self.model, '__module__', '?')}.{getattr(self.model, '__qualname__', repr(self.model))}",
         }  # fmt: skip
 
