@@ -211,17 +211,17 @@ class BayesianSearch:
         logged: dict[tuple[int, int], dict] = {}
         for e in notebook.entries if notebook else []:
             logged[(e["trial"], e["sample"])] = e
-        logged_rounds = {e["trial"]: (e["round"], e["round_size"]) for e in logged.values()}
+        round_sizes = {e["round"]: e["round_size"] for e in logged.values()}  # a round of k points stays k points
         opt = self._optimizer()
         self.trials = []
-        total = max(iterations, max((t + 1 for t in logged_rounds), default=0))
+        total = max(iterations, max((t + 1 for t, _ in logged), default=0))
         bar = Progress(total * self.opt_samples, "trainings/h", per=3600.0, start=len(logged)) if progress else None
         runner = None
         t0 = time.perf_counter()
         try:
             t, r, done = 0, 0, len(logged)
             while t < total:
-                size = logged_rounds[t][1] if t in logged_rounds else min(self.workers, total - t)
+                size = round_sizes.get(r, min(self.workers, total - t))
                 points = [_plain(p) for p in opt.ask(n_points=size)]
                 trials = [Trial(t + i, r, p, self.policy_of(p), [None] * self.opt_samples) for i, p in enumerate(points)]
                 jobs, where = [], []
