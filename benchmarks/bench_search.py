@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import statistics
 import time
@@ -20,6 +21,11 @@ import time
 import torch
 
 from benchmarks.bench import RESULTS_DIR, cpu_isa, device_info, versions
+
+
+def best_so_far(trials) -> list[float]:
+    """The best mean reward after each trial."""
+    return list(itertools.accumulate((tr.reward for tr in trials), max))
 
 
 def _stats(values: list[float]) -> dict:
@@ -71,10 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         R.write(out / method, s)
         trainings = len(s.trials) * s.opt_samples
         train_seconds = sum(tr.seconds for tr in s.trials)
-        curve, top = [], float("-inf")
-        for tr in s.trials:
-            top = max(top, tr.reward)
-            curve.append(top)
+        curve = best_so_far(s.trials)
         result[method] = {"trials": len(s.trials), "best_trial": s.best().trial, "best_reward": s.best().reward,
                           "best_so_far": curve, "rewards": [tr.reward for tr in s.trials], "best_policy": s.best().policy,
                           "wall_seconds_this_run": wall, "training_seconds": train_seconds,
@@ -130,10 +133,7 @@ def compare_seeds(a) -> dict:
             s = BayesianSearch(a.data, method=method, workers=a.workers, seed=seed,
                                notebook=out / f"{method}-seed{seed}" / "notebook.jsonl", **common)  # fmt: skip
             s.optimize(a.iterations, progress=True)
-            curve, top = [], float("-inf")
-            for tr in s.trials:
-                top = max(top, tr.reward)
-                curve.append(top)
+            curve = best_so_far(s.trials)
             result["runs"][f"{method} seed {seed}"] = {"best_so_far": curve, "best_trial": s.best().trial,
                                                       "best_policy": s.best().policy}  # fmt: skip
             print(f"{method} seed {seed}: best {curve[-1]:.4f} (trial {s.best().trial}); after 10/20/40 trials "

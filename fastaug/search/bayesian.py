@@ -226,6 +226,7 @@ class BayesianSearch:
                 trials = [Trial(t + i, r, p, self.policy_of(p), [None] * self.opt_samples) for i, p in enumerate(points)]
                 jobs, where = [], []
                 for trial in trials:
+                    policy = SubPolicies(trial.policy, interpolation=self.interpolation)
                     for s in range(self.opt_samples):
                         e = logged.get((trial.trial, s))
                         if e is not None:
@@ -235,7 +236,6 @@ class BayesianSearch:
                             trial.rewards[s] = e["reward"]
                             trial.seconds += e["seconds"]
                         else:
-                            policy = SubPolicies(trial.policy, interpolation=self.interpolation)
                             jobs.append(self._job(policy, sample_seed(self.seed, s)))
                             where.append((trial, s))
                 if jobs:
