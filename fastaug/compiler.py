@@ -300,10 +300,7 @@ def _fill_rects(
         if ph == 1 and q != final_u8:  # painted in one domain, applied at the end in another
             v = v / 255.0 if q else torch.floor(v * 255.999)
         values.append(v)
-        active = call.active if call.active is not None else torch.ones(b, r, dtype=torch.bool, device=device)
-        if call.applied is not None:
-            active = active & call.applied.view(b, 1)
-        phase.append(torch.where(active, ph, 0).to(torch.int32))
+        phase.append(torch.where(call.painted(), ph, 0).to(torch.int32))
     ep.rects = torch.cat(boxes, 1).contiguous()
     ep.rect_values = torch.cat(values, 1).contiguous()
     ep.rect_phase = torch.cat(phase, 1).contiguous()

@@ -13,7 +13,7 @@ from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.ops.catalogue import COLOR_OPS, INTEGER_ARGS
 from fastaug.plan import Op
-from fastaug.targets import transform_boxes, transform_keypoints, transform_masks
+from fastaug.targets import filter_boxes_by_holes, keypoints_outside_holes, transform_boxes, transform_keypoints, transform_masks
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
 from fastaug.validation import as_batch, check_epoch, check_indices
 
@@ -198,14 +198,17 @@ class Compose(torch.nn.Module):
         if mask is not None:
             targets["mask"] = transform_masks(mask, calls, backend)
         if bboxes is not None:
-            targets["bboxes"], targets["labels"] = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size,
-                                                                   displacement=plan.notes["displacement"])  # fmt: skip
+            boxes, box_labels = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size,
+                                                displacement=plan.notes["displacement"])  # fmt: skip
+            boxes, keep = filter_boxes_by_holes(boxes, calls, plan.out_size)  # CoarseDropout / XYMasking holes
+            targets["bboxes"] = [bx[k] for bx, k in zip(boxes, keep, strict=True)]
+            targets["labels"] = None if box_labels is None else [lb[k.to(lb.device)] for lb, k in zip(box_labels, keep, strict=True)]
         elif labels is not None:
             raise ValueError("labels= needs bboxes=")
         if keypoints is not None:
-            targets["keypoints"], targets["keypoints_visible"] = transform_keypoints(
-                keypoints, plan.notes["matrix64"], plan.out_size, plan.notes["displacement"]
-            )
+            points, visible = transform_keypoints(keypoints, plan.notes["matrix64"], plan.out_size, plan.notes["displacement"])
+            uncovered = keypoints_outside_holes(points, calls)
+            targets["keypoints"], targets["keypoints_visible"] = points, [v & u for v, u in zip(visible, uncovered, strict=True)]
         if unbatched:
             out = out[0]
         if targets:

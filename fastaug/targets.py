@@ -4,6 +4,8 @@ Masks are resampled by the same geometric calls with nearest sampling and fill 0
 ``fill_mask`` into them); boxes and keypoints are mapped through the composed matrix in continuous
 coordinates (pixel i spans [i, i+1)). Boxes are clipped to the output frame; degenerate ones are
 dropped together with their labels. Keypoints outside the frame are kept and flagged not visible.
+Holes of CoarseDropout and XYMasking (rect calls with a ``hole_filter``) then drop or shrink the boxes they hide
+(:func:`filter_boxes_by_holes`) and flag the keypoints they cover (:func:`keypoints_outside_holes`).
 """
 
 from __future__ import annotations
@@ -115,3 +117,100 @@ def transform_keypoints(keypoints, matrix64: torch.Tensor, out_size: tuple[int, 
         vis.append(((p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)).to(kps[i].device))
         out.append(p.to(kps[i].dtype if kps[i].is_floating_point() else torch.float32).to(kps[i].device))
     return out, vis
+
+
+def _hole_filters(calls: list[Call]) -> list[RectCall]:
+    return [c for c in calls if isinstance(c, RectCall) and c.hole_filter is not None]
+
+
+def _cat_by_sample(items: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample [N_i,K] tensors -> ([sum N_i,K] float64 on ``device``, [sum N_i] sample index); sizes are host shapes."""
+    cat = torch.cat([t.to(device=device, dtype=torch.float64) for t in items], 0)
+    sample = torch.cat([torch.full((t.shape[0],), i, dtype=torch.int64, device=device) for i, t in enumerate(items)])
+    return cat, sample
+
+
+def _visible_counts(call: RectCall, out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prefix sums of the pixels no painted hole of ``call`` covers: along x [B,H,W+1], along y [B,H+1,W] and the
+    summed-area table [B,H+1,W+1] (int32, zero first row / column)."""
+    h, w = out_size
+    rects, on = call.rects.to(torch.int64), call.painted()
+    ys, xs = torch.arange(h, device=rects.device), torch.arange(w, device=rects.device)
+    rows = (ys >= rects[..., 1:2]) & (ys < rects[..., 3:4]) & on[..., None]  # [B,R,H]
+    cols = (xs >= rects[..., 0:1]) & (xs < rects[..., 2:3])  # [B,R,W]
+    visible = (torch.bmm(rows.transpose(1, 2).to(torch.float32), cols.to(torch.float32)) == 0).to(torch.int32)  # [B,H,W]
+    pad = torch.nn.functional.pad
+    along_x = pad(visible.cumsum(2, dtype=torch.int32), (1, 0))
+    along_y = pad(visible.cumsum(1, dtype=torch.int32), (0, 0, 1, 0))
+    return along_x, along_y, pad(along_x.cumsum(1, dtype=torch.int32), (0, 0, 1, 0))
+
+
+def _visible_span(prefix: torch.Tensor, sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """First and last line (row of ``prefix`` [B,L,M+1] along x, or the transposed case) in [lo, hi) with a visible
+    pixel in columns [a, b), per box ([N] each; first = L and last = -1 when none)."""
+    n_lines = prefix.shape[1]
+    lines, s = torch.arange(n_lines, device=prefix.device), sample.view(-1, 1)
+    count = prefix[s, lines, b.view(-1, 1)] - prefix[s, lines, a.view(-1, 1)]  # [N,L] visible pixels per line
+    seen = (count > 0) & (lines >= lo.view(-1, 1)) & (lines < hi.view(-1, 1))
+    return torch.where(seen, lines, n_lines).amin(1), torch.where(seen, lines, -1).amax(1)
+
+
+def filter_boxes_by_holes(boxes: list[torch.Tensor], calls: list[Call], out_size: tuple[int, int]):
+    """The output-frame xyxy boxes after the holes of each call with a ``hole_filter`` = (min_area, min_visibility),
+    one call after the other (albumentations 2's BaseDropout: ``filter_bboxes_by_holes``). Returns per sample the
+    boxes (same count, dtype and device) and a [N] bool ``keep``; selecting the kept boxes is the caller's.
+
+    In a sample where the call painted at least one hole, a box of at least one whole pixel (its span
+    ``int(x0)..int(x1)`` x ``int(y0)..int(y1)``, ``area`` pixels, ``visible`` of them under no hole) keeps iff
+    ``visible > 0``, ``visible >= min_area`` and ``visible / area >= min_visibility``; a side that holes cut moves
+    to the edge of the visible pixels (the bounding rectangle of the visible pixels, in whole pixels, as
+    albumentations). Differences: sides not cut keep their sub-pixel coordinates (albumentations truncates every
+    box of such a sample to whole pixels) and a box of no whole pixel is kept as it is (albumentations' 0 of 0
+    visible pixels drops it). Tensor ops on the holes' device only: no host read.
+    """
+    filters = _hole_filters(calls)
+    if not filters or not boxes:
+        return list(boxes), [torch.ones(t.shape[0], dtype=torch.bool, device=t.device) for t in boxes]
+    device = filters[0].rects.device
+    h, w = out_size
+    xyxy, sample = _cat_by_sample(boxes, device)
+    keep = torch.ones_like(sample, dtype=torch.bool)
+    for call in filters:
+        min_area, min_visibility = call.hole_filter
+        along_x, along_y, table = _visible_counts(call, out_size)
+        x0, y0, x1, y1 = (xyxy[:, k].clamp(0, (w, h)[k % 2]).to(torch.int64) for k in range(4))  # truncation (>= 0)
+        x1, y1 = torch.maximum(x1, x0), torch.maximum(y1, y0)
+        area = ((x1 - x0) * (y1 - y0)).to(torch.float64)
+        visible = (table[sample, y1, x1] - table[sample, y0, x1] - table[sample, y1, x0] + table[sample, y0, x0]).to(torch.float64)
+        ok = (visible > 0) & (visible >= min_area) & (visible / area.clamp(min=1.0) >= min_visibility)
+        cut = call.painted().any(1)[sample] & (area > 0)  # the boxes this call judges
+        keep &= ~cut | ok
+        first_y, last_y = _visible_span(along_x, sample, y0, y1, x0, x1)
+        first_x, last_x = _visible_span(along_y.transpose(1, 2), sample, x0, x1, y0, y1)
+        cut &= ok
+        xyxy = torch.stack([
+            torch.where(cut & (first_x > x0), first_x.to(torch.float64), xyxy[:, 0]),
+            torch.where(cut & (first_y > y0), first_y.to(torch.float64), xyxy[:, 1]),
+            torch.where(cut & (last_x < x1 - 1), (last_x + 1).to(torch.float64), xyxy[:, 2]),
+            torch.where(cut & (last_y < y1 - 1), (last_y + 1).to(torch.float64), xyxy[:, 3]),
+        ], 1)  # fmt: skip
+    counts = [int(t.shape[0]) for t in boxes]
+    out = [c.to(device=t.device, dtype=t.dtype) for c, t in zip(xyxy.split(counts), boxes, strict=True)]
+    return out, [k.to(t.device) for k, t in zip(keep.split(counts), boxes, strict=True)]
+
+
+def keypoints_outside_holes(keypoints: list[torch.Tensor], calls: list[Call]) -> list[torch.Tensor]:
+    """Per sample, [N] bool on each keypoint's device: False where a painted hole of a call with a ``hole_filter``
+    covers the (x, y) point (``x0 <= x < x1`` and ``y0 <= y < y1``, albumentations' ``filter_keypoints_in_holes``).
+    Tensor ops only on the holes' device (no host read)."""
+    filters = _hole_filters(calls)
+    if not filters or not keypoints:
+        return [torch.ones(t.shape[0], dtype=torch.bool, device=t.device) for t in keypoints]
+    points, sample = _cat_by_sample(keypoints, filters[0].rects.device)
+    x, y = points[:, 0:1], points[:, 1:2]
+    inside = torch.zeros_like(sample, dtype=torch.bool)
+    for call in filters:
+        r = call.rects[sample].to(torch.float64)  # [N,R,4]
+        hit = (x >= r[..., 0]) & (x < r[..., 2]) & (y >= r[..., 1]) & (y < r[..., 3]) & call.painted()[sample]
+        inside |= hit.any(1)
+    return [(~k).to(t.device) for k, t in zip(inside.split([int(t.shape[0]) for t in keypoints]), keypoints, strict=True)]

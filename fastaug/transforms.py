@@ -844,14 +844,20 @@ class RandomErasing(Transform):
 
 
 class XYMasking(Transform):
-    """albumentations' XYMasking with probability p: stripes along x and y with per-channel fill."""
+    """albumentations' XYMasking with probability p: stripes along x and y with per-channel fill. Its stripes drop or
+    shrink boxes (``min_area``, ``min_visibility``) and flag keypoints as CoarseDropout's holes do (albumentations'
+    BaseDropout)."""
 
-    def __init__(self, num_masks_x=0, num_masks_y=0, mask_x_length=0, mask_y_length=0, fill=0, fill_mask=None, p: float = 0.5):
+    def __init__(
+        self, num_masks_x=0, num_masks_y=0, mask_x_length=0, mask_y_length=0, fill=0, fill_mask=None, p: float = 0.5, *,
+        min_area: float = 0.0, min_visibility: float = 0.0,
+    ):  # fmt: skip
         for name, v in (("num_masks_x", num_masks_x), ("num_masks_y", num_masks_y)):
             F._length_range(v, name)
         self.num_masks_x, self.num_masks_y = num_masks_x, num_masks_y
         self.mask_x_length, self.mask_y_length = mask_x_length, mask_y_length
         self.fill, self.fill_mask, self.p = _check_fill(fill), fill_mask, _probability(p)
+        self.min_area, self.min_visibility = _hole_filter(min_area, min_visibility)
 
     def calls(self, ctx):
         cv = ctx.canvas
@@ -860,7 +866,17 @@ class XYMasking(Transform):
             self.fill, self.fill_mask, ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1,
         )  # fmt: skip
         call.applied = ctx.coin(self.p)
+        call.hole_filter = (self.min_area, self.min_visibility)
         return [call]
+
+
+def _hole_filter(min_area, min_visibility) -> tuple[float, float]:
+    """A dropout's (min_area, min_visibility) for the boxes its holes hide (albumentations' BboxParams names)."""
+    if not isinstance(min_area, numbers.Real) or isinstance(min_area, bool):
+        raise TypeError(f"min_area must be a number of pixels, got {min_area!r}")
+    if not (math.isfinite(min_area) and min_area >= 0):
+        raise ValueError(f"min_area must be a finite number >= 0, got {min_area!r}")
+    return float(min_area), _probability(min_visibility, "min_visibility")
 
 
 def _int_range(value, name: str, lo: int) -> tuple[int, int]:
@@ -915,18 +931,28 @@ class CoarseDropout(Transform):
       or ``U(0, 1)`` for float. ``"random"`` (per-pixel noise) and ``"inpaint_telea"`` / ``"inpaint_ns"``
       are not supported yet (ValueError).
     - ``fill_mask``: None leaves masks untouched; a number paints the same holes into masks.
+    - Boxes and keypoints (``Compose(..., bboxes=, keypoints=)``), as albumentations 2's BaseDropout, in a sample
+      with at least one hole: a box of ``area`` whole pixels (``int(x0)..int(x1)`` x ``int(y0)..int(y1)``),
+      ``visible`` of them under no hole, is dropped with its label unless ``visible > 0``, ``visible >= min_area``
+      and ``visible / area >= min_visibility``; a kept box's sides that holes cut move to its visible pixels'
+      bounding rectangle. albumentations takes both thresholds from its BboxParams; here they are the
+      transform's (default 0: only boxes with no visible pixel are dropped). A keypoint with
+      ``x0 <= x < x1`` and ``y0 <= y < y1`` for a hole is flagged not visible in ``keypoints_visible``.
+      See ``fastaug.targets.filter_boxes_by_holes``.
 
     Differences from albumentations: a uint8 fill outside [0, 255] saturates (albumentations raises or
-    wraps); boxes and keypoints are not filtered by the holes (albumentations drops boxes and keypoints
-    that holes cover, following its BboxParams / KeypointParams); an integer mask gets ``fill_mask``
-    rounded, not truncated. Holes are painted in the epilogue, after every color op of the pipeline
-    (like RandomErasing and XYMasking)."""
+    wraps); an integer mask gets ``fill_mask`` rounded, not truncated; keypoints in holes are flagged, not
+    removed (albumentations removes them when its KeypointParams has ``remove_invisible=True``, the default);
+    a box's sides not cut by a hole keep their sub-pixel coordinates (albumentations truncates them) and a box
+    of no whole pixel is kept (albumentations drops it). Holes are painted in the epilogue, after every color
+    op and in the output frame of the pipeline (like RandomErasing and XYMasking); boxes and keypoints are
+    filtered there too."""
 
     _UNSUPPORTED = ("random", "inpaint_telea", "inpaint_ns")
 
     def __init__(
         self, num_holes_range=(1, 2), hole_height_range=(0.1, 0.2), hole_width_range=(0.1, 0.2), fill=0, fill_mask=None,
-        p: float = 0.5,
+        p: float = 0.5, *, min_area: float = 0.0, min_visibility: float = 0.0,
     ):  # fmt: skip
         self.num_holes_range = _int_range(num_holes_range, "num_holes_range", 1)
         self.hole_height_range = _size_range(hole_height_range, "hole_height_range")
@@ -953,6 +979,7 @@ class CoarseDropout(Transform):
             raise TypeError(f"fill_mask must be None or a finite number, got {fill_mask!r}")
         self.fill_mask = fill_mask
         self.p = _probability(p)
+        self.min_area, self.min_visibility = _hole_filter(min_area, min_visibility)
 
     def calls(self, ctx):
         cv = ctx.canvas
@@ -982,7 +1009,8 @@ class CoarseDropout(Transform):
             fill = _fill(self.fill, ctx)
             values = fill.view(b, 1, c).expand(b, r, c)
         call = RectCall(name="coarse_dropout", kwargs={"rects": rects, "active": active, "fill": fill}, rects=rects,
-                        values=values, active=active, mask_value=self.fill_mask)  # fmt: skip
+                        values=values, active=active, mask_value=self.fill_mask,
+                        hole_filter=(self.min_area, self.min_visibility))  # fmt: skip
         call.applied = ctx.coin(self.p)
         return [call]
 

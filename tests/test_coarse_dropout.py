@@ -203,7 +203,7 @@ def test_record_replays_and_lists_erase_calls():
         assert (img.int() - y[i].int()).abs().max() <= 1
 
 
-def test_mask_gets_fill_mask_and_boxes_keypoints_pass_through():
+def test_mask_gets_fill_mask_and_holes_flag_keypoints():
     b, h, w = 8, 24, 30
     x = torch.ones(b, 3, h, w)
     mask = torch.ones(b, h, w, dtype=torch.int64)
@@ -214,9 +214,9 @@ def test_mask_gets_fill_mask_and_boxes_keypoints_pass_through():
     holes = out["image"][:, 0] == 0
     assert holes.any(dim=(1, 2)).all()
     assert torch.equal(out["mask"] == 7, holes) and torch.equal(out["mask"][~holes], mask[~holes])
-    for i in range(b):  # boxes and keypoints are not filtered by the holes (see the docstring)
-        assert torch.equal(out["bboxes"][i], box) and out["labels"][i].tolist() == [1]
-        assert torch.equal(out["keypoints"][i], kp)
+    for i in range(b):  # a box partly visible stays by default; keypoints stay, flagged (test_dropout_targets.py)
+        assert out["labels"][i].tolist() == [1]
+        assert torch.equal(out["keypoints"][i], kp) and out["keypoints_visible"][i].tolist() == [not bool(holes[i, 6, 5])]
     kept = fastaug.Compose([fastaug.CoarseDropout((1, 3), (0.2, 0.5), (0.2, 0.5), p=1.0)], seed=SEED, backend="torch")
     assert torch.equal(kept(x, mask=mask)["mask"], mask)  # fill_mask=None: masks untouched
 

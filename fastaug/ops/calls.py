@@ -49,6 +49,13 @@ class RectCall(Call):
     values: torch.Tensor | None = None  # [B,R,C] in the image's value range at this point
     active: torch.Tensor | None = None  # [B,R] bool
     mask_value: float | None = None  # value painted into masks (None: masks untouched)
+    hole_filter: tuple[float, float] | None = None  # (min_area, min_visibility): the holes filter boxes and keypoints
+
+    def painted(self) -> torch.Tensor:
+        """[B,R] bool: the rectangles actually painted (active and applied), on the rects' device."""
+        b, r = self.rects.shape[:2]
+        active = self.active if self.active is not None else torch.ones(b, r, dtype=torch.bool, device=self.rects.device)
+        return active if self.applied is None else active & self.applied.view(b, 1)
 
 
 @dataclass
