@@ -1,11 +1,12 @@
 """Targets riding the image's Plan: masks (nearest), boxes (xyxy) and keypoints.
 
-Masks are resampled by the same geometric calls with nearest sampling and fill 0 (XYMasking paints
-``fill_mask`` into them); boxes and keypoints are mapped through the composed matrix in continuous
-coordinates (pixel i spans [i, i+1)). Boxes are clipped to the output frame; degenerate ones are
-dropped together with their labels. Keypoints outside the frame are kept and flagged not visible.
-Holes of CoarseDropout and XYMasking (rect calls with a ``hole_filter``) then drop or shrink the boxes they hide
-(:func:`filter_boxes_by_holes`) and flag the keypoints they cover (:func:`keypoints_outside_holes`).
+Masks are resampled by the same geometric calls with nearest sampling and fill 0 (CoarseDropout and
+XYMasking paint ``fill_mask`` into their holes, PixelDropout ``mask_drop_value`` at its dropped pixels);
+boxes and keypoints are mapped through the composed matrix in continuous coordinates (pixel i spans
+[i, i+1)). Boxes are clipped to the output frame; degenerate ones are dropped together with their labels.
+Keypoints outside the frame are kept and flagged not visible. Holes of CoarseDropout and XYMasking (rect
+calls with a ``hole_filter``) then drop or shrink the boxes they hide (:func:`filter_boxes_by_holes`) and
+flag the keypoints they cover (:func:`keypoints_outside_holes`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from fastaug import engine
 from fastaug.compiler import compile_plan
 from fastaug.ops import geometry as G
-from fastaug.ops.calls import Call, GeometricCall, RectCall
+from fastaug.ops.calls import Call, ColorCall, GeometricCall, RectCall
 
 
 def transform_masks(masks: torch.Tensor, calls: list[Call], backend: str) -> torch.Tensor:
@@ -37,6 +38,9 @@ def transform_masks(masks: torch.Tensor, calls: list[Call], backend: str) -> tor
         elif isinstance(call, RectCall) and call.mask_value is not None:
             vals = torch.full((b, call.rects.shape[1], k), float(call.mask_value), device=m.device)
             mask_calls.append(dataclasses.replace(call, values=vals))
+        elif isinstance(call, ColorCall) and call.mask_value is not None:  # PIXEL_DROPOUT: the same keys, the same pixels
+            value = torch.full_like(call.params[:, 1:2], float(call.mask_value))
+            mask_calls.append(dataclasses.replace(call, params=torch.cat([call.params[:, :1], value, call.params[:, 2:]], 1)))
     values = m.to(torch.float32)
     plan = compile_plan(mask_calls, tuple(values.shape), torch.float32, m.device)
     out = engine.execute(plan, values, backend)

@@ -526,21 +526,32 @@ class MotionBlur(Transform):
 
 class PixelDropout(Transform):
     """albumentations' PixelDropout (see ``fastaug.functional.pixel_dropout``), per sample; ``drop_value`` a number in
-    the image's units (per-channel or random drop values and ``mask_drop_value`` are not supported yet)."""
+    the image's units (one value per channel and ``drop_value=None``, albumentations' random value per channel, are not
+    supported yet: the Plan has no per-channel parameter for a pixel op).
+
+    ``mask_drop_value``: None leaves masks untouched; a number is painted into masks (``Compose(..., mask=)``) at the
+    pixels the image drops, from the same per-pixel draws: every mask channel follows the image's shared draw, or with
+    ``per_channel`` mask channel k follows image channel k's draw (albumentations 2 draws the masks' pixels apart from
+    the image's). An integer mask gets the value rounded."""
 
     def __init__(self, dropout_prob: float = 0.01, per_channel: bool = False, drop_value=0, mask_drop_value=None, p: float = 0.5):
         if not (isinstance(drop_value, numbers.Real) and not isinstance(drop_value, bool)):
             raise ValueError(f"drop_value must be a number (per-channel or random values are not supported yet), got {drop_value!r}")
-        if mask_drop_value is not None:
-            raise ValueError("mask_drop_value is not supported yet (masks are left unchanged): pass None")
+        if mask_drop_value is not None and (
+            not isinstance(mask_drop_value, numbers.Real) or isinstance(mask_drop_value, bool) or not math.isfinite(mask_drop_value)
+        ):
+            raise TypeError(f"mask_drop_value must be None or a finite number (one value per channel is not supported yet), "
+                            f"got {mask_drop_value!r}")  # fmt: skip
         self.dropout_prob = _probability(dropout_prob, "dropout_prob")
         self.per_channel = F._flag(per_channel, "per_channel")
         self.drop_value, self.p = float(drop_value), _probability(p)
+        self.mask_drop_value = None if mask_drop_value is None else float(mask_drop_value)
 
     def calls(self, ctx):
         keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
         call = F.pixel_dropout_call(ctx.canvas, self.dropout_prob, self.per_channel, self.drop_value, ctx.uint8, keys)
         call.applied = ctx.coin(self.p)
+        call.mask_value = self.mask_drop_value
         return [call]
 
 

@@ -148,7 +148,8 @@ def test_bad_input(call, exc, name):
 
 @pytest.mark.parametrize("make", [
     lambda: fastaug.PixelDropout(drop_value=None), lambda: fastaug.PixelDropout(drop_value=(1, 2, 3)),
-    lambda: fastaug.PixelDropout(mask_drop_value=0), lambda: fastaug.PixelDropout(dropout_prob=2.0),
+    lambda: fastaug.PixelDropout(mask_drop_value=(0, 1)), lambda: fastaug.PixelDropout(mask_drop_value=float("nan")),
+    lambda: fastaug.PixelDropout(mask_drop_value=True), lambda: fastaug.PixelDropout(dropout_prob=2.0),
     lambda: fastaug.SaltAndPepper(amount=(0.1, 1.5)), lambda: fastaug.MultiplicativeNoise(per_channel=1),
     lambda: fastaug.MultiplicativeNoise(multiplier=(1.2, 0.8)),
 ])  # fmt: skip
@@ -185,3 +186,28 @@ def test_chained_functional_random_ops_draw_independently():
     a = F.multiplicative_noise(half, 0.0, 1.0) < 0.25
     b = F.pixel_dropout(half, 0.5) == 0
     assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_mask_drop_value_paints_the_pixels_the_image_drops(backend, per_channel):
+    """Masks get ``mask_drop_value`` exactly where the image got its drop value (the same draws, after a flip): the
+    shared draw in every mask channel, or per channel mask channel k where image channel k dropped."""
+    b, h, w = 6, 13, 17
+    x = torch.full((b, 3, h, w), 100, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    mask = torch.randint(1, 6, (b, 2, h, w), generator=g)
+    flip = fastaug.RandomHorizontalFlip(0.5)
+    aug = fastaug.Compose([flip, fastaug.PixelDropout(0.3, per_channel, drop_value=7, mask_drop_value=9, p=0.7)], seed=4)
+    out = aug(x, mask=mask, backend=backend)
+    flipped = fastaug.Compose([flip], seed=4)(x, mask=mask, backend=backend)["mask"]
+    dropped = out["image"] == 7  # [B,3,H,W]
+    want = dropped[:, :2] if per_channel else dropped[:, :1].expand(b, 2, h, w)
+    assert 0 < int(dropped.any((1, 2, 3)).sum()) < b  # some samples not applied (p=0.7)
+    assert torch.equal(out["mask"], torch.where(want, 9, flipped))
+    if not per_channel:
+        assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))
+    single = aug(x, mask=mask[:, 0].float(), backend=backend)["mask"]  # a [B,H,W] float mask: channel 0's draw
+    assert torch.equal(single, torch.where(want[:, 0], 9.0, flipped[:, 0].float()))
+    plain = fastaug.Compose([flip, fastaug.PixelDropout(0.3, per_channel, drop_value=7, p=0.7)], seed=4)
+    assert torch.equal(plain(x, mask=mask, backend=backend)["mask"], flipped)  # None: masks untouched

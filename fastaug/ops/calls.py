@@ -30,6 +30,7 @@ class ColorCall(Call):
     kernel: torch.Tensor | None = None  # [B,T,T] per-sample correlation kernels of a CONVOLVE call, T odd
     max_segments: int = 0  # a SUPERPIXELS call: the most segments a sample may ask for
     segment_size: int = 0  # a SUPERPIXELS call: segmentation on a copy at most this large (0: full resolution)
+    mask_value: float | None = None  # a PIXEL_DROPOUT call: painted into masks at the dropped pixels (None: untouched)
 
 
 @dataclass
