@@ -93,6 +93,19 @@ def _cdf(p: torch.Tensor) -> list:
     return torch.where(torch.arange(n) >= last, torch.full_like(c, math.inf), c).tolist()
 
 
+def state_ranges(policy: _Policy, ctx: Context) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per state of :data:`STATES`, on the batch's device: whether its value is rounded (Posterize), its value at
+    normalised magnitude 0 and at 1, and its sign rule. ``policy``: a policy over :data:`SPACE` with 2 magnitude bins."""
+    cv = ctx.canvas
+    tables = policy.tables(ctx, 2)
+    extra = [BY_NAME[n] if i >= _N_AA else None for i, n in enumerate(STATES)]
+    is_extra = constant([e is not None for e in extra], torch.bool, cv.device)
+    lo = torch.where(is_extra, constant([e.lo if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 0])
+    hi = torch.where(is_extra, constant([e.hi if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 1])
+    signed = tables.signed | constant([e is not None and e.signed for e in extra], torch.bool, cv.device)
+    return constant([n == "Posterize" for n in STATES], torch.bool, cv.device), lo, hi, signed
+
+
 class MarkovPolicy(_Policy):
     """A policy transform sampling per-sample op chains from a fitted Markov chain (see the module docstring).
 
@@ -197,16 +210,7 @@ class MarkovPolicy(_Policy):
         key = ("markov", cv.h, cv.w, ctx.uint8, str(cv.device))
         if key not in self._tables:
             cdf0, cdf, mean, std = self._cdfs
-            tables = self.tables(ctx, self.num_magnitude_bins)
-            extra = [BY_NAME[n] if i >= _N_AA else None for i, n in enumerate(STATES)]
-            is_extra = constant([e is not None for e in extra], torch.bool, cv.device)
-            lo = torch.where(is_extra, constant([e.lo if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 0])
-            hi = torch.where(is_extra, constant([e.hi if e else 0.0 for e in extra], torch.float64, cv.device), tables.magnitude[:, 1])
-            signed = tables.signed | constant([e is not None and e.signed for e in extra], torch.bool, cv.device)
-            self._tables[key] = (
-                *(constant(v, torch.float64, cv.device) for v in (cdf0, cdf, mean, std)),
-                constant([n == "Posterize" for n in STATES], torch.bool, cv.device), lo, hi, signed,
-            )
+            self._tables[key] = (*(constant(v, torch.float64, cv.device) for v in (cdf0, cdf, mean, std)), *state_ranges(self, ctx))
         return self._tables[key]
 
     def draw(self, ctx: Context) -> PolicyDraw:

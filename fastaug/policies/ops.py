@@ -160,6 +160,8 @@ def slot_calls(
     if any(o.geo in _AFFINE_KINDS for o in static):
         shear = torch.rad2deg(torch.atan(magnitude))
         move = torch.trunc(magnitude)  # torchvision: int(magnitude) pixels
+        if magnitude.requires_grad:  # a learned magnitude: the same pixels, the gradient straight through the truncation
+            move = magnitude + (move - magnitude).detach()
         shear_xy = torch.stack([torch.where(kind == SHEAR_X, shear, zero), torch.where(kind == SHEAR_Y, shear, zero)], -1)
         translate = torch.stack([torch.where(kind == TRANSLATE_X, move, zero), torch.where(kind == TRANSLATE_Y, move, zero)], -1)
         is_shear = ((kind == SHEAR_X) | (kind == SHEAR_Y)).unsqueeze(1)
