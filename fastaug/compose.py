@@ -93,8 +93,15 @@ class Record:
                     kw = {"kernel_size": list(call.kwargs["kernel_size"]), "sigma": [vals[0], vals[1]]}
                 if code == int(Op.GAUSSIAN_NOISE):
                     kw["clip"] = vals[2] > 0.5
-                if code in (int(Op.PIXEL_DROPOUT), int(Op.MULTIPLICATIVE_NOISE)):
+                if code == int(Op.MULTIPLICATIVE_NOISE):
                     kw["per_channel"] = vals[2] > 0.5
+                if code == int(Op.PIXEL_DROPOUT):  # params[2]: catalogue.dropout_mode(per_channel, channel)
+                    channel = math.floor(vals[2] / 2) - 1
+                    if channel > 0:
+                        continue  # one value per channel: listed once, with the slot of channel 0
+                    kw["per_channel"] = vals[2] % 2 > 0.5
+                    if channel == 0:
+                        kw["drop_value"] = _plain(call.kwargs["drop_value"], i)
                 if code == int(Op.SUPERPIXELS):
                     kw["max_size"] = call.segment_size or None
                 if code == int(Op.DOWNSCALE):

@@ -17,8 +17,10 @@ import torch
 from fastaug import autograd, rng
 from fastaug.compiler import compile_plan
 from fastaug.constants import constant
+from fastaug.ops import counter
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
+from fastaug.ops.catalogue import dropout_mode
 from fastaug.plan import Op
 from fastaug.validation import (
     _check,
@@ -417,25 +419,73 @@ def _random_keys(cv: Canvas, seed, epoch, indices, key, op: Op) -> torch.Tensor:
     return rng.key(seed, epoch, check_indices(indices, cv.b, cv.device), int(op))
 
 
-def pixel_dropout_call(cv: Canvas, dropout_prob, per_channel: bool, drop_value, uint8: bool, keys: torch.Tensor) -> ColorCall:
+def random_drop_values(keys: torch.Tensor, channels: int, uint8: bool) -> torch.Tensor:
+    """``drop_value=None``: one value per sample and channel [B,C] (float64) from the per-sample keys [B],
+    ``u = (mix(mix(key ^ STREAM2) ^ c) >> 8) * 2**-24`` (``fastaug.ops.counter``); uint8 ``floor(u * 255)`` in
+    0..254 (albumentations' ``integers(0, 255)``), float ``u`` in [0, 1)."""
+    k = keys.to(torch.int64).view(-1, 1)
+    cs = torch.arange(channels, dtype=torch.int64, device=k.device).view(1, channels)
+    u = (counter.mix(counter.mix(k ^ counter.STREAM2) ^ cs) >> 8).to(torch.float64) * counter.INV24
+    return torch.floor(u * 255.0) if uint8 else u
+
+
+def _drop_values(cv: Canvas, drop_value, uint8: bool, keys: torch.Tensor) -> torch.Tensor:
+    """PixelDropout's values in the domain's units (uint8: floored): [B] (every channel alike) or [B,C] (per channel)."""
+    if drop_value is None:
+        return random_drop_values(keys, cv.c, uint8)
+    width = None
+    if isinstance(drop_value, (list, tuple)):
+        if len(drop_value) not in (1, cv.c):
+            raise ValueError(f"drop_value must be a number or one value per channel ({cv.c} for this image), "
+                             f"got {len(drop_value)} values")  # fmt: skip
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in drop_value):
+            raise TypeError(f"drop_value must hold numbers, got {drop_value!r}")
+        if len(drop_value) == 1 or all(v == drop_value[0] for v in drop_value):
+            drop_value = drop_value[0]  # one value (NaN is unequal to itself: per_sample rejects it below)
+        else:
+            width = cv.c
+    elif isinstance(drop_value, torch.Tensor) and drop_value.dim() == 2:
+        width = cv.c  # [B,C]
+    v = per_sample(drop_value, cv.b, "drop_value", cv.device, width=width, lo=0.0, hi=255.0 if uint8 else 1.0)
+    return torch.floor(v) if uint8 else v  # a uint8 image holds integers (albumentations casts the value)
+
+
+def pixel_dropout_calls(cv: Canvas, dropout_prob, per_channel: bool, drop_value, uint8: bool, keys: torch.Tensor) -> list[ColorCall]:
+    """PIXEL_DROPOUT's calls: one for one drop value (every channel), else one per channel t, each dropping only channel
+    t with its value and the same keys (the same draws); every call's kwargs list the whole op."""
     p = per_sample(dropout_prob, cv.b, "dropout_prob", cv.device, lo=0.0, hi=1.0)
-    v = per_sample(drop_value, cv.b, "drop_value", cv.device, lo=0.0, hi=255.0 if uint8 else 1.0)
-    v = torch.floor(v) if uint8 else v  # a uint8 image holds integers (albumentations casts the value)
-    pc = torch.full_like(p, 1.0 if _flag(per_channel, "per_channel") else 0.0)
+    pc = _flag(per_channel, "per_channel")
+    v = _drop_values(cv, drop_value, uint8, keys)
     kw = {"dropout_prob": p, "per_channel": per_channel, "drop_value": v}
-    return _random_call(cv, "pixel_dropout", Op.PIXEL_DROPOUT, [p, v, pc], kw, keys)
+    if v.dim() == 1 or cv.c == 1:
+        value = v if v.dim() == 1 else v[:, 0]
+        return [_random_call(cv, "pixel_dropout", Op.PIXEL_DROPOUT, [p, value, torch.full_like(p, dropout_mode(pc))], kw, keys)]
+    return [_random_call(cv, "pixel_dropout", Op.PIXEL_DROPOUT, [p, v[:, t], torch.full_like(p, dropout_mode(pc, t))], kw, keys)
+            for t in range(cv.c)]  # fmt: skip
+
+
+def pixel_dropout_call(cv: Canvas, dropout_prob, per_channel: bool, drop_value, uint8: bool, keys: torch.Tensor) -> ColorCall:
+    """The one PIXEL_DROPOUT call of a single drop value (a number or per-sample [B]); see :func:`pixel_dropout_calls`."""
+    calls = pixel_dropout_calls(cv, dropout_prob, per_channel, drop_value, uint8, keys)
+    if len(calls) != 1:
+        raise ValueError("drop_value: one value per channel takes one call per channel (pixel_dropout_calls)")
+    return calls[0]
 
 
 def pixel_dropout(
     img: torch.Tensor, dropout_prob=0.01, per_channel: bool = False, drop_value=0.0, *, seed: int = 0, epoch: int = 0,
     indices: torch.Tensor | None = None, key=None, backend: str = "auto",
 ) -> torch.Tensor:  # fmt: skip
-    """albumentations' PixelDropout: each pixel (each pixel and channel when ``per_channel``) is replaced by
-    ``drop_value`` (the image's units; uint8 truncates) with probability ``dropout_prob``, from a uniform per pixel of
-    (seed, epoch, index) (``fastaug.ops.counter``). Gradients to the image (kept pixels) and to ``drop_value``."""
+    """albumentations' PixelDropout: each pixel (each pixel and channel when ``per_channel``) is replaced by the drop
+    value with probability ``dropout_prob``, from a uniform per pixel of (seed, epoch, index) (``fastaug.ops.counter``).
+
+    ``drop_value`` (the image's units; uint8 truncates): a number or per-sample tensor [B] for every channel; one value
+    per channel, a sequence of C numbers or a tensor [B,C]; or None: per sample one random value per channel
+    (:func:`random_drop_values`: uint8 0..254, float [0, 1)). Gradients to the image (kept pixels) and to ``drop_value``."""
     cv = _batch(img)
     keys = _random_keys(cv, seed, epoch, indices, key, Op.PIXEL_DROPOUT)
-    return run_calls(img, [pixel_dropout_call(cv, dropout_prob, per_channel, drop_value, img.dtype == torch.uint8, keys)], backend)
+    calls = pixel_dropout_calls(cv, dropout_prob, per_channel, drop_value, img.dtype == torch.uint8, keys)
+    return run_calls(img, calls, backend)
 
 
 def salt_and_pepper_call(cv: Canvas, amount, salt_vs_pepper, keys: torch.Tensor) -> ColorCall:

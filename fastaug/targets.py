@@ -40,7 +40,8 @@ def transform_masks(masks: torch.Tensor, calls: list[Call], backend: str) -> tor
             mask_calls.append(dataclasses.replace(call, values=vals))
         elif isinstance(call, ColorCall) and call.mask_value is not None:  # PIXEL_DROPOUT: the same keys, the same pixels
             value = torch.full_like(call.params[:, 1:2], float(call.mask_value))
-            mask_calls.append(dataclasses.replace(call, params=torch.cat([call.params[:, :1], value, call.params[:, 2:]], 1)))
+            every = torch.remainder(call.params[:, 2:3], 2.0)  # every mask channel (a slot of one image channel: all of them)
+            mask_calls.append(dataclasses.replace(call, params=torch.cat([call.params[:, :1], value, every], 1)))
     values = m.to(torch.float32)
     plan = compile_plan(mask_calls, tuple(values.shape), torch.float32, m.device)
     out = engine.execute(plan, values, backend)

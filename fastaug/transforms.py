@@ -525,9 +525,13 @@ class MotionBlur(Transform):
 
 
 class PixelDropout(Transform):
-    """albumentations' PixelDropout (see ``fastaug.functional.pixel_dropout``), per sample; ``drop_value`` a number in
-    the image's units (one value per channel and ``drop_value=None``, albumentations' random value per channel, are not
-    supported yet: the Plan has no per-channel parameter for a pixel op).
+    """albumentations' PixelDropout (see ``fastaug.functional.pixel_dropout``), per sample.
+
+    ``drop_value`` (the image's units; uint8 truncates): a number, one value per channel (a sequence of C numbers, any
+    channel count; a single-element sequence is one value), or None: a random value per channel, uint8 an integer in
+    0..254 and float a value in [0, 1) as albumentations (``fastaug.functional.random_drop_values``, from the
+    sample's key). albumentations draws these once per call, so the images of one call (``images=``) share them;
+    here every sample draws its own, as every fastaug transform draws per sample.
 
     ``mask_drop_value``: None leaves masks untouched; a number is painted into masks (``Compose(..., mask=)``) at the
     pixels the image drops, from the same per-pixel draws: every mask channel follows the image's shared draw, or with
@@ -535,8 +539,16 @@ class PixelDropout(Transform):
     the image's). An integer mask gets the value rounded."""
 
     def __init__(self, dropout_prob: float = 0.01, per_channel: bool = False, drop_value=0, mask_drop_value=None, p: float = 0.5):
-        if not (isinstance(drop_value, numbers.Real) and not isinstance(drop_value, bool)):
-            raise ValueError(f"drop_value must be a number (per-channel or random values are not supported yet), got {drop_value!r}")
+        if isinstance(drop_value, Sequence) and not isinstance(drop_value, str) and len(drop_value) > 0:
+            values = tuple(drop_value)
+        elif drop_value is None:
+            values = None
+        else:
+            values = (drop_value,)
+        if values is not None and not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+        ):
+            raise ValueError(f"drop_value must be None, a finite number >= 0 or one such number per channel, got {drop_value!r}")
         if mask_drop_value is not None and (
             not isinstance(mask_drop_value, numbers.Real) or isinstance(mask_drop_value, bool) or not math.isfinite(mask_drop_value)
         ):
@@ -544,15 +556,18 @@ class PixelDropout(Transform):
                             f"got {mask_drop_value!r}")  # fmt: skip
         self.dropout_prob = _probability(dropout_prob, "dropout_prob")
         self.per_channel = F._flag(per_channel, "per_channel")
-        self.drop_value, self.p = float(drop_value), _probability(p)
+        self.drop_value = None if values is None else float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)
+        self.p = _probability(p)
         self.mask_drop_value = None if mask_drop_value is None else float(mask_drop_value)
 
     def calls(self, ctx):
         keys = rng.key(ctx.seed, ctx.epoch, ctx.indices, ctx.slot + 1)
-        call = F.pixel_dropout_call(ctx.canvas, self.dropout_prob, self.per_channel, self.drop_value, ctx.uint8, keys)
-        call.applied = ctx.coin(self.p)
-        call.mask_value = self.mask_drop_value
-        return [call]
+        calls = F.pixel_dropout_calls(ctx.canvas, self.dropout_prob, self.per_channel, self.drop_value, ctx.uint8, keys)
+        applied = ctx.coin(self.p)
+        for call in calls:
+            call.applied = applied
+        calls[0].mask_value = self.mask_drop_value  # masks: one call over every mask channel (fastaug.targets)
+        return calls
 
 
 class SaltAndPepper(Transform):

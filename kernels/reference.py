@@ -360,10 +360,14 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         h, w = v.shape[-2:]
         key = stage.keys[:, k]
         shared = pixel_uniform(key, 1, h, w, v.dtype)
-        per_channel = (prm[:, 2] > 0.5).view(b, 1, 1, 1)
+        mode = prm[:, 2].detach()
+        half = torch.floor(mode * 0.5)
+        per_channel = (mode - 2.0 * half > 0.5).view(b, 1, 1, 1)
         u = torch.where(per_channel, pixel_uniform(key, c, h, w, v.dtype), shared)
-        if Op.PIXEL_DROPOUT in present:
-            choose(Op.PIXEL_DROPOUT, torch.where(u < a, bb, v))
+        if Op.PIXEL_DROPOUT in present:  # a slot of one drop value per channel drops only channel t = half - 1
+            t = (half - 1.0).view(b, 1, 1, 1)
+            mine = (t < 0) | (torch.arange(c, device=v.device, dtype=t.dtype).view(1, c, 1, 1) == t)
+            choose(Op.PIXEL_DROPOUT, torch.where((u < a) & mine, bb, v))
         if Op.SALT_AND_PEPPER in present:
             choose(Op.SALT_AND_PEPPER, torch.where(shared < a * bb, bound, torch.where(shared < a, zero, v)))
         if Op.MULTIPLICATIVE_NOISE in present:

@@ -19,6 +19,9 @@ def random_op_cases(b: int) -> dict:
         "gaussian_noise_free": (lambda x, m, s, be: F.gaussian_noise(x, m, s, False, seed=2, backend=be),
                                 lambda: [_u(-0.1, 0.1, b), _u(0.05, 0.3, b)]),
         "pixel_dropout_value": (lambda x, v, be: F.pixel_dropout(x, 0.3, True, v, seed=3, backend=be), lambda: [_u(0, 1, b)]),
+        "pixel_dropout_channel_values": (lambda x, f, v, be: F.pixel_dropout(F.adjust_brightness(x, f, backend=be), 0.3, False, v,
+                                                                             seed=8, backend=be),
+                                         lambda: [_u(0.7, 1.2, b), _u(0, 1, b, 3)]),  # one value per channel (3 channels)
         "salt_and_pepper": (lambda x, f, be: F.salt_and_pepper(F.adjust_brightness(x, f, backend=be), 0.3, 0.5, seed=4,
                                                                 backend=be), lambda: [_u(0.7, 1.2, b)]),
         "multiplicative_noise": (lambda x, f, be: F.multiplicative_noise(F.adjust_brightness(x, f, backend=be), 0.6, 1.6, True,

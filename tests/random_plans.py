@@ -8,7 +8,7 @@ import math
 import torch
 
 from fastaug import autograd
-from fastaug.ops.catalogue import RANDOM_OPS
+from fastaug.ops.catalogue import RANDOM_OPS, dropout_mode
 from fastaug.plan import NUM_PARAMS, Epilogue, Geometry, Op, Plan, Stage
 
 PER_CHANNEL_OPS = (Op.BRIGHTNESS, Op.GAMMA, Op.INVERT, Op.POSTERIZE, Op.SOLARIZE, Op.AUTOCONTRAST, Op.EQUALIZE)
@@ -38,8 +38,8 @@ def _param(op: Op, g: torch.Generator, uint8: bool) -> list[float]:
         return [round(u * bound) if uint8 else u, 0.0, 0.0]
     if op == Op.GAUSSIAN_NOISE:  # mean, sigma, clip (float domain: clipped, so later ops see values in [0, 1])
         return [0.2 * u - 0.1, 0.3 * u, float(u < 0.6 or not uint8)]
-    if op == Op.PIXEL_DROPOUT:  # probability, drop value (an integer in the uint8 domain), per channel
-        return [0.4 * u, round(bound * (1 - u)) if uint8 else 1 - u, float(u < 0.5)]
+    if op == Op.PIXEL_DROPOUT:  # probability, drop value (an integer in the uint8 domain), dropout_mode(per channel, channel)
+        return [0.4 * u, round(bound * (1 - u)) if uint8 else 1 - u, dropout_mode(u < 0.5, int(u * 1000) % 4 - 1)]
     if op == Op.SALT_AND_PEPPER:
         return [0.3 * u, u, 0.0]
     if op == Op.DOWNSCALE:  # scale, mode (bit 0: bilinear down, bit 1: bilinear up)

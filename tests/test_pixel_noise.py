@@ -147,7 +147,9 @@ def test_bad_input(call, exc, name):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: fastaug.PixelDropout(drop_value=None), lambda: fastaug.PixelDropout(drop_value=(1, 2, 3)),
+    lambda: fastaug.PixelDropout(drop_value=float("nan")), lambda: fastaug.PixelDropout(drop_value=(1, float("nan"), 3)),
+    lambda: fastaug.PixelDropout(drop_value=()), lambda: fastaug.PixelDropout(drop_value=(1, -2)),
+    lambda: fastaug.PixelDropout(drop_value=(1, True)), lambda: fastaug.PixelDropout(drop_value="a"),
     lambda: fastaug.PixelDropout(mask_drop_value=(0, 1)), lambda: fastaug.PixelDropout(mask_drop_value=float("nan")),
     lambda: fastaug.PixelDropout(mask_drop_value=True), lambda: fastaug.PixelDropout(dropout_prob=2.0),
     lambda: fastaug.SaltAndPepper(amount=(0.1, 1.5)), lambda: fastaug.MultiplicativeNoise(per_channel=1),
@@ -211,3 +213,150 @@ def test_mask_drop_value_paints_the_pixels_the_image_drops(backend, per_channel)
     assert torch.equal(single, torch.where(want[:, 0], 9.0, flipped[:, 0].float()))
     plain = fastaug.Compose([flip, fastaug.PixelDropout(0.3, per_channel, drop_value=7, p=0.7)], seed=4)
     assert torch.equal(plain(x, mask=mask, backend=backend)["mask"], flipped)  # None: masks untouched
+
+
+def _oracle(x: torch.Tensor, p: torch.Tensor, per_channel: bool, values: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """albumentations' ``np.where(drop_mask, drop_values, image)`` in float64 on the counter-based uniforms; ``values``
+    [B,C] in the image's units (uint8: truncated, as albumentations' cast)."""
+    b, c, h, w = x.shape
+    u = counter.pixel_uniform(keys, c if per_channel else 1, h, w, torch.float64)
+    v = torch.floor(values.double()) if x.dtype == torch.uint8 else values.double()
+    return torch.where(u < p.double().view(b, 1, 1, 1), v.view(b, c, 1, 1), x.double()).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("c", [3, 5])
+def test_pixel_dropout_one_value_per_channel(dtype, per_channel, c):
+    """A sequence of C values (any channel count) or a [B,C] tensor: channel k of a dropped pixel takes value k (uint8
+    truncates); the float64 oracle; numba equals the reference bit for bit."""
+    x = image(dtype, (3, c, 19, 23), 8)
+    p = torch.tensor([0.2, 0.5, 0.0])
+    bound = 255.0 if dtype == torch.uint8 else 1.0
+    seq = [bound * (k + 0.7) / (c + 1) for k in range(c)]
+    per_sample = torch.rand(3, c, generator=torch.Generator().manual_seed(c), dtype=torch.float64) * bound
+    for value, values in ((seq, torch.tensor(seq, dtype=torch.float64).expand(3, c)), (per_sample, per_sample)):
+        want = _oracle(x, p, per_channel, values, KEYS)
+        for backend in ("torch", "numba"):
+            got = F.pixel_dropout(x, p, per_channel, value, key=KEYS, backend=backend)
+            assert torch.equal(got, want), backend
+    dropped = want != x
+    assert dropped[1].any() and not dropped[2].any()
+    if not per_channel:  # a shared draw drops every channel of a pixel (where its value differs from the pixel's)
+        hit = counter.pixel_uniform(KEYS, 1, 19, 23, torch.float64) < p.double().view(3, 1, 1, 1)
+        assert torch.equal(dropped.any(1, keepdim=True) & ~hit, torch.zeros_like(hit))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_pixel_dropout_random_values(dtype):
+    """``drop_value=None``: per sample one value per channel from the key (uint8 integers in 0..254, float [0, 1)),
+    the oracle with those values; the transform draws per sample and its record replays through functional."""
+    x = image(dtype, (64, 3, 6, 5), 9)
+    u8 = dtype == torch.uint8
+    keys = rng.key(1, 0, torch.arange(64), 0)
+    values = F.random_drop_values(keys, 3, u8)
+    assert values.shape == (64, 3) and float(values.min()) >= 0
+    if u8:
+        assert torch.equal(values, values.floor()) and float(values.max()) <= 254 and float(values.max()) >= 200
+    else:
+        assert float(values.max()) < 1 and float(values.max()) > 0.8
+    assert float((values[:, 0] - values[:, 1]).abs().mean()) > 0.1 * (255 if u8 else 1)  # channels drawn apart
+    got = F.pixel_dropout(x, 0.4, True, None, key=keys, backend="numba")
+    assert torch.equal(got, _oracle(x, torch.full((64,), 0.4), True, values, keys))
+    assert torch.equal(got, F.pixel_dropout(x, 0.4, True, None, key=keys, backend="torch"))
+
+    aug = fastaug.Compose([fastaug.PixelDropout(0.5, drop_value=None, p=1.0)], seed=5)
+    out, rec = aug(x, indices=torch.arange(64), return_record=True)
+    listed = [rec.calls(i) for i in range(64)]
+    assert all(len(calls) == 1 and calls[0][0] == "pixel_dropout" for calls in listed)
+    drawn = torch.tensor([calls[0][1]["drop_value"] for calls in listed], dtype=torch.float64)
+    assert drawn.shape == (64, 3) and len({tuple(v) for v in drawn.tolist()}) > 60  # per sample, not per call
+    for i in (0, 7, 63):
+        name, kw = listed[i][0]
+        assert torch.equal(F.pixel_dropout(x[i : i + 1], **kw)[0], out[i])
+
+
+def test_pixel_dropout_values_match_albumentations():
+    """With every pixel dropped (dropout_prob 1) the result is the drop values alone: albumentations 2's PixelDropout
+    (uint8 values cast, float values as given; a single-element sequence is one value)."""
+    A = pytest.importorskip("albumentations")
+    import numpy as np
+
+    for dtype, value in ((torch.uint8, (10.7, 200.2, 3.0)), (torch.float32, (0.1, 0.5, 0.9)), (torch.uint8, (42,))):
+        x = image(dtype, (1, 3, 5, 4), 10)
+        t = A.PixelDropout(dropout_prob=1.0, per_channel=True, drop_value=value, p=1.0)
+        want = torch.from_numpy(np.ascontiguousarray(t(image=x[0].permute(1, 2, 0).numpy())["image"])).permute(2, 0, 1)
+        got = fastaug.Compose([fastaug.PixelDropout(1.0, per_channel=True, drop_value=value, p=1.0)])(x)
+        assert torch.equal(got[0], want), value
+    random = A.PixelDropout(dropout_prob=1.0, drop_value=None, p=1.0)
+    random.set_random_seed(0)
+    img = np.zeros((4, 4, 3), np.uint8)
+    seen = np.stack([random(image=img)["image"][0, 0] for _ in range(200)])
+    assert seen.max() <= 254  # albumentations' uint8 range: integers(0, 255), as random_drop_values
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_pixel_dropout_per_channel_values_in_a_pipeline(backend):
+    """After a flip and before a brightness: replay, masks painted at the image's dropped pixels, Record.calls listing
+    the op once with its values (applying the listing one call at a time reproduces each sample)."""
+    b, h, w = 8, 11, 13
+    x = torch.full((b, 3, h, w), 100, dtype=torch.uint8)
+    mask = torch.randint(1, 6, (b, 2, h, w), generator=torch.Generator().manual_seed(1))
+    flip = fastaug.RandomHorizontalFlip(0.5)
+    aug = fastaug.Compose([flip, fastaug.PixelDropout(0.3, True, drop_value=(7, 8, 9), mask_drop_value=20, p=0.7),
+                           fastaug.RandomAutocontrast(p=0.0)], seed=4)  # fmt: skip
+    out, rec = aug(x, mask=mask, backend=backend, return_record=True)
+    img = out["image"]
+    assert torch.equal(rec.replay(x, backend=backend), img)
+    for k in range(3):
+        assert set(img[:, k].unique().tolist()) <= {100, 7 + k}
+    flipped = fastaug.Compose([flip], seed=4)(x, mask=mask, backend=backend)["mask"]
+    assert torch.equal(out["mask"], torch.where(img[:, :2] != 100, 20, flipped))
+    for i in range(b):
+        y = x[i : i + 1]
+        listed = rec.calls(i)
+        assert [n for n, _ in listed if n == "pixel_dropout"] in ([], ["pixel_dropout"])
+        for name, kw in listed:
+            if name == "pixel_dropout":
+                assert kw["drop_value"] == [7.0, 8.0, 9.0] and kw["per_channel"] is True
+            y = getattr(F, name)(y, **kw)
+        assert torch.equal(y[0], img[i])
+
+
+def test_pixel_dropout_per_channel_value_gradients():
+    """Gradients to the image (kept pixels) and to each channel's drop value (the dropped pixels of that channel)."""
+    x = image(torch.float32, (2, 3, 9, 10), 5)
+    grads = []
+    for backend in ("torch", "numba"):
+        xx = x.clone().requires_grad_(True)
+        v = torch.tensor([[0.2, 0.4, 0.6], [0.1, 0.3, 0.9]], requires_grad=True)
+        y = F.pixel_dropout(F.adjust_brightness(xx, 1.1, backend=backend), 0.3, False, v, seed=2, backend=backend)
+        gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+        y.backward(gy)
+        grads.append((xx.grad, v.grad))
+        hit = y.detach() == v.detach().view(2, 3, 1, 1)
+        torch.testing.assert_close(v.grad, (gy * hit).sum((2, 3)), atol=1e-5, rtol=1e-5)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("call,exc,name", [
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, 0.2]), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, 0.2, 0.3, 0.4]), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, float("nan"), 0.3]), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, float("nan")), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, 1.5, 0.3]), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, torch.zeros(3, 2)), ValueError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, "a", 0.3]), TypeError, "drop_value"),
+    (lambda x: F.pixel_dropout(x, 0.1, False, [0.1, True, 0.3]), TypeError, "drop_value"),
+])  # fmt: skip
+def test_drop_value_bad_input(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call(torch.rand(3, 3, 8, 8))
+
+
+def test_transform_drop_value_checked_against_the_image():
+    with pytest.raises(ValueError, match="drop_value"):
+        fastaug.Compose([fastaug.PixelDropout(drop_value=(1, 2, 3), p=1.0)])(torch.rand(2, 4, 5, 5))
+    with pytest.raises(ValueError, match="drop_value"):
+        fastaug.Compose([fastaug.PixelDropout(drop_value=(0.1, 2.0, 0.1), p=1.0)])(torch.rand(2, 3, 5, 5))

@@ -243,8 +243,8 @@ def test_random_plans_with_new_ops(seed, dtype, c, out_dtype):
 
 @pytest.mark.parametrize("dtype,c", [(torch.uint8, 3), (torch.float32, 1), (torch.float64, 5), (torch.float16, 4)])
 def test_uniform_noise_ops(dtype, c):
-    """PIXEL_DROPOUT (per channel), SALT_AND_PEPPER and MULTIPLICATIVE_NOISE (shared) from the counter-based uniforms;
-    FOG's value noise."""
+    """PIXEL_DROPOUT (per channel; one value per channel: a slot per channel), SALT_AND_PEPPER and MULTIPLICATIVE_NOISE
+    (shared) from the counter-based uniforms; FOG's value noise."""
     import fastaug.functional as F
     from fastaug import rng
     from fastaug.compiler import compile_plan
@@ -254,6 +254,8 @@ def test_uniform_noise_ops(dtype, c):
     idx = torch.tensor([3, 4, 5])
     u8 = dtype == torch.uint8
     calls = [F.pixel_dropout_call(cv, torch.tensor([0.1, 0.3, 0.5]), True, 100.0 if u8 else 0.4, u8, rng.key(2, 1, idx, 0)),
+             *F.pixel_dropout_calls(cv, 0.3, c % 2 == 1, [(255 if u8 else 1) * (k + 1) / (c + 1) for k in range(c)], u8,
+                                    rng.key(2, 1, idx, 4)),
              F.salt_and_pepper_call(cv, torch.tensor([0.2, 0.1, 0.3]), 0.5, rng.key(2, 1, idx, 1)),
              F.multiplicative_noise_call(cv, 0.6, 1.4, False, rng.key(2, 1, idx, 2)),
              F.fog_call(cv, torch.tensor([0.5, 1.0, 0.8]), torch.tensor([0.01, 0.3, 1.5]), torch.tensor([0.0, 0.5, 0.2]),

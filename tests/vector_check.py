@@ -38,7 +38,7 @@ def _noise(buf, tmp, cst):
 
 @jit
 def _dropout(buf, tmp, cst):
-    F._uniform_row(buf, 3, buf.shape[1], 5, F.PIXEL_DROPOUT, 1234, f32(0.1), f32(0.0), True, True, cst, tmp)
+    F._uniform_row(buf, 3, buf.shape[1], 5, F.PIXEL_DROPOUT, 1234, f32(0.1), f32(0.0), True, -1, True, cst, tmp)
 
 
 @jit

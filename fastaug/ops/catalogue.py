@@ -111,9 +111,12 @@ CATALOGUE: tuple[OpSpec, ...] = (
     OpSpec("CONVOLVE", "convolve", NEIGHBOURHOOD, 17, radius="call",
            math="acc = sum_dy sum_dx kernel[b,dy,dx] * v[reflect(y+dy-R), reflect(x+dx-R)] (dy, then dx ascending, "
                 "from 0: correlation, as cv2.filter2D); clamp(acc, 0, bound), uint8: rint"),
-    # per-pixel uniform u of (keys[b,k], c', y, x) (fastaug.ops.counter); c' = c when params[2] > 0.5 (per channel), else 0
+    # per-pixel uniform u of (keys[b,k], c', y, x) (fastaug.ops.counter); c' = c when per channel (params[2] mod 2 = 1), else 0
     OpSpec("PIXEL_DROPOUT", "pixel_dropout", RANDOM, 18, (Arg("dropout_prob", 0.0, 1.0, grad=False), Arg("drop_value"),
-           Arg("per_channel", grad=False)), math="b if u < a else v (b in the domain's units)"),
+           Arg("per_channel", grad=False)),
+           math="params[2] = dropout_mode(per channel, t): t = floor(params[2] / 2) - 1 the one channel this slot drops "
+                "(-1: every channel); channel c (every c, or c == t only) becomes b if u < a, else v (b in the domain's "
+                "units). One drop value per channel: C slots t = 0..C-1 with the same key (the same draws), b = value t"),
     OpSpec("SALT_AND_PEPPER", "salt_and_pepper", RANDOM, 19, (Arg("amount", 0.0, 1.0, grad=False),
            Arg("salt_vs_pepper", 0.0, 1.0, grad=False)), math="c' = 0; bound if u < a*b, else 0 if u < a, else v"),
     OpSpec("MULTIPLICATIVE_NOISE", "multiplicative_noise", RANDOM, 20, (Arg("low", 0.0, grad=False), Arg("high", 0.0, grad=False),
@@ -172,6 +175,12 @@ PROGRAM_SPECS: dict[int, OpSpec] = {s.code: s for s in CATALOGUE if s.code is no
 # Program op codes; the per-op formulas are in CATALOGUE's ``math``.
 Op = enum.IntEnum("Op", [(s.name, s.code) for s in sorted(PROGRAM_SPECS.values(), key=lambda s: s.code)], module=__name__)
 Op.__doc__ = "Per-pixel op codes of a Stage program (see fastaug.ops.catalogue.CATALOGUE for each op's math)."
+
+
+def dropout_mode(per_channel: bool, channel: int = -1) -> float:
+    """PIXEL_DROPOUT's ``params[..., 2]``: ``per_channel + 2 * (channel + 1)``; ``channel`` -1 drops every channel, else
+    the slot drops only that channel (0 and 1 keep their meaning: shared or per-channel draws, every channel)."""
+    return float(bool(per_channel)) + 2.0 * (channel + 1)
 
 
 def _codes(pred) -> tuple[Op, ...]:

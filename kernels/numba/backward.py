@@ -297,7 +297,8 @@ def _random_row(buf, C, Wo, i, code, key, p, yi, mxf, xs, cst, tmp):
     elif code == fused.FOG:
         fused._fog_row(buf, C, Wo, yi, mxf, xs, key, p[0], p[1], p[2], q, cst, tmp)
     else:
-        fused._uniform_row(buf, C, Wo, i, code, key, p[0], p[1], p[2] > cst[fused.HALF], q, cst, tmp)
+        own, target = fused._dropout_mode(p[2], cst[fused.HALF])
+        fused._uniform_row(buf, C, Wo, i, code, key, p[0], p[1], own, target, q, cst, tmp)
 
 
 @bjit
@@ -316,8 +317,8 @@ def _draws(code, C, Wo, i, key, p, yi, mxf, xs, cst, rnd, tmp):
     elif code == fused.FOG:
         fused._fog_row(rnd, 1, Wo, yi, mxf, xs, key, one, p[1], p[2], False, cst, tmp)
     else:
-        own = p[2] > half and code != fused.SALT_AND_PEPPER
-        fused._uniform_row(rnd, C, Wo, i, fused.MULTIPLICATIVE_NOISE, key, zero, one, own, False, cst, tmp)
+        own = fused._dropout_mode(p[2], half)[0] and code != fused.SALT_AND_PEPPER
+        fused._uniform_row(rnd, C, Wo, i, fused.MULTIPLICATIVE_NOISE, key, zero, one, own, -1, False, cst, tmp)
 
 
 @bjit
@@ -346,7 +347,10 @@ def _random_back(code, C, Wo, p, q, vin, rnd, g, acc, cst):
             acc[0] += s0
             acc[1] += s1
     elif code == fused.PIXEL_DROPOUT:
+        target = fused._dropout_mode(p[2], half)[1]
         for c in range(C):
+            if target >= 0 and c != target:
+                continue
             for x in range(Wo):
                 dropped = rnd[c, x] < a
                 s1 += g[c, x] if dropped else zero

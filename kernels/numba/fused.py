@@ -906,10 +906,18 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
 
 
 @jit
-def _uniform_row(buf, C, W, i, code, key, a, bb, per_channel, q, cst, tmp):
+def _dropout_mode(mode, half):
+    """(per channel, the one channel a PIXEL_DROPOUT slot drops or -1) of ``params[2]`` (``catalogue.dropout_mode``)."""
+    t = np.floor(mode * half)
+    return mode - (t + t) > half, np.int64(t) - 1
+
+
+@jit
+def _uniform_row(buf, C, W, i, code, key, a, bb, per_channel, target, q, cst, tmp):
     """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE on row ``i``: a uniform per pixel from (key, c', i, x)
-    (c' = c per channel, else 0; ``fastaug.ops.counter``), applied as the catalogue says. ``tmp`` [>= 1, W] holds the
-    uniforms' integer parts (a store converts them exactly to the working dtype)."""
+    (c' = c per channel, else 0; ``fastaug.ops.counter``), applied as the catalogue says; ``target`` >= 0: only that
+    channel (a PIXEL_DROPOUT slot of one value per channel). ``tmp`` [>= 1, W] holds the uniforms' integer parts (a
+    store converts them exactly to the working dtype)."""
     zero = cst[ZERO]
     bound = cst[B255] if q else cst[ONE]
     inv24 = cst[INV24]
@@ -917,11 +925,15 @@ def _uniform_row(buf, C, W, i, code, key, a, bb, per_channel, q, cst, tmp):
     own = per_channel and code != SALT_AND_PEPPER
     ab = a * bb
     span = bb - a
+    hashed = False
     for c in range(C):
-        if c == 0 or own:
+        if target >= 0 and c != target:
+            continue
+        if own or not hashed:
             row = _mix(_mix(k ^ np.uint64(c if own else 0)) ^ np.uint64(i))
             for x in range(W):
                 tmp[0, x] = _hash24(row, x)
+            hashed = True
         if code == PIXEL_DROPOUT:
             for x in range(W):
                 buf[c, x] = bb if tmp[0, x] * inv24 < a else buf[c, x] + zero
@@ -1319,8 +1331,9 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
             for k in range(stop):
                 code = codes[b, k]
                 if code == PIXEL_DROPOUT or code == SALT_AND_PEPPER or code == MULTIPLICATIVE_NOISE:
-                    _uniform_row(buf, C, Wo, i, code, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2] > half,
-                                 prm[b, k, 3] > half, cst, wt)
+                    own, target = _dropout_mode(prm[b, k, 2], half)
+                    _uniform_row(buf, C, Wo, i, code, keys[b, k], prm[b, k, 0], prm[b, k, 1], own, target, prm[b, k, 3] > half,
+                                 cst, wt)
                 elif code == GAUSSIAN_NOISE:
                     _noise_row(buf, C, Wo, i, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2] > half, prm[b, k, 3] > half, cst, wt)
                 elif code == FOG:

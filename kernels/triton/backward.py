@@ -235,10 +235,12 @@ def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx):
         gi = tl.where(q, 0.0, g * (1.0 - a * t))
         da = tl.where(q, 0.0, g * (t * (1.0 - v)))
     else:
-        own = (cc > 0.5) & (code != SALT_AND_PEPPER)
-        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, tl.where(own, c, 0), ys, xs, 0.0, 1.0, False, 1.0, tl.float32)
+        own, target = _fz._dropout_mode(cc)
+        own = own & (code != SALT_AND_PEPPER)
+        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, c, own, -1, ys, xs, 0.0, 1.0, False, 1.0, tl.float32)
         hit = u < a
         if code == PIXEL_DROPOUT:
+            hit = hit & ((target < 0) | (target == c))
             gi = tl.where(hit, 0.0, g)
             db = tl.where(hit, g, 0.0)
         elif code == SALT_AND_PEPPER:

@@ -420,11 +420,19 @@ def hash32_kernel(out, idx, epoch, total, N, h0, slot, EPOCH_PTR: tl.constexpr, 
 
 
 @triton.jit
-def _uniform_op(v, code, key, c, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
-    """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE of one channel from the uniform of (key, c, y, x)."""
-    h = _mix(_mix(_mix(key ^ c.to(tl.uint32)) ^ ys.to(tl.uint32)) ^ xs.to(tl.uint32))
+def _dropout_mode(mode):
+    """(per channel, the one channel a PIXEL_DROPOUT slot drops or -1) of ``params[2]`` (``catalogue.dropout_mode``)."""
+    t = tl.floor(mode * 0.5)
+    return mode - (t + t) > 0.5, t.to(tl.int32) - 1
+
+
+@triton.jit
+def _uniform_op(v, code, key, c, own, target, ys, xs, a, bb, q, bound, WORK: tl.constexpr):
+    """PIXEL_DROPOUT, SALT_AND_PEPPER or MULTIPLICATIVE_NOISE of channel ``c`` from the uniform of (key, c', y, x) (c' = c
+    when ``own``, else 0); a PIXEL_DROPOUT slot with ``target`` >= 0 drops only channel ``target``."""
+    h = _mix(_mix(_mix(key ^ tl.where(own, c, 0).to(tl.uint32)) ^ ys.to(tl.uint32)) ^ xs.to(tl.uint32))
     u = (h >> 8).to(WORK) * (1.0 / 16777216.0)
-    dropped = tl.where(u < a, bb, v)
+    dropped = tl.where((u < a) & ((target < 0) | (target == c)), bb, v)
     salted = tl.where(u < a * bb, bound, tl.where(u < a, 0.0, v))
     scaled = _trunc(_clip(v * (a + (bb - a) * u), bound), q)
     return tl.where(code == PIXEL_DROPOUT, dropped, tl.where(code == SALT_AND_PEPPER, salted, scaled))
@@ -773,14 +781,15 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
         if ((CODES >> PIXEL_DROPOUT) & 1) | ((CODES >> SALT_AND_PEPPER) & 1) | ((CODES >> MULTIPLICATIVE_NOISE) & 1):
             if (code == PIXEL_DROPOUT) | (code == SALT_AND_PEPPER) | (code == MULTIPLICATIVE_NOISE):
                 key = tl.load(keys_b + k).to(tl.uint32)
-                own = (tl.load(par_b + k * 4 + 2) > 0.5) & (code != SALT_AND_PEPPER)
-                v0 = _uniform_op(v0, code, key, tl.where(own, C0, 0), ys, xs, a, bb, q, bound, WORK)
+                own, target = _dropout_mode(tl.load(par_b + k * 4 + 2))
+                own = own & (code != SALT_AND_PEPPER)
+                v0 = _uniform_op(v0, code, key, C0, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 1:
-                    v1 = _uniform_op(v1, code, key, tl.where(own, C0 + 1, 0), ys, xs, a, bb, q, bound, WORK)
+                    v1 = _uniform_op(v1, code, key, C0 + 1, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 2:
-                    v2 = _uniform_op(v2, code, key, tl.where(own, C0 + 2, 0), ys, xs, a, bb, q, bound, WORK)
+                    v2 = _uniform_op(v2, code, key, C0 + 2, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 3:
-                    v3 = _uniform_op(v3, code, key, tl.where(own, C0 + 3, 0), ys, xs, a, bb, q, bound, WORK)
+                    v3 = _uniform_op(v3, code, key, C0 + 3, own, target, ys, xs, a, bb, q, bound, WORK)
         if (CODES >> FOG) & 1:
             if code == FOG:
                 key = tl.load(keys_b + k).to(tl.uint32)
