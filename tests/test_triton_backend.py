@@ -465,3 +465,21 @@ def test_integral_stages_hand_over_uint8():
     plan = compile_plan(aug.draw(x, torch.arange(3), 0), tuple(x.shape), x.dtype, x.device)
     assert [st.integral for st in plan.stages] == [True, True, False]
     compare(x, plan, False)
+
+
+@pytest.mark.parametrize("name", ["blur", "brightness", "affine"])
+def test_float64_input_matches_the_reference_in_float64(name):
+    """float64 input: the kernels read the Plan tensors (params, taps, matrix, window, fill, ...) in float64 and compute
+    in float64, as the reference: equal to ~1e-12 (float32 Plan tensors left gaps of 1e-8 to 1e-7)."""
+    import fastaug.functional as F
+
+    x = _input(torch.float64, 3, 3, 11, 13, 90)
+    calls = {
+        "blur": lambda im, be: F.gaussian_blur(im, 7, torch.tensor([0.7, 1.3, 2.1], dtype=torch.float64), backend=be),
+        "brightness": lambda im, be: F.adjust_brightness(im, torch.tensor([0.61, 0.93, 1.37], dtype=torch.float64), backend=be),
+        "affine": lambda im, be: F.affine(im, torch.tensor([13.3, -27.1, 41.7], dtype=torch.float64), [0.37, -1.21], 1.13,
+                                          [3.1, -5.3], interpolation="bilinear", fill=0.3, backend=be),
+    }[name]  # fmt: skip
+    got, ref = calls(x, "triton"), calls(x, "torch")
+    assert got.dtype == ref.dtype == torch.float64
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)

@@ -148,6 +148,13 @@ def representative_launches() -> dict[str, Launch]:
                                                        _epilogue(b, c5, torch.float32, True, 1),
                                                        torch.empty(b, c5, ho, wo))
 
+    f64c3 = torch.zeros(b, c, ho, wo, dtype=torch.float64)  # float64 input: float64 Plan tensors (``fused.plan_dtype``)
+    st = _stage(b, [(0, int(Op.GAUSSIAN_BLUR)), (0, 1, 2)], 2)
+    st.taps = torch.zeros(b, 2, 7)
+    specs["apply_f64_blur7_jitter"] = prepare_apply(f64c3, st, *_tables(b, 2, c), _epilogue(b, c, torch.float64, True, 1),
+                                                    torch.empty(b, c, ho, wo, dtype=torch.float64))
+    specs["reduce_f64_contrast"] = prepare_reduce(f64c3, _stage(b, [(0, 1), (0, 2)], 2), *_tables(b, 2, c), 1)
+
     st = _stage(b, None, 3, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
     specs["reduce_u8_geo_rgb"] = prepare_reduce(u8_big, st, *_tables(b, 3, c), 2)
 

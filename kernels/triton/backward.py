@@ -8,7 +8,7 @@ like the forward kernels, all channels (C <= 4) together:
 2. the ops run backward in reverse; each op's input values are recomputed with the forward kernels' own
    ``_chain`` stopped before that op (bit-identical values, so AUTOCONTRAST's min / max ties are exact;
    ``O(K^2)`` op evaluations per pixel instead of a ``[K+1, C, tile]`` stack that registers cannot index);
-3. the resampling backward: bilinear scatters to the 4 taps with ``tl.atomic_add`` (float32 buffer) and,
+3. the resampling backward: bilinear scatters to the 4 taps with ``tl.atomic_add`` (a working-dtype buffer) and,
    through the sampling coordinates (perspective divide included), to the 3x3 matrix; nearest to the tap
    and the fill only; SHARPNESS at k = 0 scatters its 3x3 stencil.
 
@@ -19,8 +19,9 @@ statistics slot (last first) runs the backward from the output down to that op a
 (and the tie counts); later passes add ``sum / pixels`` or ``sum / ties`` to every pixel's gradient.
 Kinks follow torch exactly: the reference's clip (``torch.clamp``) passes the gradient where ``0 <= y <= 1``,
 bounds included, and HUE's max / min chains split ties evenly, as ``torch.minimum`` / ``maximum`` do.
-Everything accumulates in float32 (float16 / bfloat16 inputs are read as float32); float64 inputs, C > 4,
-quantized geometry and SHARPNESS in a stage with geometry are declined (torch autograd fallback).
+Everything runs and accumulates in float32 (float16 / bfloat16 inputs are read as float32), or in float64 for float64
+input (float64 Plan tensors and gradient buffers, as the reference); C > 4, quantized geometry and SHARPNESS in a
+stage with geometry are declined (torch autograd fallback).
 """
 
 from __future__ import annotations
@@ -85,11 +86,11 @@ def _band(y, g):
 
 
 @triton.jit
-def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
+def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr, WORK: tl.constexpr):
     """Per-channel differentiable op (float domain) backward on one channel.
 
     Returns (input gradient, d a, d b, d gray-mean, d min, d max) per pixel."""
-    zero = tl.full(g.shape, 0.0, tl.float32)
+    zero = tl.full(g.shape, 0.0, WORK)
     da = zero
     db = zero
     dm = zero
@@ -102,7 +103,7 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
             g = gy * a
     if (CODES >> CONTRAST) & 1:
         if code == CONTRAST:
-            mu = tl.load(stk).to(tl.float32)
+            mu = tl.load(stk).to(WORK)
             gy = _band(v * a + mu * (1.0 - a), g)
             da = gy * (v - mu)
             dm = gy * (1.0 - a)
@@ -119,8 +120,8 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr):
             g = gy * a * y / tl.where(v != 0.0, v, 1.0)  # a v^(a-1) = a y / v; a black pixel: 0 (see the reference)
     if (CODES >> AUTOCONTRAST) & 1:
         if code == AUTOCONTRAST:
-            lo = tl.load(stk + c * 2).to(tl.float32)
-            hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+            lo = tl.load(stk + c * 2).to(WORK)
+            hi = tl.load(stk + c * 2 + 1).to(WORK)
             same = hi == lo
             s = tl.where(same, 1.0, hi - lo)
             lo0 = tl.where(same, 0.0, lo)
@@ -213,17 +214,17 @@ def _is_random(code):
 
 
 @triton.jit
-def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx):
+def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx, WORK: tl.constexpr):
     """Backward of a random op on channel ``c`` (the reference's formulas): its draws recomputed by the forward's
     helpers on constant values (noise: 0 + (0 + z * 1); uniforms: 1 * (0 + 1 * u); fog: its clamp term with a = 1),
     so they are the forward's bits. Returns (input gradient, d a, d b) per pixel."""
-    zero = tl.full(g.shape, 0.0, tl.float32)
+    zero = tl.full(g.shape, 0.0, WORK)
     bound = tl.where(q, 255.0, 1.0)
     gi = g
     da = zero
     db = zero
     if code == GAUSSIAN_NOISE:
-        z = _fz._noise(zero, key, c, ys, xs, 0.0, 1.0, False, False, 1.0, tl.float32)
+        z = _fz._noise(zero, key, c, ys, xs, 0.0, 1.0, False, False, 1.0, WORK)
         n = a * 255.0 + z * (bb * 255.0)
         n = tl.where(n < 0.0, -tl.floor(-n), tl.floor(n))
         y = v + tl.where(q, n, a + z * bb)
@@ -231,13 +232,13 @@ def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx):
         da = tl.where(q, 0.0, gi)
         db = tl.where(q, 0.0, gi * z)
     elif code == FOG:
-        t = _fz._fog_alpha(key, ys, xs, 1.0, bb, cc, mx, tl.float32)
+        t = _fz._fog_alpha(key, ys, xs, 1.0, bb, cc, mx, WORK)
         gi = tl.where(q, 0.0, g * (1.0 - a * t))
         da = tl.where(q, 0.0, g * (t * (1.0 - v)))
     else:
         own, target = _fz._dropout_mode(cc)
         own = own & (code != SALT_AND_PEPPER)
-        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, c, own, -1, ys, xs, 0.0, 1.0, False, 1.0, tl.float32)
+        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, c, own, -1, ys, xs, 0.0, 1.0, False, 1.0, WORK)
         hit = u < a
         if code == PIXEL_DROPOUT:
             hit = hit & ((target < 0) | (target == c))
@@ -257,7 +258,7 @@ def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx):
 
 @triton.jit
 def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask, gp, gmk, glok, ghik, do_stat,
-             PRM: tl.constexpr, NCH: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr):
+             PRM: tl.constexpr, NCH: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr, WORK: tl.constexpr):
     """Backward of op ``code`` (input values ``v*``, ``a, bb, cc`` = params[:3]) on the gradients ``g*``; parameter
     gradients into ``gp[0:3]`` (PRM); with ``do_stat`` the gray-mean / min / max gradients into ``gmk`` / ``glok`` / ``ghik``."""
     if st == 0:  # straight-through ops pass the gradient unchanged
@@ -282,13 +283,13 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
         exact = (code == IDENTITY) | (code == SHARPNESS) | (code == INVERT) | (code == SOLARIZE) | (code == TO_FLOAT)
         dead = (q | (code == POSTERIZE) | (code == EQUALIZE) | (code == TO_UINT8)) & (~exact)  # truncating: zero gradient
         if dead:
-            zero = tl.full(g0.shape, 0.0, tl.float32)
+            zero = tl.full(g0.shape, 0.0, WORK)
             g0 = zero
             g1 = zero
             g2 = zero
             g3 = zero
         elif ~exact:
-            g0, da, db, dm, dlo0, dhi0 = _ch_back(code, g0, v0, 0, a, bb, stk, CODES)
+            g0, da, db, dm, dlo0, dhi0 = _ch_back(code, g0, v0, 0, a, bb, stk, CODES, WORK)
             dlo1 = dlo0
             dhi1 = dhi0
             dlo2 = dlo0
@@ -296,17 +297,17 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
             dlo3 = dlo0
             dhi3 = dhi0
             if NCH > 1:
-                g1, da1, db1, dm1, dlo1, dhi1 = _ch_back(code, g1, v1, 1, a, bb, stk, CODES)
+                g1, da1, db1, dm1, dlo1, dhi1 = _ch_back(code, g1, v1, 1, a, bb, stk, CODES, WORK)
                 da += da1
                 db += db1
                 dm += dm1
             if NCH > 2:
-                g2, da2, db2, dm2, dlo2, dhi2 = _ch_back(code, g2, v2, 2, a, bb, stk, CODES)
+                g2, da2, db2, dm2, dlo2, dhi2 = _ch_back(code, g2, v2, 2, a, bb, stk, CODES, WORK)
                 da += da2
                 db += db2
                 dm += dm2
             if NCH > 3:
-                g3, da3, db3, dm3, dlo3, dhi3 = _ch_back(code, g3, v3, 3, a, bb, stk, CODES)
+                g3, da3, db3, dm3, dlo3, dhi3 = _ch_back(code, g3, v3, 3, a, bb, stk, CODES, WORK)
                 da += da3
                 db += db3
                 dm += dm3
@@ -365,19 +366,19 @@ def _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
 
 
 @triton.jit
-def _ties(v, c, stk, pmask, nlok, nhik):
+def _ties(v, c, stk, pmask, nlok, nhik, WORK: tl.constexpr):
     """Count channel ``c``'s pixels equal to its min / max (AUTOCONTRAST)."""
-    lo = tl.load(stk + c * 2).to(tl.float32)
-    hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+    lo = tl.load(stk + c * 2).to(WORK)
+    hi = tl.load(stk + c * 2 + 1).to(WORK)
     tl.atomic_add(nlok + c, _tsum(tl.where(v == lo, 1.0, 0.0), pmask))
     tl.atomic_add(nhik + c, _tsum(tl.where(v == hi, 1.0, 0.0), pmask))
 
 
 @triton.jit
-def _minmax_share(g, v, c, stk, glok, ghik, nlok, nhik):
+def _minmax_share(g, v, c, stk, glok, ghik, nlok, nhik, WORK: tl.constexpr):
     """AUTOCONTRAST's min / max gradients shared evenly among the tied pixels of channel ``c``."""
-    lo = tl.load(stk + c * 2).to(tl.float32)
-    hi = tl.load(stk + c * 2 + 1).to(tl.float32)
+    lo = tl.load(stk + c * 2).to(WORK)
+    hi = tl.load(stk + c * 2 + 1).to(WORK)
     nl = tl.load(nlok + c)
     nh = tl.load(nhik + c)
     tlo = tl.where((nl > 0.0) & (hi != lo), tl.load(glok + c) / tl.maximum(nl, 1.0), 0.0)
@@ -387,7 +388,8 @@ def _minmax_share(g, v, c, stk, glok, ghik, nlok, nhik):
 
 @triton.jit
 def _epi_back(g, vpre, c, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
-              C: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr, EPG: tl.constexpr):
+              C: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr, EPG: tl.constexpr,
+              WORK: tl.constexpr):
     """Channel ``c``'s gradient through rects (later ones win), out_scale and normalize; their gradients (EPG)."""
     who1 = tl.full(g.shape, -1, tl.int32)
     who2 = tl.full(g.shape, -1, tl.int32)
@@ -407,8 +409,8 @@ def _epi_back(g, vpre, c, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, 
                 tl.atomic_add(grv + (b * R + r) * C + c, _tsum(tl.where(who2 == r, g, 0.0), pmask))
         g = tl.where(who2 >= 0, 0.0, g)
     if NORM:
-        mu = tl.load(mean + b * C + c).to(tl.float32)
-        sd = tl.load(std + b * C + c).to(tl.float32)
+        mu = tl.load(mean + b * C + c).to(WORK)
+        sd = tl.load(std + b * C + c).to(WORK)
         if EPG:
             v = vpre
             if RECTS:
@@ -429,10 +431,10 @@ def _epi_back(g, vpre, c, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, 
 
 
 @triton.jit
-def _coords(mat_b, win_b, ys, xs, CLAMP: tl.constexpr):
+def _coords(mat_b, win_b, ys, xs, CLAMP: tl.constexpr, WORK: tl.constexpr):
     """Sampling coordinates as the forward computes them, plus what their backward needs."""
-    xf = xs.to(tl.float32)
-    yf = ys.to(tl.float32)
+    xf = xs.to(WORK)
+    yf = ys.to(WORK)
     xh = tl.load(mat_b + 0) * xf + tl.load(mat_b + 1) * yf + tl.load(mat_b + 2)
     yh = tl.load(mat_b + 3) * xf + tl.load(mat_b + 4) * yf + tl.load(mat_b + 5)
     wh = tl.load(mat_b + 6) * xf + tl.load(mat_b + 7) * yf + tl.load(mat_b + 8)
@@ -444,7 +446,7 @@ def _coords(mat_b, win_b, ys, xs, CLAMP: tl.constexpr):
     y_hi = tl.load(win_b + 3)
     x = x0
     y = y0
-    kx = tl.full(xf.shape, 1.0, tl.float32)
+    kx = tl.full(xf.shape, 1.0, WORK)
     ky = kx
     if CLAMP:
         ax, bx = _clamp_shares(x0, x_lo, x_hi)
@@ -469,18 +471,18 @@ def _clamp_shares(v, lo, hi):
 @triton.jit
 def _bil_ch(gc, c, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
             k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
-            FILL: tl.constexpr, SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr):
+            FILL: tl.constexpr, SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
     """Bilinear backward of channel ``c``: taps and fill; returns (d X, d Y, d coverage) per pixel."""
     src_c = src_b + c * ssc
-    v00 = _read(src_c + o00, k00, IN_SCALE, tl.float32)
-    v10 = _read(src_c + o10, k10, IN_SCALE, tl.float32)
-    v01 = _read(src_c + o01, k01, IN_SCALE, tl.float32)
-    v11 = _read(src_c + o11, k11, IN_SCALE, tl.float32)
+    v00 = _read(src_c + o00, k00, IN_SCALE, WORK)
+    v10 = _read(src_c + o10, k10, IN_SCALE, WORK)
+    v01 = _read(src_c + o01, k01, IN_SCALE, WORK)
+    v11 = _read(src_c + o11, k11, IN_SCALE, WORK)
     dsx = (1.0 - fy) * (v10 - v00) + fy * (v11 - v01)
     dsy = (1.0 - fx) * (v01 - v00) + fx * (v11 - v10)
-    gms = tl.full(gc.shape, 0.0, tl.float32)
+    gms = tl.full(gc.shape, 0.0, WORK)
     if FILL:
-        fl = tl.load(fill_b + c).to(tl.float32)
+        fl = tl.load(fill_b + c).to(WORK)
         s = w00 * v00 + w10 * v10 + w01 * v01 + w11 * v11
         gms = gc * (s - fl)
         if FILLG:
@@ -498,10 +500,10 @@ def _bil_ch(gc, c, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10,
 @triton.jit
 def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b, win_b, ys, xs, pmask,
                    H, W, ssc, ssh, ssw, NCH: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
-                   SRCG: tl.constexpr, FILLG: tl.constexpr, MATG: tl.constexpr, IN_SCALE: tl.constexpr):
+                   SRCG: tl.constexpr, FILLG: tl.constexpr, MATG: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
     """Bilinear resampling backward: taps, fill and (through X, Y and the perspective divide) the matrix ``gmat_b``
     [0:9]; with CLAMP, the window [9:13]."""
-    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
+    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP, WORK)
     u0, t0, u1, t1, fx, fy, ok_u0, ok_u1, ok_t0, ok_t1 = _bilinear_cell(x, y, H, W, x_lo, y_lo, x_hi, y_hi, CLAMP)
     k00 = ok_u0 & ok_t0 & pmask
     k10 = ok_u1 & ok_t0 & pmask
@@ -529,25 +531,25 @@ def _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill_b, gmat_b, mat_b
     HW = H * W
     gfx, gfy, gms = _bil_ch(g0, 0, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
                             k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
-                            FILL, SRCG, FILLG, IN_SCALE)
+                            FILL, SRCG, FILLG, IN_SCALE, WORK)
     if NCH > 1:
         ax, ay, am = _bil_ch(g1, 1, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
                              k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
-                             FILL, SRCG, FILLG, IN_SCALE)
+                             FILL, SRCG, FILLG, IN_SCALE, WORK)
         gfx += ax
         gfy += ay
         gms += am
     if NCH > 2:
         ax, ay, am = _bil_ch(g2, 2, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
                              k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
-                             FILL, SRCG, FILLG, IN_SCALE)
+                             FILL, SRCG, FILLG, IN_SCALE, WORK)
         gfx += ax
         gfy += ay
         gms += am
     if NCH > 3:
         ax, ay, am = _bil_ch(g3, 3, src_b, fill_b, gsrc_b, gfill_b, o00, o10, o01, o11, q00, q10, q01, q11,
                              k00, k10, k01, k11, w00, w10, w01, w11, msum, fx, fy, pmask, ssc, HW,
-                             FILL, SRCG, FILLG, IN_SCALE)
+                             FILL, SRCG, FILLG, IN_SCALE, WORK)
         gfx += ax
         gfy += ay
         gms += am
@@ -590,9 +592,9 @@ def _near_ch(gc, c, ok, q, gsrc_b, gfill_b, pmask, HW,
 @triton.jit
 def _nearest_back(g0, g1, g2, g3, gsrc_b, gfill_b, mat_b, win_b, ys, xs, pmask, H, W,
                   NCH: tl.constexpr, CLAMP: tl.constexpr, FILL: tl.constexpr,
-                  SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr):
+                  SRCG: tl.constexpr, FILLG: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
     """Nearest resampling backward: the tap and the fill (no coordinate gradient)."""
-    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP)
+    xf, yf, wh, x0, y0, x, y, kx, ky, x_lo, y_lo, x_hi, y_hi = _coords(mat_b, win_b, ys, xs, CLAMP, WORK)
     u = _rint(x)
     t = _rint(y)
     ok = (u >= 0.0) & (u <= W - 1) & (t >= 0.0) & (t <= H - 1)
@@ -611,7 +613,7 @@ def _nearest_back(g0, g1, g2, g3, gsrc_b, gfill_b, mat_b, win_b, ys, xs, pmask, 
 
 @triton.jit
 def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ssh, ssw,
-             SHARP: tl.constexpr, SRCG: tl.constexpr, PRM: tl.constexpr, IN_SCALE: tl.constexpr):
+             SHARP: tl.constexpr, SRCG: tl.constexpr, PRM: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr):
     """Backward of the plain read, or of SHARPNESS's 3x3 stencil (``sharp``; factor gradient into ``gp``)."""
     gs_c = gsrc_b + c * (H * W)
     q0 = ys * W + xs
@@ -620,12 +622,12 @@ def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ss
             src_c = src_b + c * ssc
             o = ys * ssh + xs * ssw
             inner = pmask & (ys >= 1) & (ys < H - 1) & (xs >= 1) & (xs < W - 1)
-            v = _read(src_c + o, pmask, IN_SCALE, tl.float32)
-            n = tl.full(gc.shape, 0.0, tl.float32)
+            v = _read(src_c + o, pmask, IN_SCALE, WORK)
+            n = tl.full(gc.shape, 0.0, WORK)
             for dy in tl.static_range(3):
                 for dx in tl.static_range(3):
                     if dy * 3 + dx != 4:
-                        n = n + _read(src_c + o + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, tl.float32)
+                        n = n + _read(src_c + o + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, WORK)
             blur = n * (1.0 / 13.0) + v * (5.0 / 13.0)
             gy = tl.where(q, 0.0, tl.where(inner, _band(v + (1.0 - a) * (blur - v), gc), 0.0))  # uint8 domain: floor
             if PRM:  # folded in per channel: keeps the live ranges short (no spill)
@@ -661,7 +663,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                     SHARP: tl.constexpr, IN_SCALE: tl.constexpr, EPI: tl.constexpr, OUT_SCALE: tl.constexpr,
                     NORM: tl.constexpr, RECTS: tl.constexpr, FINAL: tl.constexpr, SRCG: tl.constexpr,
                     PRM: tl.constexpr, MATG: tl.constexpr, FILLG: tl.constexpr, EPG: tl.constexpr,
-                    BH: tl.constexpr, BW: tl.constexpr):
+                    BH: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr):
     """Backward of one Stage on a tile of one sample (see the module doc).
 
     FINAL: the gradient pass (image and every Plan tensor); else the statistics pass of op ``KT``: samples
@@ -675,7 +677,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
     MX = tl.maximum(Ho, Wo)
     run = True
     if not FINAL:
-        code_t, a_t, bb_t, q_t, bound_t = _load_op(prog_b, par_b, KT, tl.float32)
+        code_t, a_t, bb_t, q_t, bound_t = _load_op(prog_b, par_b, KT, WORK)
         run = ((code_t == 2) | ((code_t == 11) & (tl.load(stf_b + KT) == 0))) & (~q_t)
     if run:
         ys, xs, pmask = _tile(Ho, Wo, BH, BW)
@@ -684,19 +686,19 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
         luts_b = luts + b * (K * C * 256)
         fill_b = fill + b * C
         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, mat, Wo, 0, GEO, BILINEAR, CLAMP, tl.float32)
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, mat, Wo, 0, GEO, BILINEAR, CLAMP, WORK)
         go_b = gout + b.to(tl.int64) * gsb + ys * gsh + xs * gsw
-        g0 = tl.load(go_b, mask=pmask, other=0.0).to(tl.float32)
-        zero = tl.full(g0.shape, 0.0, tl.float32)
+        g0 = tl.load(go_b, mask=pmask, other=0.0).to(WORK)
+        zero = tl.full(g0.shape, 0.0, WORK)
         g1 = zero
         g2 = zero
         g3 = zero
         if OC > 1:
-            g1 = tl.load(go_b + gsc, mask=pmask, other=0.0).to(tl.float32)
+            g1 = tl.load(go_b + gsc, mask=pmask, other=0.0).to(WORK)
         if OC > 2:
-            g2 = tl.load(go_b + 2 * gsc, mask=pmask, other=0.0).to(tl.float32)
+            g2 = tl.load(go_b + 2 * gsc, mask=pmask, other=0.0).to(WORK)
         if OC > 3:
-            g3 = tl.load(go_b + 3 * gsc, mask=pmask, other=0.0).to(tl.float32)
+            g3 = tl.load(go_b + 3 * gsc, mask=pmask, other=0.0).to(WORK)
         if EPI:
             p0 = g0
             p1 = g1
@@ -706,29 +708,29 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                 p0, p1, p2, p3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, K,
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
                                         par_b, False, 0, keys_b, par_b, False, 0, MX)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
-                           C, OUT_SCALE, NORM, RECTS, EPG)
+                           C, OUT_SCALE, NORM, RECTS, EPG, WORK)
             if OC > 1:
                 g1 = _epi_back(g1, p1, 1, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
-                               C, OUT_SCALE, NORM, RECTS, EPG)
+                               C, OUT_SCALE, NORM, RECTS, EPG, WORK)
             if OC > 2:
                 g2 = _epi_back(g2, p2, 2, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
-                               C, OUT_SCALE, NORM, RECTS, EPG)
+                               C, OUT_SCALE, NORM, RECTS, EPG, WORK)
             if OC > 3:
                 g3 = _epi_back(g3, p3, 3, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
-                               C, OUT_SCALE, NORM, RECTS, EPG)
+                               C, OUT_SCALE, NORM, RECTS, EPG, WORK)
         for kk in range(K):
             k = K - 1 - kk
             if k >= KT:
                 v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, k,
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, tl.float32,
+                                        C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
                                         par_b, False, 0, keys_b, par_b, False, 0, MX)
-                code, a, bb, q, bound = _load_op(prog_b, par_b, k, tl.float32)
-                cc = tl.load(par_b + k * 4 + 2).to(tl.float32)
+                code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
+                cc = tl.load(par_b + k * 4 + 2).to(WORK)
                 st = tl.load(stf_b + k)
                 stk = stats_b + k * (C * 2)
                 bk = b * K + k
@@ -736,17 +738,17 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                     rnd = _is_random(code)
                     if rnd:
                         key = tl.load(keys_b + k).to(tl.uint32)
-                        g0, da, db = _random_back(g0, v0, code, key, 0, ys, xs, a, bb, cc, q, MX)
+                        g0, da, db = _random_back(g0, v0, code, key, 0, ys, xs, a, bb, cc, q, MX, WORK)
                         if C > 1:
-                            g1, da1, db1 = _random_back(g1, v1, code, key, 1, ys, xs, a, bb, cc, q, MX)
+                            g1, da1, db1 = _random_back(g1, v1, code, key, 1, ys, xs, a, bb, cc, q, MX, WORK)
                             da += da1
                             db += db1
                         if C > 2:
-                            g2, da2, db2 = _random_back(g2, v2, code, key, 2, ys, xs, a, bb, cc, q, MX)
+                            g2, da2, db2 = _random_back(g2, v2, code, key, 2, ys, xs, a, bb, cc, q, MX, WORK)
                             da += da2
                             db += db2
                         if C > 3:
-                            g3, da3, db3 = _random_back(g3, v3, code, key, 3, ys, xs, a, bb, cc, q, MX)
+                            g3, da3, db3 = _random_back(g3, v3, code, key, 3, ys, xs, a, bb, cc, q, MX, WORK)
                             da += da3
                             db += db3
                         if PRM:
@@ -755,16 +757,16 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                     code = tl.where(rnd, 0, code)
                 g0, g1, g2, g3 = _op_back(g0, g1, g2, g3, v0, v1, v2, v3, code, a, bb, cc, q, st, stk, pmask,
                                           gprm + bk * 4, gm + bk, glo + bk * C, ghi + bk * C, k == KT,
-                                          PRM, C, CODES, RGB)
+                                          PRM, C, CODES, RGB, WORK)
                 if k == KT:
                     if code == AUTOCONTRAST:
-                        _ties(v0, 0, stk, pmask, nlo + bk * C, nhi + bk * C)
+                        _ties(v0, 0, stk, pmask, nlo + bk * C, nhi + bk * C, WORK)
                         if C > 1:
-                            _ties(v1, 1, stk, pmask, nlo + bk * C, nhi + bk * C)
+                            _ties(v1, 1, stk, pmask, nlo + bk * C, nhi + bk * C, WORK)
                         if C > 2:
-                            _ties(v2, 2, stk, pmask, nlo + bk * C, nhi + bk * C)
+                            _ties(v2, 2, stk, pmask, nlo + bk * C, nhi + bk * C, WORK)
                         if C > 3:
-                            _ties(v3, 3, stk, pmask, nlo + bk * C, nhi + bk * C)
+                            _ties(v3, 3, stk, pmask, nlo + bk * C, nhi + bk * C, WORK)
                 else:
                     if (CODES >> CONTRAST) & 1:  # CONTRAST's gray mean: every pixel
                         if (code == CONTRAST) & (~q):
@@ -777,38 +779,38 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                 g0 += share
                     if (CODES >> AUTOCONTRAST) & 1:  # AUTOCONTRAST's min / max: the tied pixels
                         if (code == AUTOCONTRAST) & (~q) & (st == 0):
-                            g0 = _minmax_share(g0, v0, 0, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                            g0 = _minmax_share(g0, v0, 0, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C, WORK)
                             if C > 1:
-                                g1 = _minmax_share(g1, v1, 1, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                                g1 = _minmax_share(g1, v1, 1, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C, WORK)
                             if C > 2:
-                                g2 = _minmax_share(g2, v2, 2, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                                g2 = _minmax_share(g2, v2, 2, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C, WORK)
                             if C > 3:
-                                g3 = _minmax_share(g3, v3, 3, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C)
+                                g3 = _minmax_share(g3, v3, 3, stk, glo + bk * C, ghi + bk * C, nlo + bk * C, nhi + bk * C, WORK)
         if FINAL:
             gsrc_b = gsrc + b.to(tl.int64) * (C * H * W)
             if GEO:
                 if BILINEAR:
                     _bilinear_back(g0, g1, g2, g3, src_b, fill_b, gsrc_b, gfill + b * C, gmat + b * 13, mat + b * 9,
                                    win + b * 4, ys, xs, pmask, H, W, ssc, ssh, ssw,
-                                   C, CLAMP, FILL, SRCG, FILLG, MATG, IN_SCALE)
+                                   C, CLAMP, FILL, SRCG, FILLG, MATG, IN_SCALE, WORK)
                 else:
                     _nearest_back(g0, g1, g2, g3, gsrc_b, gfill + b * C, mat + b * 9, win + b * 4, ys, xs, pmask, H, W,
-                                  C, CLAMP, FILL, SRCG, FILLG, IN_SCALE)
+                                  C, CLAMP, FILL, SRCG, FILLG, IN_SCALE, WORK)
             else:
                 sharp = False
                 a0 = 0.0
                 q0 = False
                 if SHARP:
-                    code0, a0, bb0, q0, bound0 = _load_op(prog_b, par_b, 0, tl.float32)
+                    code0, a0, bb0, q0, bound0 = _load_op(prog_b, par_b, 0, WORK)
                     sharp = code0 == 6
                 gp0 = gprm + b * (K * 4)
-                _read_ch(g0, 0, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                _read_ch(g0, 0, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE, WORK)
                 if C > 1:
-                    _read_ch(g1, 1, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                    _read_ch(g1, 1, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE, WORK)
                 if C > 2:
-                    _read_ch(g2, 2, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                    _read_ch(g2, 2, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE, WORK)
                 if C > 3:
-                    _read_ch(g3, 3, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE)
+                    _read_ch(g3, 3, sharp, a0, q0, src_b, gsrc_b, gp0, ys, xs, pmask, H, W, ssc, ssh, ssw, SHARP, SRCG, PRM, IN_SCALE, WORK)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -835,9 +837,9 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
 
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
-    """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 with C <= 4;
+    """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 / float64 with C <= 4;
     no quantized geometry; not a stage of ``fastaug.plan.reference_backward`` (random ops: covered)."""
-    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
         return False
@@ -860,7 +862,8 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     geo = stage.geometry
     ho, wo = (tuple(stage.out_size or (h, w)) if geo is not None else (h, w))
     k = stage.program.shape[1]
-    f32 = dict(device=dev, dtype=torch.float32)
+    work = _fused_any.plan_dtype(src)  # float64 Plan tensors, maths and gradient buffers for float64 input
+    fw = dict(device=dev, dtype=work)
     prog = stage.program.to(device=dev, dtype=torch.int32)
     eff = torch.zeros_like(prog)
     codes = 0
@@ -869,7 +872,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         for code in allowed:
             codes |= 1 << code
         eff[:, i] = torch.where(torch.isin(prog[:, i], torch.tensor(allowed, device=dev, dtype=torch.int32)), prog[:, i], 0)
-    par = stage.params.detach().to(**f32).reshape(b, k, NUM_PARAMS).contiguous()
+    par = stage.params.detach().to(**fw).reshape(b, k, NUM_PARAMS).contiguous()
     st_flag = torch.isin(eff, torch.tensor(ST_CODES, device=dev, dtype=torch.int32))
     if not straight_through:
         st_flag = st_flag & (par[..., 2] > 0.5)
@@ -878,8 +881,8 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     nr = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
     oc = ep.out_channels if ep is not None else c
 
-    def t32(t: torch.Tensor | None, shape) -> torch.Tensor:
-        return par if t is None else t.detach().to(**f32).reshape(shape).contiguous()
+    def tw(t: torch.Tensor | None, shape) -> torch.Tensor:
+        return par if t is None else t.detach().to(**fw).reshape(shape).contiguous()
 
     ints = dict(device=dev, dtype=torch.int32)
     zeros = {
@@ -887,15 +890,15 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         "gmean": (b, c), "gstd": (b, c), "grv": (b, max(nr, 1), c), "gm": (b, max(k, 1)), "glo": (b, max(k, 1), c),
         "ghi": (b, max(k, 1), c), "nlo": (b, max(k, 1), c), "nhi": (b, max(k, 1), c),
     }  # fmt: skip
-    bufs = {n: torch.zeros(s, **f32) for n, s in zeros.items()}
+    bufs = {n: torch.zeros(s, **fw) for n, s in zeros.items()}
     args = dict(
         src=src, gout=grad, prog=eff.contiguous(), par=par, stf=st_flag.to(torch.int32).contiguous(),
-        stats=stats.detach().to(**f32).reshape(b, k, c, 2).contiguous() if k else par,
-        luts=luts.detach().to(**f32).reshape(b, k, c, 256).contiguous() if k else par,
-        mat=t32(None if geo is None else geo.matrix, (b, 9)), win=t32(None if geo is None else geo.window, (b, 4)),
-        fill=t32(None if geo is None else geo.fill, (b, c)),
-        mean=t32(ep.mean if norm else None, (b, c)), std=t32(ep.std if norm else None, (b, c)),
-        rects=ep.rects.to(**ints).contiguous() if nr else eff, rvals=t32(ep.rect_values if nr else None, (b, nr, c)),
+        stats=stats.detach().to(**fw).reshape(b, k, c, 2).contiguous() if k else par,
+        luts=luts.detach().to(**fw).reshape(b, k, c, 256).contiguous() if k else par,
+        mat=tw(None if geo is None else geo.matrix, (b, 9)), win=tw(None if geo is None else geo.window, (b, 4)),
+        fill=tw(None if geo is None else geo.fill, (b, c)),
+        mean=tw(ep.mean if norm else None, (b, c)), std=tw(ep.std if norm else None, (b, c)),
+        rects=ep.rects.to(**ints).contiguous() if nr else eff, rvals=tw(ep.rect_values if nr else None, (b, nr, c)),
         rphase=ep.rect_phase.to(**ints).contiguous() if nr else eff,
         keys=stage.keys.to(device=dev, dtype=torch.int64).contiguous() if stage.keys is not None else eff,
         **bufs,
@@ -911,7 +914,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         FILL=bool(geo is not None and geo.fill is not None),
         SHARP=geo is None and k > 0 and int(Op.SHARPNESS) in stage.codes_at(0),
         IN_SCALE=float(stage.in_scale), EPI=ep is not None, OUT_SCALE=float(ep.out_scale) if ep is not None else 1.0,
-        NORM=norm, RECTS=nr > 0, BH=bh, BW=bw,
+        NORM=norm, RECTS=nr > 0, BH=bh, BW=bw, WORK=tl.float64 if work == torch.float64 else tl.float32,
     )  # fmt: skip
     grid = (triton.cdiv(ho, bh) * triton.cdiv(wo, bw), b)
     launches = []
@@ -994,7 +997,8 @@ def representative_launches() -> dict:
 
     def add(name: str, src, stage: Stage, ep: Epilogue | None, which: int = -1) -> None:
         k = stage.program.shape[1]
-        launches, _ = prepare_backward(src, stage, *aot._tables(b, k, c), ep, grad, every)
+        gout = grad.double() if src.dtype == torch.float64 else grad  # a float64 output's gradient is float64
+        launches, _ = prepare_backward(src, stage, *aot._tables(b, k, c), ep, gout, every)
         specs[name] = launches[which]
 
     jitter = aot._stage(b, [(0, 1), (0, 2), (0, 3), (0, 4)], 4)
@@ -1015,6 +1019,10 @@ def representative_launches() -> dict:
     geo.quantize = False
     add("bwd_randaug_all_codes", big.half(), aot._stage(b, None, 3, geometry=geo, out_size=(hw, hw)),
         aot._epilogue(b, c, torch.float16, True, 1))
+    geo = aot._geometry(b, c, True, False, True)
+    geo.quantize = False
+    add("bwd_f64_affine_jitter", x.double(), aot._stage(b, [(0, 1, 2), (0, 3, 4)], 2, geometry=geo, out_size=(hw, hw)),
+        aot._epilogue(b, c, torch.float64, True, 1))  # float64: float64 maths, Plan tensors and gradient buffers
     noisy = aot._stage(b, [(0, 1, 2), (0, int(Op.GAUSSIAN_NOISE), int(Op.PIXEL_DROPOUT), int(Op.FOG))], 2)
     noisy.keys = torch.zeros(b, 2, dtype=torch.int64)
     add("bwd_jitter_noise_fog", x, noisy, aot._epilogue(b, c, torch.float32, True, 0))

@@ -10,8 +10,9 @@ channel loop), in/out scales, normalize, rects and the output cast. Reductions c
 minima/maxima and 256-bin histograms with atomics. The host side never synchronises with the device,
 so ``apply``/``reduce`` can be captured in a CUDA graph.
 
-Numerics follow ``kernels/reference.py``: float32 math (float64 for float64 input), IEEE divisions,
-no FMA contraction (launched with ``enable_fp_fusion=False``), ``rint`` = round half to even. One
+Numerics follow ``kernels/reference.py``: float32 math (float64 for float64 input, every Plan tensor read in
+float64: ``plan_dtype``), IEEE divisions, no FMA contraction (launched with ``enable_fp_fusion=False``),
+``rint`` = round half to even. One
 deliberate difference: normalize multiplies by ``1/std`` (within the 1e-4 tolerance) instead of
 dividing per element. SHARPNESS, defined for stages without geometry only, is an identity in a stage
 with geometry. Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter, which lacks
@@ -1104,8 +1105,14 @@ def _tile_pixels(stage: Stage, stop: int) -> int:
     return per_thread * 32 * NUM_WARPS
 
 
-def _f32(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return t.to(device=device, dtype=torch.float32).contiguous()
+def plan_dtype(src: torch.Tensor) -> torch.dtype:
+    """The dtype of the Plan tensors a kernel reads for input ``src``: float64 for float64 input (float64 maths, as
+    the reference), else float32."""
+    return torch.float64 if src.dtype == torch.float64 else torch.float32
+
+
+def _work(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(device=device, dtype=dtype).contiguous()
 
 
 def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int):
@@ -1121,7 +1128,8 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     if geo is None and (ho, wo) != (h, w):
         raise ValueError("a stage without geometry keeps the input size")
     prog = stage.program.to(device=dev, dtype=torch.int32).contiguous()
-    par = _f32(stage.params, dev)
+    fdt = plan_dtype(src)
+    par = _work(stage.params, dev, fdt)
     k_total = prog.shape[1]
     codes = _codes_mask(stage, stop)
     rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
@@ -1135,15 +1143,15 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     args = dict(
         prog=prog,
         par=par,
-        stats=_f32(stats, dev),
-        luts=_f32(luts, dev),
-        mat=_f32(geo.matrix, dev) if geo is not None else par,
-        win=_f32(geo.window, dev) if geo is not None else par,
-        fill=_f32(geo.fill, dev) if geo is not None and geo.fill is not None else par,
-        taps=_f32(stage.taps, dev) if blur else par,
+        stats=_work(stats, dev, fdt),
+        luts=_work(luts, dev, fdt),
+        mat=_work(geo.matrix, dev, fdt) if geo is not None else par,
+        win=_work(geo.window, dev, fdt) if geo is not None else par,
+        fill=_work(geo.fill, dev, fdt) if geo is not None and geo.fill is not None else par,
+        taps=_work(stage.taps, dev, fdt) if blur else par,
         keys=stage.keys.to(device=dev, dtype=torch.int64).contiguous() if noise else prog,
-        kern=_f32(stage.kernel, dev) if conv else par,
-        disp=_f32(geo.displacement, dev) if geo is not None and geo.displacement is not None else par,
+        kern=_work(stage.kernel, dev, fdt) if conv else par,
+        disp=_work(geo.displacement, dev, fdt) if geo is not None and geo.displacement is not None else par,
         H=h,
         W=w,
         Ho=ho,
@@ -1167,7 +1175,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         KRAD=(int(stage.kernel.shape[-1]) - 1) // 2 if conv else 0,
         HASD=bool(geo is not None and geo.displacement is not None),
         IN_SCALE=float(stage.in_scale),
-        WORK=tl.float64 if src.dtype == torch.float64 else tl.float32,
+        WORK=tl.float64 if fdt == torch.float64 else tl.float32,
         BH=bh,
         BW=bw,
     )
@@ -1195,6 +1203,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
     norm = ep is not None and ep.mean is not None
     n_rects = 0 if ep is None or ep.rects is None else int(ep.rects.shape[1])
     dummy_i = common["prog"]
+    fdt = common["par"].dtype
     args = dict(
         src=src,
         out=out,
@@ -1205,10 +1214,10 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         mat=common["mat"],
         win=common["win"],
         fill=common["fill"],
-        mean=_f32(ep.mean, dev) if norm else common["par"],
-        std=_f32(ep.std, dev) if norm else common["par"],
+        mean=_work(ep.mean, dev, fdt) if norm else common["par"],
+        std=_work(ep.std, dev, fdt) if norm else common["par"],
         rects=ep.rects.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
-        rvals=_f32(ep.rect_values, dev) if n_rects else common["par"],
+        rvals=_work(ep.rect_values, dev, fdt) if n_rects else common["par"],
         rphase=ep.rect_phase.to(device=dev, dtype=torch.int32).contiguous() if n_rects else dummy_i,
         taps=common["taps"],
         keys=common["keys"],
