@@ -265,3 +265,27 @@ def test_export_is_a_fixed_policy_with_the_learned_distribution(tmp_path):
     assert share == pytest.approx(float(p[1]), abs=0.02)
     assert {n for n in policy.reachable} == set(names)
     assert all(BY_NAME[n].magnitude for n in names[1:])
+
+
+def test_history_plot_and_the_example(tmp_path):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    from pathlib import Path
+
+    from fastaug.learn.plot import plot_history
+
+    model, aug, x, y, xv, yv = _tiny_problem()
+    trainer = MetaTrainer(model, aug, torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD(aug.parameters(), lr=0.1))
+    for s in range(3):
+        trainer.step(x, y, xv, yv, indices=torch.arange(6), epoch=s)
+    assert [h["step"] for h in trainer.history] == [1, 2, 3]
+    png = plot_history(trainer.history, tmp_path / "h.png")
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="history"):
+        plot_history([], tmp_path / "x.png")
+    spec = importlib.util.spec_from_file_location("learn_policy", Path(__file__).parents[1] / "examples" / "learn_policy.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--epochs", "1", "--train-set-size", "64", "--out", str(tmp_path / "out")])
+    policy = MarkovPolicy.from_json(tmp_path / "out" / "policy.json")
+    assert policy.length == (2, 2) and (tmp_path / "out" / "history.png").exists()

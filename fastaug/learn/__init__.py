@@ -2,5 +2,6 @@
 
 from fastaug.learn.augment import DIFFERENTIABLE, DifferentiableAugment, op_names
 from fastaug.learn.meta import MetaTrainer
+from fastaug.learn.plot import plot_history
 
-__all__ = ["DIFFERENTIABLE", "DifferentiableAugment", "MetaTrainer", "op_names"]
+__all__ = ["DIFFERENTIABLE", "DifferentiableAugment", "MetaTrainer", "op_names", "plot_history"]

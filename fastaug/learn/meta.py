@@ -17,11 +17,15 @@ Batch-norm statistics move once per step (the training forward); the unrolled fo
 
 The regulariser. With a one-step unroll the outer gradient only sees how one augmented step changes the validation
 loss now; a stronger augmentation almost always makes that step less aligned with the clean validation gradient, so
-the magnitudes drift to 0 even where augmentation helps over a whole training run (measured: a rotation magnitude
-falls from 0.5 to 0 within a few hundred steps on digits with an unrotated validation set). ``magnitude_reg`` adds
-``magnitude_reg * mean_k (m_k - magnitude_target)^2`` to the outer loss: a pull of strength
-``2 magnitude_reg (m - target) / K`` towards ``magnitude_target``, which the validation gradient must beat to move a
-magnitude away from it: it settles where the two balance instead of at 0.
+a magnitude drifts to 0, and at 0 the op is a no-op whose probability no longer learns anything (measured on a task
+where rotation hurts, oriented bars with an unrotated validation set, 3 seeds x 300 steps: the rotation magnitude
+reaches exactly 0 in every seed without the regulariser; with the default 0.01 its minimum is 0.14-0.21 and the
+rotation's probability falls from 0.5 to 0.22-0.45 instead). ``magnitude_reg`` adds
+``magnitude_reg * mean_k (m_k - target_k)^2`` to the outer loss, the target being ``magnitude_target`` or, by default,
+each op's magnitude when the trainer was made (a prior at the start, so an op nobody draws stays where it began): a
+pull of strength ``2 magnitude_reg (m - target) / K``, which the validation gradient must beat to move a magnitude:
+it settles where the two balance instead of at 0, and an op that hurts loses probability.
+``tests/test_learn.py`` has the bars task with and without it.
 """
 
 from __future__ import annotations
@@ -58,13 +62,14 @@ class MetaTrainer:
     ``loss``: per-sample loss ``(outputs, targets) -> [B]`` (default cross entropy); ``unroll``: inner steps;
     ``meta_every``: a meta step every that many calls (0: never, plain training on augmented batches);
     ``inner_lr``: the inner step's learning rate (None: ``optimizer``'s current first-group lr);
-    ``magnitude_reg`` / ``magnitude_target``: the regulariser; ``history_every``: record the augmentation's
-    probabilities and magnitudes every that many meta steps (:attr:`history`, for :func:`fastaug.learn.plot_history`).
+    ``magnitude_reg`` / ``magnitude_target``: the regulariser (target None: the initial magnitudes);
+    ``history_every``: record the augmentation's probabilities and magnitudes every that many meta steps
+    (:attr:`history`, for :func:`fastaug.learn.plot_history`).
     """
 
     def __init__(self, model: torch.nn.Module, augment: DifferentiableAugment, optimizer: torch.optim.Optimizer,
                  aug_optimizer: torch.optim.Optimizer, *, loss: Loss | None = None, unroll: int = 1, meta_every: int = 1,
-                 inner_lr: float | None = None, magnitude_reg: float = 0.01, magnitude_target: float = 0.5,
+                 inner_lr: float | None = None, magnitude_reg: float = 0.01, magnitude_target: float | None = None,
                  history_every: int = 1, backend: str | None = None):  # fmt: skip
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -82,7 +87,9 @@ class MetaTrainer:
         self.unroll, self.meta_every, self.history_every = unroll, meta_every, history_every
         self.inner_lr = None if inner_lr is None else _number(inner_lr, "inner_lr", 0.0, lo_open=True)
         self.magnitude_reg = _number(magnitude_reg, "magnitude_reg", 0.0)
-        self.magnitude_target = _number(magnitude_target, "magnitude_target", 0.0, 1.0)
+        self.magnitude_target = None if magnitude_target is None else _number(magnitude_target, "magnitude_target", 0.0, 1.0)
+        start = augment.magnitudes.detach().clone()
+        self._target = start if magnitude_target is None else torch.full_like(start, self.magnitude_target)
         self.backend = backend
         self.steps = 0
         self.meta_steps = 0
@@ -90,9 +97,9 @@ class MetaTrainer:
 
     # -- pieces -------------------------------------------------------------------------------------
     def regulariser(self) -> torch.Tensor:
-        """``magnitude_reg * mean_k (m_k - magnitude_target)^2``."""
+        """``magnitude_reg * mean_k (m_k - target_k)^2`` (target: ``magnitude_target``, or each op's initial magnitude)."""
         m = self.augment.magnitudes
-        return self.magnitude_reg * torch.mean((m - self.magnitude_target) ** 2)
+        return self.magnitude_reg * torch.mean((m - self._target.to(m.device)) ** 2)
 
     def _lr(self) -> float:
         return self.inner_lr if self.inner_lr is not None else float(self.optimizer.param_groups[0]["lr"])
