@@ -14,6 +14,7 @@ from fastaug.robust import boundaries as B
 from fastaug.robust import errors as E
 from fastaug.robust import labels as L
 from fastaug.robust import predict as P
+from fastaug.robust import synthesize as S
 from fastaug.robust.ops import BY_NAME, check_ops
 
 
@@ -46,7 +47,8 @@ class Analyzer:
     where ``e >= failure`` (1, and ``fails`` False, when it never does). Realism ``r`` samples intensities uniformly
     from ``[0, fail + r (start - fail)]``, clipped to [0, 1]: ``r = 1`` keeps to ``[0, start]``, ``r = 0`` goes to
     the edge of failure, ``r < 0`` beyond it (``r = -1``: as far past ``fail`` as ``start`` is before it); an op that
-    never fails samples its whole range. ``set_realism(op, r)`` overrides ``r`` for one op; ``set_weight(op, w)``
+    never fails has ``fail = 1`` (one the model is invariant to samples its whole range). ``set_realism(op, r)``
+    overrides ``r`` for one op; ``set_weight(op, w)``
     makes an op ``w`` times as likely to be drawn in synthesis (0: never).
 
     ``seed`` keys every draw (positions of crops, noise, the synthesis's choices) by (seed, epoch, dataset index);
@@ -152,6 +154,58 @@ class Analyzer:
         """Per op the intensity range synthesis samples at ``realism`` (per-op overrides win)."""
         r = self.realism if realism is None else _real(realism, "realism")
         return {op: B.sampling_range(b, self._realism.get(op, r)) for op, b in self.boundaries().items()}
+
+    # -- synthesis ----------------------------------------------------------------------------------
+    def synthesize(self, images=None, labels=None, realism: float | None = None, count: int | None = None, min_ops: int = 3,
+                   max_ops: int = 8, min_predicted_diff_error: float = 0.0, max_predicted_diff_error: float = 1.0,
+                   out="robust-synth", preview_html=None, max_retries: int = 10) -> S.SynthResult:  # fmt: skip
+        """Write ``count`` synthetic samples (default: one per image) under ``out``: each draws ``min_ops``..``max_ops``
+        of the searched ops (weights from ``set_weight``) at intensities inside their realism ranges (``realism``:
+        default ``self.realism``; overrides from ``set_realism``), one Plan per batch, labels moved with the image;
+        samples whose predicted diff error falls outside ``[min_predicted_diff_error, max_predicted_diff_error]`` are
+        redrawn up to ``max_retries`` times (counted). Atomic writes; a rerun resumes (see
+        :mod:`fastaug.robust.synthesize`). ``images`` / ``labels`` None: the search's. ``preview_html``: also write a
+        self-contained page showing the first samples. Returns the paths and labels."""
+        if images is None:
+            if self.images is None:
+                raise ValueError("images must be given (or run search_boundaries first to use its data)")
+            x, labels, kind = self.images, self.labels, self.kind
+        else:
+            x, labels, kind = self._data(images, labels)
+        ranges = self.ranges(realism)
+        ops = tuple(ranges)
+        count = x.shape[0] if count is None else _int(count, "count", 0)
+        min_ops, max_ops = _int(min_ops, "min_ops", 1), _int(max_ops, "max_ops", 1)
+        if max_ops < min_ops:
+            raise ValueError(f"max_ops ({max_ops}) must be >= min_ops ({min_ops})")
+        lo = _real(min_predicted_diff_error, "min_predicted_diff_error", 0.0, 1.0)
+        hi = _real(max_predicted_diff_error, "max_predicted_diff_error", 0.0, 1.0)
+        if hi < lo:
+            raise ValueError(f"max_predicted_diff_error ({hi}) must be >= min_predicted_diff_error ({lo})")
+        weights = {op: self.weight(op) for op in ops}
+        if not any(w > 0 for w in weights.values()):
+            raise ValueError("weights: every op has weight 0")
+        settings = {"count": count, "min_ops": min_ops, "max_ops": max_ops, "window": [lo, hi], "max_retries": max_retries,
+                    "seed": self.seed, "ranges": {k: list(v) for k, v in ranges.items()}, "weights": weights, "kind": kind,
+                    "data": B.fingerprint(x, labels)}  # fmt: skip
+        result = S.synthesize(x, labels, kind, self.predict, self.diff_error, ops, ranges, weights, count=count, min_ops=min_ops,
+                              max_ops=max_ops, window=(lo, hi), max_retries=_int(max_retries, "max_retries", 0), out=out,
+                              seed=self.seed, batch_size=self.batch_size, backend=self.backend, progress=self.progress,
+                              settings=settings)  # fmt: skip
+        if preview_html is not None:
+            from fastaug.robust import report as R
+
+            R.synth_preview(result, preview_html)
+        return result
+
+    # -- report -------------------------------------------------------------------------------------
+    def render(self, html_dir, samples: int = 3) -> Path:
+        """An HTML report under ``html_dir`` (``index.html``, PNG plots per op, example images at a few intensities;
+        relative links: it opens from disk without a server). Returns the page's path."""
+        from fastaug.robust import report as R
+
+        self.boundaries()  # raises before anything is written when there is no search yet
+        return R.render(self, html_dir, samples=_int(samples, "samples", 1))
 
     # -- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, images, labels) -> dict:

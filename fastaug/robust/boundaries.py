@@ -14,7 +14,8 @@ unaugmented error):
 Realism ``r`` maps them to a sampling range of intensities ``[0, fail + r (start - fail)]``, clipped to [0, 1]:
 ``r = 1`` keeps to ``[0, start]`` (what the model handles), ``r = 0`` goes to ``fail`` (the edge of failure), ``r < 0``
 beyond it by ``-r`` times the width of the transition (``r = -1``: ``fail + (fail - start)``), ``r > 1`` stays below
-``start``. An op that never fails samples its whole range at any realism.
+``start``. An op that never fails has ``fail = 1``: an op the model is invariant to (``start = 1``) samples its whole
+range at any realism.
 """
 
 from __future__ import annotations
@@ -79,8 +80,6 @@ def boundary(curve: Curve, tolerance: float, failure: float) -> Boundary:
 
 def sampling_range(b: Boundary, realism: float) -> tuple[float, float]:
     """The intensities a realism samples from for one op (see the module docstring)."""
-    if not b.fails:
-        return (0.0, 1.0)
     hi = b.fail + realism * (b.start - b.fail)
     return (0.0, min(1.0, max(0.0, hi)))
 

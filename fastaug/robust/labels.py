@@ -75,7 +75,7 @@ def take(labels, kind: str, idx: torch.Tensor):
 
 
 def augment(images: torch.Tensor, labels, kind: str, ops, intensity: torch.Tensor, indices: torch.Tensor, seed: int,
-            backend: str = "auto", return_record: bool = False):  # fmt: skip
+            backend: str = "auto", return_record: bool = False, epoch: int = 0):  # fmt: skip
     """``images`` with per-sample ``intensity`` [B, len(ops)] (NaN: not applied) and the labels moved with them;
     returns (images, labels) (and the record)."""
     pipe = Compose([RobustAugment(ops, intensity)], seed=seed, backend=backend)
@@ -86,7 +86,7 @@ def augment(images: torch.Tensor, labels, kind: str, ops, intensity: torch.Tenso
         kw["bboxes"] = labels
     elif kind == "keypoints":
         kw["keypoints"] = labels
-    out = pipe(images, indices=indices, return_record=return_record, **kw)
+    out = pipe(images, indices=indices, epoch=epoch, return_record=return_record, **kw)
     res, record = out if return_record else (out, None)
     if not kw:
         moved = labels
