@@ -5,6 +5,7 @@
 ``fastaug bench``  time the reference pipeline side by side with the peers (needs the repository checkout)
 ``fastaug markov`` fit a Markov-chain policy from found policies (``fit``), or print and plot one (``show``)
 ``fastaug search`` search augmentation sub-policies with child trainings (Bayesian or random; resumable)
+``fastaug robust`` a model's robustness boundaries per op, an HTML report, synthetic data (resumable)
 """
 
 from __future__ import annotations
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="all search ops, or AutoAugment's only (default all)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from fastaug.robust import cli as robust_cli
+
+    robust_cli.add_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         bench(rest)
@@ -235,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         markov(args)
     elif args.command == "search":
         search(args)
+    elif args.command == "robust":
+        robust_cli.run(args)
 
 
 if __name__ == "__main__":

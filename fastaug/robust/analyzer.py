@@ -108,6 +108,8 @@ class Analyzer:
         settings = {"step": step, "seed": self.seed, "differs_threshold": self.differs_threshold, "kind": kind,
                     "data": B.fingerprint(x, labels)}  # fmt: skip
         path = None if cache is None else Path(os.fspath(cache))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         curves = B.load_cache(path, settings) if path is not None else {}
         n, s = x.shape[0], len(ts)
         todo = [op for op in ops if op not in curves]
