@@ -11,7 +11,7 @@ from fastaug import autograd
 from fastaug.compiler import compile_plan
 from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
-from fastaug.ops.catalogue import COLOR_OPS, INTEGER_ARGS
+from fastaug.ops.catalogue import COLOR_OPS, INTEGER_ARGS, decode_dropout_mode
 from fastaug.plan import Op
 from fastaug.targets import filter_boxes_by_holes, keypoints_outside_holes, transform_boxes, transform_keypoints, transform_masks
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
@@ -96,10 +96,9 @@ class Record:
                 if code == int(Op.MULTIPLICATIVE_NOISE):
                     kw["per_channel"] = vals[2] > 0.5
                 if code == int(Op.PIXEL_DROPOUT):  # params[2]: catalogue.dropout_mode(per_channel, channel)
-                    channel = math.floor(vals[2] / 2) - 1
+                    kw["per_channel"], channel = decode_dropout_mode(vals[2])
                     if channel > 0:
                         continue  # one value per channel: listed once, with the slot of channel 0
-                    kw["per_channel"] = vals[2] % 2 > 0.5
                     if channel == 0:
                         kw["drop_value"] = _plain(call.kwargs["drop_value"], i)
                 if code == int(Op.SUPERPIXELS):

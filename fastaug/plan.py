@@ -19,7 +19,13 @@ not one per statistics slot.
 
 Semantics (the contract every backend meets; the reference defines it in plain torch)
 ---------------------------------------------------------------------------------------
-Working values are float32 (float64 when the input is float64, as torchvision computes). A value lives
+Working values are float32, or float64 in a stage whose input is float64 (as torchvision computes). That is
+only the first stage of a Plan on a float64 image: ``engine.run_stage`` hands every later stage float32 working
+values, so later stages compute in float32 (the output dtype stays float64). The Plan's own tensors (params,
+matrix, window, fill, taps, kernel, displacement, mean / std, rect values) are float64 for a float64 image and
+are read in the stage's working dtype; the statistics tables (``stats``: CONTRAST's gray mean, AUTOCONTRAST's
+minima / maxima; ``luts``: EQUALIZE) are float32 on every backend (``engine.stage_tables``), widened when read
+(the gray sum itself is accumulated in float64). A value lives
 in one of two *domains*: the uint8 domain (values are integers in [0, 255], bound 255, each op
 truncates its result like torchvision's uint8 kernels) or the float domain (values in [0, 1], bound 1).
 An op's domain is ``params[..., 3]`` (1.0 = uint8). For POSTERIZE, SOLARIZE, AUTOCONTRAST and

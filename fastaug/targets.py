@@ -19,6 +19,7 @@ from fastaug import engine
 from fastaug.compiler import compile_plan
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ColorCall, GeometricCall, RectCall
+from fastaug.ops.catalogue import decode_dropout_mode
 
 
 def transform_masks(masks: torch.Tensor, calls: list[Call], backend: str) -> torch.Tensor:
@@ -40,7 +41,7 @@ def transform_masks(masks: torch.Tensor, calls: list[Call], backend: str) -> tor
             mask_calls.append(dataclasses.replace(call, values=vals))
         elif isinstance(call, ColorCall) and call.mask_value is not None:  # PIXEL_DROPOUT: the same keys, the same pixels
             value = torch.full_like(call.params[:, 1:2], float(call.mask_value))
-            every = torch.remainder(call.params[:, 2:3], 2.0)  # every mask channel (a slot of one image channel: all of them)
+            every = decode_dropout_mode(call.params[:, 2:3])[0].to(call.params.dtype)  # per_channel kept, every mask channel
             mask_calls.append(dataclasses.replace(call, params=torch.cat([call.params[:, :1], value, every], 1)))
     values = m.to(torch.float32)
     plan = compile_plan(mask_calls, tuple(values.shape), torch.float32, m.device)
@@ -135,27 +136,38 @@ def _cat_by_sample(items: list[torch.Tensor], device) -> tuple[torch.Tensor, tor
     return cat, sample
 
 
-def _visible_counts(call: RectCall, out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prefix sums of the pixels no painted hole of ``call`` covers: along x [B,H,W+1], along y [B,H+1,W] and the
-    summed-area table [B,H+1,W+1] (int32, zero first row / column)."""
+def _visible_table(call: RectCall, out_size: tuple[int, int]) -> torch.Tensor:
+    """The summed-area table [B,H+1,W+1] (int32, zero first row and column) of the pixels no painted hole of ``call``
+    covers: ``table[b, y, x]`` = visible pixels in rows < y and columns < x. One [B,H,W] float32 temporary (the hole
+    count per pixel, freed before the sums) besides the table: about 8 bytes per pixel at the peak, 4 after."""
     h, w = out_size
     rects, on = call.rects.to(torch.int64), call.painted()
     ys, xs = torch.arange(h, device=rects.device), torch.arange(w, device=rects.device)
     rows = (ys >= rects[..., 1:2]) & (ys < rects[..., 3:4]) & on[..., None]  # [B,R,H]
     cols = (xs >= rects[..., 0:1]) & (xs < rects[..., 2:3])  # [B,R,W]
-    visible = (torch.bmm(rows.transpose(1, 2).to(torch.float32), cols.to(torch.float32)) == 0).to(torch.int32)  # [B,H,W]
-    pad = torch.nn.functional.pad
-    along_x = pad(visible.cumsum(2, dtype=torch.int32), (1, 0))
-    along_y = pad(visible.cumsum(1, dtype=torch.int32), (0, 0, 1, 0))
-    return along_x, along_y, pad(along_x.cumsum(1, dtype=torch.int32), (0, 0, 1, 0))
+    covered = torch.bmm(rows.transpose(1, 2).to(torch.float32), cols.to(torch.float32))  # [B,H,W] holes over each pixel
+    del rows, cols
+    table = torch.zeros(covered.shape[0], h + 1, w + 1, dtype=torch.int32, device=covered.device)
+    table[:, 1:, 1:] = covered.eq_(0)  # 1.0 where visible (in place), copied into the table as int32
+    del covered
+    return table.cumsum_(2).cumsum_(1)  # in place: the zero first row and column stay zero
 
 
-def _visible_span(prefix: torch.Tensor, sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
-    """First and last line (row of ``prefix`` [B,L,M+1] along x, or the transposed case) in [lo, hi) with a visible
-    pixel in columns [a, b), per box ([N] each; first = L and last = -1 when none)."""
-    n_lines = prefix.shape[1]
-    lines, s = torch.arange(n_lines, device=prefix.device), sample.view(-1, 1)
-    count = prefix[s, lines, b.view(-1, 1)] - prefix[s, lines, a.view(-1, 1)]  # [N,L] visible pixels per line
+def _rect_count(table: torch.Tensor, s: torch.Tensor, y0, y1, x0, x1) -> torch.Tensor:
+    """Visible pixels in rows [y0, y1) and columns [x0, x1) of sample ``s`` (broadcast index tensors)."""
+    return table[s, y1, x1] - table[s, y0, x1] - table[s, y1, x0] + table[s, y0, x0]
+
+
+def _visible_span(table: torch.Tensor, sample: torch.Tensor, lo, hi, a, b, along_y: bool):
+    """First and last row (``along_y``: column) in [lo, hi) with a visible pixel in columns (rows) [a, b), per box ([N]
+    each, from the summed-area ``table``; first = the line count and last = -1 when none)."""
+    n_lines = table.shape[2 if along_y else 1] - 1
+    lines, s = torch.arange(n_lines, device=table.device).view(1, -1), sample.view(-1, 1)
+    a, b = a.view(-1, 1), b.view(-1, 1)
+    if along_y:  # [N,L] visible pixels per column x in rows [a, b)
+        count = _rect_count(table, s, a, b, lines, lines + 1)
+    else:  # per row y in columns [a, b)
+        count = _rect_count(table, s, lines, lines + 1, a, b)
     seen = (count > 0) & (lines >= lo.view(-1, 1)) & (lines < hi.view(-1, 1))
     return torch.where(seen, lines, n_lines).amin(1), torch.where(seen, lines, -1).amax(1)
 
@@ -182,16 +194,17 @@ def filter_boxes_by_holes(boxes: list[torch.Tensor], calls: list[Call], out_size
     keep = torch.ones_like(sample, dtype=torch.bool)
     for call in filters:
         min_area, min_visibility = call.hole_filter
-        along_x, along_y, table = _visible_counts(call, out_size)
+        table = _visible_table(call, out_size)
         x0, y0, x1, y1 = (xyxy[:, k].clamp(0, (w, h)[k % 2]).to(torch.int64) for k in range(4))  # truncation (>= 0)
         x1, y1 = torch.maximum(x1, x0), torch.maximum(y1, y0)
         area = ((x1 - x0) * (y1 - y0)).to(torch.float64)
-        visible = (table[sample, y1, x1] - table[sample, y0, x1] - table[sample, y1, x0] + table[sample, y0, x0]).to(torch.float64)
+        visible = _rect_count(table, sample, y0, y1, x0, x1).to(torch.float64)
         ok = (visible > 0) & (visible >= min_area) & (visible / area.clamp(min=1.0) >= min_visibility)
         cut = call.painted().any(1)[sample] & (area > 0)  # the boxes this call judges
         keep &= ~cut | ok
-        first_y, last_y = _visible_span(along_x, sample, y0, y1, x0, x1)
-        first_x, last_x = _visible_span(along_y.transpose(1, 2), sample, x0, x1, y0, y1)
+        first_y, last_y = _visible_span(table, sample, y0, y1, x0, x1, along_y=False)
+        first_x, last_x = _visible_span(table, sample, x0, x1, y0, y1, along_y=True)
+        del table
         cut &= ok
         xyxy = torch.stack([
             torch.where(cut & (first_x > x0), first_x.to(torch.float64), xyxy[:, 0]),

@@ -536,7 +536,13 @@ class PixelDropout(Transform):
     ``mask_drop_value``: None leaves masks untouched; a number is painted into masks (``Compose(..., mask=)``) at the
     pixels the image drops, from the same per-pixel draws: every mask channel follows the image's shared draw, or with
     ``per_channel`` mask channel k follows image channel k's draw (albumentations 2 draws the masks' pixels apart from
-    the image's). An integer mask gets the value rounded."""
+    the image's). An integer mask gets the value rounded.
+
+    Boxes and keypoints (``Compose(..., bboxes=, keypoints=)``) pass unchanged. Difference from albumentations 2.0.8:
+    with ``per_channel=False`` its ``apply_to_bboxes`` filters boxes by the dropped pixels (``mask_dropout_bboxes``: a
+    box is removed when its pixels not dropped are fewer than BboxParams' ``min_area`` or a smaller fraction of the
+    box than its ``min_visibility``; kept boxes are not shrunk; with the default thresholds 0 nothing is removed);
+    fastaug does not filter boxes for PixelDropout."""
 
     def __init__(self, dropout_prob: float = 0.01, per_channel: bool = False, drop_value=0, mask_drop_value=None, p: float = 0.5):
         if isinstance(drop_value, Sequence) and not isinstance(drop_value, str) and len(drop_value) > 0:
@@ -549,11 +555,7 @@ class PixelDropout(Transform):
             isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
         ):
             raise ValueError(f"drop_value must be None, a finite number >= 0 or one such number per channel, got {drop_value!r}")
-        if mask_drop_value is not None and (
-            not isinstance(mask_drop_value, numbers.Real) or isinstance(mask_drop_value, bool) or not math.isfinite(mask_drop_value)
-        ):
-            raise TypeError(f"mask_drop_value must be None or a finite number (one value per channel is not supported yet), "
-                            f"got {mask_drop_value!r}")  # fmt: skip
+        mask_drop_value = _mask_fill(mask_drop_value, "mask_drop_value", " (one value per channel is not supported yet)")
         self.dropout_prob = _probability(dropout_prob, "dropout_prob")
         self.per_channel = F._flag(per_channel, "per_channel")
         self.drop_value = None if values is None else float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)
@@ -882,7 +884,7 @@ class XYMasking(Transform):
             F._length_range(v, name)
         self.num_masks_x, self.num_masks_y = num_masks_x, num_masks_y
         self.mask_x_length, self.mask_y_length = mask_x_length, mask_y_length
-        self.fill, self.fill_mask, self.p = _check_fill(fill), fill_mask, _probability(p)
+        self.fill, self.fill_mask, self.p = _check_fill(fill), _mask_fill(fill_mask, "fill_mask"), _probability(p)
         self.min_area, self.min_visibility = _hole_filter(min_area, min_visibility)
 
     def calls(self, ctx):
@@ -897,12 +899,23 @@ class XYMasking(Transform):
 
 
 def _hole_filter(min_area, min_visibility) -> tuple[float, float]:
-    """A dropout's (min_area, min_visibility) for the boxes its holes hide (albumentations' BboxParams names)."""
+    """A dropout's (min_area, min_visibility) for the boxes its holes hide (albumentations' BboxParams names); bools
+    are rejected for both (True is no threshold)."""
     if not isinstance(min_area, numbers.Real) or isinstance(min_area, bool):
         raise TypeError(f"min_area must be a number of pixels, got {min_area!r}")
     if not (math.isfinite(min_area) and min_area >= 0):
         raise ValueError(f"min_area must be a finite number >= 0, got {min_area!r}")
+    if isinstance(min_visibility, bool):
+        raise TypeError(f"min_visibility must be a fraction in [0, 1], got {min_visibility!r}")
     return float(min_area), _probability(min_visibility, "min_visibility")
+
+
+def _mask_fill(value, name: str, note: str = ""):
+    """A value painted into masks (CoarseDropout's and XYMasking's ``fill_mask``, PixelDropout's ``mask_drop_value``):
+    None (masks untouched) or a finite number, returned as given."""
+    if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value)):
+        raise TypeError(f"{name} must be None or a finite number{note}, got {value!r}")
+    return value
 
 
 def _int_range(value, name: str, lo: int) -> tuple[int, int]:
@@ -999,11 +1012,7 @@ class CoarseDropout(Transform):
             raise TypeError("fill must be a number, one value per channel or 'random_uniform', got None")
         else:
             self.fill = _check_fill(fill)
-        if fill_mask is not None and (
-            not isinstance(fill_mask, numbers.Real) or isinstance(fill_mask, bool) or not math.isfinite(fill_mask)
-        ):
-            raise TypeError(f"fill_mask must be None or a finite number, got {fill_mask!r}")
-        self.fill_mask = fill_mask
+        self.fill_mask = _mask_fill(fill_mask, "fill_mask")
         self.p = _probability(p)
         self.min_area, self.min_visibility = _hole_filter(min_area, min_visibility)
 

@@ -2,14 +2,16 @@
 
 It is the oracle every other backend is tested against and, being plain torch, the ground truth for
 autograd. Everything is batched; per-sample programs are evaluated by computing each op for the whole
-batch and selecting per sample (no host sync). Math runs in float32, or float64 for float64 input.
+batch and selecting per sample (no host sync). Math runs in float32, or float64 in a stage whose input is float64
+(only the first stage of a Plan on float64 input: ``engine.run_stage`` keeps intermediate stage outputs in float32);
+the statistics tables are float32 (``engine.stage_tables``), widened when read.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fastaug.ops.catalogue import LIVE_OPS, ST_OPS
+from fastaug.ops.catalogue import LIVE_OPS, ST_OPS, decode_dropout_mode
 from fastaug.ops.counter import fog_noise, pixel_normal, pixel_uniform
 from fastaug.ops.superpixels import superpixels
 from fastaug.plan import EPS_TO_UINT8, Epilogue, Geometry, Op, Reduction, Stage
@@ -360,12 +362,10 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         h, w = v.shape[-2:]
         key = stage.keys[:, k]
         shared = pixel_uniform(key, 1, h, w, v.dtype)
-        mode = prm[:, 2].detach()
-        half = torch.floor(mode * 0.5)
-        per_channel = (mode - 2.0 * half > 0.5).view(b, 1, 1, 1)
-        u = torch.where(per_channel, pixel_uniform(key, c, h, w, v.dtype), shared)
-        if Op.PIXEL_DROPOUT in present:  # a slot of one drop value per channel drops only channel t = half - 1
-            t = (half - 1.0).view(b, 1, 1, 1)
+        per_channel, t = decode_dropout_mode(prm[:, 2].detach())
+        u = torch.where(per_channel.view(b, 1, 1, 1), pixel_uniform(key, c, h, w, v.dtype), shared)
+        if Op.PIXEL_DROPOUT in present:  # a slot of one drop value per channel drops only channel t (-1: every channel)
+            t = t.view(b, 1, 1, 1)
             mine = (t < 0) | (torch.arange(c, device=v.device, dtype=t.dtype).view(1, c, 1, 1) == t)
             choose(Op.PIXEL_DROPOUT, torch.where((u < a) & mine, bb, v))
         if Op.SALT_AND_PEPPER in present:

@@ -179,3 +179,61 @@ def test_bad_thresholds_raise_naming_them():
         ]:
             with pytest.raises(exc, match=name):
                 cls(**kwargs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_summed_area_table_and_visible_spans_against_brute_force(seed):
+    """The one int32 table the filter keeps: the cumulative sums of the visible pixels (holes painted one by one),
+    and the first / last row and column with a visible pixel inside each box (the per-line counts read off the
+    table), against a direct scan of the visible mask."""
+    from fastaug.ops.calls import RectCall
+
+    g = torch.Generator().manual_seed(seed)
+    b, r, h, w = 5, 4, 17 + seed, 23 - seed
+    x0, y0 = torch.randint(0, w, (b, r), generator=g), torch.randint(0, h, (b, r), generator=g)
+    x1 = torch.minimum(x0 + torch.randint(0, w, (b, r), generator=g), torch.tensor(w))
+    y1 = torch.minimum(y0 + torch.randint(0, h, (b, r), generator=g), torch.tensor(h))
+    call = RectCall(name="coarse_dropout", rects=torch.stack([x0, y0, x1, y1], -1).to(torch.int32),
+                    active=torch.rand(b, r, generator=g) < 0.8, applied=torch.tensor([True, True, False, True, True]))  # fmt: skip
+    visible = torch.ones(b, h, w, dtype=torch.bool)
+    for i in range(b):
+        for j in range(r):
+            if call.painted()[i, j]:
+                visible[i, y0[i, j] : y1[i, j], x0[i, j] : x1[i, j]] = False
+    table = targets._visible_table(call, (h, w))
+    assert table.dtype == torch.int32 and table.shape == (b, h + 1, w + 1)
+    want = torch.nn.functional.pad(visible.to(torch.int64).cumsum(2).cumsum(1), (1, 0, 1, 0))
+    assert torch.equal(table.to(torch.int64), want)
+    n = 40
+    sample = torch.randint(0, b, (n,), generator=g)
+    bx0, by0 = torch.randint(0, w, (n,), generator=g), torch.randint(0, h, (n,), generator=g)
+    bx1 = torch.minimum(bx0 + torch.randint(0, w, (n,), generator=g), torch.tensor(w))
+    by1 = torch.minimum(by0 + torch.randint(0, h, (n,), generator=g), torch.tensor(h))
+    first_y, last_y = targets._visible_span(table, sample, by0, by1, bx0, bx1, along_y=False)
+    first_x, last_x = targets._visible_span(table, sample, bx0, bx1, by0, by1, along_y=True)
+    for k in range(n):
+        seen = visible[sample[k], by0[k] : by1[k], bx0[k] : bx1[k]]
+        rows, cols = seen.any(1).nonzero()[:, 0] + by0[k], seen.any(0).nonzero()[:, 0] + bx0[k]
+        assert (int(first_y[k]), int(last_y[k])) == ((int(rows[0]), int(rows[-1])) if len(rows) else (h, -1)), k
+        assert (int(first_x[k]), int(last_x[k])) == ((int(cols[0]), int(cols[-1])) if len(cols) else (w, -1)), k
+
+
+def test_bool_thresholds_and_bad_mask_fills_raise_naming_them():
+    """A bool is no threshold (min_visibility=True is not 1.0, as min_area=True is not 1 pixel); XYMasking's fill_mask
+    is checked as CoarseDropout's (and PixelDropout's mask_drop_value) are: None or a finite number."""
+    for cls in (fastaug.CoarseDropout, fastaug.XYMasking):
+        for kwargs, exc, name in [
+            ({"min_visibility": True}, TypeError, "min_visibility"),
+            ({"min_visibility": False}, TypeError, "min_visibility"),
+            ({"min_area": False}, TypeError, "min_area"),
+            ({"fill_mask": (1, 2)}, TypeError, "fill_mask"),
+            ({"fill_mask": "x"}, TypeError, "fill_mask"),
+            ({"fill_mask": True}, TypeError, "fill_mask"),
+            ({"fill_mask": float("nan")}, TypeError, "fill_mask"),
+            ({"fill_mask": float("inf")}, TypeError, "fill_mask"),
+        ]:
+            with pytest.raises(exc, match=name):
+                cls(**kwargs)
+        assert cls(fill_mask=3, min_visibility=1, min_area=2).fill_mask == 3  # ints are numbers
+    with pytest.raises(TypeError, match="mask_drop_value"):
+        fastaug.PixelDropout(mask_drop_value=float("inf"))

@@ -288,34 +288,51 @@ def test_pixel_dropout_values_match_albumentations():
         want = torch.from_numpy(np.ascontiguousarray(t(image=x[0].permute(1, 2, 0).numpy())["image"])).permute(2, 0, 1)
         got = fastaug.Compose([fastaug.PixelDropout(1.0, per_channel=True, drop_value=value, p=1.0)])(x)
         assert torch.equal(got[0], want), value
-    random = A.PixelDropout(dropout_prob=1.0, drop_value=None, p=1.0)
+    # drop_value=None: the ranges albumentations draws from (uint8 integers(0, 255) = 0..254, float uniform [0, 1))
+    random = A.PixelDropout(dropout_prob=1.0, per_channel=True, drop_value=None, p=1.0)
     random.set_random_seed(0)
-    img = np.zeros((4, 4, 3), np.uint8)
-    seen = np.stack([random(image=img)["image"][0, 0] for _ in range(200)])
-    assert seen.max() <= 254  # albumentations' uint8 range: integers(0, 255), as random_drop_values
+    for dtype in (torch.uint8, torch.float32):
+        u8 = dtype == torch.uint8
+        img = np.zeros((4, 4, 3), np.uint8 if u8 else np.float32)
+        seen = np.stack([random(image=img)["image"][0, 0] for _ in range(200)])
+        assert seen.min() >= 0 and (seen.max() <= 254 if u8 else seen.max() < 1)
+        # fastaug's values: the same ranges, one value per channel over all of a sample's pixels, per sample (not per
+        # call: samples differ), a sample's values replayed from (seed, epoch, index) whatever batch it is in
+        aug = fastaug.Compose([fastaug.PixelDropout(1.0, per_channel=True, drop_value=None, p=1.0)], seed=3)
+        x = image(dtype, (64, 3, 5, 4), 11)
+        got = aug(x, indices=torch.arange(64))
+        values = got[:, :, 0, 0].double()
+        assert torch.equal(got, got[:, :, :1, :1].expand_as(got))
+        assert float(values.min()) >= 0 and (float(values.max()) <= 254 if u8 else float(values.max()) < 1)
+        assert float(values.max()) > (200 if u8 else 0.8) and float(values.min()) < (50 if u8 else 0.2)
+        assert len({tuple(v) for v in values.tolist()}) == 64 and (values[:, 0] != values[:, 1]).any()
+        assert torch.equal(aug(x[5:9], indices=torch.arange(5, 9)), got[5:9])  # per-sample replay
+        assert not torch.equal(aug(x[:4], indices=torch.arange(4), epoch=1), got[:4])  # another epoch: other values
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_pixel_dropout_per_channel_values_in_a_pipeline(backend):
-    """After a flip and before a brightness: replay, masks painted at the image's dropped pixels, Record.calls listing
-    the op once with its values (applying the listing one call at a time reproduces each sample)."""
+    """After a flip and before a brightness (a factor 1.5 on every sample, in the same stage): replay, masks painted at
+    the image's dropped pixels, Record.calls listing the op once with its values (applying the listing one call at a
+    time reproduces each sample)."""
     b, h, w = 8, 11, 13
     x = torch.full((b, 3, h, w), 100, dtype=torch.uint8)
     mask = torch.randint(1, 6, (b, 2, h, w), generator=torch.Generator().manual_seed(1))
     flip = fastaug.RandomHorizontalFlip(0.5)
     aug = fastaug.Compose([flip, fastaug.PixelDropout(0.3, True, drop_value=(7, 8, 9), mask_drop_value=20, p=0.7),
-                           fastaug.RandomAutocontrast(p=0.0)], seed=4)  # fmt: skip
+                           fastaug.ColorJitter(brightness=(1.5, 1.5))], seed=4)  # fmt: skip
     out, rec = aug(x, mask=mask, backend=backend, return_record=True)
     img = out["image"]
     assert torch.equal(rec.replay(x, backend=backend), img)
-    for k in range(3):
-        assert set(img[:, k].unique().tolist()) <= {100, 7 + k}
+    for k in range(3):  # uint8 brightness truncates: 100 -> 150, the drop value 7 + k -> floor(1.5 * (7 + k))
+        assert set(img[:, k].unique().tolist()) == {150, (3 * (7 + k)) // 2}
     flipped = fastaug.Compose([flip], seed=4)(x, mask=mask, backend=backend)["mask"]
-    assert torch.equal(out["mask"], torch.where(img[:, :2] != 100, 20, flipped))
+    assert torch.equal(out["mask"], torch.where(img[:, :2] != 150, 20, flipped))
     for i in range(b):
         y = x[i : i + 1]
         listed = rec.calls(i)
         assert [n for n, _ in listed if n == "pixel_dropout"] in ([], ["pixel_dropout"])
+        assert [n for n, _ in listed if n not in ("pixel_dropout", "horizontal_flip")] == ["adjust_brightness"]
         for name, kw in listed:
             if name == "pixel_dropout":
                 assert kw["drop_value"] == [7.0, 8.0, 9.0] and kw["per_channel"] is True
@@ -338,6 +355,19 @@ def test_pixel_dropout_per_channel_value_gradients():
         torch.testing.assert_close(v.grad, (gy * hit).sum((2, 3)), atol=1e-5, rtol=1e-5)
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_mode_decodes_what_it_encodes():
+    """catalogue.decode_dropout_mode undoes dropout_mode on floats and on tensors (the form the Plan carries)."""
+    from fastaug.ops.catalogue import decode_dropout_mode, dropout_mode
+
+    cases = [(pc, ch) for pc in (False, True) for ch in (-1, 0, 1, 2, 7)]
+    for pc, ch in cases:
+        got_pc, got_ch = decode_dropout_mode(dropout_mode(pc, ch))
+        assert got_pc is pc and got_ch == ch
+    modes = torch.tensor([dropout_mode(pc, ch) for pc, ch in cases], dtype=torch.float64)
+    got_pc, got_ch = decode_dropout_mode(modes)
+    assert got_pc.tolist() == [pc for pc, _ in cases] and got_ch.tolist() == [ch for _, ch in cases]
 
 
 @pytest.mark.parametrize("call,exc,name", [

@@ -183,6 +183,14 @@ def dropout_mode(per_channel: bool, channel: int = -1) -> float:
     return float(bool(per_channel)) + 2.0 * (channel + 1)
 
 
+def decode_dropout_mode(mode):
+    """:func:`dropout_mode` undone, on a float or a float tensor (elementwise): ``(per_channel, channel)`` =
+    ``(mode mod 2 > 0.5, floor(mode / 2) - 1)``, a bool (tensor) and a float (tensor); channel -1: every channel.
+    The kernels decode it inline (the same formula)."""
+    half = mode // 2  # floor, for a float and a tensor alike
+    return mode - 2 * half > 0.5, half - 1
+
+
 def _codes(pred) -> tuple[Op, ...]:
     return tuple(Op(c) for c, s in sorted(PROGRAM_SPECS.items()) if pred(s))
 

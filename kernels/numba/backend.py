@@ -2,7 +2,9 @@
 
 Input dtypes: uint8, float32 and float64 are read in place through their strides; any other dtype
 (float16, bfloat16, ...) is first converted with one ``src.float()`` (the reference reads it as
-float32 too). Working values are float32, or float64 for float64 input (as the reference computes).
+float32 too). Working values are float32, or float64 in a stage whose input is float64 (as the reference computes:
+only the first stage of a Plan on float64 input, ``engine.run_stage`` keeps intermediate stage outputs in float32;
+the statistics tables are float32 on every backend).
 Outputs of dtype uint8 / float32 (float64 for float64 input) are written in place through their
 strides (contiguous, channels-last, any view); other dtypes go through a temporary and one
 ``out.copy_``.

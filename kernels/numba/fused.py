@@ -22,9 +22,10 @@ Each output row is produced in a row buffer ``buf`` ([C, Wo] working values):
 Tensors are passed as 1-D views of their memory plus element strides, so contiguous, channels-last
 and strided tensors share one compiled signature; uint8 and float sources and outputs come in
 separate typed slots (the unused one empty) so that apply and reduce, for every input / output
-dtype, are one compilation per working dtype ``F`` (float32, or float64 for float64 input, as the
-reference computes). Every float constant comes from the ``cst`` table (:func:`constants`) so that
-no arithmetic silently widens to float64, and the reference's float32 operation order is kept
+dtype, are one compilation per working dtype ``F`` (float32, or float64 for a float64 stage input, as the
+reference computes: see ``fastaug/plan.py`` for which stages that is). Every float constant comes from the
+``cst`` table (:func:`constants`) so that no arithmetic silently widens to float64, and the reference's float32
+operation order is kept
 (no FMA contraction, no reassociation): results are bit-exact except where torch itself rounds
 differently (GAMMA: torch's vectorised pow vs libm powf, up to 1 ulp).
 

@@ -19,9 +19,11 @@ statistics slot (last first) runs the backward from the output down to that op a
 (and the tie counts); later passes add ``sum / pixels`` or ``sum / ties`` to every pixel's gradient.
 Kinks follow torch exactly: the reference's clip (``torch.clamp``) passes the gradient where ``0 <= y <= 1``,
 bounds included, and HUE's max / min chains split ties evenly, as ``torch.minimum`` / ``maximum`` do.
-Everything runs and accumulates in float32 (float16 / bfloat16 inputs are read as float32), or in float64 for float64
-input (float64 Plan tensors and gradient buffers, as the reference); C > 4, quantized geometry and SHARPNESS in a
-stage with geometry are declined (torch autograd fallback).
+Everything runs and accumulates in float32 (float16 / bfloat16 inputs are read as float32), or in float64 in a stage
+whose input is float64 (Plan tensors read in float64, float64 maths and gradient buffers, as the reference): only the
+first stage of a Plan on float64 input, since ``engine.run_stage`` keeps intermediate stage outputs in float32 (a later
+stage's backward runs in float32); the statistics tables it reads are float32 on every backend (``engine.stage_tables``).
+C > 4, quantized geometry and SHARPNESS in a stage with geometry are declined (torch autograd fallback).
 """
 
 from __future__ import annotations
@@ -238,21 +240,21 @@ def _random_back(g, v, code, key, c, ys, xs, a, bb, cc, q, mx, WORK: tl.constexp
     else:
         own, target = _fz._dropout_mode(cc)
         own = own & (code != SALT_AND_PEPPER)
-        u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, c, own, -1, ys, xs, 0.0, 1.0, False, 1.0, WORK)
-        hit = u < a
-        if code == PIXEL_DROPOUT:
-            hit = hit & ((target < 0) | (target == c))
-            gi = tl.where(hit, 0.0, g)
-            db = tl.where(hit, g, 0.0)
-        elif code == SALT_AND_PEPPER:
-            gi = tl.where(hit, 0.0, g)
-        else:  # MULTIPLICATIVE_NOISE
-            m = a + (bb - a) * u
-            y = v * m
-            gz = _band(tl.where(q, -1.0, y * (1.0 / bound)), g)
-            gi = gz * m
-            da = gz * v * (1.0 - u)
-            db = gz * v * u
+        if (code != PIXEL_DROPOUT) | (target < 0) | (target == c):  # a one-channel slot: an identity elsewhere, no hash
+            u = _fz._uniform_op(zero + 1.0, MULTIPLICATIVE_NOISE, key, c, own, -1, ys, xs, 0.0, 1.0, False, 1.0, WORK)
+            hit = u < a
+            if code == PIXEL_DROPOUT:
+                gi = tl.where(hit, 0.0, g)
+                db = tl.where(hit, g, zero)
+            elif code == SALT_AND_PEPPER:
+                gi = tl.where(hit, 0.0, g)
+            else:  # MULTIPLICATIVE_NOISE
+                m = a + (bb - a) * u
+                y = v * m
+                gz = _band(tl.where(q, -1.0, y * (1.0 / bound)), g)
+                gi = gz * m
+                da = gz * v * (1.0 - u)
+                db = gz * v * u
     return gi, da, db
 
 
@@ -862,7 +864,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     geo = stage.geometry
     ho, wo = (tuple(stage.out_size or (h, w)) if geo is not None else (h, w))
     k = stage.program.shape[1]
-    work = _fused_any.plan_dtype(src)  # float64 Plan tensors, maths and gradient buffers for float64 input
+    work = _fused_any.plan_dtype(src)  # a float64 stage input: Plan tensors, maths and gradient buffers in float64
     fw = dict(device=dev, dtype=work)
     prog = stage.program.to(device=dev, dtype=torch.int32)
     eff = torch.zeros_like(prog)
@@ -1022,7 +1024,7 @@ def representative_launches() -> dict:
     geo = aot._geometry(b, c, True, False, True)
     geo.quantize = False
     add("bwd_f64_affine_jitter", x.double(), aot._stage(b, [(0, 1, 2), (0, 3, 4)], 2, geometry=geo, out_size=(hw, hw)),
-        aot._epilogue(b, c, torch.float64, True, 1))  # float64: float64 maths, Plan tensors and gradient buffers
+        aot._epilogue(b, c, torch.float64, True, 1))  # float64 input: float64 maths, Plan tensors and gradient buffers
     noisy = aot._stage(b, [(0, 1, 2), (0, int(Op.GAUSSIAN_NOISE), int(Op.PIXEL_DROPOUT), int(Op.FOG))], 2)
     noisy.keys = torch.zeros(b, 2, dtype=torch.int64)
     add("bwd_jitter_noise_fog", x, noisy, aot._epilogue(b, c, torch.float32, True, 0))

@@ -10,8 +10,11 @@ channel loop), in/out scales, normalize, rects and the output cast. Reductions c
 minima/maxima and 256-bin histograms with atomics. The host side never synchronises with the device,
 so ``apply``/``reduce`` can be captured in a CUDA graph.
 
-Numerics follow ``kernels/reference.py``: float32 math (float64 for float64 input, every Plan tensor read in
-float64: ``plan_dtype``), IEEE divisions, no FMA contraction (launched with ``enable_fp_fusion=False``),
+Numerics follow ``kernels/reference.py``: float32 math, or float64 math in a stage whose input is float64 (every
+Plan tensor then read in float64: ``plan_dtype``). Only the first stage of a Plan on float64 input is such a stage
+(``engine.run_stage`` keeps intermediate stage outputs in float32), and the statistics tables are float32 on every
+backend (``engine.stage_tables``; read here widened): see ``fastaug/plan.py``. IEEE divisions, no FMA contraction
+(launched with ``enable_fp_fusion=False``),
 ``rint`` = round half to even. One
 deliberate difference: normalize multiplies by ``1/std`` (within the 1e-4 tolerance) instead of
 dividing per element. SHARPNESS, defined for stages without geometry only, is an identity in a stage
@@ -784,13 +787,18 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                 key = tl.load(keys_b + k).to(tl.uint32)
                 own, target = _dropout_mode(tl.load(par_b + k * 4 + 2))
                 own = own & (code != SALT_AND_PEPPER)
-                v0 = _uniform_op(v0, code, key, C0, own, target, ys, xs, a, bb, q, bound, WORK)
+                # a slot of one drop value per channel (target >= 0) hashes and changes its channel only, as numba
+                if (target < 0) | (target == C0):
+                    v0 = _uniform_op(v0, code, key, C0, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 1:
-                    v1 = _uniform_op(v1, code, key, C0 + 1, own, target, ys, xs, a, bb, q, bound, WORK)
+                    if (target < 0) | (target == C0 + 1):
+                        v1 = _uniform_op(v1, code, key, C0 + 1, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 2:
-                    v2 = _uniform_op(v2, code, key, C0 + 2, own, target, ys, xs, a, bb, q, bound, WORK)
+                    if (target < 0) | (target == C0 + 2):
+                        v2 = _uniform_op(v2, code, key, C0 + 2, own, target, ys, xs, a, bb, q, bound, WORK)
                 if NCH > 3:
-                    v3 = _uniform_op(v3, code, key, C0 + 3, own, target, ys, xs, a, bb, q, bound, WORK)
+                    if (target < 0) | (target == C0 + 3):
+                        v3 = _uniform_op(v3, code, key, C0 + 3, own, target, ys, xs, a, bb, q, bound, WORK)
         if (CODES >> FOG) & 1:
             if code == FOG:
                 key = tl.load(keys_b + k).to(tl.uint32)
@@ -1106,8 +1114,9 @@ def _tile_pixels(stage: Stage, stop: int) -> int:
 
 
 def plan_dtype(src: torch.Tensor) -> torch.dtype:
-    """The dtype of the Plan tensors a kernel reads for input ``src``: float64 for float64 input (float64 maths, as
-    the reference), else float32."""
+    """The dtype of the Plan tensors a kernel reads for stage input ``src``, and of its maths: float64 for float64
+    input (as the reference), else float32 (a later stage's input is float32: ``engine.run_stage``). The statistics
+    tables come in float32 whatever this is (``engine.stage_tables``) and are converted to it."""
     return torch.float64 if src.dtype == torch.float64 else torch.float32
 
 
