@@ -138,7 +138,8 @@ def main(argv=None) -> None:
             cells.append(f"{statistics.mean(vals):.3f} +- {sd:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
-        doc = {"settings": vars(args), "ops": list(OPS), "summary": summary, "runs": runs}
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "report")}
+        doc = {"settings": settings, "ops": list(OPS), "summary": summary, "runs": runs}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")
 
