@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastaug import autograd
+from fastaug import autograd, tv_types
 from fastaug.compiler import compile_plan
 from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
@@ -25,6 +25,14 @@ def _plain(value, i: int, integer: bool = False):
     if isinstance(value, torch.dtype):
         return value
     return value
+
+
+def _per_sample(values, b: int, name: str) -> list[torch.Tensor]:
+    if isinstance(values, torch.Tensor) and values.dim() >= 1 and values.shape[0] == b and b > 0 and values.dim() >= 2:
+        return list(values)
+    if not isinstance(values, (list, tuple)) or len(values) != b:
+        raise ValueError(f"{name} must hold one entry per sample (B={b})")
+    return [torch.as_tensor(v) for v in values]
 
 
 def _is_applied(call: Call, i: int) -> bool:
@@ -180,8 +188,8 @@ class Compose(torch.nn.Module):
 
     def forward(
         self,
-        image: torch.Tensor,
-        *,
+        *inputs,
+        image: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         bboxes=None,
         labels=None,
@@ -191,36 +199,121 @@ class Compose(torch.nn.Module):
         return_record: bool = False,
         backend: str | None = None,
     ):
-        x, unbatched = as_batch(image, "image")
-        b = x.shape[0]
-        idx = check_indices(indices, b, x.device)
-        epoch = check_epoch(epoch)
-        calls = self.draw(x, idx, epoch)
+        """``aug(x)``: the augmented batch (targets as keywords: a dict); ``aug(image=x, ...)``: always a dict
+        (albumentations style); ``aug(image, target)`` or any nested tuple / list / dict: the same structure
+        back (torchvision v2 style, see :mod:`fastaug.tv_types`). tv_tensors come back with their types."""
         backend = backend or self.backend
+        if image is not None:
+            if inputs:
+                raise TypeError("pass the image either positionally or as image=, not both")
+            return self._augment(image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend, as_dict=True)
+        if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
+            return self._augment(inputs[0], mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
+        if not inputs:
+            raise TypeError("Compose needs an image: aug(images), aug(image=images, ...) or aug(image, target)")
+        if any(t is not None for t in (mask, bboxes, labels, keypoints)):
+            raise TypeError("targets as keywords (mask=, bboxes=, ...) need the image as aug(images) or aug(image=images)")
+        tree = inputs[0] if len(inputs) == 1 else inputs
+        records = []
+
+        def run(img, calls=None):
+            out, calls, plan, record = self._run(img, indices, epoch, backend, calls)
+            records.append(record)
+            return (out, calls, plan) if len(records) == 1 else out
+
+        result = tv_types.apply_structure(tree, run, backend)
+        return (result, records[0]) if return_record else result
+
+    def _run(self, image: torch.Tensor, indices, epoch, backend: str, calls: list[Call] | None = None):
+        """The image (plain, tv Image or Video) through one Plan -> (output of the same type, calls, plan, record);
+        ``calls``: drawn already (a second image of the same call)."""
+        kind = tv_types.tv_kind(image)
+        lead = None
+        if kind == "Video":
+            x, idx, lead = tv_types.video_batch(image, indices)
+            x, unbatched = as_batch(x, "image")
+            idx = check_indices(idx, x.shape[0], x.device)
+        else:
+            x, unbatched = as_batch(tv_types.plain(image), "image")
+            idx = check_indices(indices, x.shape[0], x.device)
+        epoch = check_epoch(epoch)
+        if calls is None:
+            calls = self.draw(x, idx, epoch)
         plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
         out = autograd.execute(plan, x, backend, self.straight_through)  # differentiable when anything requires grad
         record = Record(calls, self.seed, epoch, idx, tuple(x.shape), dtype=x.dtype, straight_through=self.straight_through)
+        if lead is not None:
+            out = out.reshape(*lead, *out.shape[1:])
+        elif unbatched:
+            out = out[0]
+        return tv_types.wrap_like(out, image), calls, plan, record
+
+    def _augment(self, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend, as_dict=False):
+        out, calls, plan, record = self._run(image, indices, epoch, backend)
+        video = tv_types.tv_kind(image) == "Video"
+        if video and (bboxes is not None or keypoints is not None):
+            raise ValueError("bboxes= / keypoints= with a Video are not supported: pass the frames as an image batch")
         targets = {}
         if mask is not None:
-            targets["mask"] = transform_masks(mask, calls, backend)
+            targets["mask"] = self._masks(mask, image, calls, backend, video)
         if bboxes is not None:
-            boxes, box_labels = transform_boxes(bboxes, labels, plan.notes["matrix64"], plan.out_size,
-                                                displacement=plan.notes["displacement"])  # fmt: skip
-            boxes, keep = filter_boxes_by_holes(boxes, calls, plan.out_size)  # CoarseDropout / XYMasking holes
-            targets["bboxes"] = [bx[k] for bx, k in zip(boxes, keep, strict=True)]
-            targets["labels"] = None if box_labels is None else [lb[k.to(lb.device)] for lb, k in zip(box_labels, keep, strict=True)]
+            typed = tv_types.tv_kind(bboxes) == "BoundingBoxes" or (
+                isinstance(bboxes, (list, tuple)) and bboxes and tv_types.tv_kind(bboxes[0]) == "BoundingBoxes"
+            )
+            if typed:
+                boxes, keep = tv_types.map_box_list(bboxes, plan, drop=True)
+            else:
+                boxes, keep = transform_boxes(bboxes, None, plan.notes["matrix64"], plan.out_size, min_size=-1.0,
+                                              displacement=plan.notes["displacement"])  # fmt: skip
+                keep = [((bx[:, 2:] - bx[:, :2]) > 1e-3).all(1).to(bx.device) for bx in boxes]
+                boxes = [bx[k] for bx, k in zip(boxes, keep, strict=True)]
+            single = isinstance(boxes, torch.Tensor)
+            boxes, keep = ([boxes], [keep]) if single else (boxes, keep)
+            plain_boxes = [tv_types.plain(bx) for bx in boxes]
+            if typed:
+                moved, hole_keep = plain_boxes, [torch.ones(bx.shape[0], dtype=torch.bool, device=bx.device) for bx in boxes]
+            else:
+                moved, hole_keep = filter_boxes_by_holes(plain_boxes, calls, plan.out_size)  # CoarseDropout / XYMasking holes
+            out_boxes = [tv_types.wrap_like(m[k], bx) for m, k, bx in zip(moved, hole_keep, boxes, strict=True)]
+            targets["bboxes"] = out_boxes[0] if single else out_boxes
+            if labels is not None:
+                lab = [labels] if single else _per_sample(labels, len(keep), "labels")
+                for i, (lb, k) in enumerate(zip(lab, keep, strict=True)):
+                    if lb.shape[0] != k.shape[0]:
+                        raise ValueError(f"sample {i}: {k.shape[0]} boxes but {lb.shape[0]} labels")
+                lab = [lb[k.to(lb.device)][h.to(lb.device)] for lb, k, h in zip(lab, keep, hole_keep, strict=True)]
+                targets["labels"] = lab[0] if single else lab
+            else:
+                targets["labels"] = None
         elif labels is not None:
             raise ValueError("labels= needs bboxes=")
         if keypoints is not None:
-            points, visible = transform_keypoints(keypoints, plan.notes["matrix64"], plan.out_size, plan.notes["displacement"])
-            uncovered = keypoints_outside_holes(points, calls)
-            targets["keypoints"], targets["keypoints_visible"] = points, [v & u for v, u in zip(visible, uncovered, strict=True)]
-        if unbatched:
-            out = out[0]
-        if targets:
+            if tv_types.tv_kind(keypoints) == "KeyPoints":
+                targets["keypoints"] = tv_types.map_keypoints(keypoints, plan, 0)
+            elif isinstance(keypoints, (list, tuple)) and keypoints and tv_types.tv_kind(keypoints[0]) == "KeyPoints":
+                targets["keypoints"] = [tv_types.map_keypoints(kp, plan, i) for i, kp in enumerate(keypoints)]
+            else:
+                points, visible = transform_keypoints(keypoints, plan.notes["matrix64"], plan.out_size, plan.notes["displacement"])
+                uncovered = keypoints_outside_holes(points, calls)
+                targets["keypoints"] = points
+                targets["keypoints_visible"] = [v & u for v, u in zip(visible, uncovered, strict=True)]
+        if targets or as_dict:
             result = {"image": out, **targets}
             return (result, record) if return_record else result
         return (out, record) if return_record else out
+
+    @staticmethod
+    def _masks(mask, image, calls: list[Call], backend: str, video: bool):
+        m = tv_types.plain(mask) if isinstance(mask, torch.Tensor) else mask
+        if video and isinstance(m, torch.Tensor):
+            lead = tuple(image.shape[:-3])
+            if tuple(m.shape[: len(lead)]) != lead:
+                raise ValueError(f"mask with a Video must start with the video's dimensions {list(lead)}, got {list(m.shape)}")
+            frames = m.reshape(-1, *m.shape[len(lead) :])
+            return tv_types.wrap_like(transform_masks(frames, calls, backend).reshape(*lead, *frames.shape[1:]), mask)
+        if isinstance(m, torch.Tensor) and image.dim() == 3:  # one image: its mask [H,W] or [K,H,W]
+            return tv_types.wrap_like(transform_masks(m.unsqueeze(0), calls, backend)[0], mask)
+        return tv_types.wrap_like(transform_masks(m, calls, backend), mask)
 
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(t) for t in self.transforms)
