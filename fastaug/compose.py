@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from fastaug import autograd, tv_types
@@ -206,6 +207,8 @@ class Compose(torch.nn.Module):
         if image is not None:
             if inputs:
                 raise TypeError("pass the image either positionally or as image=, not both")
+            if isinstance(image, np.ndarray):
+                return _numpy_call(self, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
             return self._augment(image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend, as_dict=True)
         if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
             return self._augment(inputs[0], mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
@@ -319,3 +322,36 @@ class Compose(torch.nn.Module):
         inner = ",\n    ".join(repr(t) for t in self.transforms)
         return f"Compose([\n    {inner}\n], seed={self.seed})"
 
+
+
+def _numpy_call(aug: Compose, image: np.ndarray, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend):
+    """albumentations' habit: one numpy image ``[H,W,C]`` / ``[H,W]`` (uint8, or float in [0, 1]), a numpy mask
+    ``[H,W]`` / ``[H,W,K]``, boxes ``[N,4]`` (pascal_voc: pixel x_min, y_min, x_max, y_max) and keypoints ``[N,2]``
+    as arrays or lists; returns numpy arrays in the same layouts (labels as they came, minus dropped boxes)."""
+    if image.ndim not in (2, 3):
+        raise ValueError(f"a numpy image must have shape [H,W,C] or [H,W], got {list(image.shape)}")
+    hwc = image.ndim == 3
+    x = torch.from_numpy(np.ascontiguousarray(image if hwc else image[..., None])).permute(2, 0, 1)
+    m = None
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.ndim not in (2, 3):
+            raise ValueError(f"a numpy mask must have shape [H,W] or [H,W,K], got {list(mask.shape)}")
+        m = torch.from_numpy(np.ascontiguousarray(mask if mask.ndim == 2 else mask.transpose(2, 0, 1)))
+    boxes = None if bboxes is None else [torch.as_tensor(np.asarray(bboxes, dtype=np.float64).reshape(-1, 4))]
+    lab = None if labels is None else [torch.as_tensor(np.arange(len(labels)))]  # positions: any label type rides along
+    points = None if keypoints is None else [torch.as_tensor(np.asarray(keypoints, dtype=np.float64).reshape(-1, 2))]
+    res = aug._augment(x, m, boxes, lab, points, indices, epoch, return_record, backend, as_dict=True)
+    out, record = res if return_record else (res, None)
+    img = out["image"].permute(1, 2, 0).numpy()
+    result = {"image": img if hwc else img[..., 0]}
+    if mask is not None:
+        mo = out["mask"].numpy()
+        result["mask"] = mo if mask.ndim == 2 else mo.transpose(1, 2, 0)
+    if bboxes is not None:
+        result["bboxes"] = out["bboxes"][0].numpy()
+        if labels is not None:
+            result["labels"] = [labels[int(k)] for k in out["labels"][0]]
+    if keypoints is not None:
+        result["keypoints"], result["keypoints_visible"] = out["keypoints"][0].numpy(), out["keypoints_visible"][0].numpy()
+    return (result, record) if return_record else result

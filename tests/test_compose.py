@@ -235,3 +235,28 @@ def test_record_lists_integer_arguments_as_ints():
             if key in kwargs:
                 assert type(kwargs[key]) is int, (name, key, kwargs[key])
     assert [name for name, _ in record.calls(0)][:2] == ["resized_crop", "posterize"]
+
+
+def test_albumentations_call_style_returns_a_dict():
+    import numpy as np
+
+    aug = fastaug.Compose([fastaug.RandomHorizontalFlip(p=1.0)], backend="torch")
+    x = torch.randint(0, 256, (2, 3, 8, 10), dtype=torch.uint8)
+    out = aug(image=x)
+    assert set(out) == {"image"} and torch.equal(out["image"], x.flip(-1))
+    assert torch.equal(aug(x), x.flip(-1))  # positional: a tensor, as before
+    out, rec = aug(image=x, return_record=True)
+    assert torch.equal(rec.replay(x), out["image"])
+    with pytest.raises(TypeError, match="not both"):
+        aug(x, image=x)
+    # numpy, as albumentations users call it: HWC image, HW mask, pascal_voc boxes, labels of any type
+    img = x[0].permute(1, 2, 0).numpy()
+    mask = np.zeros((8, 10), np.uint8)
+    mask[1:3, 0:2] = 1
+    res = aug(image=img, mask=mask, bboxes=[[0, 1, 2, 3], [4, 4, 4, 6]], labels=["cat", "flat"], keypoints=[[1.0, 2.0]])
+    assert res["image"].shape == (8, 10, 3) and np.array_equal(res["image"], img[:, ::-1])
+    assert np.array_equal(res["mask"], mask[:, ::-1])
+    assert res["bboxes"].tolist() == [[8.0, 1.0, 10.0, 3.0]] and res["labels"] == ["cat"]
+    assert res["keypoints"].tolist() == [[9.0, 2.0]] and res["keypoints_visible"].tolist() == [True]
+    with pytest.raises(ValueError, match="numpy image"):
+        aug(image=np.zeros((2, 3, 8, 10), np.uint8))
