@@ -2,6 +2,7 @@
 
 from fastaug import functional
 from fastaug.compose import Compose, Record
+from fastaug.convert import Pipeline, from_albumentations, from_torchvision
 from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, SubPolicies, TrivialAugmentWide
 from fastaug.transforms import (
     Clouds,
@@ -52,4 +53,5 @@ __all__ = [
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
     "RandAugment", "TrivialAugmentWide", "AutoAugment", "MarkovPolicy", "SubPolicies", "SafeRotate", "CoarseDropout",
     "RGBShift", "RGBGain", "RandomFog", "Clouds", "Downscale", "ElasticTransform", "Superpixels",
+    "Pipeline", "from_torchvision", "from_albumentations",
 ]  # fmt: skip
