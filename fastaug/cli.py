@@ -108,15 +108,95 @@ def bench(argv: list[str]) -> None:
     bench_main(argv)
 
 
+SYNTH_DESCRIPTION = """\
+Write --count augmented images made from the images of --input: output k is source k mod (number of sources) with the
+policy's draws for dataset index k, so a rerun of the same command after a kill resumes and writes exactly what a clean
+run writes, and any number of workers writes the same bytes.
+
+input: a folder DIR/<label>/<image> (each sub-folder a label; images at the top level get the label '') with
+.png .jpg .jpeg .bmp .webp .tif .tiff .gif files (any case), or 'builtin' (scikit-learn's two sample photos).
+Unreadable or truncated files are skipped with a warning naming them (--strict stops instead); 16-bit images are scaled
+to 8 bits; EXIF orientation is applied; transparency is composited on --background (white) unless --keep-alpha;
+grayscale images stay 1 channel unless --gray rgb.
+
+policies: randaugment (RandAugment(2, 9)), trivialaugment (TrivialAugmentWide), autoaugment-imagenet / -cifar10 /
+-svhn (AutoAugment), default (the reference pipeline without Normalize: RandomResizedCrop to 224x224, RandomAffine,
+ColorJitter, flip, posterize, solarize: every output is 224x224), all with bilinear interpolation.
+
+formats: png, jpeg, webp (one file per output: OUT/<label>/<source>_<k>.<ext>), tar (WebDataset shards: <k>.png,
+<k>.cls, <k>.json per sample), npy (raw uint8 shards with an index, shard-<start>-<end>.npy + .idx.json).
+OUT/labels.csv lists every output; OUT/synth.json keeps the settings.
+"""
+
+
 def synth(args: argparse.Namespace) -> None:
+    import warnings
+
+    from fastaug import imagefiles as IF
     from fastaug import synth as S
 
-    sources = S.builtin_sources() if args.input == "builtin" else S.folder_sources(args.input)
+    if args.input == "builtin":
+        sources, where = S.builtin_sources(), "builtin"
+    else:
+        sources, where = S.folder_sources(args.input), str(Path(args.input).resolve())
     policy = policy_by_name(args.policy, args.seed)
-    settings = {"input": args.input, "policy": args.policy, "seed": args.seed, "sources": len(sources)}
-    written = S.synthesize(sources, args.out, args.count, policy, settings, batch=args.batch, backend=args.backend)
+    decode = IF.DecodeOptions(gray=args.gray, keep_alpha=args.keep_alpha, background=_rgb(args.background))
+    options = S.Options(args.format, png_level=args.png_level, quality=args.quality, shard_size=args.shard_size,
+                        shard_image=args.shard_image, decode=decode)  # fmt: skip
+    settings = {"input": where, "policy": args.policy, "seed": args.seed}
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", S.SkippedImageWarning)
+        warnings.showwarning = lambda message, *a, **k: print(f"\nwarning: {message}", file=sys.stderr)
+        summary = S.synthesize(sources, args.out, args.count, policy, settings, batch=args.batch, backend=args.backend,
+                               progress=not args.no_progress, options=options, strict=args.strict, trim=args.trim,
+                               workers=args.workers, ray_address=args.ray_address, threads=args.threads)  # fmt: skip
     labels = sorted({s.label for s in sources})
-    print(f"{args.out}: {args.count} images ({written} written now) from {len(sources)} sources, labels {labels}")
+    print(f"{summary}; {len(sources)} sources, labels {labels}")
+
+
+def _rgb(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise ValueError(f"--background must be R,G,B or one gray value, integers 0..255, got {text!r}")
+    return values
+
+
+def _synth_parser(sub) -> None:
+    s = sub.add_parser("synth", help="write N augmented copies of a labelled image folder (resumes after a kill)",
+                       description=SYNTH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    s.add_argument("--input", default="builtin", help="a folder DIR/<label>/<image>, or 'builtin' (default: builtin)")
+    s.add_argument("--out", required=True, help="the output folder (rerun the same command to resume)")
+    s.add_argument("--count", type=int, required=True, help="how many outputs")
+    s.add_argument("--policy", default="randaugment", choices=POLICIES, help="the augmentation (default: randaugment; see above)")
+    s.add_argument("--seed", type=int, default=0, help="the policy's seed (default: 0)")
+    s.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "tar", "npy"], help="output format (default: png; see above)")
+    s.add_argument("--png-level", type=int, default=6, help="PNG zlib compression 0 (fastest) .. 9 (smallest) (default: 6)")
+    s.add_argument("--quality", type=int, default=90, help="JPEG / WebP quality 1..100 (default: 90)")
+    s.add_argument("--shard-size", type=int, default=1000, help="outputs per shard and per unit of work (default: 1000)")
+    s.add_argument("--shard-image", default="png", choices=["png", "jpeg", "webp"], help="image encoding in tar shards (default: png)")
+    s.add_argument("--gray", default="keep", choices=["keep", "rgb"], help="grayscale sources: keep 1 channel or make RGB (default: keep)")
+    s.add_argument("--keep-alpha", action="store_true",
+                   help="keep transparency: alpha follows the geometric ops, RGBA written (default: composite on --background)")
+    s.add_argument("--background", default="255,255,255", help="R,G,B (or one gray value) under transparent pixels (default: 255,255,255)")
+    s.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it with a warning)")
+    s.add_argument("--trim", action="store_true", help=(
+                   "with a --count smaller than an earlier run's: delete the extra outputs and their rows in labels.csv "
+                   "(default: refuse)"))
+    s.add_argument("--batch", type=int, default=64, help="images per engine call (default: 64)")
+    s.add_argument("--workers", type=int, default=1, help="local worker processes, each taking whole shards (default: 1)")
+    s.add_argument("--ray-address", default=None,
+                   help="run the shards as Ray tasks on this cluster ('local': start Ray here; pip install 'fastaug[distributed]') "
+                        "(default: none, local processes)")
+    s.add_argument("--threads", type=int, default=None, help="decode and encode threads per worker (default: the cores per worker)")
+    s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"], help="engine backend (default: auto)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar (default: a progress bar on stderr)")
+    s.add_argument("--debug", action="store_true", help="show Python tracebacks on errors (default: one line)")
 
 
 def markov(args: argparse.Namespace) -> None:
@@ -176,14 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--out", default="fastaug-demo")
     d.add_argument("--count", type=int, default=16)
     d.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"])
-    s = sub.add_parser("synth", help="write N augmented copies of a labelled image folder (resumes after a kill)")
-    s.add_argument("--input", default="builtin", help="a folder DIR/<label>/*.png, or 'builtin' (scikit-learn's photos)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--count", type=int, required=True)
-    s.add_argument("--policy", default="randaugment", choices=POLICIES)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"])
+    _synth_parser(sub)
     sub.add_parser("bench", help="side-by-side benchmark (options: fastaug bench --help)", add_help=False)
     m = sub.add_parser("markov", help="fit a Markov-chain policy from found policies, or show one")
     msub = m.add_subparsers(dest="action", required=True)
@@ -234,13 +307,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "demo":
         demo(args.out, args.count, args.backend)
     elif args.command == "synth":
-        synth(args)
+        _one_line_errors("synth", args.debug, synth, args)
     elif args.command == "markov":
         markov(args)
     elif args.command == "search":
         search(args)
     elif args.command == "robust":
         robust_cli.run(args)
+
+
+def _one_line_errors(command: str, debug: bool, fn, *args) -> None:
+    """Run ``fn``; a user error (bad input, option, file) is one line on stderr and exit status 2 (``--debug``: the traceback)."""
+    from fastaug.imagefiles import UnreadableImage
+
+    try:
+        fn(*args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise SystemExit(f"fastaug {command}: interrupted; rerun the same command to resume") from None
+    except (OSError, ValueError, TypeError, RuntimeError, ImportError, UnreadableImage) as e:
+        if debug:
+            raise
+        print(f"fastaug {command}: {e}" + ("" if isinstance(e, UnreadableImage) else f" ({type(e).__name__}; --debug shows where)"),
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -6,9 +6,15 @@ import sys
 import time
 
 
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 class Progress:
-    """``update(done, note)`` redraws ``[####    ] done/total rate unit note`` at most 5 times a second; the rate is
-    per second times ``per`` (3600 for a rate per hour), counted from ``start`` (work done before this run)."""
+    """``update(done, note)`` redraws ``[####    ] done/total rate unit ETA m:ss note`` at most 5 times a second; the
+    rate is per second times ``per`` (3600 for a rate per hour), counted from ``start`` (work done before this run);
+    the ETA assumes that rate for the rest."""
 
     def __init__(self, total: int, unit: str = "img/s", stream=None, start: int = 0, per: float = 1.0):
         self.total, self.unit, self.stream, self.per = total, unit, stream or sys.stderr, per
@@ -19,9 +25,14 @@ class Progress:
         if now - self.last < 0.2 and done < self.total:
             return
         self.last = now
-        rate = (done - self.start) / max(now - self.start_time, 1e-9)
+        elapsed = max(now - self.start_time, 1e-9)
+        rate = (done - self.start) / elapsed
         bar = "#" * (30 * min(done, self.total) // max(self.total, 1))
-        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate * self.per:.0f} {self.unit} {note}".rstrip())
+        if done >= self.total:
+            eta = f"in {_duration(elapsed)}"
+        else:
+            eta = f"ETA {_duration((self.total - done) / rate)}" if rate > 0 else "ETA ?"
+        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate * self.per:.0f} {self.unit} {eta} {note}".rstrip())
         if done >= self.total:
             self.stream.write("\n")
         self.stream.flush()

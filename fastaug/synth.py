@@ -1,113 +1,558 @@
-"""Synthetic dataset generation: N augmented copies of a labelled image folder, resumable after a kill.
+"""Synthetic dataset generation: N augmented copies of a labelled image folder, at throughput, on any number of workers.
 
-Output ``k`` comes from source image ``k % n_sources`` with the draws of dataset index ``k`` (epoch 0),
-so every output is a pure function of (inputs, policy, seed, k): a killed run resumes by skipping the
-outputs already on disk, and a resumed run writes exactly the files a clean run would. Every file is
-written to a temporary name and renamed into place (atomic on POSIX), so a kill never leaves a torn file
-under a final name. Labels come from the input's folder structure (``DIR/<label>/*.png``).
+Output ``k`` comes from source image ``k % n_sources`` with the draws of dataset index ``k`` (epoch 0), so every
+output is a pure function of (inputs, policy, seed, k): a killed run resumes by skipping the outputs already on
+disk and writes exactly the files a clean run would, and any number of workers (local processes or Ray tasks)
+write the same bytes. Labels come from the input's folders (``DIR/<label>/<image>``).
+
+The outputs ``0 <= k < count`` are cut into ranges of ``shard_size`` (``[0, S), [S, 2S), ...``): a range is the unit
+of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead
+(each source read once while it stays in a small cache), images of one size and channel count gather into a batch
+(a batch runs when it is full, or when too many images wait: memory stays flat), the engine augments the batch, and
+encode threads write the results (Pillow's codecs release the GIL). Formats:
+
+- ``png`` / ``jpeg`` / ``webp``: ``out/<label>/<source>_<k>.<ext>``, one file per output;
+- ``tar`` / ``npy``: one shard per range (``fastaug.shards``: WebDataset-style tar, or raw uint8 with an index).
+
+Every file goes through :mod:`fastaug.atomic` (a temporary name renamed into place), so a kill never leaves a torn
+file under a final name. ``synth.json`` keeps the settings (a rerun with others is refused) and ``labels.csv`` lists
+every output written (``file, label, source, index``; for shards ``file`` is the shard), merged at the end.
+Unreadable sources (truncated, corrupt) are skipped with a warning naming the file, their outputs left out and
+counted (or the run stops, ``strict=True``); a rerun tries them again.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+import time
+import warnings
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fastaug import imagefiles as IF
+from fastaug import shards as SH
+from fastaug.atomic import check_settings, remove_temporaries, write_bytes, write_text
 from fastaug.progress import Progress
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = IF.IMAGE_SUFFIXES
+FORMATS = ("png", "jpeg", "webp", "tar", "npy")
 MANIFEST = "labels.csv"
 SETTINGS = "synth.json"
+
+
+class SkippedImageWarning(UserWarning):
+    """A source image could not be read; its outputs were skipped."""
 
 
 @dataclass(frozen=True)
 class Source:
     name: str  # file stem, or a built-in name
     label: str  # the folder name ('' for images at the top level)
-    load: Callable[[], np.ndarray]  # HxWx3 uint8
+    path: str  # the file, or "builtin:<i>"
+
+    def planes(self, options: IF.DecodeOptions | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(HxWxC uint8 with C = 1 or 3, HxW alpha or None); raises :class:`fastaug.imagefiles.UnreadableImage`."""
+        options = options or IF.DecodeOptions()
+        if self.path.startswith("builtin:"):
+            return IF.finish(_builtin_images()[int(self.path.split(":", 1)[1])], None, options)
+        return IF.decode(self.path, options)
+
+    def load(self) -> np.ndarray:
+        """HxWx3 uint8 (grayscale repeated, alpha composited on white)."""
+        return self.planes(IF.DecodeOptions(gray="rgb"))[0]
 
 
-def _load_file(path: Path) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from PIL import Image
+@functools.lru_cache(maxsize=1)
+def _builtin_images() -> list[np.ndarray]:
+    from sklearn.datasets import load_sample_images
 
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-
-    return load
+    return list(load_sample_images().images)
 
 
 def builtin_sources() -> list[Source]:
     """scikit-learn's two bundled photos, one class each."""
     from sklearn.datasets import load_sample_images
 
-    data = load_sample_images()
-    out = []
-    for name, img in zip(data.filenames, data.images, strict=True):
-        stem = Path(name).stem
-        out.append(Source(stem, stem, lambda img=img: img))
-    return out
+    stems = [Path(name).stem for name in load_sample_images().filenames]
+    return [Source(stem, stem, f"builtin:{i}") for i, stem in enumerate(stems)]
 
 
 def folder_sources(root: str | os.PathLike) -> list[Source]:
-    """Images under ``root``: ``root/<label>/<name>.png`` (any depth-1 folder is a label) or ``root/<name>.png``."""
+    """Images under ``root``: ``root/<label>/<name>.<ext>`` (any depth-1 folder is a label) or ``root/<name>.<ext>``,
+    ``<ext>`` one of ``IMAGE_SUFFIXES`` (any case); hidden files are ignored."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"input must be a folder of images or 'builtin', got {str(root)!r}")
+        raise ValueError(f"--input must be a folder of images or 'builtin', got {str(root)!r}")
     found = []
     for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        if not IF.is_image_file(path):
             continue
         rel = path.relative_to(root)
         if len(rel.parts) > 2:
             raise ValueError(f"input images must sit in {root}/<label>/, found {rel}")
         label = rel.parts[0] if len(rel.parts) == 2 else ""
-        found.append(Source(path.stem, label, _load_file(path)))
+        found.append(Source(path.stem, label, str(path.resolve())))
     if not found:
         raise ValueError(f"input folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return found
 
 
-def output_name(source: Source, k: int) -> str:
-    return str(Path(source.label) / f"{source.name}_{k:07d}.png")
+def sources_fingerprint(sources: list[Source]) -> str:
+    """A hash of the sources' labels and file names in order: a changed input folder changes which source k uses."""
+    text = "\n".join(f"{s.label}/{Path(s.path).name}" for s in sources)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class Options:
+    """How outputs are written. ``png_level``: zlib level 0-9; ``quality``: JPEG / WebP quality 1-100; ``shard_size``:
+    outputs per range (a shard, and a worker's unit of work); ``shard_image``: the image encoding inside tar shards."""
+
+    format: str = "png"
+    png_level: int = 6
+    quality: int = 90
+    shard_size: int = 1000
+    shard_image: str = "png"
+    decode: IF.DecodeOptions = field(default_factory=IF.DecodeOptions)
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {FORMATS}, got {self.format!r}")
+        if not (isinstance(self.png_level, int) and 0 <= self.png_level <= 9):
+            raise ValueError(f"--png-level must be 0..9, got {self.png_level!r}")
+        if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
+            raise ValueError(f"--quality must be 1..100, got {self.quality!r}")
+        if not (isinstance(self.shard_size, int) and self.shard_size >= 1):
+            raise ValueError(f"--shard-size must be a positive integer, got {self.shard_size!r}")
+        if self.shard_image not in IF.FORMATS:
+            raise ValueError(f"--shard-image must be one of {IF.FORMATS}, got {self.shard_image!r}")
+        if self.decode.keep_alpha and self.codec == "jpeg":
+            raise ValueError("--keep-alpha needs a format with alpha: JPEG has none (use png or webp)")
+
+    @property
+    def sharded(self) -> bool:
+        return self.format in SH.SHARD_FORMATS
+
+    @property
+    def codec(self) -> str | None:
+        """The image encoding of one output (None: raw pixels)."""
+        return None if self.format == "npy" else self.shard_image if self.format == "tar" else self.format
+
+    @property
+    def extension(self) -> str:
+        return IF.EXTENSIONS[self.codec] if self.codec else ""
+
+    def settings(self) -> dict:
+        """What decides the output bytes."""
+        s = {"format": self.format, "gray": self.decode.gray, "keep_alpha": self.decode.keep_alpha,
+             "background": list(self.decode.background)}  # fmt: skip
+        if self.codec == "png":
+            s["png_level"] = self.png_level
+        elif self.codec is not None:
+            s["quality"] = self.quality
+        if self.sharded:
+            s["shard_size"], s["shard_image"] = self.shard_size, self.shard_image
+        return s
 
 
-def _png(image: torch.Tensor) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(buf, format="PNG")
-    return buf.getvalue()
+def output_name(source: Source, k: int, extension: str = ".png") -> str:
+    return str(Path(source.label) / f"{source.name}_{k:07d}{extension}")
 
 
-def _tensor(source: Source) -> torch.Tensor:
-    return torch.from_numpy(np.array(source.load(), dtype=np.uint8)).permute(2, 0, 1).contiguous()
+@dataclass
+class Job:
+    """Everything a worker needs (picklable: sent to local processes and Ray tasks)."""
+
+    sources: list[Source]
+    out: str
+    count: int
+    policy: torch.nn.Module
+    options: Options
+    batch: int = 64
+    backend: str = "auto"
+    strict: bool = False
+    decode_threads: int = 2
+    encode_threads: int = 2
+    torch_threads: int | None = None  # None: leave the process's setting
+
+    @functools.cached_property
+    def labels(self) -> list[str]:
+        return sorted({s.label for s in self.sources})
+
+    def meta(self, k: int) -> dict:
+        s = self.sources[k % len(self.sources)]
+        return {"index": k, "label": s.label, "class": self.labels.index(s.label), "source": s.name}
+
+    def units(self) -> list[tuple[int, int]]:
+        size = self.options.shard_size
+        return [(a, min(a + size, self.count)) for a in range(0, self.count, size)]
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / SETTINGS
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != settings:
-            raise ValueError(f"{out} holds a run with other settings {old}; use another --out or the same settings")
+@dataclass
+class Summary:
+    """A run's result: ``written`` now, ``existing`` (done before), ``skipped`` outputs (unreadable source, listed in
+    ``unreadable``: file -> reason), ``seconds`` and the rate of this run."""
+
+    out: Path
+    count: int
+    written: int = 0
+    existing: int = 0
+    skipped: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.out}: {self.count} outputs: {self.written} written now, {self.existing} already there, {self.skipped} "
+                f"skipped ({len(self.unreadable)} unreadable files); {self.seconds:.1f} s, {self.rate:.0f} img/s")  # fmt: skip
+
+
+# -- one range -----------------------------------------------------------------------------------------------------
+
+
+class _Files:
+    """png / jpeg / webp: each output its own file, written by the encode threads."""
+
+    def __init__(self, job: Job, start: int, end: int):
+        self.job, self.out = job, Path(job.out)
+        ext, n = job.options.extension, len(job.sources)
+        self.paths = {k: self.out / output_name(job.sources[k % n], k, ext) for k in range(start, end)}
+        self.todo = [k for k, p in self.paths.items() if not p.exists()]
+
+    def encode(self, k: int, image: np.ndarray) -> None:
+        o = self.job.options
+        write_bytes(self.paths[k], IF.encode(image, o.codec, o.png_level, o.quality))
+
+    def accept(self, k: int, payload) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class _Shard:
+    """tar / npy: one shard per range, samples appended in index order."""
+
+    def __init__(self, job: Job, start: int, end: int):
+        self.job, self.out = job, Path(job.out)
+        done = (self.out / f"{SH.shard_stem(start, end)}.idx.json").exists()
+        self.todo = [] if done else list(range(start, end))
+        self.writer = None if done else SH.ShardWriter(self.out, start, end, job.options.format, job.options.extension)
+
+    def encode(self, k: int, image: np.ndarray):
+        o = self.job.options
+        return image if o.codec is None else IF.encode(image, o.codec, o.png_level, o.quality)
+
+    def accept(self, k: int, payload) -> None:
+        self.writer.add(self.job.meta(k), payload)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+class _Decoder:
+    """Source images decoded by a thread pool, each kept while recently used (a bounded cache of futures)."""
+
+    def __init__(self, job: Job, pool: ThreadPoolExecutor, entries: int):
+        self.job, self.pool, self.entries = job, pool, entries
+        self.cache: OrderedDict[int, object] = OrderedDict()
+
+    def get(self, k: int):
+        i = k % len(self.job.sources)
+        f = self.cache.get(i)
+        if f is None:
+            f = self.cache[i] = self.pool.submit(self.job.sources[i].planes, self.job.options.decode)
+            while len(self.cache) > self.entries:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(i)
+        return f
+
+
+def _as_compose(policy: torch.nn.Module):
+    """A policy as a Compose (masks ride along): a bare transform or policy the way its own forward wraps it."""
+    import fastaug
+
+    if isinstance(policy, fastaug.Compose):
+        return policy
+    return fastaug.Compose([policy], seed=getattr(policy, "seed", 0))
+
+
+def _augment(job: Job, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """[B,H,W,C] uint8 outputs of one batch of same-shape sources (alpha, if kept, moved as a mask and appended)."""
+    x = torch.from_numpy(np.stack([c for _, c, _ in items])).permute(0, 3, 1, 2).contiguous()
+    idx = torch.tensor([k for k, _, _ in items], dtype=torch.int64)
+    alpha = None
+    if items[0][2] is not None:
+        out = _as_compose(job.policy)(x, mask=torch.from_numpy(np.stack([a for _, _, a in items])), indices=idx, epoch=0,
+                                      backend=job.backend)  # fmt: skip
+        y, alpha = out["image"], out["mask"]
     else:
-        _atomic_write(path, json.dumps(settings, indent=1).encode())
+        y = job.policy(x, indices=idx, epoch=0, backend=job.backend)
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.uint8:
+        got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"the policy must return uint8 images to be written, got {got} (drop Normalize / ToDtype)")
+    y = y.permute(0, 2, 3, 1).contiguous().numpy()
+    if alpha is not None:
+        y = np.concatenate([y, alpha.to(torch.uint8).numpy()[..., None]], axis=-1)
+    return y
+
+
+def run_unit(job: Job, start: int, end: int, on_written=None) -> dict:
+    """Write the outputs ``start <= k < end`` not yet done; returns ``{"written", "skipped", "unreadable"}``."""
+    sink = (_Shard if job.options.sharded else _Files)(job, start, end)
+    result = {"written": 0, "skipped": 0, "unreadable": {}}
+    if not sink.todo:
+        return result
+    try:
+        _pipeline(job, sink, result, on_written)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    return result
+
+
+def _pipeline(job: Job, sink, result: dict, on_written) -> None:
+    batch = job.batch
+    lookahead, max_waiting, max_encoding = 2 * batch, 2 * batch, 2 * batch + 4 * job.encode_threads
+    with ThreadPoolExecutor(job.decode_threads) as dpool, ThreadPoolExecutor(job.encode_threads) as epool:
+        decoder = _Decoder(job, dpool, entries=max(4 * batch, 64))
+        ahead: deque = deque()  # (k, decode future) in k order
+        todo = iter(sink.todo)
+        buckets: dict[tuple, list] = {}  # (shape, alpha?) -> [(k, color, alpha)]
+        bucket_of: dict[int, tuple] = {}
+        order: deque = deque()  # ks in k order, not yet accepted (None: skipped)
+        encoding: dict[int, object] = {}
+
+        def read_ahead():
+            while len(ahead) < lookahead:
+                k = next(todo, None)
+                if k is None:
+                    return
+                ahead.append((k, decoder.get(k)))
+
+        def run(key):
+            items = buckets.pop(key)
+            for k, _, _ in items:
+                del bucket_of[k]
+            y = _augment(job, items)
+            for (k, _, _), img in zip(items, y):
+                encoding[k] = epool.submit(sink.encode, k, img)
+
+        def drain(limit: int):
+            """Accept finished outputs in k order; block until at most ``limit`` are encoding or waiting."""
+            while order:
+                k = order[0]
+                if k is None:
+                    order.popleft()
+                    continue
+                if k not in encoding:
+                    if len(encoding) + len(bucket_of) <= limit:
+                        return
+                    run(bucket_of[k])
+                f = encoding[k]
+                if not f.done() and len(encoding) + len(bucket_of) <= limit:
+                    return
+                payload = f.result()
+                del encoding[k]
+                order.popleft()
+                sink.accept(k, payload)
+                result["written"] += 1
+                if on_written:
+                    on_written(1)
+
+        read_ahead()
+        while ahead:
+            k, f = ahead.popleft()
+            read_ahead()
+            try:
+                color, alpha = f.result()
+            except IF.UnreadableImage as e:
+                if job.strict:
+                    raise
+                result["skipped"] += 1
+                result["unreadable"][e.path] = e.reason
+                order.append(None)
+                if on_written:
+                    on_written(1)
+                continue
+            key = (color.shape, alpha is not None)
+            buckets.setdefault(key, []).append((k, color, alpha))
+            bucket_of[k] = key
+            order.append(k)
+            if len(buckets[key]) >= batch:
+                run(key)
+            elif len(bucket_of) > max_waiting:  # run the batch holding the oldest waiting image
+                run(bucket_of[min(bucket_of)])
+            drain(max_encoding)
+        for key in sorted(buckets, key=lambda key: buckets[key][0][0]):
+            run(key)
+        drain(0)
+
+
+# -- workers -------------------------------------------------------------------------------------------------------
+
+
+def _set_threads(job: Job) -> None:
+    if job.torch_threads:
+        torch.set_num_threads(job.torch_threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(job.torch_threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:  # pragma: no cover
+            pass
+
+
+_JOB: list[Job] = []
+
+
+def _init_worker(job: Job) -> None:
+    _JOB[:] = [job]
+    _set_threads(job)
+
+
+def _worker_unit(unit: tuple[int, int]) -> dict:
+    return run_unit(_JOB[0], *unit)
+
+
+def _ray_unit(job: Job, unit: tuple[int, int]) -> dict:
+    _set_threads(job)
+    return run_unit(job, *unit)
+
+
+def _run_local(job: Job, units, workers: int):
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
+        pending = {pool.submit(_worker_unit, u): u for u in units}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield pending.pop(f), f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _run_ray(job: Job, units, address: str, workers: int):
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("--ray-address needs Ray: pip install 'fastaug[distributed]'") from e
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    task = ray.remote(num_cpus=1)(_ray_unit)
+    ref = ray.put(job)
+    refs = {task.remote(ref, u): u for u in units}
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1)
+        for r in done:
+            yield refs.pop(r), ray.get(r)
+
+
+# -- the run -------------------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"_(\d{7,})\.[a-z]+$")
+
+
+def _beyond(job: Job) -> list[Path]:
+    """Output files of an earlier run with a larger count (index >= count)."""
+    out = Path(job.out)
+    if job.options.sharded:
+        found = []
+        for p in out.glob("shard-*"):
+            r = SH.parse_stem(p.name)
+            if r is not None and r[1] > job.count:
+                found.append(p)
+        return sorted(found)
+    found = []
+    for label in job.labels:
+        for p in (out / label).glob(f"*{job.options.extension}"):
+            m = _NAME.search(p.name)
+            if m and int(m.group(1)) >= job.count:
+                found.append(p)
+    return sorted(found)
+
+
+def _prepare(job: Job, trim: bool) -> None:
+    out = Path(job.out)
+    for label in job.labels:
+        if not job.options.sharded:
+            (out / label).mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out / label)
+    remove_temporaries(out)
+    extra = _beyond(job)
+    if extra and not trim:
+        raise ValueError(f"{out} holds {len(extra)} files of a run with a larger --count than {job.count}; pass --trim to delete "
+                         "them (and their rows in labels.csv), or a --count at least as large")  # fmt: skip
+    for p in extra:
+        p.unlink()
+    if job.options.sharded:  # a shorter last shard of an earlier, smaller count: its range grew
+        expected = {SH.shard_stem(a, b) for a, b in job.units()}
+        for p in out.glob("shard-*"):
+            if SH.parse_stem(p.name) is not None and p.name.split(".")[0] not in expected:
+                p.unlink()
+
+
+def _existing(job: Job) -> int:
+    out = Path(job.out)
+    if job.options.sharded:
+        return sum(len(SH.read_index(out / f"{SH.shard_stem(a, b)}.idx.json")["samples"]) for a, b in job.units()
+                   if (out / f"{SH.shard_stem(a, b)}.idx.json").exists())  # fmt: skip
+    n, ext = len(job.sources), job.options.extension
+    return sum((out / output_name(job.sources[k % n], k, ext)).exists() for k in range(job.count))
+
+
+def _write_manifest(job: Job) -> None:
+    out, n = Path(job.out), len(job.sources)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file", "label", "source", "index"])
+    if job.options.sharded:
+        for a, b in job.units():
+            idx = out / f"{SH.shard_stem(a, b)}.idx.json"
+            if idx.exists():
+                doc = SH.read_index(idx)
+                for s in doc["samples"]:
+                    writer.writerow([doc["shard"], s["label"], s["source"], s["index"]])
+    else:
+        ext = job.options.extension
+        for k in range(job.count):
+            s = job.sources[k % n]
+            name = output_name(s, k, ext)
+            if (out / name).exists():
+                writer.writerow([name, s.label, s.name, k])
+    write_text(out / MANIFEST, buf.getvalue())
 
 
 def synthesize(
@@ -115,57 +560,77 @@ def synthesize(
     out: str | os.PathLike,
     count: int,
     policy: torch.nn.Module,
-    settings: dict,
+    settings: dict | None = None,
     batch: int = 64,
     backend: str = "auto",
     progress: bool = True,
-) -> int:
-    """Write ``count`` augmented images to ``out`` (skipping those already there); returns how many were written."""
-    if count < 0:
-        raise ValueError(f"count must be non-negative, got {count}")
+    *,
+    options: Options | None = None,
+    strict: bool = False,
+    trim: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int | None = None,
+) -> Summary:
+    """Write ``count`` augmented images to ``out`` (skipping those already there); see the module docstring.
+
+    ``settings``: what the caller wants compared on a rerun (input, policy, seed); the sources and the output options
+    are added. ``workers`` > 1: local processes; ``ray_address``: Ray tasks on that cluster ("local": start one here).
+    ``threads``: decode and encode threads per worker (default: the cores per worker)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"--count must be a non-negative integer, got {count!r}")
     if batch < 1:
-        raise ValueError(f"batch must be positive, got {batch}")
+        raise ValueError(f"--batch must be positive, got {batch}")
+    if workers < 1:
+        raise ValueError(f"--workers must be positive, got {workers}")
+    if not sources:
+        raise ValueError("no sources")
+    options = options or Options()
     out = Path(out)
+    cores = os.cpu_count() or 1
+    per = max(1, cores // workers) if ray_address is None else 1
+    parallel = workers > 1 or ray_address is not None
+    job = Job(list(sources), str(out), count, policy, options, batch, backend, strict,
+              decode_threads=threads or per, encode_threads=threads or per, torch_threads=per if parallel else None)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings)
-    for label in {s.label for s in sources}:
-        (out / label).mkdir(parents=True, exist_ok=True)
-        for stale in (out / label).glob(".*.tmp"):  # left by a killed run
-            stale.unlink()
-    n = len(sources)
-    todo = [k for k in range(count) if not (out / output_name(sources[k % n], k)).exists()]
-    bar = Progress(count) if progress else None
-    done = count - len(todo)
-    written = 0
-    for start in range(0, len(todo), batch):
-        chunk = todo[start : start + batch]
-        images = {s: _tensor(sources[s]) for s in sorted({k % n for k in chunk})}
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for k in chunk:  # one batch per image size: different sources ride together
-            by_shape.setdefault(tuple(images[k % n].shape), []).append(k)
-        for ids in by_shape.values():
-            x = torch.stack([images[k % n] for k in ids])
-            y = policy(x, indices=torch.tensor(ids), epoch=0, backend=backend)
-            if y.dtype != torch.uint8:
-                raise ValueError(f"policy must return uint8 images to be written as PNG, got {y.dtype} (drop Normalize/ToDtype)")
-            for k, img in zip(ids, y, strict=True):
-                _atomic_write(out / output_name(sources[k % n], k), _png(img))
-                written += 1
-            done += len(ids)
-            if bar:
-                bar.update(done)
-    if bar and not todo:
+    full = {**(settings or {}), "sources": len(sources), "files": sources_fingerprint(sources), **options.settings()}
+    check_settings(out / SETTINGS, full, f"{out} holds a run")
+    _prepare(job, trim)
+    summary = Summary(out, count, existing=_existing(job))
+    bar = Progress(count, start=summary.existing) if progress else None
+    done = summary.existing
+    warned: set[str] = set()
+
+    def count_one(n: int) -> None:
+        nonlocal done
+        done += n
+        if bar:
+            bar.update(done)
+
+    def collect(unit, r: dict) -> None:
+        summary.written += r["written"]
+        summary.skipped += r["skipped"]
+        for path, reason in r["unreadable"].items():
+            summary.unreadable[path] = reason
+            if path not in warned:
+                warned.add(path)
+                warnings.warn(f"skipped {path}: {reason}", SkippedImageWarning, stacklevel=3)
+        if parallel:
+            count_one(r["written"] + r["skipped"])
+
+    t0 = time.perf_counter()
+    units = job.units()
+    if ray_address is not None:
+        for unit, r in _run_ray(job, units, ray_address, workers):
+            collect(unit, r)
+    elif workers > 1:
+        for unit, r in _run_local(job, units, workers):
+            collect(unit, r)
+    else:
+        for a, b in units:
+            collect((a, b), run_unit(job, a, b, count_one))
+    summary.seconds = time.perf_counter() - t0
+    if bar and summary.written + summary.skipped == 0:
         bar.update(done)
-    _write_manifest(out, sources, count)
-    return written
-
-
-def _write_manifest(out: Path, sources: list[Source], count: int) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["file", "label", "source", "index"])
-    n = len(sources)
-    for k in range(count):
-        s = sources[k % n]
-        writer.writerow([output_name(s, k), s.label, s.name, k])
-    _atomic_write(out / MANIFEST, buf.getvalue().encode())
+    _write_manifest(job)
+    return summary

@@ -39,7 +39,7 @@ def files(out) -> dict[str, bytes]:
 
 def test_labels_and_manifest(folder, tmp_path):
     out = tmp_path / "out"
-    assert run(folder, out, 7) == 7
+    assert run(folder, out, 7).written == 7
     rows = list(csv.DictReader(open(out / S.MANIFEST)))
     assert len(rows) == 7 and {r["label"] for r in rows} == {"cat", "dog"}
     for r in rows:
@@ -59,28 +59,58 @@ def test_outputs_are_the_policy_applied_to_each_index(folder, tmp_path):
         assert torch.equal(got, want)
 
 
-def test_resume_after_a_kill_writes_what_a_clean_run_writes(folder, tmp_path, monkeypatch):
-    clean = tmp_path / "clean"
-    run(folder, clean, 9)
-    killed = tmp_path / "killed"
-    real_replace, calls = S.os.replace, []
+KILLED_RUN = """
+import sys
+import fastaug
+from fastaug import synth as S
+policy = fastaug.Compose([fastaug.RandomAffine(20, interpolation="bilinear"), fastaug.ColorJitter(0.3, 0.3)], seed=0)
+options = S.Options(sys.argv[3], shard_size=16)
+S.synthesize(S.folder_sources(sys.argv[1]), sys.argv[2], int(sys.argv[4]), policy, {"seed": 0}, batch=4, backend="numba",
+             progress=False, options=options, threads=1)
+"""
 
-    def dying_replace(src, dst):
-        calls.append(dst)
-        if len(calls) == 5:  # killed between writing a temporary file and renaming it
-            raise KeyboardInterrupt
-        real_replace(src, dst)
 
-    monkeypatch.setattr(S.os, "replace", dying_replace)
-    with pytest.raises(KeyboardInterrupt):
-        run(folder, killed, 9)
-    monkeypatch.setattr(S.os, "replace", real_replace)
-    partial = files(killed)
-    assert 0 < len(partial) < 9 and list(killed.rglob(".*.tmp")), "the kill should leave a partial run and a temp file"
-    assert run(folder, killed, 9) == 9 - len(partial)
-    assert files(killed) == files(clean) and not list(killed.rglob(".*.tmp"))
-    assert run(folder, killed, 9) == 0  # nothing left to do
-    assert run(folder, killed, 12) == 3  # a larger count extends the set
+def sigkill_midway(folder, out, fmt: str, count: int, done) -> None:
+    """Run a synthesis in a subprocess and SIGKILL it once ``done(out)`` holds (a real kill: no cleanup runs)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(folder), str(out), fmt, str(count)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and done(out)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("fmt", ["png", "tar"])
+def test_resume_after_a_sigkill_writes_what_a_clean_run_writes(folder, tmp_path, fmt):
+    count = 400
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    opts = S.Options(fmt, shard_size=16)
+    S.synthesize(S.folder_sources(folder), clean, count, policy(), {"seed": 0}, batch=4, backend="numba", progress=False, options=opts)
+    pattern = "*/*.png" if fmt == "png" else "shard-*.idx.json"
+    sigkill_midway(folder, killed, fmt, count, lambda out: len(list(out.glob(pattern))) >= 3)
+    partial = len(list(killed.glob(pattern)))
+    summary = S.synthesize(S.folder_sources(folder), killed, count, policy(), {"seed": 0}, batch=4, backend="numba", progress=False,
+                           options=opts)  # fmt: skip
+    assert 0 < summary.existing < count and summary.written == count - summary.existing and partial < count
+    assert tree(killed) == tree(clean) and not list(killed.rglob(".*.tmp"))
+    again = S.synthesize(S.folder_sources(folder), killed, count + 20, policy(), {"seed": 0}, batch=4, backend="numba", progress=False,
+                         options=opts)  # fmt: skip
+    assert again.written == 20  # a larger count extends the set
+
+
+def tree(out) -> dict[str, bytes]:
+    """Every file under ``out`` (outputs, shards, indexes, labels.csv, synth.json) by relative path."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def test_other_settings_refuse_to_mix(folder, tmp_path):
@@ -106,4 +136,4 @@ def test_bad_inputs(folder, tmp_path):
 def test_command_line_builtin(tmp_path, capsys):
     main(["synth", "--out", str(tmp_path / "s"), "--count", "3", "--backend", "torch"])
     assert len(files(tmp_path / "s")) == 3
-    assert "3 images" in capsys.readouterr().out
+    assert "3 outputs" in capsys.readouterr().out

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fastaug import rng
-from fastaug.atomic import write_text
+from fastaug.atomic import check_settings, remove_temporaries, write_text
 from fastaug.progress import Progress
 from fastaug.robust import errors as E
 from fastaug.robust import labels as L
@@ -86,16 +86,6 @@ def _plain(label, kind: str):
     return torch.as_tensor(label).tolist()
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / SETTINGS
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != settings:
-            raise ValueError(f"out: {out} holds a synthesis with other settings; use another out or the same settings")
-    else:
-        write_text(path, json.dumps(settings, indent=1) + "\n")
-
-
 def synthesize(images: torch.Tensor, labels, kind: str, predict, diff_error, ops: tuple[str, ...], ranges: dict, weights: dict,
                *, count: int, min_ops: int, max_ops: int, window: tuple[float, float], max_retries: int, out, seed: int,
                batch_size: int, backend: str = "auto", progress: bool = True, settings: dict | None = None) -> SynthResult:  # fmt: skip
@@ -103,9 +93,8 @@ def synthesize(images: torch.Tensor, labels, kind: str, predict, diff_error, ops
     out = Path(os.fspath(out))
     for sub in ("images", "labels") + (("masks",) if kind == "mask" else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (out / sub).glob(".*.tmp"):  # left by a killed run
-            stale.unlink()
-    _check_settings(out, settings or {})
+        remove_temporaries(out / sub)  # left by a killed run
+    check_settings(out / SETTINGS, settings or {}, f"out: {out} holds a synthesis")
     n = images.shape[0]
     name = lambda k: f"{k:07d}"  # noqa: E731
     todo = [k for k in range(count) if not (out / "labels" / f"{name(k)}.json").exists()]

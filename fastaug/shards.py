@@ -1,0 +1,140 @@
+"""Shard files for training at scale (``fastaug synth --format tar|npy``), written in sample order, deterministic bytes.
+
+A shard holds the outputs ``start <= k < end`` (those whose source image was readable), under ``shard-<start>-<end>``:
+
+- ``.tar``: WebDataset style, per sample ``<k>.png`` (or ``.jpg`` / ``.webp``), ``<k>.cls`` (the label's class number,
+  text) and ``<k>.json`` (``{"index", "label", "class", "source"}``); entries carry no time stamps or owners, so a
+  shard's bytes depend on its samples only.
+- ``.npy``: one flat uint8 array, the samples' HxWxC pixels one after the other (``np.load(..., mmap_mode="r")``);
+  the index says where each sample starts and its shape.
+
+Every shard has an index ``shard-<start>-<end>.idx.json`` (``{"version", "format", "samples": [{"index", "label",
+"class", "source", "offset", "shape"}]}``; offset and shape for ``.npy``), written after the shard: the index marks
+the shard done. Both go through :mod:`fastaug.atomic`. :func:`read_npy_shard` and :func:`read_tar_shard` read them
+back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from fastaug.atomic import open_atomic, write_text
+
+SHARD_FORMATS = ("tar", "npy")
+_NPY_HEADER = 128  # bytes: room for any length, a multiple of 64 as numpy wants
+
+
+def shard_stem(start: int, end: int) -> str:
+    return f"shard-{start:07d}-{end:07d}"
+
+
+def parse_stem(name: str) -> tuple[int, int] | None:
+    """``shard-0000000-0001000.idx.json`` -> (0, 1000); None for other names."""
+    parts = name.split(".")[0].split("-")
+    if len(parts) != 3 or parts[0] != "shard" or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return int(parts[1]), int(parts[2])
+
+
+def _npy_header(n: int) -> bytes:
+    d = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}"
+    body = d.ljust(_NPY_HEADER - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
+
+
+class ShardWriter:
+    """Append samples in index order with :meth:`add`; :meth:`close` renames the shard into place and writes its index."""
+
+    def __init__(self, folder, start: int, end: int, fmt: str, image_ext: str = ".png"):
+        if fmt not in SHARD_FORMATS:
+            raise ValueError(f"shard format must be one of {SHARD_FORMATS}, got {fmt!r}")
+        self.folder, self.fmt, self.ext = Path(folder), fmt, image_ext
+        self.stem = shard_stem(start, end)
+        self.path = self.folder / f"{self.stem}.{fmt}"
+        self.samples: list[dict] = []
+        self._ctx = open_atomic(self.path)
+        self._f = self._ctx.__enter__()
+        self._offset = 0
+        if fmt == "tar":
+            self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
+        else:
+            self._f.write(_npy_header(0))
+
+    def _member(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def add(self, meta: dict, payload: bytes | np.ndarray) -> None:
+        """``meta``: ``{"index", "label", "class", "source"}``; ``payload``: encoded image bytes (tar) or HxWxC uint8 (npy)."""
+        meta = dict(meta)
+        key = f"{meta['index']:07d}"
+        if self.fmt == "tar":
+            self._member(key + self.ext, payload)
+            self._member(key + ".cls", str(meta["class"]).encode())
+            self._member(key + ".json", json.dumps(meta, sort_keys=True).encode())
+        else:
+            arr = np.ascontiguousarray(payload, dtype=np.uint8)
+            self._f.write(arr.tobytes())
+            meta["offset"], meta["shape"] = self._offset, list(arr.shape)
+            self._offset += arr.nbytes
+        self.samples.append(meta)
+
+    def close(self) -> Path:
+        if self.fmt == "tar":
+            self._tar.close()  # writes the end-of-archive blocks (the file object stays open)
+        else:
+            self._f.seek(0)
+            self._f.write(_npy_header(self._offset))
+            self._f.seek(0, io.SEEK_END)
+        self._ctx.__exit__(None, None, None)
+        index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples}
+        write_text(self.folder / f"{self.stem}.idx.json", json.dumps(index) + "\n")
+        return self.path
+
+    def abort(self) -> None:
+        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def read_index(path) -> dict:
+    """A shard's index (pass the shard or its ``.idx.json``)."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    return json.loads((path.parent / f"{stem}.idx.json").read_text())
+
+
+def read_npy_shard(path) -> list[tuple[np.ndarray, dict]]:
+    """``[(HxWxC uint8 view, sample metadata), ...]`` of a ``.npy`` shard (memory-mapped)."""
+    path = Path(path)
+    data = np.load(path.parent / f"{path.name.split('.')[0]}.npy", mmap_mode="r")
+    out = []
+    for s in read_index(path)["samples"]:
+        n = int(np.prod(s["shape"]))
+        out.append((data[s["offset"] : s["offset"] + n].reshape(s["shape"]), s))
+    return out
+
+
+def read_tar_shard(path) -> list[tuple[np.ndarray, dict]]:
+    """``[(HxWxC uint8, sample metadata), ...]`` of a ``.tar`` shard, decoded with Pillow."""
+    from PIL import Image
+
+    groups: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            groups.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    out = []
+    for key in sorted(groups):
+        g = groups[key]
+        meta = json.loads(g["json"])
+        img = next(v for k, v in g.items() if k not in ("json", "cls"))
+        with Image.open(io.BytesIO(img)) as im:
+            a = np.asarray(im)
+        out.append((a[..., None] if a.ndim == 2 else a, meta))
+    return out

@@ -1,0 +1,217 @@
+"""`fastaug synth` with a user's own folder: bad files, 16-bit, alpha, grayscale, EXIF, paths, counts, the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastaug
+from fastaug import imagefiles as IF
+from fastaug import synth as S
+from fastaug.cli import main
+
+FLIP = fastaug.Compose([fastaug.RandomHorizontalFlip(p=1.0)], seed=0)  # a known geometric op: outputs are checkable
+
+
+def rgb(h=12, w=16, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "in"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+    Image.fromarray(rgb(seed=1)).save(root / "cat" / "a.png")
+    Image.fromarray(rgb(seed=2)).save(root / "cat" / "b.jpg", quality=95)
+    Image.fromarray(rgb(seed=3)).save(root / "dog" / "c.PNG")
+    return root
+
+
+def truncated_jpeg(path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(rgb(64, 64, 9)).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+def synth(folder, out, count, policy=FLIP, **kw):
+    return S.synthesize(S.folder_sources(folder), out, count, policy, {"seed": 0}, batch=4, backend="numba", progress=False, **kw)
+
+
+def read(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_truncated_file_is_skipped_named_counted_and_never_blocks_a_rerun(folder, tmp_path):
+    truncated_jpeg(folder / "dog" / "broken.jpg")
+    out = tmp_path / "out"
+    with pytest.warns(S.SkippedImageWarning, match="broken.jpg"):
+        summary = synth(folder, out, 8)
+    sources = S.folder_sources(folder)
+    bad = [k for k in range(8) if sources[k % 4].name == "broken"]
+    assert summary.skipped == len(bad) == 2 and summary.written == 6 and list(summary.unreadable) == [str(folder / "dog" / "broken.jpg")]
+    rows = list(csv.DictReader(open(out / S.MANIFEST)))
+    assert [int(r["index"]) for r in rows] == [k for k in range(8) if k not in bad]
+    with pytest.warns(S.SkippedImageWarning):
+        again = synth(folder, out, 8)  # the same command again: accepted, the bad file tried again
+    assert again.written == 0 and again.skipped == 2
+    Image.fromarray(rgb(seed=4)).save(folder / "dog" / "broken.jpg")  # repaired: its outputs are written now
+    assert synth(folder, out, 8).written == 2
+
+
+def test_strict_stops_at_an_unreadable_file_naming_it(folder, tmp_path, capsys):
+    (folder / "cat" / "notes.png").write_text("not an image")
+    with pytest.raises(IF.UnreadableImage, match="notes.png"):
+        synth(folder, tmp_path / "o", 4, strict=True)
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--input", str(folder), "--out", str(tmp_path / "o2"), "--count", "4", "--strict", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "notes.png" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    values = np.array([[0, 257, 30000, 65535]] * 4, dtype=np.uint16)
+    Image.fromarray(values).save(root / "deep.png")
+    with Image.open(root / "deep.png") as im:
+        assert im.mode.startswith("I")  # a real 16-bit file
+    color, alpha = IF.decode(root / "deep.png")
+    assert alpha is None and color.shape == (4, 4, 1)
+    assert color[0, :, 0].tolist() == [0, 1, 117, 255]
+    synth(root, tmp_path / "out", 1)
+    assert read(tmp_path / "out" / "deep_0000000.png")[0].tolist() == [255, 117, 1, 0]  # flipped
+
+
+def rgba_image() -> np.ndarray:
+    a = np.zeros((6, 8, 4), np.uint8)
+    a[..., 0], a[..., 1], a[..., 2] = 200, 100, 0
+    a[:, :4, 3] = 255  # left half opaque, right half transparent
+    a[:, 4:, 3] = 0
+    a[0, 0, 3] = 128
+    return a
+
+
+def test_alpha_is_composited_on_the_background_or_kept(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.fromarray(rgba_image()).save(root / "t.png")
+    color, alpha = IF.decode(root / "t.png")
+    assert alpha is None and color[1, 0].tolist() == [200, 100, 0] and color[1, 7].tolist() == [255, 255, 255]  # white
+    assert color[0, 0].tolist() == [round((200 * 128 + 255 * 127) / 255), round((100 * 128 + 255 * 127) / 255), round(255 * 127 / 255)]
+    black, _ = IF.decode(root / "t.png", IF.DecodeOptions(background=(0, 0, 0)))
+    assert black[1, 7].tolist() == [0, 0, 0]
+    synth(root, tmp_path / "kept", 1, options=S.Options(decode=IF.DecodeOptions(keep_alpha=True)))
+    kept = read(tmp_path / "kept" / "t_0000000.png")
+    assert kept.shape == (6, 8, 4) and kept[1, :, 3].tolist() == [0] * 4 + [255] * 4  # alpha moved with the flip
+    assert kept[1, 7, :3].tolist() == [200, 100, 0]
+    with pytest.raises(ValueError, match="alpha"):
+        S.Options("jpeg", decode=IF.DecodeOptions(keep_alpha=True))
+
+
+def test_grayscale_stays_one_channel_or_becomes_rgb(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.fromarray(rgb()[..., 0]).save(root / "g.png")
+    synth(root, tmp_path / "keep", 2)
+    assert read(tmp_path / "keep" / "g_0000000.png").shape == (12, 16)
+    synth(root, tmp_path / "rgb", 2, options=S.Options(decode=IF.DecodeOptions(gray="rgb")))
+    out = read(tmp_path / "rgb" / "g_0000000.png")
+    assert out.shape == (12, 16, 3) and np.array_equal(out[..., 0], rgb()[:, ::-1, 0])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    img = Image.fromarray(rgb(10, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(root / "phone.jpg", exif=exif, quality=95)
+    color, _ = IF.decode(root / "phone.jpg")
+    assert color.shape == (20, 10, 3)
+
+
+def test_settings_compare_normalised_absolute_paths(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+    out = str(tmp_path / "out")
+    for spelling in ("in", "in/", "./in", str(folder)):
+        main(["synth", "--input", spelling, "--out", out, "--count", "2", "--backend", "numba", "--no-progress"])
+
+
+def test_a_smaller_count_is_refused_or_trims_files_and_labels(folder, tmp_path):
+    out = tmp_path / "out"
+    synth(folder, out, 9)
+    with pytest.raises(ValueError, match="--trim"):
+        synth(folder, out, 5)
+    assert len(list(out.rglob("*_*.*"))) == 9
+    synth(folder, out, 5, trim=True)
+    rows = list(csv.DictReader(open(out / S.MANIFEST)))
+    assert [int(r["index"]) for r in rows] == list(range(5))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*_*.*")) == sorted(r["file"] for r in rows)
+    shards = S.Options("npy", shard_size=4)
+    synth(folder, tmp_path / "s", 9, options=shards)
+    with pytest.raises(ValueError, match="--trim"):
+        synth(folder, tmp_path / "s", 6, options=shards)
+    synth(folder, tmp_path / "s", 6, options=shards, trim=True)
+    names = sorted(p.name for p in (tmp_path / "s").glob("shard-*"))
+    assert names == [f"shard-{r}.{ext}" for r in ("0000000-0000004", "0000004-0000006") for ext in ("idx.json", "npy")]
+    assert len(list(csv.DictReader(open(tmp_path / "s" / S.MANIFEST)))) == 6
+
+
+def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    argv = ["synth", "--input", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--count", "2"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "missing" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="missing"):
+        main(argv + ["--debug"])
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path / "o"), "--count", "2", "--background", "red"])
+    assert "--background" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_a_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    text = capsys.readouterr().out
+    assert "224x224" in text and ".jpg" in text and "--keep-alpha" in text  # --policy default explained, *.jpg listed
+    import argparse
+
+    from fastaug import cli
+
+    parser = argparse.ArgumentParser()
+    cli._synth_parser(parser.add_subparsers())
+    s = parser._subparsers._group_actions[0].choices["synth"]
+    for action in s._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.dest
+        assert action.required or "(default" in action.help, action.dest
+
+
+def test_jpg_and_any_case_suffix_are_inputs(folder):
+    names = sorted(f"{s.label}/{S.Path(s.path).name}" for s in S.folder_sources(folder))
+    assert names == ["cat/a.png", "cat/b.jpg", "dog/c.PNG"]
+
+
+def test_mixed_sizes_and_channels_each_match_the_policy(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.fromarray(rgb(12, 16)).save(root / "a.png")
+    Image.fromarray(rgb(10, 14)[..., 0]).save(root / "b.png")
+    Image.fromarray(rgb(12, 16, 5)).save(root / "c.png")
+    pol = fastaug.Compose([fastaug.RandomAffine(20, interpolation="bilinear"), fastaug.ColorJitter(0.3, 0.3)], seed=0)
+    synth(root, tmp_path / "out", 9, policy=pol)
+    sources = S.folder_sources(root)
+    for k in range(9):
+        src = torch.from_numpy(np.array(sources[k % 3].planes()[0])).permute(2, 0, 1)[None]
+        want = pol(src, indices=torch.tensor([k]), backend="numba")[0].permute(1, 2, 0).numpy()
+        got = read(tmp_path / "out" / S.output_name(sources[k % 3], k))
+        assert np.array_equal(got.reshape(want.shape), want)
