@@ -110,7 +110,7 @@ def read_index(path) -> dict:
 
 
 def read_npy_shard(path) -> list[tuple[np.ndarray, dict]]:
-    """``[(HxWxC uint8 view, sample metadata), ...]`` of a ``.npy`` shard (memory-mapped)."""
+    """``[(HxWxC uint8 view, sample metadata), ...]`` of a ``.npy`` shard (or its index), memory-mapped."""
     path = Path(path)
     data = np.load(path.parent / f"{path.name.split('.')[0]}.npy", mmap_mode="r")
     out = []
@@ -121,11 +121,12 @@ def read_npy_shard(path) -> list[tuple[np.ndarray, dict]]:
 
 
 def read_tar_shard(path) -> list[tuple[np.ndarray, dict]]:
-    """``[(HxWxC uint8, sample metadata), ...]`` of a ``.tar`` shard, decoded with Pillow."""
+    """``[(HxWxC uint8, sample metadata), ...]`` of a ``.tar`` shard (or its index), decoded with Pillow."""
     from PIL import Image
 
+    path = Path(path)
     groups: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as tar:
+    with tarfile.open(path.parent / f"{path.name.split('.')[0]}.tar") as tar:
         for m in tar.getmembers():
             key, ext = m.name.split(".", 1)
             groups.setdefault(key, {})[ext] = tar.extractfile(m).read()

@@ -137,3 +137,41 @@ def test_command_line_builtin(tmp_path, capsys):
     main(["synth", "--out", str(tmp_path / "s"), "--count", "3", "--backend", "torch"])
     assert len(files(tmp_path / "s")) == 3
     assert "3 outputs" in capsys.readouterr().out
+
+
+def test_one_two_local_workers_and_ray_write_byte_identical_datasets(folder, tmp_path):
+    opts = S.Options("tar", shard_size=8)
+
+    def make(out, **kw):
+        return S.synthesize(S.folder_sources(folder), out, 30, policy(), {"seed": 0}, batch=4, backend="numba", progress=False,
+                            options=opts, **kw)  # fmt: skip
+
+    make(tmp_path / "one")
+    reference = tree(tmp_path / "one")
+    assert sum(name.endswith(".tar") for name in reference) == 4
+    assert make(tmp_path / "two", workers=2).written == 30
+    assert tree(tmp_path / "two") == reference
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert make(tmp_path / "ray", ray_address="local").written == 30
+    finally:
+        ray.shutdown()
+    assert tree(tmp_path / "ray") == reference
+
+
+def test_shards_read_back_as_the_policy_outputs(folder, tmp_path):
+    from fastaug import shards
+
+    outs = {}
+    for fmt in ("tar", "npy", "png"):
+        S.synthesize(S.folder_sources(folder), tmp_path / fmt, 7, policy(), {"seed": 0}, batch=4, backend="numba", progress=False,
+                     options=S.Options(fmt, shard_size=5))  # fmt: skip
+    sources = S.folder_sources(folder)
+    for k in range(7):
+        outs[k] = np.asarray(Image.open(tmp_path / "png" / S.output_name(sources[k % 3], k)))
+    for fmt, read in (("tar", shards.read_tar_shard), ("npy", shards.read_npy_shard)):
+        got = read(tmp_path / fmt / "shard-0000000-0000005.idx.json") + read(tmp_path / fmt / "shard-0000005-0000007.idx.json")
+        assert [m["index"] for _, m in got] == list(range(7))
+        for arr, m in got:
+            assert np.array_equal(arr, outs[m["index"]]) and m["label"] == sources[m["index"] % 3].label
