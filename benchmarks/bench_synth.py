@@ -1,0 +1,129 @@
+"""`fastaug synth` throughput per output format, with the engine-only rate and the cores' PNG encode rate, one run.
+
+Sources: ``--sources`` distinct 224x224 crops of scikit-learn's sample photos, written as PNG files (the decode is
+part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in img/s:
+
+- ``engine``: the policy alone on a uint8 batch [batch, 3, 224, 224] already in memory (best of 5);
+- ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) one after another; ``png_encode_cores``: one
+  such thread per core at once (Pillow releases the GIL): the most a PNG synthesis could write;
+- ``synth_<format>``: a whole ``fastaug.synth.synthesize`` run of ``--count`` outputs from the PNG sources into an
+  empty folder (decode, augment, encode, write, manifest), one worker process.
+
+    python -m benchmarks.bench_synth [--count 2000] [--formats png jpeg webp tar npy] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import fastaug
+from fastaug import synth as S
+
+
+def make_sources(folder: Path, n: int) -> list[np.ndarray]:
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    g = np.random.default_rng(0)
+    crops = []
+    for i in range(n):
+        p = photos[i % len(photos)]
+        y, x = int(g.integers(0, p.shape[0] - 224)), int(g.integers(0, p.shape[1] - 224))
+        crop = np.ascontiguousarray(p[y : y + 224, x : x + 224])
+        label = folder / f"c{i % 4}"
+        label.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop).save(label / f"s{i:04d}.png")
+        crops.append(crop)
+    return crops
+
+
+def engine_rate(policy, crops: list[np.ndarray], batch: int) -> float:
+    x = torch.from_numpy(np.stack([crops[i % len(crops)] for i in range(batch)])).permute(0, 3, 1, 2).contiguous()
+    policy(x, indices=torch.arange(batch))  # compile / warm up
+    times = []
+    for r in range(5):
+        t0 = time.perf_counter()
+        policy(x, indices=torch.arange(batch) + batch * (r + 1))
+        times.append(time.perf_counter() - t0)
+    return batch / min(times)
+
+
+def png_encode_rate(crops: list[np.ndarray], level: int, threads: int, per_thread: int = 60) -> float:
+    def encode(i: int) -> int:
+        buf = io.BytesIO()
+        Image.fromarray(crops[i % len(crops)]).save(buf, format="PNG", compress_level=level)
+        return len(buf.getvalue())
+
+    for i in range(4):
+        encode(i)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(encode, range(per_thread * threads)))
+    return per_thread * threads / (time.perf_counter() - t0)
+
+
+def synth_rate(src: Path, out: Path, policy, fmt: str, count: int, batch: int, level: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    opts = S.Options(fmt, png_level=level, shard_size=1000)
+    t0 = time.perf_counter()
+    summary = S.synthesize(S.folder_sources(src), out, count, policy, {}, batch=batch, progress=False, options=opts)
+    seconds = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    shutil.rmtree(out, ignore_errors=True)
+    return {"img_per_s": count / seconds, "seconds": seconds, "written": summary.written, "bytes_per_image": size / count}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=2000, help="outputs per format (default 2000)")
+    ap.add_argument("--sources", type=int, default=64, help="distinct source images (default 64)")
+    ap.add_argument("--batch", type=int, default=64, help="engine batch (default 64)")
+    ap.add_argument("--png-level", type=int, default=6, help="PNG compression for the png / tar rows and the encode rate (default 6)")
+    ap.add_argument("--formats", nargs="+", default=["png", "jpeg", "webp", "tar", "npy"])
+    ap.add_argument("--out", default="benchmarks/results", help="folder for synth-<machine>-<date>.json")
+    args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    policy = fastaug.RandAugment(num_ops=2, magnitude=9, interpolation="bilinear", seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        crops = make_sources(src, args.sources)
+        result = {
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": cores, "torch_threads": torch.get_num_threads()},
+            "date": time.strftime("%Y-%m-%d"),
+            "settings": {"count": args.count, "sources": args.sources, "batch": args.batch, "size": [224, 224],
+                         "png_level": args.png_level, "policy": "RandAugment(2, 9, bilinear)", "backend": "auto"},  # fmt: skip
+            "engine_img_per_s": engine_rate(policy, crops, args.batch),
+            "png_encode_1_img_per_s": png_encode_rate(crops, args.png_level, 1),
+            "png_encode_cores_img_per_s": png_encode_rate(crops, args.png_level, cores),
+            "synth": {},
+        }
+        for fmt in args.formats:
+            result["synth"][fmt] = synth_rate(src, Path(tmp) / "out", policy, fmt, args.count, args.batch, args.png_level)
+            print(f"synth {fmt}: {result['synth'][fmt]['img_per_s']:.0f} img/s", flush=True)
+    png = result["synth"].get("png")
+    if png:
+        result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]
+    print(f"engine only: {result['engine_img_per_s']:.0f} img/s; PNG encode: {result['png_encode_1_img_per_s']:.0f} img/s on one "
+          f"thread, {result['png_encode_cores_img_per_s']:.0f} on {cores}")  # fmt: skip
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / f"synth-{cores}c-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
