@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fastaug import autograd, tv_types
+from fastaug import autograd, compiled, tv_types
 from fastaug.compiler import compile_plan
 from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
@@ -170,6 +170,11 @@ class Compose(torch.nn.Module):
         self.seed = seed
         self.backend = backend
         self.straight_through = straight_through  # posterize/solarize/autocontrast/equalize: identity gradient
+        compiled.key_of(self)  # the key of its torch.compile custom op (fastaug.compiled)
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        compiled.key_of(self)  # a copy (pickled to a worker, deep-copied) registers itself
 
     def draw(self, x: torch.Tensor, indices: torch.Tensor, epoch: int) -> list[Call]:
         """Op calls for a batch shaped like ``x`` (parameters only)."""
@@ -210,6 +215,11 @@ class Compose(torch.nn.Module):
             if isinstance(image, np.ndarray):
                 return _numpy_call(self, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
             return self._augment(image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend, as_dict=True)
+        plain_call = len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) and type(inputs[0]) is torch.Tensor
+        if plain_call and torch.compiler.is_compiling() and not return_record and all(
+            t is None for t in (mask, bboxes, labels, keypoints)
+        ):
+            return compiled.run(self, inputs[0], indices, epoch, backend)  # one custom op: no graph break
         if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
             return self._augment(inputs[0], mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
         if not inputs:

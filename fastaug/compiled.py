@@ -1,0 +1,135 @@
+"""``torch.compile`` without graph breaks: a Compose call as one torch custom op.
+
+Under ``torch.compile`` (``torch.compiler.is_compiling()``), ``Compose(x, indices=..., epoch=...)`` on an image
+batch (no targets, no record) dispatches to ``fastaug::compose``: one opaque node in the graph that draws the
+parameters, compiles the Plan and runs the fused passes (numba / triton kernels) eagerly. Its fake
+implementation gives the output's shape and dtype (from a one-sample Plan drawn on the host, cached per input
+shape), and its autograd registration runs ``fastaug::compose_backward``: the Plan drawn again from the same
+(seed, epoch, indices) (draws are a pure function of them) and the fused backward of :mod:`fastaug.autograd`, so
+gradients reach the image (magnitudes drawn inside the op carry none). Dynamo never traces into fastaug: no
+graph break inside fastaug, on every backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import torch
+
+from fastaug import autograd
+
+_PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_KEYS = itertools.count(1)
+_META: dict[tuple, tuple[tuple[int, int, int], torch.dtype]] = {}
+
+
+def key_of(aug) -> int:
+    """The registry key of a Compose (assigned on first use; constant for its life, so graphs are reused)."""
+    key = getattr(aug, "_compiled_key", None)
+    if key is None or _PIPELINES.get(key) is not aug:
+        key = next(_KEYS)
+        aug._compiled_key = key
+        _PIPELINES[key] = aug
+    return key
+
+
+def _pipeline(key: int):
+    aug = _PIPELINES.get(key)
+    if aug is None:
+        raise RuntimeError(f"fastaug::compose: no Compose registered under key {key}")
+    return aug
+
+
+def _plan(aug, x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor):
+    from fastaug.compiler import compile_plan
+
+    idx = indices.to(device=x.device, dtype=torch.int64)
+    calls = aug.draw(x, idx, int(epoch))
+    return compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+
+
+@torch.library.custom_op("fastaug::compose", mutates_args=())
+def compose_op(x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str) -> torch.Tensor:
+    """Compose ``key`` on the batch ``x`` [B,C,H,W] (eager: draws, Plan, fused passes)."""
+    aug = _pipeline(key)
+    out = aug._run(x, indices, int(epoch), backend)[0]
+    return out.clone() if out is x else out  # a custom op may not return its input
+
+
+@compose_op.register_fake
+def _compose_fake(x, indices, epoch, key, backend):
+    b, c, h, w = x.shape
+    (oc, oh, ow), dtype = _out_meta(key, int(c), int(h), int(w), x.dtype)
+    return x.new_empty((b, oc, oh, ow), dtype=dtype)
+
+
+def _out_meta(key: int, c: int, h: int, w: int, dtype: torch.dtype):
+    """(channels, height, width) and dtype of the Compose's output for [*, C, H, W] inputs: a one-sample Plan."""
+    k = (key, c, h, w, dtype)
+    if k not in _META:
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():
+            x = torch.zeros(1, c, h, w, dtype=dtype)
+            plan = _plan(_pipeline(key), x, torch.zeros(1, dtype=torch.int64), torch.tensor(0))
+            _META[k] = ((plan.epilogue.out_channels, *plan.out_size), plan.epilogue.out_dtype)
+    return _META[k]
+
+
+class _autograd_dispatch:
+    """Re-enable the autograd dispatch keys that a custom op's implementation runs without."""
+
+    def __enter__(self):
+        keys = (torch._C.DispatchKey.AutogradFunctionality, torch._C.DispatchKey.ADInplaceOrView)
+        self._guards = [torch._C._SetExcludeDispatchKeyGuard(k, False) for k in keys]
+        for g in self._guards:
+            g.__enter__()
+
+    def __exit__(self, *exc):
+        for g in reversed(self._guards):
+            g.__exit__(*exc)
+
+
+@torch.library.custom_op("fastaug::compose_backward", mutates_args=())
+def compose_backward_op(
+    grad: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str
+) -> torch.Tensor:
+    """The gradient of ``fastaug::compose`` to its image: the Plan drawn again, the fused backward."""
+    from fastaug import engine
+
+    aug = _pipeline(key)
+    plan = _plan(aug, x, indices, epoch)
+    spec = autograd._Spec(plan, engine.resolve_backend(backend, x.device), aug.straight_through)
+    tensors = autograd.plan_tensors(plan)
+    with _autograd_dispatch():  # a custom op runs below autograd: the reference backward needs it back
+        gx, _ = autograd.plan_backward(spec, x, tensors, grad.contiguous(), True, [False] * len(tensors))
+    return torch.zeros_like(x) if gx is None else gx
+
+
+@compose_backward_op.register_fake
+def _compose_backward_fake(grad, x, indices, epoch, key, backend):
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output):
+    x, indices, epoch, key, backend = inputs
+    ctx.save_for_backward(x, indices, epoch)
+    ctx.key, ctx.backend = key, backend
+
+
+def _backward(ctx, grad):
+    x, indices, epoch = ctx.saved_tensors
+    return compose_backward_op(grad, x, indices, epoch, ctx.key, ctx.backend), None, None, None, None
+
+
+compose_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def run(aug, x: torch.Tensor, indices, epoch, backend: str) -> torch.Tensor:
+    """A Compose call inside a compiled region: one ``fastaug::compose`` node."""
+    if x.dim() == 3:
+        return run(aug, x.unsqueeze(0), indices, epoch, backend)[0]
+    idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
+    ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
+    return compose_op(x, idx, ep, aug._compiled_key, backend)
