@@ -93,7 +93,24 @@ def policy_by_name(name: str, seed: int) -> torch.nn.Module:
         return fastaug.AutoAugment(name.split("-", 1)[1], interpolation="bilinear", seed=seed)
     if name == "default":
         return default_pipeline(seed=seed, normalize=False)
-    raise ValueError(f"policy must be one of {POLICIES}, got {name!r}")
+    if name.endswith(".json") or Path(name).is_file():  # a saved pipeline, a MarkovPolicy or a found SubPolicies
+        from fastaug import serialize
+
+        if not Path(name).is_file():
+            raise ValueError(f"--policy: no such file {name!r}")
+        policy = serialize.load(name)
+        policy.seed = seed
+        return policy
+    raise ValueError(f"--policy must be one of {POLICIES} or a policy JSON file, got {name!r}")
+
+
+def policy_setting(name: str):
+    """What a synth run records of its --policy: the name, or a JSON file's absolute path and content hash."""
+    if name in POLICIES:
+        return name
+    import hashlib
+
+    return {"file": str(Path(name).resolve()), "sha256": hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]}
 
 
 def bench(argv: list[str]) -> None:
@@ -121,7 +138,9 @@ grayscale images stay 1 channel unless --gray rgb.
 
 policies: randaugment (RandAugment(2, 9)), trivialaugment (TrivialAugmentWide), autoaugment-imagenet / -cifar10 /
 -svhn (AutoAugment), default (the reference pipeline without Normalize: RandomResizedCrop to 224x224, RandomAffine,
-ColorJitter, flip, posterize, solarize: every output is 224x224), all with bilinear interpolation.
+ColorJitter, flip, posterize, solarize: every output is 224x224), all with bilinear interpolation; or a JSON file: a
+MarkovPolicy ('fastaug markov fit'), a found SubPolicies ('fastaug search': best_policy.json), or any Compose, transform
+or policy saved with fastaug.serialize.to_json (its seed replaced by --seed; it must return uint8 images).
 
 formats: png, jpeg, webp (one file per output: OUT/<label>/<source>_<k>.<ext>), tar (WebDataset shards: <k>.png,
 <k>.cls, <k>.json per sample), npy (raw uint8 shards with an index, shard-<start>-<end>.npy + .idx.json).
@@ -143,7 +162,7 @@ def synth(args: argparse.Namespace) -> None:
     decode = IF.DecodeOptions(gray=args.gray, keep_alpha=args.keep_alpha, background=_rgb(args.background))
     options = S.Options(args.format, png_level=args.png_level, quality=args.quality, shard_size=args.shard_size,
                         shard_image=args.shard_image, decode=decode)  # fmt: skip
-    settings = {"input": where, "policy": args.policy, "seed": args.seed}
+    settings = {"input": where, "policy": policy_setting(args.policy), "seed": args.seed}
     with warnings.catch_warnings():
         warnings.simplefilter("always", S.SkippedImageWarning)
         warnings.showwarning = lambda message, *a, **k: print(f"\nwarning: {message}", file=sys.stderr)
@@ -173,7 +192,7 @@ def _synth_parser(sub) -> None:
     s.add_argument("--input", default="builtin", help="a folder DIR/<label>/<image>, or 'builtin' (default: builtin)")
     s.add_argument("--out", required=True, help="the output folder (rerun the same command to resume)")
     s.add_argument("--count", type=int, required=True, help="how many outputs")
-    s.add_argument("--policy", default="randaugment", choices=POLICIES, help="the augmentation (default: randaugment; see above)")
+    s.add_argument("--policy", default="randaugment", help=f"one of {', '.join(POLICIES)}, or a JSON file (see above; default randaugment)")
     s.add_argument("--seed", type=int, default=0, help="the policy's seed (default: 0)")
     s.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "tar", "npy"], help="output format (default: png; see above)")
     s.add_argument("--png-level", type=int, default=6, help="PNG zlib compression 0 (fastest) .. 9 (smallest) (default: 6)")

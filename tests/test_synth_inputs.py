@@ -193,7 +193,7 @@ def test_every_option_has_help_and_a_default(capsys):
         if action.dest == "help":
             continue
         assert action.help, action.dest
-        assert action.required or "(default" in action.help, action.dest
+        assert action.required or "default" in action.help, action.dest
 
 
 def test_jpg_and_any_case_suffix_are_inputs(folder):
@@ -215,3 +215,18 @@ def test_mixed_sizes_and_channels_each_match_the_policy(tmp_path):
         want = pol(src, indices=torch.tensor([k]), backend="numba")[0].permute(1, 2, 0).numpy()
         got = read(tmp_path / "out" / S.output_name(sources[k % 3], k))
         assert np.array_equal(got.reshape(want.shape), want)
+
+
+def test_policy_accepts_every_policy_and_saved_json(tmp_path, capsys):
+    from fastaug import cli, serialize
+
+    fastaug.MarkovPolicy.from_autoaugment().to_json(tmp_path / "markov.json")
+    fastaug.SubPolicies([[("Rotate", 0.5, 0.3), ("Color", 0.2, 0.7)]]).to_json(tmp_path / "found.json")
+    serialize.to_json(fastaug.Compose([fastaug.RandomHorizontalFlip(), fastaug.ColorJitter(0.2)]), tmp_path / "compose.json")
+    for name in (*cli.POLICIES, *(str(tmp_path / f) for f in ("markov.json", "found.json", "compose.json"))):
+        assert cli.policy_by_name(name, 3).seed == 3
+    main(["synth", "--out", str(tmp_path / "o"), "--count", "2", "--policy", str(tmp_path / "found.json"), "--no-progress"])
+    assert "2 written now" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path / "o2"), "--count", "2", "--policy", "nope"])
+    assert "--policy must be one of" in capsys.readouterr().err
