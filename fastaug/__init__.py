@@ -4,6 +4,7 @@ from fastaug import functional
 from fastaug.compose import Compose, Record
 from fastaug.convert import Pipeline, from_albumentations, from_torchvision
 from fastaug.policies import AutoAugment, MarkovPolicy, RandAugment, SubPolicies, TrivialAugmentWide
+from fastaug.serialize import load
 from fastaug.transforms import (
     Clouds,
     CoarseDropout,
@@ -53,5 +54,5 @@ __all__ = [
     "RandomRotation", "RandomSolarize", "RandomVerticalFlip", "ToDtype", "XYMasking",
     "RandAugment", "TrivialAugmentWide", "AutoAugment", "MarkovPolicy", "SubPolicies", "SafeRotate", "CoarseDropout",
     "RGBShift", "RGBGain", "RandomFog", "Clouds", "Downscale", "ElasticTransform", "Superpixels",
-    "Pipeline", "from_torchvision", "from_albumentations",
+    "Pipeline", "from_torchvision", "from_albumentations", "load",
 ]  # fmt: skip

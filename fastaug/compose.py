@@ -328,6 +328,12 @@ class Compose(torch.nn.Module):
             return tv_types.wrap_like(transform_masks(m.unsqueeze(0), calls, backend)[0], mask)
         return tv_types.wrap_like(transform_masks(m, calls, backend), mask)
 
+    def to_json(self, path):
+        """Write the pipeline as versioned JSON, atomically (``fastaug.load(path)`` reads it back)."""
+        from fastaug.serialize import to_json
+
+        return to_json(self, path)
+
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(t) for t in self.transforms)
         return f"Compose([\n    {inner}\n], seed={self.seed})"

@@ -43,7 +43,12 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def load_backend(name: str) -> ModuleType:
-    return importlib.import_module(_MODULES[name])
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as e:
+        if name == "triton" and (e.name or "").split(".")[0] == "triton":
+            raise ImportError("backend='triton' needs Triton: pip install 'fastaug[triton]' (CUDA builds of torch bring it)") from e
+        raise
 
 
 def equalize_luts(hist: torch.Tensor) -> torch.Tensor:

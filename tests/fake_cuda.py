@@ -199,6 +199,12 @@ _METHODS = {
 }
 
 
+# A side effect that outlives the harness: once ``torch.Tensor.__getitem__`` has been assigned, CPython keeps the
+# class's sequence slot even after the attribute is deleted again, so in the same process ``torch.tensor`` reads a
+# 0-d tensor inside a list as a sequence and fails (``torch.tensor([[t0, t1]])`` -> "len() of a 0-d tensor"). Code
+# that may run after these tests in one pytest process builds such tensors with ``torch.stack``.
+
+
 @contextlib.contextmanager
 def fake_cuda():
     """``with fake_cuda() as log:`` create tensors with ``device="cuda"`` and run the code under test."""

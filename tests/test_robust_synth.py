@@ -105,9 +105,8 @@ def detect(batch):
     out = []
     for img in batch:
         ys, xs = torch.nonzero(img[0] > 127, as_tuple=True)
-        out.append(
-            torch.zeros(0, 4) if ys.numel() == 0 else torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
-        )
+        box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).to(torch.float32).view(1, 4) if ys.numel() else None
+        out.append(torch.zeros(0, 4) if box is None else box)
     return out
 
 

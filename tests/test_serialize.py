@@ -59,3 +59,25 @@ def test_policy_files_and_bad_documents(tmp_path):
         Z.load(tmp_path / "other.json")
     with pytest.raises(TypeError, match="not a fastaug"):
         Z.to_dict(torch.nn.Identity())
+
+
+def test_compose_to_json_and_fastaug_load(tmp_path):
+    import fastaug
+
+    pipeline = fastaug.Compose([fastaug.RandomHorizontalFlip(), fastaug.RandAugment(2, 9)], seed=3)
+    path = pipeline.to_json(tmp_path / "p.json")
+    loaded = fastaug.load(path)
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(loaded(x, indices=torch.arange(4)), pipeline(x, indices=torch.arange(4)))
+
+
+def test_the_triton_backend_without_triton_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from fastaug import engine
+
+    for name in [m for m in sys.modules if m == "triton" or m.startswith(("triton.", "fastaug.kernels.triton"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "triton", None)  # import triton -> ImportError(name="triton")
+    with pytest.raises(ImportError, match=r"pip install 'fastaug\[triton\]'"):
+        engine.load_backend("triton")
