@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from benchmarks.bench import RESULTS_DIR, device_info, device_slug, versions
+from benchmarks.bench import RESULTS_DIR, cpu_isa, device_info, device_slug, versions
 from fastaug.compose import Compose
 from fastaug.robust import Analyzer, RobustAugment, per_file
 from fastaug.robust import boundaries as B
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, rate in rates.items():
         print(f"{name:32s} {rate:9.0f} pairs/s   batched / this: {first / rate:.1f}x")
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_info(torch.device("cpu")),
-              "versions": versions(), "torch_threads": torch.get_num_threads(), "ops": list(OPS), "samples": x.shape[0],
-              "steps": len(ts), "batch": a.batch, "file_samples": xf.shape[0], "pairs_per_s": rates,
+              "cpu_isa": cpu_isa(), "versions": versions(), "torch_threads": torch.get_num_threads(), "ops": list(OPS),
+              "samples": x.shape[0], "steps": len(ts), "batch": a.batch, "file_samples": xf.shape[0], "pairs_per_s": rates,
               "ratio_batched_vs_per_image": first / rates["per-image loop (same model)"],
               "ratio_batched_vs_per_file": first / rates["per-file loop (PNG per image)"], "curves_equal": same}  # fmt: skip
     if not a.no_write:

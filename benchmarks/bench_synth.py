@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 import fastaug
+from benchmarks.bench import cpu_isa, device_info
 from fastaug import synth as S
 
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         crops = make_sources(src, args.sources)
         result = {
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": cores, "torch_threads": torch.get_num_threads()},
+            "device": device_info(torch.device("cpu")), "cpu_isa": cpu_isa(),
             "date": time.strftime("%Y-%m-%d"),
             "settings": {"count": args.count, "sources": args.sources, "batch": args.batch, "size": [224, 224],
                          "png_level": args.png_level, "policy": "RandAugment(2, 9, bilinear)", "backend": "auto"},  # fmt: skip
