@@ -9,9 +9,10 @@ A shard holds the outputs ``start <= k < end`` (those whose source image was rea
   the index says where each sample starts and its shape.
 
 Every shard has an index ``shard-<start>-<end>.idx.json`` (``{"version", "format", "samples": [{"index", "label",
-"class", "source", "offset", "shape"}]}``; offset and shape for ``.npy``), written after the shard: the index marks
-the shard done. Both go through :mod:`fastaug.atomic`. :func:`read_npy_shard` and :func:`read_tar_shard` read them
-back.
+"class", "source", "offset", "shape"}], "skipped": [k, ...]}``; offset and shape for ``.npy``; ``skipped``: the
+outputs left out for an unreadable source), written after the shard: the index marks the shard done, unless it
+lists skipped outputs (a rerun writes such a shard again, to retry them). Both go through :mod:`fastaug.atomic`.
+:func:`read_npy_shard` and :func:`read_tar_shard` read them back.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ShardWriter:
         self.stem = shard_stem(start, end)
         self.path = self.folder / f"{self.stem}.{fmt}"
         self.samples: list[dict] = []
+        self.skipped: list[int] = []
         self._ctx = open_atomic(self.path)
         self._f = self._ctx.__enter__()
         self._offset = 0
@@ -86,6 +88,10 @@ class ShardWriter:
             self._offset += arr.nbytes
         self.samples.append(meta)
 
+    def skip(self, k: int) -> None:
+        """Output ``k`` is left out (its source unreadable): listed in the index, so a rerun retries the shard."""
+        self.skipped.append(k)
+
     def close(self) -> Path:
         if self.fmt == "tar":
             self._tar.close()  # writes the end-of-archive blocks (the file object stays open)
@@ -94,7 +100,7 @@ class ShardWriter:
             self._f.write(_npy_header(self._offset))
             self._f.seek(0, io.SEEK_END)
         self._ctx.__exit__(None, None, None)
-        index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples}
+        index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples, "skipped": self.skipped}
         write_text(self.folder / f"{self.stem}.idx.json", json.dumps(index) + "\n")
         return self.path
 
@@ -107,6 +113,13 @@ def read_index(path) -> dict:
     path = Path(path)
     stem = path.name.split(".")[0]
     return json.loads((path.parent / f"{stem}.idx.json").read_text())
+
+
+def is_done(path) -> bool:
+    """Whether a shard (or its index) is complete: its index exists and lists no skipped outputs."""
+    path = Path(path)
+    idx = path.parent / f"{path.name.split('.')[0]}.idx.json"
+    return idx.exists() and not json.loads(idx.read_text()).get("skipped")
 
 
 def read_npy_shard(path) -> list[tuple[np.ndarray, dict]]:

@@ -239,6 +239,9 @@ class _Files:
     def accept(self, k: int, payload) -> None:
         pass
 
+    def skip(self, k: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -251,7 +254,7 @@ class _Shard:
 
     def __init__(self, job: Job, start: int, end: int):
         self.job, self.out = job, Path(job.out)
-        done = (self.out / f"{SH.shard_stem(start, end)}.idx.json").exists()
+        done = SH.is_done(self.out / f"{SH.shard_stem(start, end)}.idx.json")  # skipped outputs listed: written again
         self.todo = [] if done else list(range(start, end))
         self.writer = None if done else SH.ShardWriter(self.out, start, end, job.options.format, job.options.extension)
 
@@ -261,6 +264,9 @@ class _Shard:
 
     def accept(self, k: int, payload) -> None:
         self.writer.add(self.job.meta(k), payload)
+
+    def skip(self, k: int) -> None:
+        self.writer.skip(k)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -394,6 +400,7 @@ def _pipeline(job: Job, sink, result: dict, on_written) -> None:
                     raise
                 result["skipped"] += 1
                 result["unreadable"][e.path] = e.reason
+                sink.skip(k)
                 order.append(None)
                 if on_written:
                     on_written(1)
@@ -528,7 +535,7 @@ def _existing(job: Job) -> int:
     out = Path(job.out)
     if job.options.sharded:
         return sum(len(SH.read_index(out / f"{SH.shard_stem(a, b)}.idx.json")["samples"]) for a, b in job.units()
-                   if (out / f"{SH.shard_stem(a, b)}.idx.json").exists())  # fmt: skip
+                   if SH.is_done(out / f"{SH.shard_stem(a, b)}.idx.json"))  # fmt: skip  (one listing skips: redone)
     n, ext = len(job.sources), job.options.extension
     return sum((out / output_name(job.sources[k % n], k, ext)).exists() for k in range(job.count))
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 import fastaug
 from fastaug import imagefiles as IF
+from fastaug import shards as SH
 from fastaug import synth as S
 from fastaug.cli import main
 
@@ -63,6 +64,32 @@ def test_truncated_file_is_skipped_named_counted_and_never_blocks_a_rerun(folder
     assert again.written == 0 and again.skipped == 2
     Image.fromarray(rgb(seed=4)).save(folder / "dog" / "broken.jpg")  # repaired: its outputs are written now
     assert synth(folder, out, 8).written == 2
+
+
+@pytest.mark.parametrize("fmt", ["tar", "npy"])
+def test_shards_retry_unreadable_sources_on_a_rerun(folder, tmp_path, fmt):
+    truncated_jpeg(folder / "dog" / "broken.jpg")
+    out, options = tmp_path / "out", S.Options(format=fmt, shard_size=4)
+    with pytest.warns(S.SkippedImageWarning, match="broken.jpg"):
+        first = synth(folder, out, 8, options=options)
+    sources = S.folder_sources(folder)
+    bad = [k for k in range(8) if sources[k % 4].name == "broken"]
+    assert first.written == 6 and first.skipped == 2
+    skipped = sorted(k for p in out.glob("*.idx.json") for k in SH.read_index(p)["skipped"])
+    assert skipped == bad
+    with pytest.warns(S.SkippedImageWarning):
+        again = synth(folder, out, 8, options=options)  # still unreadable: tried again, still skipped
+    assert again.skipped == 2 and again.existing == 0
+    Image.fromarray(rgb(seed=4)).save(folder / "dog" / "broken.jpg")  # repaired: its shards are written again
+    fixed = synth(folder, out, 8, options=options)
+    assert fixed.written == 8 and fixed.skipped == 0
+    reader = SH.read_tar_shard if fmt == "tar" else SH.read_npy_shard
+    got = [m["index"] for p in sorted(out.glob(f"shard-*.{fmt}")) for _, m in reader(p)]
+    assert got == list(range(8)) and all(not SH.read_index(p)["skipped"] for p in out.glob("*.idx.json"))
+    rows = list(csv.DictReader(open(out / S.MANIFEST)))
+    assert [int(r["index"]) for r in rows] == list(range(8))
+    done = synth(folder, out, 8, options=options)  # complete now: nothing redone
+    assert done.written == 0 and done.existing == 8
 
 
 def test_strict_stops_at_an_unreadable_file_naming_it(folder, tmp_path, capsys):
