@@ -172,3 +172,23 @@ def test_bad_input_names_the_argument():
         a.set_weight("darken", 1)
     with pytest.raises(ValueError, match="diff_error must return values in"):
         Analyzer(model, diff_error=lambda a, b: torch.full((a.shape[0],), 2.0), progress=False).evaluate(constant([1]), torch.tensor([0]))
+
+
+def test_a_cache_or_synthesis_of_another_model_is_refused(tmp_path):
+    x = constant([100, 200])
+    cache = tmp_path / "b.json"
+    a = Analyzer(brightness_classifier(), ops=["brighten"], progress=False, model_id="sha256:aaa")
+    a.search_boundaries(x, step=0.5, cache=cache)
+    assert json.loads(cache.read_text())["settings"]["model"] == "sha256:aaa"
+    a.synthesize(count=2, min_ops=1, max_ops=1, out=tmp_path / "s")
+    other = Analyzer(brightness_classifier(), ops=["brighten"], progress=False, model_id="sha256:bbb")
+    with pytest.raises(ValueError, match=r"cache '.*b\.json' holds a search with other settings \(model: 'sha256:aaa' then"):
+        other.search_boundaries(x, step=0.5, cache=cache)
+    other.search_boundaries(x, step=0.5)
+    with pytest.raises(ValueError, match="holds a synthesis with other settings.*model"):
+        other.synthesize(count=2, min_ops=1, max_ops=1, out=tmp_path / "s")
+    with pytest.raises(ValueError, match="backend: 'auto' then, 'torch' now"):
+        Analyzer(brightness_classifier(), ops=["brighten"], progress=False, model_id="sha256:aaa",
+                 backend="torch").search_boundaries(x, step=0.5, cache=cache)  # fmt: skip
+    with pytest.raises(TypeError, match="model_id"):
+        Analyzer(brightness_classifier(), model_id=3)

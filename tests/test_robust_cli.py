@@ -28,6 +28,22 @@ def test_robust_command_writes_the_report_cache_and_synthesis(tmp_path, capsys):
     assert "synth: 0 samples written now" in capsys.readouterr().out
 
 
+def test_robust_command_refuses_a_cache_of_another_model(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report"
+    for k, threshold in enumerate((60, 70)):
+        model = tmp_path / "model.py"
+        model.write_text(MODEL.replace("60", str(threshold)))
+        argv = ["robust", "--model", str(model), "--samples", "4", "--step", "0.5", "--ops", "brighten", "--out", str(out),
+                "--no-progress"]  # fmt: skip
+        if k == 0:
+            main(argv)
+            continue
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert "boundaries.json' holds a search with other settings (model: 'sha256:" in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -51,6 +51,11 @@ class Analyzer:
     overrides ``r`` for one op; ``set_weight(op, w)``
     makes an op ``w`` times as likely to be drawn in synthesis (0: never).
 
+    ``model_id``: a fingerprint of the model (a string: a weights file's sha256, a version tag); it goes into the
+    boundary cache's and the synthesis's settings, so a cache or a synthesis folder written for another model is
+    refused (None: the model is not checked, so use one cache and one folder per model). The ``backend`` is kept in
+    both settings too.
+
     ``seed`` keys every draw (positions of crops, noise, the synthesis's choices) by (seed, epoch, dataset index);
     ``batch_size``: pairs of (sample, intensity) per Plan and per ``predict`` call; ``differs_threshold``: an output
     "differs" when its diff error is above it.
@@ -58,7 +63,7 @@ class Analyzer:
 
     def __init__(self, predict, diff_error=None, ops=None, *, tolerance: float = 0.05, failure: float = 0.5,
                  differs_threshold: float = 0.0, batch_size: int = 256, seed: int = 0, backend: str = "auto",
-                 progress: bool = True):  # fmt: skip
+                 progress: bool = True, model_id: str | None = None):  # fmt: skip
         self.predict = P.check_predict(predict)
         if diff_error is not None and not callable(diff_error):
             raise TypeError(f"diff_error must be None or callable (augmented, original labels) -> [B], got {type(diff_error).__name__}")
@@ -72,6 +77,9 @@ class Analyzer:
         self.batch_size = _int(batch_size, "batch_size", 1)
         self.seed = _int(seed, "seed", 0)
         self.backend = backend
+        if model_id is not None and (not isinstance(model_id, str) or not model_id):
+            raise TypeError(f"model_id must be None or a non-empty string (the model's fingerprint), got {model_id!r}")
+        self.model_id = model_id
         self.progress = bool(progress)
         self.curves: dict[str, B.Curve] = {}
         self.realism = 0.5
@@ -95,6 +103,10 @@ class Analyzer:
             return torch.cat(parts)
         return [r for p in parts for r in (p if isinstance(p, list) else list(p))]
 
+    def _model_settings(self) -> dict:
+        """The model's part of a cache's or a synthesis's settings: the backend, and ``model_id`` when given."""
+        return {"backend": self.backend, **({} if self.model_id is None else {"model": self.model_id})}
+
     # -- search -------------------------------------------------------------------------------------
     def search_boundaries(self, images, labels=None, step: float = 0.05, cache=None) -> dict[str, B.Curve]:
         """Per op and intensity (0, ``step``, ..., 1 of the op's range): the mean diff error over the samples and the
@@ -106,7 +118,7 @@ class Analyzer:
         check_ops(ops, x.shape[1])
         ts = B.intensities(step)
         settings = {"step": step, "seed": self.seed, "differs_threshold": self.differs_threshold, "kind": kind,
-                    "data": B.fingerprint(x, labels)}  # fmt: skip
+                    "data": B.fingerprint(x, labels), **self._model_settings()}  # fmt: skip
         path = None if cache is None else Path(os.fspath(cache))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +201,7 @@ class Analyzer:
             raise ValueError("weights: every op has weight 0")
         settings = {"count": count, "min_ops": min_ops, "max_ops": max_ops, "window": [lo, hi], "max_retries": max_retries,
                     "seed": self.seed, "ranges": {k: list(v) for k, v in ranges.items()}, "weights": weights, "kind": kind,
-                    "data": B.fingerprint(x, labels)}  # fmt: skip
+                    "data": B.fingerprint(x, labels), **self._model_settings()}  # fmt: skip
         result = S.synthesize(x, labels, kind, self.predict, self.diff_error, ops, ranges, weights, count=count, min_ops=min_ops,
                               max_ops=max_ops, window=(lo, hi), max_retries=_int(max_retries, "max_retries", 0), out=out,
                               seed=self.seed, batch_size=self.batch_size, backend=self.backend, progress=self.progress,

@@ -106,8 +106,13 @@ def load_cache(path: Path, settings: dict) -> dict[str, Curve]:
         raise ValueError(f"cache {str(path)!r} is not JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise ValueError(f"cache {str(path)!r} is not a {FORMAT} version {VERSION} file")
-    if doc.get("settings") != settings:
-        raise ValueError(f"cache {str(path)!r} holds a search with other settings {doc.get('settings')}; use another cache")
+    old = doc.get("settings")
+    if old != settings:
+        old = old if isinstance(old, dict) else {}
+        keys = sorted(set(old) | set(settings), key=str)
+        diff = "; ".join(f"{k}: {old.get(k, '(none)')!r} then, {settings.get(k, '(none)')!r} now" for k in keys
+                         if old.get(k) != settings.get(k))  # fmt: skip
+        raise ValueError(f"cache {str(path)!r} holds a search with other settings ({diff}); use another cache")
     return {name: Curve(**c) for name, c in doc.get("curves", {}).items()}
 
 

@@ -2,12 +2,15 @@
 
 ``--model`` is a Python file that defines ``predict(batch) -> labels`` or ``load_predict() -> predict`` (called once),
 or a TorchScript file (``.pt``/``.ts``: a classifier of float images in [0, 1], its argmax is the label). ``--data``: a
-packaged data set (``digits``, ``mnist_5k``) or a folder ``DIR/<label>/*.png`` of images of one size.
+packaged data set (``digits``, ``mnist_5k``) or a folder ``DIR/<label>/*.png`` of images of one size. The model file's
+sha256 is kept in ``OUT/boundaries.json`` and ``OUT/synth/settings.json``: a rerun into the same ``--out`` with another
+model file is refused (use another ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -38,6 +41,15 @@ def load_model(path: str):
 
         return predict
     raise ValueError(f"--model must be a .py file (predict / load_predict) or a TorchScript .pt/.ts file, got {path!r}")
+
+
+def model_fingerprint(path: str) -> str:
+    """``sha256:<hex>`` of the model file: the boundary cache and the synthesis refuse outputs of another model."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
 
 
 def load_data(name: str, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +102,8 @@ def run(args: argparse.Namespace) -> None:
         predict = load_model(args.model)
         x, y = load_data(args.data, args.samples, args.seed)
         ops = None if args.ops is None else [o.strip() for o in args.ops.split(",") if o.strip()]
-        a = Analyzer(predict, ops=ops, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+        a = Analyzer(predict, ops=ops, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
+                     model_id=model_fingerprint(args.model))  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         a.search_boundaries(x, y if args.labels == "truth" else None, step=args.step, cache=out / "boundaries.json")
         page = a.render(out)
