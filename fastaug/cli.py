@@ -99,6 +99,8 @@ def policy_by_name(name: str, seed: int) -> torch.nn.Module:
         if not Path(name).is_file():
             raise ValueError(f"--policy: no such file {name!r}")
         policy = serialize.load(name)
+        if isinstance(policy, fastaug.Transform) and not callable(policy):  # a bare transform: run as a one-op pipeline
+            return fastaug.Compose([policy], seed=seed)
         policy.seed = seed
         return policy
     raise ValueError(f"--policy must be one of {POLICIES} or a policy JSON file, got {name!r}")

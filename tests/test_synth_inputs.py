@@ -250,8 +250,12 @@ def test_policy_accepts_every_policy_and_saved_json(tmp_path, capsys):
     fastaug.MarkovPolicy.from_autoaugment().to_json(tmp_path / "markov.json")
     fastaug.SubPolicies([[("Rotate", 0.5, 0.3), ("Color", 0.2, 0.7)]]).to_json(tmp_path / "found.json")
     serialize.to_json(fastaug.Compose([fastaug.RandomHorizontalFlip(), fastaug.ColorJitter(0.2)]), tmp_path / "compose.json")
-    for name in (*cli.POLICIES, *(str(tmp_path / f) for f in ("markov.json", "found.json", "compose.json"))):
+    serialize.to_json(fastaug.RandomHorizontalFlip(p=1.0), tmp_path / "flip.json")  # a bare transform
+    for name in (*cli.POLICIES, *(str(tmp_path / f) for f in ("markov.json", "found.json", "compose.json", "flip.json"))):
         assert cli.policy_by_name(name, 3).seed == 3
+    assert isinstance(cli.policy_by_name(str(tmp_path / "flip.json"), 3), fastaug.Compose)
+    main(["synth", "--out", str(tmp_path / "of"), "--count", "2", "--policy", str(tmp_path / "flip.json"), "--no-progress"])
+    assert "2 written now" in capsys.readouterr().out
     main(["synth", "--out", str(tmp_path / "o"), "--count", "2", "--policy", str(tmp_path / "found.json"), "--no-progress"])
     assert "2 written now" in capsys.readouterr().out
     with pytest.raises(SystemExit):
