@@ -33,13 +33,18 @@ class Classifier(Base):
             fastaug.RandomResizedCrop(28, scale=(0.6, 1.0)), fastaug.RandomHorizontalFlip(),
             fastaug.ColorJitter(0.3, 0.3, 0.3), fastaug.Normalize([0.5] * 3, [0.25] * 3),
         ], seed=0)  # fmt: skip
-        self.epoch_now = 0
+        self.epoch_now = 0  # set by the stand-in loop; under Lightning the trainer's current_epoch is used
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the augmentation is keyed by: Lightning's ``current_epoch`` when Lightning runs the hooks."""
+        return self.current_epoch if L is not None else self.epoch_now
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         """The batch is on the device: augment there (training only), keyed by the dataset indices and epoch."""
         indices, images, labels = batch
         if self.training:
-            images = self.augment(images, indices=indices, epoch=self.epoch_now)
+            images = self.augment(images, indices=indices, epoch=self.epoch)
         else:
             images = fastaug.functional.normalize(fastaug.functional.to_dtype(images, torch.float32, scale=True), [0.5] * 3, [0.25] * 3)
         return indices, images, labels
