@@ -103,13 +103,29 @@ def test_resume_after_a_kill_gives_the_same_cache(tmp_path):
         resumed.search_boundaries(x, step=0.5, cache=killed)
 
 
-def test_batching_does_not_change_the_curves():
+def test_batching_does_not_change_the_curves_or_the_pixels():
     x = (torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
     model = brightness_classifier(120.0)
-    ops = ["crop", "gaussian_noise", "darken", "motion_blur"]
-    one = Analyzer(model, ops=ops, batch_size=1, progress=False).search_boundaries(x, step=0.2)
-    many = Analyzer(model, ops=ops, batch_size=64, progress=False).search_boundaries(x, step=0.2)
+    ops = ["crop", "gaussian_noise", "darken", "motion_blur", "gaussian_blur"]
+    seen = {1: [], 64: []}
+
+    def recording(size):
+        return lambda batch: seen[size].append(batch.clone()) or model(batch)
+
+    one = Analyzer(recording(1), ops=ops, batch_size=1, progress=False).search_boundaries(x, step=0.2)
+    many = Analyzer(recording(64), ops=ops, batch_size=64, progress=False).search_boundaries(x, step=0.2)
     assert all(one[o].mean_diff_error == many[o].mean_diff_error for o in ops)
+    assert torch.equal(torch.cat(seen[1]), torch.cat(seen[64]))  # every (sample, intensity) pair in the same order
+
+
+def test_gaussian_blur_of_a_sample_does_not_depend_on_its_batch():
+    # with the kernel sized by the batch's largest sigma, ~25 of these pixels differed by 1 LSB
+    x = (torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    for dtype in (torch.uint8, torch.float32):
+        xs = x if dtype == torch.uint8 else x.float() / 255
+        alone = Compose([RobustAugment(["gaussian_blur"], torch.tensor([[0.3]]))])(xs[:1], indices=torch.arange(1))
+        together = Compose([RobustAugment(["gaussian_blur"], torch.tensor([[0.3], [1.0]]))])(xs, indices=torch.arange(2))
+        assert torch.equal(alone[0], together[0])
 
 
 def test_diff_errors():

@@ -95,9 +95,12 @@ def _odd_kernel(extent: float, h: int, w: int) -> int:
     return max(1, min(2 * math.ceil(extent) + 1, 2 * min(h, w) - 1))
 
 
-def _blur(ctx, v):
+BLUR_SIGMA = 3.0  # gaussian_blur's sigma at intensity 1
+
+
+def _blur(ctx, v):  # one kernel size for the op's largest sigma: a sample's pixels do not depend on its batch neighbours
     cv = ctx.canvas
-    return [F.gaussian_blur_call(cv, _odd_kernel(3.0 * float(v.max()), cv.h, cv.w), v)]
+    return [F.gaussian_blur_call(cv, _odd_kernel(3.0 * BLUR_SIGMA, cv.h, cv.w), v)]
 
 
 MOTION_KERNEL = 15
@@ -178,7 +181,7 @@ OPS: tuple[RobustOp, ...] = (
     _op("solarize", "solarize", 1.01, 0.0, _solarize, "threshold (fraction of the range; above 1: off)"),
     _op("sharpness", "adjust_sharpness", 1.0, 10.0, _SHARPNESS, "sharpness factor"),
     _op("soften", "adjust_sharpness", 1.0, 0.0, _SHARPNESS, "sharpness factor"),
-    _op("gaussian_blur", "gaussian_blur", 0.1, 3.0, _blur, "sigma (px)"),
+    _op("gaussian_blur", "gaussian_blur", 0.1, BLUR_SIGMA, _blur, "sigma (px)"),
     _op("motion_blur", "motion_blur", 1.0, float(MOTION_KERNEL), _motion, "kernel size (px)"),
     _op("sharpen", "sharpen", 0.0, 1.0, _search("Sharpen"), "alpha"),
     _op("emboss", "emboss", 0.0, 1.0, _search("Emboss"), "alpha"),
