@@ -2,8 +2,11 @@
 
 :func:`decode` turns a file into ``(color, alpha)``: ``color`` HxWxC uint8 with C = 1 (grayscale) or 3 (RGB), ``alpha``
 HxW uint8 or None. It reads the whole file (a truncated file fails here, not later), applies the EXIF orientation,
-scales 16-bit and 32-bit integer images to 8 bits (``v * 255 / 65535`` rounded, values above 65535 clipped), converts
-CMYK / YCbCr / LAB / HSV / bilevel / palette images to RGB or grayscale, and then
+brings deeper images to 8 bits (:func:`scale_deep`): 16-bit ones (modes ``I;16*``) by ``v * 255 / 65535`` rounded;
+32-bit integer ones (mode ``I``) by their range: all values in 0..255 kept as they are, else the 16-bit scaling
+(negatives 0, above 65535 clipped); float ones (mode ``F``) by their range: a maximum <= 1 means 0..1 (``v * 255``
+rounded), a larger one means already 0..255 (rounded), clipped to 0..255 either way (NaN: 0); converts CMYK /
+YCbCr / LAB / HSV / bilevel / palette images to RGB or grayscale, and then
 
 - ``gray="keep"`` keeps a grayscale image 1 channel, ``gray="rgb"`` repeats it into 3;
 - ``keep_alpha=False`` composites an image with transparency (an alpha channel, or a palette / ``transparency``
@@ -55,6 +58,18 @@ def scale_16bit(a: np.ndarray) -> np.ndarray:
     return ((a * 255 + 32767) // 65535).astype(np.uint8)
 
 
+def scale_deep(a: np.ndarray, mode: str) -> np.ndarray:
+    """An ``I;16*`` / ``I`` / ``F`` image's pixels as uint8 (the rules in the module docstring)."""
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if mode == "I" and (not a.size or (a.min() >= 0 and a.max() <= 255)):  # 32-bit holding 8-bit values
+        return a.astype(np.uint8)
+    return scale_16bit(a)
+
+
 def _luma(rgb) -> int:
     r, g, b = rgb
     return int(round(0.299 * r + 0.587 * g + 0.114 * b))
@@ -63,8 +78,8 @@ def _luma(rgb) -> int:
 def _planes(im) -> tuple[np.ndarray, np.ndarray | None]:
     """A PIL image as (color HxWxC uint8 with C in {1, 3}, alpha HxW uint8 or None)."""
     mode = im.mode
-    if mode.startswith("I") or mode == "F":  # 16- or 32-bit integers (or float): scale to 8 bits
-        return scale_16bit(np.asarray(im))[..., None], None
+    if mode.startswith("I") or mode == "F":  # 16- or 32-bit integers or float: to 8 bits by the documented rules
+        return scale_deep(np.asarray(im), mode)[..., None], None
     if mode == "P" or mode == "PA" or "transparency" in im.info:
         im = im.convert("RGBA")
         mode = "RGBA"

@@ -116,6 +116,26 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     assert read(tmp_path / "out" / "deep_0000000.png")[0].tolist() == [255, 117, 1, 0]  # flipped
 
 
+def test_float_images_are_scaled_by_their_range(tmp_path):
+    unit = np.array([[0.0, 0.5, 1.0, -0.2]] * 2, dtype=np.float32)  # max <= 1: 0..1, times 255
+    Image.fromarray(unit, mode="F").save(tmp_path / "unit.tif")
+    wide = np.array([[0.0, 127.6, 255.0, 300.0]] * 2, dtype=np.float32)  # max > 1: already 0..255
+    Image.fromarray(wide, mode="F").save(tmp_path / "wide.tif")
+    with Image.open(tmp_path / "unit.tif") as im:
+        assert im.mode == "F"
+    assert IF.decode(tmp_path / "unit.tif")[0][0, :, 0].tolist() == [0, 128, 255, 0]
+    assert IF.decode(tmp_path / "wide.tif")[0][0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+def test_32_bit_integer_images_are_scaled_by_their_range(tmp_path):
+    Image.fromarray(np.array([[0, 7, 200, 255]] * 2, dtype=np.int32)).save(tmp_path / "eight.tif")  # 8-bit values: kept
+    Image.fromarray(np.array([[0, 257, 30000, 65535]] * 2, dtype=np.int32)).save(tmp_path / "deep.tif")  # 16-bit scaling
+    with Image.open(tmp_path / "eight.tif") as im:
+        assert im.mode == "I"
+    assert IF.decode(tmp_path / "eight.tif")[0][0, :, 0].tolist() == [0, 7, 200, 255]
+    assert IF.decode(tmp_path / "deep.tif")[0][0, :, 0].tolist() == [0, 1, 117, 255]
+
+
 def rgba_image() -> np.ndarray:
     a = np.zeros((6, 8, 4), np.uint8)
     a[..., 0], a[..., 1], a[..., 2] = 200, 100, 0
