@@ -50,6 +50,8 @@ def test_robust_command_refuses_a_cache_of_another_model(tmp_path):
         (["--model", "missing.py"], "fastaug robust: --model: no such file 'missing.py'"),
         (["--ops", "brighten,nope"], "fastaug robust: ops: unknown op 'nope'"),
         (["--step", "0"], "fastaug robust: step must be in (0, 1], got 0.0"),
+        (["--samples", "-3"], "fastaug robust: --samples must be >= 1, got -3"),
+        (["--synth-count", "-1"], "fastaug robust: --synth-count must be >= 0, got -1"),
     ],
 )
 def test_robust_command_errors_are_one_line(tmp_path, args, message):

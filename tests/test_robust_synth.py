@@ -155,3 +155,13 @@ def test_synthesize_bad_input_names_the_argument(tmp_path):
     with pytest.raises(ValueError, match="no boundaries yet"):
         Analyzer(brightness_classifier).synthesize(images(), torch.zeros(8, dtype=torch.long), out=tmp_path / "y")
     json.dumps(a.ranges())
+
+
+@pytest.mark.parametrize("bad", [300, -1])
+def test_mask_ids_outside_8_bits_are_refused_before_anything_is_written(tmp_path, bad):
+    a = searched()
+    masks = torch.zeros(8, 10, 10, dtype=torch.long)
+    masks[3, 2:5, 2:5] = bad
+    with pytest.raises(ValueError, match=rf"mask ids must be integers in 0\.\.255 .*8-bit PNG.*{bad}"):
+        a.synthesize(images(), masks, count=4, out=tmp_path / "m")
+    assert not (tmp_path / "m").exists()

@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     try:
+        if args.samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {args.samples}")
+        if args.synth_count < 0:
+            raise ValueError(f"--synth-count must be >= 0, got {args.synth_count}")
         predict = load_model(args.model)
         x, y = load_data(args.data, args.samples, args.seed)
         ops = None if args.ops is None else [o.strip() for o in args.ops.split(",") if o.strip()]

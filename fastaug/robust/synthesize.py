@@ -8,7 +8,8 @@ sample whose diff error against its moved labels lies outside ``[min_predicted_d
 max_predicted_diff_error]`` is drawn again with the next attempt, at most ``max_retries`` times (every redraw is
 counted; a sample still outside is recorded as rejected and gets no image).
 
-Files under ``out``: ``images/<k>.png``, ``masks/<k>.png`` for mask labels, and ``labels/<k>.json`` (label, ops,
+Files under ``out``: ``images/<k>.png``, ``masks/<k>.png`` for mask labels (8-bit gray PNG: mask ids must lie in
+0..255, others are refused before anything is written), and ``labels/<k>.json`` (label, ops,
 intensities, values, diff error, attempts), each written to a temporary name and renamed into place; the JSON comes
 last and marks the output done, so a killed run resumes with the outputs not yet done and writes what a clean run
 would. ``settings.json`` keeps the run's settings (a rerun with others is refused) and ``manifest.json`` lists every
@@ -80,6 +81,15 @@ def _png(path: Path, image: torch.Tensor) -> None:
     os.replace(tmp, path)
 
 
+def _check_mask_ids(mask: torch.Tensor) -> None:
+    """Mask ids must fit the 8-bit PNG masks are written as (a wider id would wrap silently)."""
+    if not mask.numel():
+        return
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < 0 or hi > 255 or (mask.is_floating_point() and not bool((mask == mask.round()).all())):
+        raise ValueError(f"labels: mask ids must be integers in 0..255 (masks are written as 8-bit PNG), got values from {lo:g} to {hi:g}")
+
+
 def _plain(label, kind: str):
     if kind == "class":
         return int(label)
@@ -90,6 +100,8 @@ def synthesize(images: torch.Tensor, labels, kind: str, predict, diff_error, ops
                *, count: int, min_ops: int, max_ops: int, window: tuple[float, float], max_retries: int, out, seed: int,
                batch_size: int, backend: str = "auto", progress: bool = True, settings: dict | None = None) -> SynthResult:  # fmt: skip
     """Write ``count`` synthetic samples under ``out`` (see the module docstring); ``ranges`` / ``weights``: per op."""
+    if kind == "mask":
+        _check_mask_ids(labels)
     out = Path(os.fspath(out))
     for sub in ("images", "labels") + (("masks",) if kind == "mask" else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -125,6 +137,7 @@ def synthesize(images: torch.Tensor, labels, kind: str, predict, diff_error, ops
                     _png(out / "images" / f"{name(k)}.png", aug[j])
                     rec["image"] = f"images/{name(k)}.png"
                     if kind == "mask":
+                        _check_mask_ids(moved[j])
                         _png(out / "masks" / f"{name(k)}.png", moved[j].unsqueeze(0).to(torch.uint8))
                         rec["label"] = f"masks/{name(k)}.png"
                     else:
