@@ -164,8 +164,14 @@ def map_keypoints(points: torch.Tensor, plan: Plan, i: int) -> torch.Tensor:
 
 def map_box_list(boxes, plan: Plan, drop: bool):
     """Keyword style ``bboxes=``: one BoundingBoxes per sample (a list) or one BoundingBoxes (one sample)."""
+    b = plan.notes["matrix64"].shape[0]
     if isinstance(boxes, torch.Tensor):
+        if b != 1:
+            raise ValueError(f"bboxes=: one BoundingBoxes goes with one image, got a batch of {b}: pass a list of {b} "
+                             "BoundingBoxes, one per sample")  # fmt: skip
         return map_boxes(boxes, plan, 0, drop)
+    if len(boxes) != b:
+        raise ValueError(f"bboxes=: {len(boxes)} BoundingBoxes for a batch of {b} images (one per sample)")
     pairs = [map_boxes(bx, plan, i, drop) for i, bx in enumerate(boxes)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 

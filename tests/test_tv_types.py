@@ -53,9 +53,13 @@ def test_video_every_frame_gets_its_video_draws():
 @pytest.mark.parametrize("fmt", ["XYXY", "XYWH", "CXCYWH", "XYWHR", "CXCYWHR", "XYXYXYXY"])
 def test_boxes_every_format_flip_and_crop(fmt):
     xyxy = tv_tensors.BoundingBoxes(torch.tensor([[2.0, 3.0, 6.0, 9.0], [1.0, 1.0, 4.0, 2.0]]), format="XYXY", canvas_size=(12, 16))
-    if fmt in ("XYWHR", "CXCYWHR", "XYXYXYXY"):
-        xywhr = torch.tensor([[2.0, 3.0, 4.0, 6.0, 0.0], [1.0, 1.0, 3.0, 1.0, 0.0]])
-        boxes = TF.convert_bounding_box_format(tv_tensors.BoundingBoxes(xywhr, format="XYWHR", canvas_size=(12, 16)), new_format=fmt)
+    rotated = fmt in ("XYWHR", "CXCYWHR", "XYXYXYXY")
+
+    def as_fmt(xywhr):
+        return TF.convert_bounding_box_format(tv_tensors.BoundingBoxes(xywhr, format="XYWHR", canvas_size=(12, 16)), new_format=fmt)
+
+    if rotated:  # non-zero angles: the flip is checked value for value, angle included
+        boxes = as_fmt(torch.tensor([[5.0, 3.0, 4.0, 6.0, 30.0], [8.0, 6.0, 3.0, 1.5, -65.0]]))
     else:
         boxes = TF.convert_bounding_box_format(xyxy, new_format=fmt)
     img = tv_tensors.Image(_images(1)[0])
@@ -64,13 +68,25 @@ def test_boxes_every_format_flip_and_crop(fmt):
     ob = target["boxes"]
     assert type(ob) is tv_tensors.BoundingBoxes and ob.format == boxes.format and tuple(ob.canvas_size) == (12, 16)
     expect = TF.horizontal_flip(boxes)  # torchvision on the same boxes
-    torch.testing.assert_close(_extent(ob), _extent(expect), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ob.as_subclass(torch.Tensor), expect.as_subclass(torch.Tensor), atol=1e-4, rtol=0)
     assert torch.equal(target["labels"], torch.tensor([1, 2]))
-    # geometry changes the canvas: a resized crop to 8x10
+    # geometry changes the canvas: a resized crop to 8x10 (a non-uniform scale: axis-aligned boxes, angle 0, compared by extent)
+    if rotated:
+        boxes = as_fmt(torch.tensor([[2.0, 3.0, 4.0, 6.0, 0.0], [1.0, 1.0, 3.0, 1.0, 0.0]]))
     crop = fastaug.Compose([fastaug.RandomResizedCrop((8, 10), scale=(1.0, 1.0), ratio=(16 / 12, 16 / 12))], backend="torch")
     _, t2 = crop(img, {"boxes": boxes})
     assert tuple(t2["boxes"].canvas_size) == (8, 10) and t2["boxes"].format == boxes.format
     torch.testing.assert_close(_extent(t2["boxes"]), _extent(boxes) * torch.tensor([10 / 16, 8 / 12] * 2), atol=1e-4, rtol=0)
+
+
+def test_one_bounding_boxes_with_a_batch_is_refused():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[2.0, 3.0, 6.0, 9.0]]), format="XYXY", canvas_size=(12, 16))
+    with pytest.raises(ValueError, match="one BoundingBoxes goes with one image, got a batch of 3"):
+        _flip()(image=_images(3), bboxes=boxes)
+    with pytest.raises(ValueError, match="2 BoundingBoxes for a batch of 3"):
+        _flip()(image=_images(3), bboxes=[boxes, boxes])
+    out = _flip()(image=_images(1), bboxes=boxes)  # one image: accepted
+    assert type(out["bboxes"]) is tv_tensors.BoundingBoxes
 
 
 def _extent(boxes):
