@@ -165,3 +165,19 @@ def test_mask_ids_outside_8_bits_are_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match=rf"mask ids must be integers in 0\.\.255 .*8-bit PNG.*{bad}"):
         a.synthesize(images(), masks, count=4, out=tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_png_writes_the_uint8_image_atomically(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from fastaug.robust.labels import to_uint8
+
+    x = torch.tensor([[[-0.5, 0.0, 0.5, 1.0, 2.0]]]).expand(3, 2, 5)
+    assert to_uint8(x)[0, 0].tolist() == [0, 0, 128, 255, 255]
+    S._png(tmp_path / "a.png", x)
+    S._png(tmp_path / "g.png", x[:1])
+    with Image.open(tmp_path / "a.png") as im, Image.open(tmp_path / "g.png") as gray:
+        assert im.mode == "RGB" and gray.mode == "L"
+        assert torch.equal(torch.from_numpy(np.array(im)).permute(2, 0, 1), to_uint8(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "g.png"]  # no temporaries left

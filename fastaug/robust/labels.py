@@ -29,6 +29,11 @@ def check_images(images, name: str = "images") -> torch.Tensor:
     return images
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images (any shape) as uint8: uint8 as they are, float in [0, 1] clamped, scaled by 255 and rounded."""
+    return images if images.dtype == torch.uint8 else (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def label_kind(labels, images: torch.Tensor, name: str = "labels") -> str:
     """The kind of ``labels`` for ``images`` (see the module docstring)."""
     n, _, h, w = images.shape

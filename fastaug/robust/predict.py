@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastaug.robust.labels import to_uint8
+
 
 def check_predict(predict, name: str = "predict") -> Callable:
     if not callable(predict):
@@ -64,8 +66,7 @@ def per_file(predict_file: Callable, suffix: str = ".png") -> Callable:
         out = []
         with tempfile.TemporaryDirectory(prefix="fastaug-robust-") as tmp:
             for k, img in enumerate(batch):
-                x = img if img.dtype == torch.uint8 else (img.clamp(0, 1) * 255).round().to(torch.uint8)
-                arr = x.permute(1, 2, 0).cpu().numpy()
+                arr = to_uint8(img).permute(1, 2, 0).cpu().numpy()
                 path = Path(tmp) / f"{k}{suffix}"
                 Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
                 out.append(predict_file(os.fspath(path)))

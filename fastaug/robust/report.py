@@ -55,7 +55,7 @@ def plot_curve(curve, boundary, sampling: dict[str, tuple[float, float]], path: 
 
 
 def _rgb_grid(batch: torch.Tensor, cols: int, least: int = 64) -> torch.Tensor:
-    x = batch if batch.dtype == torch.uint8 else (batch.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    x = L.to_uint8(batch)
     x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
     scale = max(1, -(-least // x.shape[-1]))
     if scale > 1:

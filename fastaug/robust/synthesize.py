@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from fastaug import rng
-from fastaug.atomic import check_settings, remove_temporaries, write_text
+from fastaug.atomic import check_settings, remove_temporaries, write_bytes, write_text
+from fastaug.imagefiles import encode
 from fastaug.progress import Progress
 from fastaug.robust import errors as E
 from fastaug.robust import labels as L
@@ -70,15 +71,8 @@ def draw(seed: int, indices: torch.Tensor, attempt: int, ops: tuple[str, ...], w
 
 
 def _png(path: Path, image: torch.Tensor) -> None:
-    from PIL import Image
-
-    x = image if image.dtype == torch.uint8 else (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-    arr = x.permute(1, 2, 0).cpu().numpy()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format="PNG")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``image`` [C, H, W] as a PNG written atomically (a temporary name, flushed, renamed into place)."""
+    write_bytes(path, encode(L.to_uint8(image).permute(1, 2, 0).cpu().numpy(), "png"))
 
 
 def _check_mask_ids(mask: torch.Tensor) -> None:
