@@ -42,14 +42,17 @@ def model(seed: int = 0):
 
 
 def per_image_curves(predict, x, y, ops, ts, seed: int) -> dict:
-    """The same curves, one (sample, step) pair at a time."""
+    """The same curves, one (sample, step) pair at a time; the pipeline built once per op (as the batched path builds
+    one per batch), only its 1x1 intensity set per pair."""
     out = {}
     for op in ops:
+        robust = RobustAugment([op], torch.zeros(1, 1, dtype=torch.float64))
+        aug = Compose([robust], seed=seed)
         mean = []
         for t in ts:
+            robust.intensity.fill_(float(t))
             wrong = 0
             for i in range(x.shape[0]):
-                aug = Compose([RobustAugment([op], torch.tensor([[t]], dtype=torch.float64))], seed=seed)
                 img = aug(x[i : i + 1], indices=torch.tensor([i]))
                 wrong += int(predict(img)[0] != y[i])
             mean.append(wrong / x.shape[0])
