@@ -23,10 +23,7 @@ import time
 import torch
 
 from benchmarks.bench import RESULTS_DIR, cpu_isa, device_info, versions
-
-
-def _stats(values: list[float]) -> dict:
-    return {"values": values, "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+from benchmarks.bench_search import _stats
 
 
 def _augment(a, channels: int, seed: int, ops=None, identity: float = 0.5):

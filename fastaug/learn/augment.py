@@ -28,6 +28,7 @@ import numbers
 import torch
 
 from fastaug.compose import Compose
+from fastaug.constants import constant
 from fastaug.ops.calls import Call
 from fastaug.policies.auto import PolicyDraw, _Policy
 from fastaug.policies.markov import IDENTITY, SPACE, STATES, MarkovPolicy, state_ranges
@@ -73,9 +74,11 @@ def op_names(ops=None, channels: int = 3) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+def _number(value, name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not ok or float(value) < lo or (lo_open and float(value) == lo) or float(value) > hi:
+        bound = f"> {lo}" if lo_open else f">= {lo}"
+        raise ValueError(f"{name} must be a finite number {bound}" + (f" and <= {hi}" if hi < math.inf else "") + f", got {value!r}")
     return float(value)
 
 
@@ -100,9 +103,8 @@ class DifferentiableAugment(_Policy):
         if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
             raise ValueError(f"num_ops must be an int >= 1, got {num_ops!r}")
         self.num_ops = self.num_slots = num_ops
-        self.temperature = _positive(temperature, "temperature")
-        if isinstance(magnitude, bool) or not isinstance(magnitude, numbers.Real) or not 0.0 <= float(magnitude) <= 1.0:
-            raise ValueError(f"magnitude must be in [0, 1], got {magnitude!r}")
+        self.temperature = _number(temperature, "temperature", 0.0, lo_open=True)
+        magnitude = _number(magnitude, "magnitude", 0.0, 1.0)
         k = len(self.ops)
         p_id = 1.0 / (k + 1) if identity is None else identity
         if isinstance(p_id, bool) or not isinstance(p_id, numbers.Real) or not 0.0 < float(p_id) < 1.0:
@@ -125,24 +127,21 @@ class DifferentiableAugment(_Policy):
 
     def draw(self, ctx: Context) -> PolicyDraw:
         b, s, dev = ctx.canvas.b, self.num_slots, ctx.canvas.device
-        _, lo, hi, signed = state_ranges(self, ctx)
+        key = ("ranges", ctx.canvas.h, ctx.canvas.w, ctx.uint8, str(dev))
+        if key not in self._tables:  # built once per image size and device, like MarkovPolicy's tables
+            self._tables[key] = state_ranges(self, ctx)
+        _, lo, hi, signed = self._tables[key]
         p = self.probabilities().to(dev)
         cdf = torch.cumsum(p.detach().to(torch.float64), 0)
         cdf[-1] = math.inf  # a rounding shortfall at the end still picks the last entry
         u = ctx.uniform(2 * s).view(b, s, 2)
         pick = torch.clamp((cdf <= u[..., :1]).sum(-1), max=len(self.ops))  # [B,S] entries (0: Identity)
-        state = self._state_on(dev)[pick]
+        state = constant(self._state, torch.int64, dev)[pick]
         m = torch.cat([torch.zeros(1, device=dev), self.magnitudes.to(dev)]).to(torch.float64)[pick]
         value = lo[state] + m * (hi[state] - lo[state])
         value = torch.where(signed[state] & (u[..., 1] < 0.5), -value, value)
         self._drawn = pick
         return PolicyDraw(STATES, state, torch.zeros_like(state), value, pick > 0)
-
-    def _state_on(self, device) -> torch.Tensor:
-        key = ("states", str(device))
-        if key not in self._tables:
-            self._tables[key] = torch.tensor(self._state, device=device)
-        return self._tables[key]
 
     def calls(self, ctx: Context) -> list[Call]:
         if ctx.canvas.c not in (1, 3):

@@ -30,29 +30,19 @@ it settles where the two balance instead of at 0, and an op that hurts loses pro
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as nnf
 from torch.func import functional_call
 
-from fastaug.learn.augment import DifferentiableAugment
+from fastaug.learn.augment import DifferentiableAugment, _number
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> per-sample losses [B]
 
 
 def _per_sample_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nnf.cross_entropy(outputs, targets, reduction="none")
-
-
-def _number(value, name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if not ok or float(value) < lo or (lo_open and float(value) == lo) or float(value) > hi:
-        bound = f"> {lo}" if lo_open else f">= {lo}"
-        raise ValueError(f"{name} must be a finite number {bound}" + (f" and <= {hi}" if hi < math.inf else "") + f", got {value!r}")
-    return float(value)
 
 
 class MetaTrainer:
