@@ -44,26 +44,39 @@ RGBShift, MultiplicativeNoise             RGBShift, MultiplicativeNoise         
 PixelDropout, SaltAndPepper               PixelDropout, SaltAndPepper                                 supported
 Emboss, Sharpen, MotionBlur               Emboss, Sharpen, MotionBlur                                 supported
 CoarseDropout, XYMasking (number fill)    CoarseDropout, XYMasking                                    supported
-anything else (Affine, Rotate, GaussNoise, --                                                         raises / fallback
-RandomBrightnessContrast, HueSaturation...)
+Rotate (constant border, no crop_border)  RandomRotation (+ WithProbability when p < 1)               supported
+Affine (constant border, no fit_output)   AlbumentationsAffine (its draws; run as a perspective call) supported
+GaussNoise (per_channel, scale factor 1)  GaussianNoise (mean / std ranges; + WithProbability)        supported
+Posterize (one num_bits or range)         RandomPosterize / AlbumentationsPosterize (randint bits)    supported
+Solarize                                  AlbumentationsSolarize (threshold_range times 255 or 1)     supported
+Equalize                                  -- (cv2.equalizeHist / a PIL variant: other LUTs)           raises / fallback
+RandomBrightnessContrast                  -- (clip(alpha*v + beta): no such op)                       raises / fallback
+anything else (HueSaturationValue,        --                                                          raises / fallback
+CenterCrop, ShiftScaleRotate, ...)
 ========================================  ==========================================================  ========
 
 An op whose arguments leave the supported meaning (an interpolation other than nearest / bilinear, antialias,
 a non-constant border, ``p < 1`` on a wrapper) is reported like an op without an equivalent, with the reason.
+The converter's own samplers (:class:`WithProbability`, ``Albumentations*``) draw like every fastaug transform;
+``fastaug.serialize`` does not write them (p == 1 and a single ``num_bits`` convert to plain fastaug transforms).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import numbers
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from fastaug import functional as F
 from fastaug import policies
 from fastaug import transforms as T
 from fastaug.compose import Compose
+from fastaug.ops.calls import ColorCall
+from fastaug.plan import Op
 from fastaug.validation import as_batch, check_epoch, check_indices
 
 __all__ = ["Pipeline", "from_albumentations", "from_torchvision"]
@@ -181,6 +194,25 @@ def _build(cls, args: dict, keys: list[str]):
     return cls(**{k: args[k] for k in keys if k in args and k in params})
 
 
+def _al_zero_fill(fill):
+    """albumentations' fill: None (cv2's BORDER_CONSTANT with 0, no blend on the rim) when zero, else the values."""
+    values = [fill] if isinstance(fill, numbers.Real) else list(fill)
+    return None if all(v == 0 for v in values) else fill
+
+
+def _al_border(args: dict, name: str) -> None:
+    """Geometric ops: the constant border, masks nearest with fill 0 (fastaug's mask semantics)."""
+    if args["border_mode"] != 0:
+        raise Unsupported(f"border_mode={args['border_mode']} (fastaug pads with a constant: BORDER_CONSTANT, 0)")
+    if args.get("mask_interpolation", 0) != 0:
+        raise Unsupported(f"mask_interpolation={args['mask_interpolation']} (fastaug resamples masks nearest)")
+    fill_mask = args.get("fill_mask", 0)
+    if any(v != 0 for v in ([fill_mask] if isinstance(fill_mask, numbers.Real) else fill_mask)):
+        raise Unsupported(f"fill_mask={fill_mask!r} (fastaug fills masks with 0)")
+    if args.get("rotate_method", "largest_box") != "largest_box":
+        raise Unsupported(f"rotate_method={args['rotate_method']!r} (fastaug moves box corners: 'largest_box')")
+
+
 def _al_op(op) -> list[T.Transform]:
     n = type(op).__name__
     args = op.get_transform_init_args()
@@ -207,7 +239,195 @@ def _al_op(op) -> list[T.Transform]:
         if args["border_mode"] != 0 or args["rotate_method"] != "largest_box":
             raise Unsupported("border_mode other than BORDER_CONSTANT or rotate_method other than 'largest_box'")
         return [T.SafeRotate(args["limit"], _cv2_interp(args["interpolation"]), args["fill"], args["p"])]
+    if n == "Rotate":
+        _al_border(args, n)
+        if args["crop_border"]:
+            raise Unsupported("crop_border=True (a per-sample output size)")
+        rotation = T.RandomRotation(list(args["limit"]), _cv2_interp(args["interpolation"]), fill=_al_zero_fill(args["fill"]))
+        return [_with_p(rotation, args["p"])]
+    if n == "Affine":
+        _al_border(args, n)
+        if args["fit_output"]:
+            raise Unsupported("fit_output=True (a per-sample output size)")
+        return [AlbumentationsAffine(
+            args["scale"], args["translate_percent"], args["translate_px"], args["rotate"], args["shear"],
+            _cv2_interp(args["interpolation"]), args["keep_ratio"], args["balanced_scale"], _al_zero_fill(args["fill"]), args["p"],
+        )]  # fmt: skip
+    if n == "GaussNoise":
+        if not args["per_channel"]:
+            raise Unsupported("per_channel=False (one noise for every channel; fastaug draws per pixel and channel)")
+        if args["noise_scale_factor"] != 1:
+            raise Unsupported(f"noise_scale_factor={args['noise_scale_factor']} (noise drawn at a lower resolution and resized)")
+        return [_with_p(T.GaussianNoise(args["mean_range"], args["std_range"], clip=True), args["p"])]
+    if n == "Posterize":
+        bits = args["num_bits"]
+        if isinstance(bits, list):
+            raise Unsupported("num_bits per channel")
+        if bits[0] == bits[1]:
+            return [T.RandomPosterize(int(bits[0]), args["p"])]
+        return [AlbumentationsPosterize(tuple(bits), args["p"])]
+    if n == "Solarize":
+        return [AlbumentationsSolarize(tuple(args["threshold_range"]), args["p"])]
+    if n == "Equalize":
+        raise Unsupported(
+            "its LUTs are cv2.equalizeHist's (mode='cv') or a PIL variant on the inclusive cumulative histogram (mode='pil'); "
+            "fastaug equalizes as torchvision / PIL (exclusive cumulative histogram)"
+        )
+    if n == "RandomBrightnessContrast":
+        raise Unsupported(
+            "clip(alpha * v + beta): contrast about 0 and additive brightness (by max or by the image mean), clipped once; "
+            "fastaug's brightness and contrast are torchvision's (multiplicative; contrast about the gray mean)"
+        )
     raise Unsupported("no fastaug equivalent")
+
+
+# albumentations draws that fastaug's torchvision-like transforms do not make: the converter's own samplers (they
+# draw from (seed, epoch, index, slot) like every fastaug transform; fastaug.serialize does not write them)
+
+
+def _check_p(p) -> float:
+    if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+class WithProbability(T.Transform):
+    """``transform`` applied to each sample with probability ``p`` (albumentations' ``p``): its calls, with a coin
+    drawn from the last slot of this transform's block (``transform`` draws from the first ones)."""
+
+    def __init__(self, transform: T.Transform, p: float = 0.5):
+        if not isinstance(transform, T.Transform):
+            raise TypeError(f"transform must be a fastaug transform, got {type(transform).__name__}")
+        self.transform, self.p = transform, _check_p(p)
+
+    def calls(self, ctx):
+        out = self.transform.calls(ctx)
+        if self.p == 1.0:
+            return out
+        coin = ctx.coin(self.p, offset=T.SLOTS_PER_TRANSFORM - 1)
+        for call in out:
+            call.applied = coin if call.applied is None else call.applied & coin
+        return out
+
+
+def _with_p(transform: T.Transform, p: float) -> T.Transform:
+    return transform if p == 1.0 else WithProbability(transform, p)
+
+
+class _DrawnColorOp(T.Transform):
+    """One color op whose magnitude is drawn per sample (``_magnitude``), applied with probability ``p``."""
+
+    name, code = "", Op.IDENTITY
+
+    def _magnitude(self, u: torch.Tensor, ctx: T.Context) -> torch.Tensor:
+        raise NotImplementedError
+
+    def calls(self, ctx):
+        u = ctx.uniform(2)
+        params = torch.zeros(ctx.canvas.b, 3, dtype=torch.float32, device=u.device)
+        params[:, 0] = self._magnitude(u[:, 0], ctx)
+        return [ColorCall(name=self.name, code=int(self.code), params=params, applied=u[:, 1] < self.p)]
+
+
+class AlbumentationsPosterize(_DrawnColorOp):
+    """albumentations' Posterize: ``bits ~ randint(lo, hi)`` (inclusive) per sample, with probability ``p``. uint8
+    images: the same pixels; float images are posterized as torchvision does (levels k / 2**bits), where albumentations
+    rounds through uint8."""
+
+    name, code = "posterize", Op.POSTERIZE
+
+    def __init__(self, num_bits: tuple[int, int] = (4, 4), p: float = 0.5):
+        lo, hi = (int(b) for b in num_bits)
+        if not 0 <= lo <= hi <= 8:
+            raise ValueError(f"num_bits must be (lo, hi) with 0 <= lo <= hi <= 8, got {num_bits!r}")
+        self.num_bits, self.p = (lo, hi), _check_p(p)
+
+    def _magnitude(self, u, ctx):
+        lo, hi = self.num_bits
+        return torch.clamp(lo + torch.floor(u * (hi - lo + 1)), max=hi)
+
+
+class AlbumentationsSolarize(_DrawnColorOp):
+    """albumentations' Solarize: ``threshold ~ U(threshold_range)`` times the image's maximum (255 or 1) per sample;
+    values ``>=`` it are inverted; probability ``p``."""
+
+    name, code = "solarize", Op.SOLARIZE
+
+    def __init__(self, threshold_range: tuple[float, float] = (0.5, 0.5), p: float = 0.5):
+        lo, hi = (float(t) for t in threshold_range)
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"threshold_range must be (lo, hi) with 0 <= lo <= hi <= 1, got {threshold_range!r}")
+        self.threshold_range, self.p = (lo, hi), _check_p(p)
+
+    def _magnitude(self, u, ctx):
+        lo, hi = self.threshold_range
+        return (lo + u * (hi - lo)) * (255.0 if ctx.uint8 else 1.0)
+
+
+def _pair_of(value: dict, key: str) -> tuple[float, float]:
+    lo, hi = value[key]
+    return float(lo), float(hi)
+
+
+class AlbumentationsAffine(T.Transform):
+    """albumentations' Affine (fit_output=False, constant border): per sample ``scale`` x and y ~ U (the same draw
+    with ``keep_ratio``; ``balanced_scale``: below or above 1 with equal odds), translation ``translate_px``
+    ~ randint (inclusive) or ``int(U(translate_percent) * size)``, ``rotate`` ~ U degrees (counter-clockwise on
+    screen), ``shear`` x and y ~ U degrees; with probability ``p``. The map, about the image centre (continuous
+    coordinates), is ``out = Sh(-shear) R(rotate) S(scale) (in - c) + c + t`` with ``Sh = [[1, tan x], [tan y, 1]]``,
+    run as the perspective call taking the input's corners to their images (so records list it as ``perspective``)."""
+
+    def __init__(self, scale, translate_percent, translate_px, rotate, shear, interpolation="bilinear", keep_ratio=False,
+                 balanced_scale=False, fill=None, p: float = 0.5):  # fmt: skip
+        self.scale = {k: _pair_of(scale, k) for k in ("x", "y")}
+        self.translate_percent = None if translate_percent is None else {k: _pair_of(translate_percent, k) for k in ("x", "y")}
+        self.translate_px = None if translate_px is None else {k: tuple(int(v) for v in translate_px[k]) for k in ("x", "y")}
+        self.rotate = (float(rotate[0]), float(rotate[1]))
+        self.shear = {k: _pair_of(shear, k) for k in ("x", "y")}
+        self.interpolation, self.keep_ratio, self.balanced_scale = interpolation, bool(keep_ratio), bool(balanced_scale)
+        self.fill, self.p = fill, _check_p(p)
+
+    def _scale(self, u: torch.Tensor, pick: torch.Tensor, r: tuple[float, float]) -> torch.Tensor:
+        if not self.balanced_scale:
+            return r[0] + u * (r[1] - r[0])
+        lower, upper = (r[0], 1.0) if r[0] < 1 else None, (1.0, r[1]) if r[1] > 1 else None
+        if lower is None and upper is None:
+            return torch.ones_like(u)
+        lo = torch.full_like(u, (lower or upper)[0])
+        hi = torch.full_like(u, (lower or upper)[1])
+        if lower is not None and upper is not None:
+            lo, hi = torch.where(pick, upper[0], lo), torch.where(pick, upper[1], hi)
+        return lo + u * (hi - lo)
+
+    def calls(self, ctx):
+        cv = ctx.canvas
+        u = ctx.uniform(12).to(torch.float64)
+        sx = self._scale(u[:, 0], u[:, 1] < 0.5, self.scale["x"])
+        sy = sx if self.keep_ratio else self._scale(u[:, 2], u[:, 3] < 0.5, self.scale["y"])
+        if self.translate_px is not None:
+            (x0, x1), (y0, y1) = self.translate_px["x"], self.translate_px["y"]
+            tx = torch.clamp(x0 + torch.floor(u[:, 4] * (x1 - x0 + 1)), max=x1)
+            ty = torch.clamp(y0 + torch.floor(u[:, 5] * (y1 - y0 + 1)), max=y1)
+        elif self.translate_percent is not None:
+            (x0, x1), (y0, y1) = self.translate_percent["x"], self.translate_percent["y"]
+            tx = torch.trunc((x0 + u[:, 4] * (x1 - x0)) * cv.w)
+            ty = torch.trunc((y0 + u[:, 5] * (y1 - y0)) * cv.h)
+        else:
+            tx = ty = torch.zeros_like(sx)
+        rot = torch.deg2rad(self.rotate[0] + u[:, 6] * (self.rotate[1] - self.rotate[0]))
+        (a0, a1), (b0, b1) = self.shear["x"], self.shear["y"]
+        shx = torch.tan(torch.deg2rad(-(a0 + u[:, 7] * (a1 - a0))))
+        shy = torch.tan(torch.deg2rad(-(b0 + u[:, 8] * (b1 - b0))))
+        cos, sin = torch.cos(rot), torch.sin(rot)
+        rs = torch.stack([torch.stack([cos * sx, sin * sy], -1), torch.stack([-sin * sx, cos * sy], -1)], -2)  # R S
+        shear = torch.stack([torch.stack([torch.ones_like(shx), shx], -1), torch.stack([shy, torch.ones_like(shy)], -1)], -2)
+        linear = shear @ rs  # [B,2,2]
+        centre = torch.tensor([cv.w / 2.0, cv.h / 2.0], dtype=torch.float64, device=u.device)
+        corners = torch.tensor([[0.0, 0.0], [cv.w, 0.0], [cv.w, cv.h], [0.0, cv.h]], dtype=torch.float64, device=u.device)
+        ends = (corners - centre) @ linear.transpose(1, 2) + centre + torch.stack([tx, ty], -1).unsqueeze(1)
+        call = F.perspective_call(cv, corners.expand(cv.b, 4, 2), ends, self.interpolation, self.fill)
+        call.applied = u[:, 11] < self.p
+        return [call]
 
 
 def _al_children(op):
