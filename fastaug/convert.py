@@ -57,6 +57,9 @@ CenterCrop, ShiftScaleRotate, ...)
 
 An op whose arguments leave the supported meaning (an interpolation other than nearest / bilinear, antialias,
 a non-constant border, ``p < 1`` on a wrapper) is reported like an op without an equivalent, with the reason.
+Known pixel differences of supported ops: albumentations' Sharpen(method='gaussian') computes ``v - G v`` in uint8 on
+uint8 images (it wraps below 0; fastaug keeps the formula: float images agree); Posterize on float images follows
+torchvision (albumentations rounds through uint8); fills other than 0 blend on the one-pixel rim under bilinear.
 The converter's own samplers (:class:`WithProbability`, ``Albumentations*``) draw like every fastaug transform;
 ``fastaug.serialize`` does not write them (p == 1 and a single ``num_bits`` convert to plain fastaug transforms).
 """
