@@ -25,10 +25,10 @@ def _op(code, cst):
     """A wrapper of ``_op_row`` for one op code, and its arguments."""
 
     @jit
-    def run(buf, st, lut, cst):
-        F._op_row(buf, 3, buf.shape[1], code, f32(0.7), f32(1.0), f32(0.0), True, st, lut, cst)
+    def run(buf, st, lut, cst, tmp):
+        F._op_row(buf, 3, buf.shape[1], code, f32(0.7), f32(1.0), f32(0.0), True, st, lut, cst, tmp)
 
-    return run, (np.ones((3, W), f32), np.ones((3, 2), f32), np.ones((3, 256), f32), cst)
+    return run, (np.ones((3, W), f32), np.ones((3, 2), f32), np.ones((3, 256), f32), cst, np.ones((4, W + 2), f32))
 
 
 @jit

@@ -939,7 +939,8 @@ def run_backward(b0, b1, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, code
                         _random_row(nxt, C, Wo, i, code, keys[b, k], prm[b, k], ys[i], mxf, xs, cst, rtmp)
                     elif code != IDENTITY and code != SHARPNESS:
                         fused._op_row(
-                            nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst
+                            nxt, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > 0.5, stats[b, k], luts[b, k], cst,
+                            rtmp,
                         )
                 if not final and codes[b, kt] == AUTOCONTRAST:  # ties of the min / max
                     for c in range(C):

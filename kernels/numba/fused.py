@@ -714,26 +714,21 @@ def _blend_row(iv, fill, C, Wo, scale, wt, ms, taps, cst, buf):
 
 
 @jit
-def _hue_sector(r, g, b, a, one, two, four, six):
-    """torchvision's rgb->hsv of one pixel in the reference's op order, the hue shifted by ``a``: (v = max, min,
-    max == min, s, the divisor of rc / gc / bc, rc, gc, bc, sector i of the shifted hue x 6, its fraction f).
-    The constants come as scalars, loaded before the caller's loop: a load from ``cst`` inside the loop may alias
-    the row buffer's stores, and LLVM then leaves the loop scalar on AVX2 (measured: 13x slower hue)."""
+def _extremes(r, g, b, one):
+    """max, min, max == min, max - min of a pixel and the divisor of torchvision's rc / gc / bc (1 where max == min)."""
     maxc = r if r > g else g
     maxc = maxc if maxc > b else b
     minc = r if r < g else g
     minc = minc if minc < b else b
     eqc = maxc == minc
     span = maxc - minc
-    s = span / (one if eqc else maxc)
-    div = one if eqc else span
-    rc = (maxc - r) / div
-    gc = (maxc - g) / div
-    bc = (maxc - b) / div
-    hr = bc - gc
-    hg = (two + rc) - bc
-    hb = (four + gc) - rc
-    h = hr if maxc == r else (hg if maxc == g else hb)
+    return maxc, minc, eqc, span, one if eqc else span
+
+
+@jit
+def _shifted_sector(h, a, one, six):
+    """torchvision's hue (h = its sector value before / 6) shifted by ``a``: sector i of the shifted hue x 6, and
+    its fraction f."""
     h = h / six + one
     h = h - np.floor(h)  # == fmod(h, 1) for h >= 0
     h = h + a
@@ -741,13 +736,35 @@ def _hue_sector(r, g, b, a, one, two, four, six):
     h6 = h * six
     i = np.floor(h6)
     f = h6 - i
-    i = i - six if i >= six else i
+    return i - six if i >= six else i, f
+
+
+@jit
+def _hue_sector(r, g, b, a, one, two, four, six):
+    """torchvision's rgb->hsv of one pixel in the reference's op order, the hue shifted by ``a``: (v = max, min,
+    max == min, s, the divisor of rc / gc / bc, rc, gc, bc, sector i of the shifted hue x 6, its fraction f).
+    The constants come as scalars, loaded before the caller's loop: a load from ``cst`` inside the loop may alias
+    the row buffer's stores, and LLVM then leaves the loop scalar on AVX2 (measured: 13x slower hue)."""
+    maxc, minc, eqc, span, div = _extremes(r, g, b, one)
+    s = span / (one if eqc else maxc)
+    rc = (maxc - r) / div
+    gc = (maxc - g) / div
+    bc = (maxc - b) / div
+    hr = bc - gc
+    hg = (two + rc) - bc
+    hb = (four + gc) - rc
+    i, f = _shifted_sector(hr if maxc == r else (hg if maxc == g else hb), a, one, six)
     return maxc, minc, eqc, s, div, rc, gc, bc, i, f
 
 
 @jit
-def _hue_row(buf, W, a, q, cst):
-    """HUE on an RGB row: torchvision's rgb->hsv, hue shift, hsv->rgb, in the reference's op order."""
+def _hue_row(buf, W, a, q, cst, tmp):
+    """HUE on an RGB row: torchvision's rgb->hsv, hue shift, hsv->rgb, in the reference's op order.
+
+    Two loops through ``tmp`` [4, >= W] (v, s, sector, fraction): one loop holding both halves keeps more values
+    live than AVX2's 16 vector registers, and its spills cost more than the scratch round trip (measured: 1.3x).
+    Hue needs two divisions, not three: of rc, gc, bc the one of the max channel is 0 and unused, so
+    h = (base + n1 / div) - n2 / div with the other two numerators, in the reference's order (base 0, 2 or 4)."""
     zero = cst[ZERO]
     one = cst[ONE]
     two = cst[TWO]
@@ -765,7 +782,22 @@ def _hue_row(buf, W, a, q, cst):
             r = r * inv
             g = g * inv
             b = b * inv
-        val, _, _, s, _, _, _, _, i, f = _hue_sector(r, g, b, a, one, two, four, six)
+        maxc, _, eqc, span, div = _extremes(r, g, b, one)
+        isr = maxc == r
+        isg = (maxc == g) & ~isr
+        n1 = (maxc - b) if isr else ((maxc - r) if isg else (maxc - g))
+        n2 = (maxc - g) if isr else ((maxc - b) if isg else (maxc - r))
+        base = zero if isr else (two if isg else four)
+        i, f = _shifted_sector((base + n1 / div) - n2 / div, a, one, six)
+        tmp[0, x] = maxc
+        tmp[1, x] = span / (one if eqc else maxc)
+        tmp[2, x] = i
+        tmp[3, x] = f
+    for x in range(W):
+        val = tmp[0, x]
+        s = tmp[1, x]
+        i = tmp[2, x]
+        f = tmp[3, x]
         p = min(max(val * (one - s), zero), one)
         qq = min(max(val * (one - s * f), zero), one)
         t = min(max(val * (s * f + (one - s)), zero), one)
@@ -831,7 +863,9 @@ def _normal_bits(typingctx, row, p):
         i32 = ir.IntType(32)
         h1 = _mix_ir(builder, _key_ir(builder, *args))
         n = builder.add(builder.lshr(h1, ir.Constant(i32, 8)), ir.Constant(i32, 1))
-        e = builder.sub(ir.Constant(i32, 31), builder.ctlz(n, ir.Constant(ir.IntType(1), 0)))
+        # e = bit_length(n) - 1 read off the exponent of float(n) (exact: n <= 2**24): AVX2 has no vector lzcnt
+        fn = builder.bitcast(builder.sitofp(n, ir.FloatType()), i32)
+        e = builder.sub(builder.lshr(fn, ir.Constant(i32, 23)), ir.Constant(i32, 127))
         m = builder.shl(n, builder.sub(ir.Constant(i32, 24), e))
         h2 = _mix_ir(builder, builder.xor(h1, ir.Constant(i32, counter.STREAM2 - (1 << 32))))  # as a signed i32
         q = builder.and_(builder.lshr(h2, ir.Constant(i32, 8)), ir.Constant(i32, counter.QUARTER_MASK))
@@ -856,8 +890,9 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
     """GAUSSIAN_NOISE on row ``i``: the standard normals of (key, c, i, x >> 1) (``fastaug.ops.counter``: Box-Muller
     in arithmetic, a cosine and a sine per pair of columns), added as the catalogue says (uint8: truncated toward
     zero; clip: clamp, else uint8 wraps mod 256). ``tmp`` [4, >= W/2] (working dtype) holds integer parts (an int32
-    store converts exactly): loop 1 hashes (integer ops), loop 2 is float arithmetic only (every constant a local)
-    and leaves the pair's two normals in ``tmp[0]`` / ``tmp[1]``, loop 3 adds them."""
+    store converts exactly): loop 1 hashes (integer ops), loops 2a / 2b are float arithmetic only (every constant a local;
+    split in two: one loop with both series spills AVX2's 16 vector registers) and leave the pair's two normals in
+    ``tmp[0]`` / ``tmp[1]``, loop 3 adds them."""
     zero, one, half, two, three = cst[ZERO], cst[ONE], cst[HALF], cst[TWO], cst[THREE]
     bound = cst[B255] if q else cst[ONE]
     inv24, c24, c256, eighth = cst[INV24], cst[C24], cst[C256], cst[QUARTER] * cst[HALF]
@@ -877,7 +912,7 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
             tmp[1, p] = e
             tmp[2, p] = qb
             tmp[3, p] = kq
-        for p in range(pairs):
+        for p in range(pairs):  # loop 2a: the radius sqrt(-2 ln u1) into tmp[0]
             m = tmp[0, p] * inv24
             e = tmp[1, p]
             big = m > sqrt2
@@ -886,6 +921,8 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
             t = (m - one) / (m + one)
             t2 = t * t
             ln_u1 = (e - c24) * ln2 + (two * t) * (l4 + t2 * (l3 + t2 * (l2 + t2 * (l1 + t2 * l0))))
+            tmp[0, p] = np.sqrt(m2 * ln_u1)
+        for p in range(pairs):  # loop 2b: the angle's cosine and sine, the pair's normals into tmp[0] / tmp[1]
             ang = two_pi * (tmp[2, p] * inv24 - eighth)
             a2 = ang * ang
             cos_a = c4 + a2 * (c3 + a2 * (c2 + a2 * (c1 + a2 * c0)))
@@ -893,7 +930,7 @@ def _noise_row(buf, C, W, i, key, a, bb, clip, q, cst, tmp):
             # quadrant kq: (cos, sin) of ang + kq pi/2 = (cos, sin) (-sin, cos) (-cos, -sin) (sin, -cos)
             kq = tmp[3, p]
             odd = (kq == one) | (kq == three)
-            r = np.sqrt(m2 * ln_u1)
+            r = tmp[0, p]
             rc = -r if (kq == one) | (kq == two) else r
             rs = -r if kq >= two else r
             tmp[0, p] = rc * (sin_a if odd else cos_a)
@@ -1002,8 +1039,9 @@ def _fog_row(buf, C, W, yi, mx, xs, key, a, scale, t, q, cst, tmp):
 
 
 @jit
-def _op_row(buf, C, W, code, a, bb, cc, q, st, lut, cst):
-    """One op on a row (``a, bb, cc`` = params[b, k, :3], ``st`` = stats[b, k] [C, 2], ``lut`` = luts[b, k] [C, 256])."""
+def _op_row(buf, C, W, code, a, bb, cc, q, st, lut, cst, tmp):
+    """One op on a row (``a, bb, cc`` = params[b, k, :3], ``st`` = stats[b, k] [C, 2], ``lut`` = luts[b, k] [C, 256];
+    ``tmp`` [4, >= W] scratch in the working dtype)."""
     zero = cst[ZERO]
     one = cst[ONE]
     eps = cst[EPS]
@@ -1049,7 +1087,7 @@ def _op_row(buf, C, W, code, a, bb, cc, q, st, lut, cst):
             buf[1, x] = g
             buf[2, x] = b
     elif code == HUE:
-        _hue_row(buf, W, a, q, cst)
+        _hue_row(buf, W, a, q, cst, tmp)
     elif code == GAMMA:
         for c in range(C):
             for x in range(W):
@@ -1341,7 +1379,8 @@ def run_tasks(t0, t1, src8, srcf, ss, C, H, W, fs, iv, mat, win, fill, xs, ys, c
                     _fog_row(buf, C, Wo, ys[i], mxf, xs, keys[b, k], prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > half,
                              cst, wt)
                 elif code != IDENTITY and code != SHARPNESS and code != GAUSSIAN_BLUR and code != CONVOLVE and code != DOWNSCALE:
-                    _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst)
+                    _op_row(buf, C, Wo, code, prm[b, k, 0], prm[b, k, 1], prm[b, k, 2], prm[b, k, 3] > half, stats[b, k], luts[b, k], cst,
+                            wt)
             # 3. statistics, or epilogue and store
             if reducing:
                 acc = _stats_row(buf, C, Wo, q, what, cst, acc, mn[blk, b], mx[blk, b], hist[blk, b])
