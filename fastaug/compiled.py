@@ -8,6 +8,13 @@ shape), and its autograd registration runs ``fastaug::compose_backward``: the Pl
 (seed, epoch, indices) (draws are a pure function of them) and the fused backward of :mod:`fastaug.autograd`, so
 gradients reach the image (magnitudes drawn inside the op carry none). Dynamo never traces into fastaug: no
 graph break inside fastaug, on every backend.
+
+Keys: a Compose holds its key (``_compiled_key``, from a counter: never reused, unlike ``id``) and the registry maps
+keys to Composes weakly, so a collected Compose leaves nothing behind and a new one never meets its entries. The
+output metadata the fake implementation reports is cached on the Compose itself (dropped with it), per input kind and
+per configuration (the transforms' repr), and every eager run checks its output against it: a Compose changed in
+a way that moves its output shape or dtype after a graph was traced raises instead of feeding the graph a tensor
+of another shape.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from fastaug import autograd
 
 _PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _KEYS = itertools.count(1)
-_META: dict[tuple, tuple[tuple[int, int, int], torch.dtype]] = {}
+_META_ATTR = "_compiled_meta"  # on the Compose: {(C, H, W, dtype): (configuration, ((C', H', W'), dtype'))}
 
 
 def key_of(aug) -> int:
@@ -54,6 +61,7 @@ def compose_op(x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key:
     """Compose ``key`` on the batch ``x`` [B,C,H,W] (eager: draws, Plan, fused passes)."""
     aug = _pipeline(key)
     out = aug._run(x, indices, int(epoch), backend)[0]
+    _check_meta(aug, x, out)
     return out.clone() if out is x else out  # a custom op may not return its input
 
 
@@ -64,17 +72,37 @@ def _compose_fake(x, indices, epoch, key, backend):
     return x.new_empty((b, oc, oh, ow), dtype=dtype)
 
 
+def _configuration(aug) -> str:
+    return repr(aug.transforms)
+
+
 def _out_meta(key: int, c: int, h: int, w: int, dtype: torch.dtype):
-    """(channels, height, width) and dtype of the Compose's output for [*, C, H, W] inputs: a one-sample Plan."""
-    k = (key, c, h, w, dtype)
-    if k not in _META:
+    """(channels, height, width) and dtype of the Compose's output for [*, C, H, W] inputs: a one-sample Plan, cached
+    on the Compose per input kind and configuration."""
+    aug = _pipeline(key)
+    cache = aug.__dict__.setdefault(_META_ATTR, {})
+    config = _configuration(aug)
+    hit = cache.get((c, h, w, dtype))
+    if hit is None or hit[0] != config:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
         with unset_fake_temporarily():
             x = torch.zeros(1, c, h, w, dtype=dtype)
-            plan = _plan(_pipeline(key), x, torch.zeros(1, dtype=torch.int64), torch.tensor(0))
-            _META[k] = ((plan.epilogue.out_channels, *plan.out_size), plan.epilogue.out_dtype)
-    return _META[k]
+            plan = _plan(aug, x, torch.zeros(1, dtype=torch.int64), torch.tensor(0))
+            hit = cache[(c, h, w, dtype)] = (config, ((plan.epilogue.out_channels, *plan.out_size), plan.epilogue.out_dtype))
+    return hit[1]
+
+
+def _check_meta(aug, x: torch.Tensor, out: torch.Tensor) -> None:
+    """The eager output against the metadata a traced graph was given (when one was: the fake implementation ran)."""
+    hit = aug.__dict__.get(_META_ATTR, {}).get((*(int(s) for s in x.shape[1:]), x.dtype))
+    if hit is not None and (tuple(out.shape[1:]), out.dtype) != hit[1]:
+        (shape, dtype) = hit[1]
+        raise RuntimeError(
+            f"fastaug::compose: the Compose gives [{', '.join(map(str, out.shape[1:]))}] {out.dtype} per sample where the traced "
+            f"graph expects [{', '.join(map(str, shape))}] {dtype}: it changed after torch.compile traced it "
+            "(call torch._dynamo.reset() or compile again)"
+        )
 
 
 class _autograd_dispatch:

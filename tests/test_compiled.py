@@ -53,3 +53,37 @@ def test_a_copied_compose_registers_itself():
     aug = _aug("torch")
     other = copy.deepcopy(aug)
     assert other._compiled_key != aug._compiled_key and compiled._pipeline(other._compiled_key) is other
+
+
+def test_keys_are_never_reused_and_metadata_dies_with_its_compose():
+    """Keys come from a counter held by the Compose (ids are reused after collection; keys are not); the fake's cached
+    output metadata lives on the Compose, so a collected Compose leaves nothing a new one could meet."""
+    import gc
+
+    first = fastaug.Compose([fastaug.RandomResizedCrop(12)], seed=1, backend="torch")
+    key = first._compiled_key
+    assert compiled._out_meta(key, 3, 16, 16, torch.uint8) == ((3, 12, 12), torch.uint8)
+    del first
+    gc.collect()
+    with pytest.raises(RuntimeError, match="no Compose registered"):
+        compiled._pipeline(key)
+    for size in (8, 5, 9):  # new Composes (often at a freed address): their own keys and metadata
+        aug = fastaug.Compose([fastaug.RandomResizedCrop(size)], seed=1, backend="torch")
+        assert aug._compiled_key > key and compiled._out_meta(aug._compiled_key, 3, 16, 16, torch.uint8) == ((3, size, size), torch.uint8)
+    assert not hasattr(compiled, "_META")
+
+
+def test_a_compose_changed_after_tracing_raises_instead_of_a_wrong_shape():
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.RandomHorizontalFlip()], seed=2, backend="torch")
+    torch._dynamo.reset()
+    step = torch.compile(lambda x: aug(x) * 2, backend="aot_eager", fullgraph=True)
+    x = torch.rand(2, 3, 16, 16)
+    assert step(x).shape == (2, 3, 12, 12)
+    aug.transforms[1] = fastaug.RandomVerticalFlip()  # same output shape: runs (eager inside the op), current draws
+    torch.testing.assert_close(step(x), aug(x) * 2)
+    aug.transforms[0] = fastaug.RandomResizedCrop(8)
+    with pytest.raises(RuntimeError, match=r"gives \[3, 8, 8\] torch.float32 per sample where the traced graph expects \[3, 12, 12\]"):
+        step(x)
+    torch._dynamo.reset()
+    step = torch.compile(lambda x: aug(x) * 2, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(step(x), aug(x) * 2)
