@@ -170,7 +170,8 @@ def synth(args: argparse.Namespace) -> None:
         warnings.showwarning = lambda message, *a, **k: print(f"\nwarning: {message}", file=sys.stderr)
         summary = S.synthesize(sources, args.out, args.count, policy, settings, batch=args.batch, backend=args.backend,
                                progress=not args.no_progress, options=options, strict=args.strict, trim=args.trim,
-                               workers=args.workers, ray_address=args.ray_address, threads=args.threads)  # fmt: skip
+                               workers=args.workers, ray_address=args.ray_address, threads=args.threads,
+                               cache_mb=args.cache_mb)  # fmt: skip
     labels = sorted({s.label for s in sources})
     print(f"{summary}; {len(sources)} sources, labels {labels}")
 
@@ -215,6 +216,9 @@ def _synth_parser(sub) -> None:
                    help="run the shards as Ray tasks on this cluster ('local': start Ray here; pip install 'fastaug[distributed]') "
                         "(default: none, local processes)")
     s.add_argument("--threads", type=int, default=None, help="decode and encode threads per worker (default: the cores per worker)")
+    s.add_argument("--cache-mb", type=int, default=512,
+                   help="decoded source images kept in memory per worker, in MiB: each source is decoded once while they fit "
+                        "(0: decoded again for every shard) (default: 512)")  # fmt: skip
     s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"], help="engine backend (default: auto)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar (default: a progress bar on stderr)")
     s.add_argument("--debug", action="store_true", help="show Python tracebacks on errors (default: one line)")

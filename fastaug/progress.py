@@ -14,15 +14,16 @@ def _duration(seconds: float) -> str:
 class Progress:
     """``update(done, note)`` redraws ``[####    ] done/total rate unit ETA m:ss note`` at most 5 times a second; the
     rate is per second times ``per`` (3600 for a rate per hour), counted from ``start`` (work done before this run);
-    the ETA assumes that rate for the rest."""
+    the ETA assumes that rate for the rest. The line ends once ``done`` reaches ``total``, or at :meth:`finish`."""
 
     def __init__(self, total: int, unit: str = "img/s", stream=None, start: int = 0, per: float = 1.0):
         self.total, self.unit, self.stream, self.per = total, unit, stream or sys.stderr, per
         self.start_time, self.start, self.last = time.perf_counter(), start, 0.0
+        self.closed = False
 
-    def update(self, done: int, note: str = "") -> None:
+    def update(self, done: int, note: str = "", force: bool = False) -> None:
         now = time.perf_counter()
-        if now - self.last < 0.2 and done < self.total:
+        if self.closed or (now - self.last < 0.2 and done < self.total and not force):
             return
         self.last = now
         elapsed = max(now - self.start_time, 1e-9)
@@ -35,4 +36,14 @@ class Progress:
         self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate * self.per:.0f} {self.unit} {eta} {note}".rstrip())
         if done >= self.total:
             self.stream.write("\n")
+            self.closed = True
         self.stream.flush()
+
+    def finish(self, done: int, note: str = "") -> None:
+        """Draw the last state and end the line (if :meth:`update` has not already)."""
+        if not self.closed:
+            self.update(done, note, force=True)
+            if not self.closed:
+                self.stream.write("\n")
+                self.stream.flush()
+                self.closed = True

@@ -13,14 +13,21 @@ Every shard has an index ``shard-<start>-<end>.idx.json`` (``{"version", "format
 outputs left out for an unreadable source), written after the shard: the index marks the shard done, unless it
 lists skipped outputs (a rerun writes such a shard again, to retry them). Both go through :mod:`fastaug.atomic`.
 :func:`read_npy_shard` and :func:`read_tar_shard` read them back.
+
+A ``.npy`` shard's pixels are written by a background thread (:class:`Spool`: the arrays queued as they are, no copy,
+at most 256 MiB waiting) that flushes them to disk every 64 MiB, so the disk works while the caller computes and
+closing the shard syncs only the last part (224x224 RGB at 1,000 img/s is 150 MB/s).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import queue
 import struct
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +56,55 @@ def _npy_header(n: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
+class Spool:
+    """Writes buffers to ``f`` on a background thread, in order, ``fdatasync`` after every ``sync_bytes``; :meth:`write`
+    waits while ``limit`` bytes are queued (memory stays flat). The buffers are written as they are: the caller must not
+    change them afterwards. An error of the thread is raised by the next :meth:`write` or :meth:`close`."""
+
+    def __init__(self, f, limit: int = 256 << 20, sync_bytes: int = 64 << 20):
+        self.f, self.limit, self.sync_bytes = f, limit, sync_bytes
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.space = threading.Condition()
+        self.waiting = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="fastaug-shard-writer", daemon=True)
+        self.thread.start()
+
+    def write(self, buf) -> None:
+        view = memoryview(buf).cast("B")
+        with self.space:
+            while self.waiting and self.waiting + view.nbytes > self.limit and self.error is None:
+                self.space.wait()
+            if self.error is not None:
+                raise self.error
+            self.waiting += view.nbytes
+        self.queue.put(view)
+
+    def _run(self) -> None:
+        unsynced = 0
+        while (view := self.queue.get()) is not None:
+            try:
+                if self.error is None:
+                    self.f.write(view)
+                    unsynced += view.nbytes
+                    if unsynced >= self.sync_bytes:
+                        self.f.flush()
+                        os.fdatasync(self.f.fileno())
+                        unsynced = 0
+            except BaseException as e:  # raised in the caller's thread
+                self.error = e
+            with self.space:
+                self.waiting -= view.nbytes
+                self.space.notify_all()
+
+    def close(self) -> None:
+        """Wait until everything queued is written (raises the thread's error, if any)."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class ShardWriter:
     """Append samples in index order with :meth:`add`; :meth:`close` renames the shard into place and writes its index."""
 
@@ -67,6 +123,7 @@ class ShardWriter:
             self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
         else:
             self._f.write(_npy_header(0))
+            self._spool = Spool(self._f)
 
     def _member(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -83,7 +140,7 @@ class ShardWriter:
             self._member(key + ".json", json.dumps(meta, sort_keys=True).encode())
         else:
             arr = np.ascontiguousarray(payload, dtype=np.uint8)
-            self._f.write(arr.tobytes())
+            self._spool.write(arr)
             meta["offset"], meta["shape"] = self._offset, list(arr.shape)
             self._offset += arr.nbytes
         self.samples.append(meta)
@@ -96,6 +153,7 @@ class ShardWriter:
         if self.fmt == "tar":
             self._tar.close()  # writes the end-of-archive blocks (the file object stays open)
         else:
+            self._spool.close()
             self._f.seek(0)
             self._f.write(_npy_header(self._offset))
             self._f.seek(0, io.SEEK_END)
@@ -105,6 +163,10 @@ class ShardWriter:
         return self.path
 
     def abort(self) -> None:
+        if self.fmt == "npy":
+            self._spool.error = self._spool.error or RuntimeError("aborted")  # the thread drops what is still queued
+            self._spool.queue.put(None)
+            self._spool.thread.join()
         self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 

@@ -6,17 +6,28 @@ disk and writes exactly the files a clean run would, and any number of workers (
 write the same bytes. Labels come from the input's folders (``DIR/<label>/<image>``).
 
 The outputs ``0 <= k < count`` are cut into ranges of ``shard_size`` (``[0, S), [S, 2S), ...``): a range is the unit
-of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead
-(each source read once while it stays in a small cache), images of one size and channel count gather into a batch
-(a batch runs when it is full, or when too many images wait: memory stays flat), the engine augments the batch, and
-encode threads write the results (Pillow's codecs release the GIL). Formats:
+of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead,
+images of one size and channel count gather into a batch (a batch runs when it is full, or when too many images wait:
+memory stays flat), engine threads augment batches side by side (one per core of the worker, each call on one
+thread: torch's thread count is 1 meanwhile; channels-last, as decoded: no transposing copy either way), and encode
+threads write the results (Pillow's codecs release the GIL; ``npy`` needs no encoding: its pixels go straight to the
+shard's writer thread). Batches side by side rather than each call on every core: on 2 cores a call's many small
+torch ops (draws, equalize tables) woke torch's OpenMP threads, which spun on the cores the numba kernels needed
+(measured 2-3x slower under load; see ``benchmarks/README.md``), and one call's Python work now overlaps the other's
+kernels.
+
+Decoded sources are cached: every range uses the same sources again (output ``k`` uses source ``k % n``), so a worker
+process keeps the decoded images of one run in memory, least recently used dropped beyond ``cache_mb`` (default 512
+MiB per worker; sources that do not all fit are decoded again when they come round). Each source is decoded once
+per worker instead of once per range. Formats:
 
 - ``png`` / ``jpeg`` / ``webp``: ``out/<label>/<source>_<k>.<ext>``, one file per output;
 - ``tar`` / ``npy``: one shard per range (``fastaug.shards``: WebDataset-style tar, or raw uint8 with an index).
 
 Every file goes through :mod:`fastaug.atomic` (a temporary name renamed into place), so a kill never leaves a torn
-file under a final name. ``synth.json`` keeps the settings (a rerun with others is refused) and ``labels.csv`` lists
-every output written (``file, label, source, index``; for shards ``file`` is the shard), merged at the end.
+file under a final name. ``synth.json`` keeps the settings (a rerun with others is refused; they include the engine
+backend, resolved: ``auto`` is ``numba``, the backend every worker then uses) and ``labels.csv`` lists every output
+written (``file, label, source, index``; for shards ``file`` is the shard), merged at the end.
 Unreadable sources (truncated, corrupt) are skipped with a warning naming the file, their outputs left out and
 counted (or the run stops, ``strict=True``); a rerun tries them again.
 """
@@ -29,7 +40,9 @@ import hashlib
 import io
 import os
 import re
+import threading
 import time
+import uuid
 import warnings
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +197,9 @@ class Job:
     decode_threads: int = 2
     encode_threads: int = 2
     torch_threads: int | None = None  # None: leave the process's setting
+    engine_threads: int = 1  # batches augmented at once, each on one thread (> 1: torch's threads set to 1 meanwhile)
+    cache_bytes: int = 512 << 20  # decoded sources kept per worker process (see the module docstring)
+    run: str = ""  # this run's id, the key of its decoded sources in a process's cache ("": not cached)
 
     @functools.cached_property
     def labels(self) -> list[str]:
@@ -201,7 +217,7 @@ class Job:
 @dataclass
 class Summary:
     """A run's result: ``written`` now, ``existing`` (done before), ``skipped`` outputs (unreadable source, listed in
-    ``unreadable``: file -> reason), ``seconds`` and the rate of this run."""
+    ``unreadable``: file -> reason), ``seconds`` and the rate of this run, the engine ``backend`` it ran on."""
 
     out: Path
     count: int
@@ -210,6 +226,7 @@ class Summary:
     skipped: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    backend: str = ""
 
     @property
     def rate(self) -> float:
@@ -217,7 +234,8 @@ class Summary:
 
     def __str__(self) -> str:
         return (f"{self.out}: {self.count} outputs: {self.written} written now, {self.existing} already there, {self.skipped} "
-                f"skipped ({len(self.unreadable)} unreadable files); {self.seconds:.1f} s, {self.rate:.0f} img/s")  # fmt: skip
+                f"skipped ({len(self.unreadable)} unreadable files); {self.seconds:.1f} s, {self.rate:.0f} img/s"
+                + (f" ({self.backend} backend)" if self.backend else ""))  # fmt: skip
 
 
 # -- one range -----------------------------------------------------------------------------------------------------
@@ -225,6 +243,8 @@ class Summary:
 
 class _Files:
     """png / jpeg / webp: each output its own file, written by the encode threads."""
+
+    raw = False  # outputs go through sink.encode on the encode threads
 
     def __init__(self, job: Job, start: int, end: int):
         self.job, self.out = job, Path(job.out)
@@ -257,6 +277,7 @@ class _Shard:
         done = SH.is_done(self.out / f"{SH.shard_stem(start, end)}.idx.json")  # skipped outputs listed: written again
         self.todo = [] if done else list(range(start, end))
         self.writer = None if done else SH.ShardWriter(self.out, start, end, job.options.format, job.options.extension)
+        self.raw = job.options.codec is None  # npy: the pixels themselves, no encoding
 
     def encode(self, k: int, image: np.ndarray):
         o = self.job.options
@@ -277,18 +298,85 @@ class _Shard:
             self.writer.abort()
 
 
+class _SourceCache:
+    """Decoded sources kept across the ranges a process runs: (run id, decode options, source index) -> (color, alpha),
+    least recently used dropped beyond ``limit`` bytes, one run's images at a time (a process running another run's
+    range forgets the earlier run's). Thread-safe (the decode threads add to it)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.size = 0
+        self.items: OrderedDict[tuple, tuple] = OrderedDict()
+
+    def get(self, key: tuple):
+        with self.lock:
+            planes = self.items.get(key)
+            if planes is not None:
+                self.items.move_to_end(key)
+            return planes
+
+    def put(self, key: tuple, planes: tuple, limit: int) -> None:
+        n = sum(a.nbytes for a in planes if a is not None)
+        with self.lock:
+            if key in self.items:
+                return
+            if self.items and next(iter(self.items))[0] != key[0]:  # another run's images: one run's at a time
+                self.items.clear()
+                self.size = 0
+            self.items[key] = planes
+            self.size += n
+            while self.size > limit:
+                _, old = self.items.popitem(last=False)
+                self.size -= sum(a.nbytes for a in old if a is not None)
+
+    def drop(self, run: str) -> None:
+        with self.lock:
+            if self.items and next(iter(self.items))[0] == run:
+                self.items.clear()
+                self.size = 0
+
+
+_SOURCES = _SourceCache()
+
+
+class _Ready:
+    """A finished future's face for a value at hand."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self):
+        return self.value
+
+
 class _Decoder:
-    """Source images decoded by a thread pool, each kept while recently used (a bounded cache of futures)."""
+    """Source images decoded by a thread pool: the process's :class:`_SourceCache` first (a job with a run id), else a
+    decode (its future kept while recently used, so a source is read once while its outputs are near; failures are not
+    cached)."""
 
     def __init__(self, job: Job, pool: ThreadPoolExecutor, entries: int):
         self.job, self.pool, self.entries = job, pool, entries
         self.cache: OrderedDict[int, object] = OrderedDict()
+        self.shared = job.run and job.cache_bytes > 0
+
+    def _decode(self, i: int):
+        planes = self.job.sources[i].planes(self.job.options.decode)
+        if self.shared:
+            _SOURCES.put((self.job.run, self.job.options.decode, i), planes, self.job.cache_bytes)
+        return planes
 
     def get(self, k: int):
         i = k % len(self.job.sources)
         f = self.cache.get(i)
         if f is None:
-            f = self.cache[i] = self.pool.submit(self.job.sources[i].planes, self.job.options.decode)
+            planes = _SOURCES.get((self.job.run, self.job.options.decode, i)) if self.shared else None
+            f = _Ready(planes) if planes is not None else self.pool.submit(self._decode, i)
+            self.cache[i] = f
             while len(self.cache) > self.entries:
                 self.cache.popitem(last=False)
         else:
@@ -307,7 +395,7 @@ def _as_compose(policy: torch.nn.Module):
 
 def _augment(job: Job, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -> np.ndarray:
     """[B,H,W,C] uint8 outputs of one batch of same-shape sources (alpha, if kept, moved as a mask and appended)."""
-    x = torch.from_numpy(np.stack([c for _, c, _ in items])).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(np.stack([c for _, c, _ in items])).permute(0, 3, 1, 2)  # channels-last: the engine keeps it
     idx = torch.tensor([k for k, _, _ in items], dtype=torch.int64)
     alpha = None
     if items[0][2] is not None:
@@ -319,7 +407,7 @@ def _augment(job: Job, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -
     if not isinstance(y, torch.Tensor) or y.dtype != torch.uint8:
         got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"the policy must return uint8 images to be written, got {got} (drop Normalize / ToDtype)")
-    y = y.permute(0, 2, 3, 1).contiguous().numpy()
+    y = y.permute(0, 2, 3, 1).contiguous().numpy()  # a view of a channels-last output (a copy otherwise)
     if alpha is not None:
         y = np.concatenate([y, alpha.to(torch.uint8).numpy()[..., None]], axis=-1)
     return y
@@ -340,10 +428,40 @@ def run_unit(job: Job, start: int, end: int, on_written=None) -> dict:
     return result
 
 
+class _Output:
+    """Output ``k`` of a batch on an engine thread: done once the batch is (raw pixels) and, if encoded, its encoding."""
+
+    __slots__ = ("batch", "k")
+
+    def __init__(self, batch, k: int):
+        self.batch, self.k = batch, k
+
+    def done(self) -> bool:
+        return self.batch.done() and self.batch.result()[self.k].done()
+
+    def result(self):
+        return self.batch.result()[self.k].result()
+
+
 def _pipeline(job: Job, sink, result: dict, on_written) -> None:
+    threads = torch.get_num_threads()
+    if job.engine_threads > 1:
+        torch.set_num_threads(1)  # batches run side by side, one thread each (see Job.engine_threads)
+    try:
+        _stages(job, sink, result, on_written)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _stages(job: Job, sink, result: dict, on_written) -> None:
     batch = job.batch
-    lookahead, max_waiting, max_encoding = 2 * batch, 2 * batch, 2 * batch + 4 * job.encode_threads
-    with ThreadPoolExecutor(job.decode_threads) as dpool, ThreadPoolExecutor(job.encode_threads) as epool:
+    lookahead, max_waiting = 2 * batch, 2 * batch
+    max_encoding = (job.engine_threads + 1) * batch + 4 * job.encode_threads
+    with (
+        ThreadPoolExecutor(job.decode_threads, thread_name_prefix="fastaug-decode") as dpool,
+        ThreadPoolExecutor(job.encode_threads, thread_name_prefix="fastaug-encode") as epool,
+        ThreadPoolExecutor(job.engine_threads, thread_name_prefix="fastaug-engine") as xpool,
+    ):
         decoder = _Decoder(job, dpool, entries=max(4 * batch, 64))
         ahead: deque = deque()  # (k, decode future) in k order
         todo = iter(sink.todo)
@@ -359,13 +477,17 @@ def _pipeline(job: Job, sink, result: dict, on_written) -> None:
                     return
                 ahead.append((k, decoder.get(k)))
 
+        def augment(items) -> dict:  # on an engine thread: k -> the output's (encoding) future
+            y = _augment(job, items)
+            return {k: _Ready(img) if sink.raw else epool.submit(sink.encode, k, img) for (k, _, _), img in zip(items, y)}
+
         def run(key):
             items = buckets.pop(key)
             for k, _, _ in items:
                 del bucket_of[k]
-            y = _augment(job, items)
-            for (k, _, _), img in zip(items, y):
-                encoding[k] = epool.submit(sink.encode, k, img)
+            f = xpool.submit(augment, items)
+            for k, _, _ in items:
+                encoding[k] = _Output(f, k)
 
         def drain(limit: int):
             """Accept finished outputs in k order; block until at most ``limit`` are encoding or waiting."""
@@ -433,42 +555,87 @@ def _set_threads(job: Job) -> None:
             pass
 
 
-_JOB: list[Job] = []
+class _Reporter:
+    """A worker's ``on_written``: sends ``(range start, outputs done in it)`` to the driver at most 5 times a second
+    (counts are cumulative: a late or lost message only delays the bar)."""
+
+    def __init__(self, send, start: int):
+        self.send, self.start, self.n, self.last = send, start, 0, 0.0
+
+    def __call__(self, n: int) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= 0.2:
+            self.last = now
+            try:
+                self.send((self.start, self.n))
+            except Exception:  # progress is best effort: never fail a range for it
+                pass
 
 
-def _init_worker(job: Job) -> None:
-    _JOB[:] = [job]
+_JOB: list = []  # [job, progress queue] in a local worker process
+
+
+def _init_worker(job: Job, progress) -> None:
+    _JOB[:] = [job, progress]
     _set_threads(job)
 
 
 def _worker_unit(unit: tuple[int, int]) -> dict:
-    return run_unit(_JOB[0], *unit)
+    job, progress = _JOB
+    return run_unit(job, *unit, _Reporter(progress.put, unit[0]))
 
 
-def _ray_unit(job: Job, unit: tuple[int, int]) -> dict:
+class _Tally:
+    """A Ray actor the tasks report their progress to (``(range start, done)``); the driver polls it."""
+
+    def __init__(self):
+        self.done: dict[int, int] = {}
+
+    def put(self, item: tuple[int, int]) -> None:
+        start, n = item
+        self.done[start] = max(self.done.get(start, 0), n)
+
+    def get(self) -> dict[int, int]:
+        return self.done
+
+
+def _ray_unit(job: Job, unit: tuple[int, int], tally) -> dict:
     _set_threads(job)
-    return run_unit(job, *unit)
+    return run_unit(job, *unit, _Reporter(lambda item: tally.put.remote(item), unit[0]))
 
 
-def _run_local(job: Job, units, workers: int):
+def _run_local(job: Job, units, workers: int, report):
+    """Yield ``(unit, result)`` as local worker processes finish ranges; ``report(start, done)`` while they run."""
     import multiprocessing
+    import queue
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
+    progress = ctx.Queue()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job, progress)) as pool:
         pending = {pool.submit(_worker_unit, u): u for u in units}
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        report(*progress.get_nowait())
+                    except queue.Empty:
+                        break
                 for f in done:
                     yield pending.pop(f), f.result()
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
+        finally:
+            progress.close()
+            progress.cancel_join_thread()
 
 
-def _run_ray(job: Job, units, address: str, workers: int):
+def _run_ray(job: Job, units, address: str, workers: int, report):
+    """Yield ``(unit, result)`` as Ray tasks finish ranges; ``report(start, done)`` while they run."""
     try:
         import ray
     except ImportError as e:
@@ -479,12 +646,18 @@ def _run_ray(job: Job, units, address: str, workers: int):
         else:
             ray.init(address=address, log_to_driver=False)
     task = ray.remote(num_cpus=1)(_ray_unit)
+    tally = ray.remote(num_cpus=0)(_Tally).remote()
     ref = ray.put(job)
-    refs = {task.remote(ref, u): u for u in units}
-    while refs:
-        done, _ = ray.wait(list(refs), num_returns=1)
-        for r in done:
-            yield refs.pop(r), ray.get(r)
+    refs = {task.remote(ref, u, tally): u for u in units}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=0.2)
+            for start, n in ray.get(tally.get.remote()).items():
+                report(start, n)
+            for r in done:
+                yield refs.pop(r), ray.get(r)
+    finally:
+        ray.kill(tally)
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -578,43 +751,59 @@ def synthesize(
     workers: int = 1,
     ray_address: str | None = None,
     threads: int | None = None,
+    cache_mb: int = 512,
 ) -> Summary:
     """Write ``count`` augmented images to ``out`` (skipping those already there); see the module docstring.
 
     ``settings``: what the caller wants compared on a rerun (input, policy, seed); the sources and the output options
     are added. ``workers`` > 1: local processes; ``ray_address``: Ray tasks on that cluster ("local": start one here).
-    ``threads``: decode and encode threads per worker (default: the cores per worker)."""
+    ``threads``: decode and encode threads per worker (default: the cores per worker). ``cache_mb``: decoded sources kept
+    in memory per worker process (0: none)."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"--count must be a non-negative integer, got {count!r}")
     if batch < 1:
         raise ValueError(f"--batch must be positive, got {batch}")
     if workers < 1:
         raise ValueError(f"--workers must be positive, got {workers}")
+    if isinstance(cache_mb, bool) or not isinstance(cache_mb, int) or cache_mb < 0:
+        raise ValueError(f"--cache-mb must be a non-negative integer, got {cache_mb!r}")
     if not sources:
         raise ValueError("no sources")
     options = options or Options()
+    from fastaug.engine import resolve_backend
+
+    backend = resolve_backend(backend, torch.device("cpu"))  # synthesis runs on CPU tensors; every worker uses this one
     out = Path(out)
     cores = os.cpu_count() or 1
     per = max(1, cores // workers) if ray_address is None else 1
     parallel = workers > 1 or ray_address is not None
     job = Job(list(sources), str(out), count, policy, options, batch, backend, strict,
-              decode_threads=threads or per, encode_threads=threads or per, torch_threads=per if parallel else None)  # fmt: skip
+              decode_threads=threads or per, encode_threads=threads or per, torch_threads=per if parallel else None, engine_threads=per,
+              cache_bytes=cache_mb << 20, run=uuid.uuid4().hex)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    full = {**(settings or {}), "sources": len(sources), "files": sources_fingerprint(sources), **options.settings()}
+    full = {**(settings or {}), "sources": len(sources), "files": sources_fingerprint(sources), **options.settings(),
+            "backend": backend}  # fmt: skip
     check_settings(out / SETTINGS, full, f"{out} holds a run")
     _prepare(job, trim)
-    summary = Summary(out, count, existing=_existing(job))
+    summary = Summary(out, count, existing=_existing(job), backend=job.backend)
     bar = Progress(count, start=summary.existing) if progress else None
-    done = summary.existing
+    units = job.units()
+    finished: set[int] = set()  # ranges done (their start)
+    running: dict[int, int] = {}  # range start -> outputs done in it so far (workers report them)
+    base = summary.existing
     warned: set[str] = set()
 
-    def count_one(n: int) -> None:
-        nonlocal done
-        done += n
+    def redraw() -> None:
         if bar:
-            bar.update(done)
+            bar.update(base + sum(running.values()), f"shards {len(finished)}/{len(units)}" if len(units) > 1 else "")
+
+    def report(start: int, n: int) -> None:
+        if start not in finished:
+            running[start] = max(running.get(start, 0), n)
+            redraw()
 
     def collect(unit, r: dict) -> None:
+        nonlocal base
         summary.written += r["written"]
         summary.skipped += r["skipped"]
         for path, reason in r["unreadable"].items():
@@ -622,22 +811,26 @@ def synthesize(
             if path not in warned:
                 warned.add(path)
                 warnings.warn(f"skipped {path}: {reason}", SkippedImageWarning, stacklevel=3)
-        if parallel:
-            count_one(r["written"] + r["skipped"])
+        finished.add(unit[0])
+        running.pop(unit[0], None)
+        base += r["written"] + r["skipped"]
+        redraw()
 
     t0 = time.perf_counter()
-    units = job.units()
     if ray_address is not None:
-        for unit, r in _run_ray(job, units, ray_address, workers):
+        for unit, r in _run_ray(job, units, ray_address, workers, report):
             collect(unit, r)
     elif workers > 1:
-        for unit, r in _run_local(job, units, workers):
+        for unit, r in _run_local(job, units, workers, report):
             collect(unit, r)
     else:
-        for a, b in units:
-            collect((a, b), run_unit(job, a, b, count_one))
+        try:
+            for a, b in units:
+                collect((a, b), run_unit(job, a, b, _Reporter(lambda item: report(*item), a)))
+        finally:
+            _SOURCES.drop(job.run)
     summary.seconds = time.perf_counter() - t0
-    if bar and summary.written + summary.skipped == 0:
-        bar.update(done)
+    if bar:
+        bar.finish(base)
     _write_manifest(job)
     return summary

@@ -90,7 +90,7 @@ def sigkill_midway(folder, out, fmt: str, count: int, done) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("fmt", ["png", "tar"])
+@pytest.mark.parametrize("fmt", ["png", "tar", "npy"])
 def test_resume_after_a_sigkill_writes_what_a_clean_run_writes(folder, tmp_path, fmt):
     count = 400
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -175,3 +175,65 @@ def test_shards_read_back_as_the_policy_outputs(folder, tmp_path):
         assert [m["index"] for _, m in got] == list(range(7))
         for arr, m in got:
             assert np.array_equal(arr, outs[m["index"]]) and m["label"] == sources[m["index"] % 3].label
+
+
+def test_sources_are_decoded_once_per_run_and_the_cache_changes_no_byte(folder, tmp_path, monkeypatch):
+    from fastaug import imagefiles
+
+    decoded = []
+    decode = imagefiles.decode
+    monkeypatch.setattr(imagefiles, "decode", lambda path, options=None: decoded.append(path) or decode(path, options))
+    opts = S.Options("npy", shard_size=4)
+    trees = []
+    for cache_mb in (512, 0):
+        decoded.clear()
+        out = tmp_path / f"cache{cache_mb}"
+        S.synthesize(S.folder_sources(folder), out, 12, policy(), {"seed": 0}, batch=4, backend="numba", progress=False, options=opts,
+                     cache_mb=cache_mb)  # fmt: skip
+        trees.append(tree(out))
+        assert len(decoded) == (3 if cache_mb else 9)  # 3 sources; 3 ranges of 4 outputs each use all of them
+    assert trees[0] == trees[1]
+    assert not S._SOURCES.items  # the driver forgets the run's images at the end
+    with pytest.raises(ValueError, match="cache-mb"):
+        run(folder, tmp_path / "o", 2, cache_mb=-1)
+
+
+def test_settings_record_the_backend_and_a_rerun_on_another_is_refused(folder, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    summary = S.synthesize(S.folder_sources(folder), out, 3, policy(), {"seed": 0}, batch=4, progress=False)
+    assert json.loads((out / S.SETTINGS).read_text())["backend"] == "numba" == summary.backend  # auto on CPU tensors
+    assert "numba backend" in str(summary)
+    with pytest.raises(ValueError, match="backend: 'numba' then, 'torch' now"):
+        run(folder, out, 3)
+
+
+def test_progress_with_workers_counts_every_output_and_the_shards(folder, tmp_path, capsys):
+    S.synthesize(S.folder_sources(folder), tmp_path / "out", 30, policy(), {"seed": 0}, batch=4, backend="numba", progress=True,
+                 options=S.Options("npy", shard_size=8), workers=2)  # fmt: skip
+    lines = capsys.readouterr().err.replace("\r", "\n").split()
+    text = " ".join(lines)
+    assert "30/30" in text and "shards 4/4" in text and text.count("30/30") == 1
+    reports = []
+    reporter = S._Reporter(reports.append, 16)
+    for _ in range(5):
+        reporter(1)
+    assert reports == [(16, 1)]  # at most 5 a second, counts cumulative
+
+
+def test_spool_writes_in_order_and_raises_the_threads_error(tmp_path):
+    from fastaug import shards
+
+    with open(tmp_path / "f", "wb") as f:
+        spool = shards.Spool(f, limit=64, sync_bytes=32)
+        for i in range(20):
+            spool.write(np.full(10, i, dtype=np.uint8))
+        spool.close()
+    assert (tmp_path / "f").read_bytes() == bytes(np.repeat(np.arange(20, dtype=np.uint8), 10))
+    (tmp_path / "g").write_bytes(b"")
+    with open(tmp_path / "g", "rb") as f:  # not writable: the thread's error reaches the caller
+        spool = shards.Spool(f)
+        spool.write(np.zeros(4, dtype=np.uint8))
+        with pytest.raises(OSError):
+            spool.close()
