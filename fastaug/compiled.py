@@ -19,6 +19,7 @@ of another shape.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import weakref
 
@@ -161,3 +162,168 @@ def run(aug, x: torch.Tensor, indices, epoch, backend: str) -> torch.Tensor:
     idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
     ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
     return compose_op(x, idx, ep, aug._compiled_key, backend)
+
+
+# ----------------------------------------------------------------------------------------------- functional ops
+#
+# Under torch.compile every public op of fastaug.functional is replaced (torch.compiler.substitute_in_graph) by a
+# traceable stand-in: it splits the call into its tensors and the rest (numbers, strings, dtypes, lists of them:
+# constants of the graph, registered once per distinct call and named by a key), then calls fastaug::functional, one
+# opaque node that runs the op eagerly. Its fake implementation gives the output's shape and dtype from the input and
+# the constants; its autograd runs the op again under autograd (fastaug::functional_backward), so gradients reach the
+# image and every per-sample magnitude tensor, as in eager mode.
+
+_TENSOR = "\x00fastaug.tensor"  # a tensor's place in a registered call
+_SPECS: dict[int, tuple[str, tuple, tuple]] = {}  # key -> (op name, args, kwargs items) with tensor places
+_SPEC_KEYS: dict[str, int] = {}
+
+
+def _split(value, tensors: list):
+    if isinstance(value, torch.Tensor):
+        tensors.append(value)
+        return (_TENSOR, len(tensors) - 1)
+    if isinstance(value, list):
+        return [_split(v, tensors) for v in value]
+    if isinstance(value, tuple):
+        return tuple([_split(v, tensors) for v in value])
+    return value
+
+
+def _join(value, tensors):
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == _TENSOR:
+        return tensors[value[1]]
+    if isinstance(value, list):
+        return [_join(v, tensors) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_join(v, tensors) for v in value)
+    return value
+
+
+@torch._dynamo.assume_constant_result
+def _spec_key(name: str, args: tuple, kwargs: tuple) -> int:
+    """The key of a call's constant part (run once, while tracing)."""
+    text = repr((name, args, kwargs))
+    if text not in _SPEC_KEYS:
+        _SPEC_KEYS[text] = len(_SPEC_KEYS) + 1
+        _SPECS[_SPEC_KEYS[text]] = (name, args, kwargs)
+    return _SPEC_KEYS[text]
+
+
+def _bound(key: int, tensors) -> tuple[str, dict]:
+    from fastaug import functional
+
+    name, args, kwargs = _SPECS[key]
+    a, k = _join(args, tensors), {n: _join(v, tensors) for n, v in kwargs}
+    sig = inspect.signature(getattr(functional, name))
+    bound = sig.bind(*a, **k)
+    bound.apply_defaults()
+    return name, bound.arguments
+
+
+def _call(key: int, tensors) -> torch.Tensor:
+    from fastaug import functional
+
+    name, args, kwargs = _SPECS[key]
+    return getattr(functional, name)(*_join(args, tensors), **{n: _join(v, tensors) for n, v in kwargs})
+
+
+def _size_of(size) -> tuple[int, int]:
+    s = [size] if isinstance(size, int) else list(size)
+    return (int(s[0]), int(s[0])) if len(s) == 1 else (int(s[0]), int(s[1]))
+
+
+def functional_meta(key: int, tensors) -> tuple[tuple[int, ...], torch.dtype]:
+    """The output shape and dtype of a registered functional call: the image's, but for the ops that set them."""
+    name, a = _bound(key, tensors)
+    img = a["img"]
+    *lead, c, h, w = img.shape
+    dtype = img.dtype
+    if name == "crop":
+        h, w = int(a["height"]), int(a["width"])
+    elif name == "resized_crop":
+        h, w = _size_of(a["size"])
+    elif name == "rgb_to_grayscale":
+        c = int(a["num_output_channels"])
+    elif name == "to_dtype":
+        dtype = a["dtype"]
+    elif name == "normalize" and dtype == torch.uint8:
+        dtype = torch.float32
+    return (*lead, c, h, w), dtype
+
+
+@torch.library.custom_op("fastaug::functional", mutates_args=())
+def functional_op(tensors: list[torch.Tensor], key: int) -> torch.Tensor:
+    """The registered fastaug.functional call ``key`` on ``tensors`` (eager)."""
+    out = _call(key, tensors)
+    shape, dtype = functional_meta(key, tensors)
+    if (tuple(out.shape), out.dtype) != (tuple(shape), dtype):  # the fake's rule must hold
+        raise RuntimeError(
+            f"fastaug::functional: {_SPECS[key][0]} gave {list(out.shape)} {out.dtype}, the graph expects {list(shape)} {dtype}"
+        )
+    return out.clone() if any(out is t or out._base is t for t in tensors) else out
+
+
+@functional_op.register_fake
+def _functional_fake(tensors, key):
+    shape, dtype = functional_meta(key, tensors)
+    img = _bound(key, tensors)[1]["img"]
+    return img.new_empty(shape, dtype=dtype)
+
+
+@torch.library.custom_op("fastaug::functional_backward", mutates_args=())
+def functional_backward_op(grad: torch.Tensor, tensors: list[torch.Tensor], key: int) -> list[torch.Tensor]:
+    """Gradients of ``fastaug::functional`` to each of its tensors (zeros for integer ones): the op run again under
+    autograd (eager: fastaug's fused backward)."""
+    with _autograd_dispatch(), torch.enable_grad():
+        leaves = [t.detach().requires_grad_(t.is_floating_point()) for t in tensors]
+        out = _call(key, leaves)
+        wanted = [t for t in leaves if t.requires_grad]
+        grads = torch.autograd.grad(out, wanted, grad, allow_unused=True) if wanted and out.requires_grad else [None] * len(wanted)
+    found = iter(grads)
+    result = []
+    for t in leaves:
+        g = next(found) if t.requires_grad else None
+        result.append(torch.zeros_like(t) if g is None else g)
+    return result
+
+
+@functional_backward_op.register_fake
+def _functional_backward_fake(grad, tensors, key):
+    return [torch.empty_like(t) for t in tensors]
+
+
+def _functional_setup(ctx, inputs, output):
+    tensors, key = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.key = key
+
+
+def _functional_backward(ctx, grad):
+    tensors = list(ctx.saved_tensors)
+    grads = functional_backward_op(grad, tensors, ctx.key)
+    return [g if t.is_floating_point() else None for g, t in zip(grads, tensors, strict=True)], None
+
+
+functional_op.register_autograd(_functional_backward, setup_context=_functional_setup)
+
+
+def _stand_in(name: str):
+    def traceable(*args, **kwargs):
+        tensors: list = []
+        spec_args = _split(tuple(args), tensors)
+        spec_kwargs = tuple([(k, _split(v, tensors)) for k, v in kwargs.items()])
+        return functional_op(tensors, _spec_key(name, spec_args, spec_kwargs))
+
+    return traceable
+
+
+def _install_functional() -> None:
+    from fastaug import functional
+
+    for name in functional.__all__:
+        fn = getattr(functional, name)
+        if name != "run_calls" and inspect.isfunction(fn) and next(iter(inspect.signature(fn).parameters), None) == "img":
+            torch.compiler.substitute_in_graph(fn, skip_signature_check=True)(_stand_in(name))
+
+
+_install_functional()

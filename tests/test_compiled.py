@@ -87,3 +87,69 @@ def test_a_compose_changed_after_tracing_raises_instead_of_a_wrong_shape():
     torch._dynamo.reset()
     step = torch.compile(lambda x: aug(x) * 2, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(step(x), aug(x) * 2)
+
+
+def _functional_step(backend):
+    from fastaug import functional as F
+
+    def step(x, f):
+        y = F.adjust_brightness(x, f, backend=backend)
+        y = F.resized_crop(y, 2, 3, 10, 9, [8, 7], backend=backend)
+        y = F.rotate(y, f * 10, "bilinear", backend=backend)
+        y = F.normalize(y, [0.5] * 3, [0.2] * 3, backend=backend)
+        return y.square().mean()
+
+    return step
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_functional_ops_compile_without_graph_breaks_with_magnitude_gradients(backend):
+    """Each fastaug.functional call is one fastaug::functional node (33 / 63 graph breaks for this step before, torch /
+    numba backend with suppress_errors); forward, image gradient and per-sample magnitude gradient equal eager."""
+    step = _functional_step(backend)
+    x, f = torch.rand(4, 3, 16, 16), torch.rand(4) + 0.5
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(x, f)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    xe, fe, xc, fc = x.clone().requires_grad_(), f.clone().requires_grad_(), x.clone().requires_grad_(), f.clone().requires_grad_()
+    eager = step(xe, fe)
+    eager.backward()
+    got = torch.compile(step, backend="aot_eager", fullgraph=True)(xc, fc)
+    got.backward()
+    torch.testing.assert_close(got, eager)
+    torch.testing.assert_close(xc.grad, xe.grad, atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(fc.grad, fe.grad, atol=1e-7, rtol=1e-5)
+    assert fc.grad.abs().sum() > 0
+
+
+def test_functional_ops_that_set_shape_or_dtype_compile_to_the_eager_result():
+    """The fake implementation's rules (crop, resized_crop, rgb_to_grayscale, to_dtype, normalize of uint8), an
+    unbatched image, and integer tensors (no gradient)."""
+    from fastaug import functional as F
+
+    def step(x, angle, top):
+        a = F.crop(x, top, 1, 7, 9, backend="torch")
+        b = F.rgb_to_grayscale(F.resized_crop(x, 0, 0, 12, 12, 6, backend="torch"), backend="torch")
+        c = F.normalize(F.to_dtype(x, torch.float64, scale=True, backend="torch"), [0.5], [0.25], backend="torch")
+        d = F.affine(x[0].float() / 255, angle[0], [2.0, -1.0], 1.1, angle[1:], backend="torch")
+        e = F.normalize(x, [0.4, 0.5, 0.6], [0.2, 0.2, 0.2], backend="torch")
+        return a, b, c, d, e
+
+    x = torch.randint(0, 256, (2, 3, 14, 15), dtype=torch.uint8)
+    angle, top = torch.tensor([10.0, -3.0, 5.0]), torch.tensor([1, 2])
+    torch._dynamo.reset()
+    got = torch.compile(step, backend="aot_eager", fullgraph=True)(x, angle, top)
+    for g, e in zip(got, step(x, angle, top), strict=True):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        torch.testing.assert_close(g, e)
+    assert [g.shape[-3:] for g in got] == [(3, 7, 9), (1, 6, 6), (3, 14, 15), (3, 14, 15), (3, 14, 15)]
+    assert got[2].dtype == torch.float64 and got[4].dtype == torch.float32
+
+
+def test_functional_custom_op_opcheck():
+    from fastaug import functional as F
+
+    x, f = torch.rand(2, 3, 9, 10), torch.rand(2) + 0.5
+    key = compiled._spec_key("adjust_contrast", ((compiled._TENSOR, 0), (compiled._TENSOR, 1)), (("backend", "torch"),))
+    torch.testing.assert_close(compiled.functional_op([x, f], key), F.adjust_contrast(x, f, backend="torch"))
+    torch.library.opcheck(compiled.functional_op, ([x, f], key), test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
