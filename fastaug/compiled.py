@@ -9,6 +9,11 @@ shape), and its autograd registration runs ``fastaug::compose_backward``: the Pl
 gradients reach the image (magnitudes drawn inside the op carry none). Dynamo never traces into fastaug: no
 graph break inside fastaug, on every backend.
 
+Calls with targets: :func:`run_with_mask` (image and masks, ``fastaug::compose_mask``: no graph break, image gradient);
+:func:`eager` for every other call (boxes, whose survivors vary per sample, keypoints, ``return_record``, tv_tensors,
+nested structures): run eagerly, one graph break at fastaug's boundary and none inside. They are the entry points
+for ``Compose.forward`` while compiling (today it routes plain image calls only). fastaug.functional ops: see below.
+
 Keys: a Compose holds its key (``_compiled_key``, from a counter: never reused, unlike ``id``) and the registry maps
 keys to Composes weakly, so a collected Compose leaves nothing behind and a new one never meets its entries. The
 output metadata the fake implementation reports is cached on the Compose itself (dropped with it), per input kind and
@@ -162,6 +167,54 @@ def run(aug, x: torch.Tensor, indices, epoch, backend: str) -> torch.Tensor:
     idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
     ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
     return compose_op(x, idx, ep, aug._compiled_key, backend)
+
+
+@torch.library.custom_op("fastaug::compose_mask", mutates_args=())
+def compose_mask_op(
+    x: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compose ``key`` on the batch ``x`` and its masks (``aug(x, mask=mask)``, eager): (image, mask)."""
+    aug = _pipeline(key)
+    out = aug._augment(x, mask, None, None, None, indices, int(epoch), False, backend)
+    _check_meta(aug, x, out["image"])
+    image, moved = out["image"], out["mask"]
+    return image.clone() if image is x else image, moved.clone() if moved is mask else moved
+
+
+@compose_mask_op.register_fake
+def _compose_mask_fake(x, mask, indices, epoch, key, backend):
+    image = _compose_fake(x, indices, epoch, key, backend)
+    return image, mask.new_empty((*mask.shape[:-2], *image.shape[-2:]))
+
+
+def _mask_backward(ctx, grad, grad_mask):
+    return (*_backward(ctx, grad)[:1], None, None, None, None, None)
+
+
+def _mask_setup_context(ctx, inputs, output):
+    x, _, indices, epoch, key, backend = inputs
+    _setup_context(ctx, (x, indices, epoch, key, backend), output)
+
+
+compose_mask_op.register_autograd(_mask_backward, setup_context=_mask_setup_context)
+
+
+def run_with_mask(aug, x: torch.Tensor, mask: torch.Tensor, indices, epoch, backend: str) -> dict:
+    """``aug(x, mask=mask)`` on a batch [B,C,H,W] with masks [B,H,W] or [B,K,H,W] inside a compiled region: one
+    ``fastaug::compose_mask`` node, ``{"image", "mask"}`` as the eager call returns."""
+    idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
+    ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
+    image, moved = compose_mask_op(x, mask, idx, ep, aug._compiled_key, backend)
+    return {"image": image, "mask": moved}
+
+
+@torch.compiler.disable
+def eager(aug, *inputs, **kwargs):
+    """A Compose call that is not one ``fastaug::compose`` node (targets: masks, boxes, keypoints; ``return_record``;
+    tv_tensors and nested structures), made from a compiled region: it runs eagerly, so the step has one graph break
+    at fastaug's boundary and none inside (dynamo does not trace fastaug's Python). Compose.forward hands such calls
+    here while compiling."""
+    return aug(*inputs, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- functional ops
