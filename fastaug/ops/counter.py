@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 MASK = 0xFFFFFFFF
@@ -129,11 +130,18 @@ def normal_from_hashes(h1: torch.Tensor, h2: torch.Tensor, dtype: torch.dtype) -
     sin_a = a * _horner(a2, SIN_SERIES)
     cosine = torch.where(k == 0, cos_a, torch.where(k == 1, -sin_a, torch.where(k == 2, -cos_a, sin_a)))
     sine = torch.where(k == 0, sin_a, torch.where(k == 1, cos_a, torch.where(k == 2, -sin_a, -cos_a)))
-    y = -2.0 * ln_u1
-    # torch's vectorised CPU sqrt is not always correctly rounded (seen: 0.6 % of float32 values off by an ulp on AVX-512);
-    # the float64 root rounded to float32 is (as numba's and triton's sqrt_rn)
-    r = torch.sqrt(y.double()).to(dtype) if dtype != torch.float64 else torch.sqrt(y)
+    r = sqrt_rn(-2.0 * ln_u1)
     return r * cosine, r * sine
+
+
+def sqrt_rn(y: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root in ``y``'s dtype, as numba's and triton's ``sqrt_rn`` (float32 through the
+    float64 root: rounding twice is innocuous for a square root, 53 >= 2 * 24 + 2). torch's CPU sqrt is not correctly
+    rounded (torch 2.13, every ATen capability: 0.8 % of float64 values one ulp off, measured against Python's
+    math.sqrt), so on the CPU the root is numpy's (IEEE); CUDA's sqrt is correctly rounded."""
+    d = y.double()
+    r = torch.from_numpy(np.sqrt(d.numpy())) if d.device.type == "cpu" else torch.sqrt(d)
+    return r.to(y.dtype)
 
 
 def pixel_normal(key: torch.Tensor, c: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
