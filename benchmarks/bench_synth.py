@@ -1,15 +1,23 @@
-"""`fastaug synth` throughput per output format, with the engine-only rate and the cores' PNG encode rate, one run.
+"""`fastaug synth` throughput per output format, with the engine-only rates and the cores' PNG encode rate, one run.
 
 Sources: ``--sources`` distinct 224x224 crops of scikit-learn's sample photos, written as PNG files (the decode is
 part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in img/s:
 
-- ``engine``: the policy alone on a uint8 batch [batch, 3, 224, 224] already in memory (best of 5);
+- ``engine``: the policy alone on a uint8 batch [batch, 3, 224, 224] already in memory, one call on all the cores
+  (best of 5: the classic figure);
+- ``engine_same_outputs``: the policy alone on exactly the outputs synth makes (``0 <= k < --count``, source ``k % n``,
+  dataset index ``k``), sources already in memory: ``one_call`` one batch at a time on all the cores,
+  ``side_by_side`` one batch per core at once, one thread each (how synth runs the engine): the engine's share of a
+  synthesis, its ceiling;
 - ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) one after another; ``png_encode_cores``: one
   such thread per core at once (Pillow releases the GIL): the most a PNG synthesis could write;
 - ``synth_<format>``: a whole ``fastaug.synth.synthesize`` run of ``--count`` outputs from the PNG sources into an
   empty folder (decode, augment, encode, write, manifest), one worker process.
 
-    python -m benchmarks.bench_synth [--count 2000] [--formats png jpeg webp tar npy] [--out benchmarks/results]
+The npy synthesis and the same-outputs engine rows run ``--repeat`` times, interleaved (a busy machine slows them
+alike); the JSON keeps every value, the ratios per repetition and their medians.
+
+    python -m benchmarks.bench_synth [--count 2000] [--formats png jpeg webp tar npy] [--repeat 3] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -62,6 +70,31 @@ def engine_rate(policy, crops: list[np.ndarray], batch: int) -> float:
     return batch / min(times)
 
 
+def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, side_by_side: bool) -> float:
+    """The policy on the outputs ``0 <= k < count`` synth makes, sources in memory: one batch at a time on all the
+    cores, or one batch per core at once on one thread each (as ``fastaug.synth`` runs it)."""
+    cores = os.cpu_count() or 1
+
+    def one(a: int) -> None:
+        ks = range(a, min(a + batch, count))
+        x = torch.from_numpy(np.stack([crops[k % len(crops)] for k in ks])).permute(0, 3, 1, 2)  # channels-last, as synth
+        policy(x, indices=torch.tensor(list(ks)), epoch=0).permute(0, 2, 3, 1).contiguous().numpy()
+
+    threads = torch.get_num_threads()
+    t0 = time.perf_counter()
+    if side_by_side and cores > 1:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(cores) as pool:
+                list(pool.map(one, range(0, count, batch)))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        for a in range(0, count, batch):
+            one(a)
+    return count / (time.perf_counter() - t0)
+
+
 def augmented_outputs(policy, crops: list[np.ndarray], count: int, batch: int) -> list[np.ndarray]:
     """The engine's outputs ``0 <= k < count`` as synth makes them (source ``k % n``, dataset index ``k``, epoch 0)."""
     out = []
@@ -104,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=2000, help="outputs per format (default 2000)")
     ap.add_argument("--sources", type=int, default=64, help="distinct source images (default 64)")
-    ap.add_argument("--batch", type=int, default=64, help="engine batch (default 64)")
+    ap.add_argument("--batch", type=int, default=128, help="engine batch, synth's default (default 128)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the npy synthesis and the same-outputs engine rows (default 3)")
     ap.add_argument("--png-level", type=int, default=6, help="PNG compression for the png / tar rows and the encode rate (default 6)")
     ap.add_argument("--formats", nargs="+", default=["png", "jpeg", "webp", "tar", "npy"])
     ap.add_argument("--out", default="benchmarks/results", help="folder for synth-<machine>-<date>.json")
@@ -120,20 +154,41 @@ def main(argv: list[str] | None = None) -> dict:
             "device": device_info(torch.device("cpu")), "cpu_isa": cpu_isa(),
             "date": time.strftime("%Y-%m-%d"),
             "settings": {"count": args.count, "sources": args.sources, "batch": args.batch, "size": [224, 224],
-                         "png_level": args.png_level, "policy": "RandAugment(2, 9, bilinear)", "backend": "auto"},  # fmt: skip
+                         "png_level": args.png_level, "policy": "RandAugment(2, 9, bilinear)", "backend": "auto",
+                         "repeat": args.repeat, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},  # fmt: skip
             "engine_img_per_s": engine_rate(policy, crops, args.batch),
             "png_encode_1_img_per_s": png_encode_rate(outputs, args.png_level, 1),
             "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores),
             "synth": {},
         }
+        runs: dict[str, list[float]] = {"one_call": [], "side_by_side": [], "npy": []}
         for fmt in args.formats:
+            if fmt == "npy":  # interleaved with the engine on the same outputs
+                for _ in range(args.repeat):
+                    runs["one_call"].append(same_outputs_rate(policy, crops, args.count, args.batch, side_by_side=False))
+                    runs["side_by_side"].append(same_outputs_rate(policy, crops, args.count, args.batch, side_by_side=True))
+                    r = synth_rate(src, Path(tmp) / "out", policy, fmt, args.count, args.batch, args.png_level)
+                    runs["npy"].append(r["img_per_s"])
+                    print(f"engine on the same outputs: {runs['one_call'][-1]:.0f} img/s one call at a time, "
+                          f"{runs['side_by_side'][-1]:.0f} side by side; synth npy {r['img_per_s']:.0f}", flush=True)  # fmt: skip
+                r["img_per_s"], r["runs_img_per_s"] = float(np.median(runs["npy"])), runs["npy"]
+                result["synth"][fmt] = r
+                continue
             result["synth"][fmt] = synth_rate(src, Path(tmp) / "out", policy, fmt, args.count, args.batch, args.png_level)
             print(f"synth {fmt}: {result['synth'][fmt]['img_per_s']:.0f} img/s", flush=True)
+    if runs["npy"]:
+        ratios = [n / e for n, e in zip(runs["npy"], runs["side_by_side"])]
+        result["engine_same_outputs"] = {
+            "one_call_img_per_s": float(np.median(runs["one_call"])), "one_call_runs": runs["one_call"],
+            "side_by_side_img_per_s": float(np.median(runs["side_by_side"])), "side_by_side_runs": runs["side_by_side"],
+        }  # fmt: skip
+        result["npy_vs_engine_side_by_side"] = {"median": float(np.median(ratios)), "runs": ratios}
+        print(f"npy / engine side by side on the same outputs: median {np.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})")
     png = result["synth"].get("png")
     if png:
         result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]
-    print(f"engine only: {result['engine_img_per_s']:.0f} img/s; PNG encode: {result['png_encode_1_img_per_s']:.0f} img/s on one "
-          f"thread, {result['png_encode_cores_img_per_s']:.0f} on {cores}")  # fmt: skip
+    print(f"engine only (best of 5, one call): {result['engine_img_per_s']:.0f} img/s; PNG encode: "
+          f"{result['png_encode_1_img_per_s']:.0f} img/s on one thread, {result['png_encode_cores_img_per_s']:.0f} on {cores}")  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"synth-{cores}c-{result['date']}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -210,7 +210,8 @@ def _synth_parser(sub) -> None:
     s.add_argument("--trim", action="store_true", help=(
                    "with a --count smaller than an earlier run's: delete the extra outputs and their rows in labels.csv "
                    "(default: refuse)"))
-    s.add_argument("--batch", type=int, default=64, help="images per engine call (default: 64)")
+    s.add_argument("--batch", type=int, default=128,
+                   help="images per engine call, at most 64 MiB of pixels (larger images: fewer) (default: 128)")  # fmt: skip
     s.add_argument("--workers", type=int, default=1, help="local worker processes, each taking whole shards (default: 1)")
     s.add_argument("--ray-address", default=None,
                    help="run the shards as Ray tasks on this cluster ('local': start Ray here; pip install 'fastaug[distributed]') "

@@ -6,15 +6,16 @@ disk and writes exactly the files a clean run would, and any number of workers (
 write the same bytes. Labels come from the input's folders (``DIR/<label>/<image>``).
 
 The outputs ``0 <= k < count`` are cut into ranges of ``shard_size`` (``[0, S), [S, 2S), ...``): a range is the unit
-of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead,
-images of one size and channel count gather into a batch (a batch runs when it is full, or when too many images wait:
-memory stays flat), engine threads augment batches side by side (one per core of the worker, each call on one
-thread: torch's thread count is 1 meanwhile; channels-last, as decoded: no transposing copy either way), and encode
-threads write the results (Pillow's codecs release the GIL; ``npy`` needs no encoding: its pixels go straight to the
-shard's writer thread). Batches side by side rather than each call on every core: on 2 cores a call's many small
-torch ops (draws, equalize tables) woke torch's OpenMP threads, which spun on the cores the numba kernels needed
-(measured 2-3x slower under load; see ``benchmarks/README.md``), and one call's Python work now overlaps the other's
-kernels.
+of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead
+(about 128 MiB of decoded pixels), images of one size and channel count gather into a batch (a batch runs when it
+holds ``batch`` images or 64 MiB of pixels, when too many images wait, or, with an engine thread idle, when the next
+source is still decoding and it holds ``batch / 8``: memory stays flat and the engine busy), engine threads augment
+batches side by side (one per core of the worker, each call on one thread: torch's thread count is 1 meanwhile;
+channels-last, as decoded: no transposing copy either way), and encode threads write the results (Pillow's codecs
+release the GIL; ``npy`` needs no encoding: its pixels go straight to the shard's writer thread). Batches side by
+side rather than each call on every core: on 2 cores a call's many small torch ops (draws, equalize tables) woke
+torch's OpenMP threads, which spun on the cores the numba kernels needed (measured 2-3x slower under load; see
+``benchmarks/README.md``), and one call's Python work now overlaps the other's kernels.
 
 Decoded sources are cached: every range uses the same sources again (output ``k`` uses source ``k % n``), so a worker
 process keeps the decoded images of one run in memory, least recently used dropped beyond ``cache_mb`` (default 512
@@ -191,7 +192,7 @@ class Job:
     count: int
     policy: torch.nn.Module
     options: Options
-    batch: int = 64
+    batch: int = 128
     backend: str = "auto"
     strict: bool = False
     decode_threads: int = 2
@@ -453,25 +454,31 @@ def _pipeline(job: Job, sink, result: dict, on_written) -> None:
         torch.set_num_threads(threads)
 
 
+BATCH_BYTES = 64 << 20  # a batch runs when it holds --batch images or this many bytes of pixels (large photos)
+
+
 def _stages(job: Job, sink, result: dict, on_written) -> None:
     batch = job.batch
-    lookahead, max_waiting = 2 * batch, 2 * batch
+    lookahead, max_waiting, small = 2 * batch, 2 * batch, max(1, batch // 8)
     max_encoding = (job.engine_threads + 1) * batch + 4 * job.encode_threads
     with (
         ThreadPoolExecutor(job.decode_threads, thread_name_prefix="fastaug-decode") as dpool,
         ThreadPoolExecutor(job.encode_threads, thread_name_prefix="fastaug-encode") as epool,
         ThreadPoolExecutor(job.engine_threads, thread_name_prefix="fastaug-engine") as xpool,
     ):
-        decoder = _Decoder(job, dpool, entries=max(4 * batch, 64))
+        decoder = _Decoder(job, dpool, entries=max(lookahead, 16))
+        seen = [0, 0]  # decoded images taken so far, their bytes: the read-ahead holds about 2 * BATCH_BYTES of them
         ahead: deque = deque()  # (k, decode future) in k order
         todo = iter(sink.todo)
         buckets: dict[tuple, list] = {}  # (shape, alpha?) -> [(k, color, alpha)]
         bucket_of: dict[int, tuple] = {}
         order: deque = deque()  # ks in k order, not yet accepted (None: skipped)
         encoding: dict[int, object] = {}
+        running: list = []  # futures of the batches on the engine threads
 
         def read_ahead():
-            while len(ahead) < lookahead:
+            limit = lookahead if not seen[1] else min(lookahead, max(2 * job.decode_threads, 2 * BATCH_BYTES * seen[0] // seen[1]))
+            while len(ahead) < limit:
                 k = next(todo, None)
                 if k is None:
                     return
@@ -486,8 +493,18 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
             for k, _, _ in items:
                 del bucket_of[k]
             f = xpool.submit(augment, items)
+            running.append(f)
             for k, _, _ in items:
                 encoding[k] = _Output(f, k)
+
+        def feed_idle():
+            """While the next source is still decoding, an idle engine thread takes the oldest waiting images (at least
+            batch / 8 of them): the first sources of a run (or sources that do not fit the cache) keep both busy."""
+            running[:] = [f for f in running if not f.done()]
+            if bucket_of and len(running) < job.engine_threads:
+                key = bucket_of[min(bucket_of)]
+                if len(buckets[key]) >= small:
+                    run(key)
 
         def drain(limit: int):
             """Accept finished outputs in k order; block until at most ``limit`` are encoding or waiting."""
@@ -515,6 +532,8 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
         while ahead:
             k, f = ahead.popleft()
             read_ahead()
+            if not f.done():
+                feed_idle()
             try:
                 color, alpha = f.result()
             except IF.UnreadableImage as e:
@@ -527,11 +546,14 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
                 if on_written:
                     on_written(1)
                 continue
+            size = color.nbytes + (alpha.nbytes if alpha is not None else 0)
+            seen[0] += 1
+            seen[1] += size
             key = (color.shape, alpha is not None)
             buckets.setdefault(key, []).append((k, color, alpha))
             bucket_of[k] = key
             order.append(k)
-            if len(buckets[key]) >= batch:
+            if len(buckets[key]) >= batch or len(buckets[key]) * size >= BATCH_BYTES:  # full, or large photos
                 run(key)
             elif len(bucket_of) > max_waiting:  # run the batch holding the oldest waiting image
                 run(bucket_of[min(bucket_of)])
@@ -741,7 +763,7 @@ def synthesize(
     count: int,
     policy: torch.nn.Module,
     settings: dict | None = None,
-    batch: int = 64,
+    batch: int = 128,
     backend: str = "auto",
     progress: bool = True,
     *,

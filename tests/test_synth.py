@@ -237,3 +237,17 @@ def test_spool_writes_in_order_and_raises_the_threads_error(tmp_path):
         spool.write(np.zeros(4, dtype=np.uint8))
         with pytest.raises(OSError):
             spool.close()
+
+
+def test_batches_of_large_images_are_capped_in_bytes_and_change_no_byte(folder, tmp_path, monkeypatch):
+    opts = S.Options("npy", shard_size=16)
+    S.synthesize(S.folder_sources(folder), tmp_path / "ref", 16, policy(), {"seed": 0}, batch=8, backend="numba", progress=False,
+                 options=opts)  # fmt: skip
+    sizes = []
+    augment = S._augment
+    monkeypatch.setattr(S, "_augment", lambda job, items: sizes.append(len(items)) or augment(job, items))
+    monkeypatch.setattr(S, "BATCH_BYTES", 2 * 20 * 24 * 3)  # two of the larger sources
+    S.synthesize(S.folder_sources(folder), tmp_path / "capped", 16, policy(), {"seed": 0}, batch=8, backend="numba", progress=False,
+                 options=opts)  # fmt: skip
+    assert sum(sizes) == 16 and max(sizes) == 2
+    assert tree(tmp_path / "capped") == tree(tmp_path / "ref")
