@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastaug.constants import constant
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.ops.catalogue import CHANNELS, FIXED_RADIUS, NEIGHBOURHOOD_OPS, RANDOM_OPS
@@ -32,20 +33,39 @@ class _StageBuilder:
     integral: bool = False  # the stage ends in the uint8 domain (set when the next stage opens)
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
 
-    def add(self, code: torch.Tensor, params: torch.Tensor, q: bool, static: tuple[int, ...], keys=None) -> None:
-        b = code.shape[0]
+    quantized: list = field(default_factory=list)  # per position: the op runs in uint8's range (params[..., 3])
+
+    def add(self, code: torch.Tensor | int, params: torch.Tensor | None, q: bool, static: tuple[int, ...], keys=None) -> None:
+        """Position k: op ``code`` ([B] or one for all), ``params`` [B, <= 3] (None: zeros), the uint8 flag ``q``."""
         self.keys.append(keys)
-        p = torch.zeros(b, NUM_PARAMS, dtype=self.dtype, device=code.device)
-        p[:, : params.shape[1]] = params.to(self.dtype)  # differentiable in the magnitudes
-        p[:, 3] = 1.0 if q else 0.0
-        self.codes.append(code.to(torch.int32))
-        self.params.append(p)
+        self.codes.append(code)
+        self.params.append(params)
+        self.quantized.append(q)
         self.static.append(tuple(sorted(set(static))))
+
+    def _program(self, b: int, device: torch.device) -> torch.Tensor:
+        """[B,K] int32: one stack (a code for every sample is a cached constant's view)."""
+        rows = [constant(c, torch.int64, device).expand(b) if isinstance(c, int) else c for c in self.codes]
+        return torch.stack(rows, 1).to(torch.int32)
+
+    def _params(self, b: int, device: torch.device) -> torch.Tensor:
+        """[B,K,NUM_PARAMS] in the Plan dtype: the magnitudes (differentiable), zero-padded, and the uint8 flags."""
+        width = NUM_PARAMS - 1
+        cols = []
+        for p in self.params:
+            if p is None:
+                p = constant(0.0, self.dtype, device).expand(b, width)
+            elif p.shape[1] != width:
+                p = torch.nn.functional.pad(p[:, :width], (0, width - min(p.shape[1], width)))
+            cols.append(p)
+        flags = constant([1.0 if q else 0.0 for q in self.quantized], self.dtype, device)
+        stacked = torch.stack(cols, 1).to(self.dtype)  # each value rounded once to the Plan dtype, as one by one
+        return torch.cat([stacked, flags.view(1, -1, 1).expand(b, -1, 1)], 2)
 
     def build(self, b: int, device: torch.device, geometry: Geometry | None, in_scale: float, out_size) -> Stage:
         if self.codes:
-            program = torch.stack(self.codes, 1)
-            params = torch.stack(self.params, 1)
+            program = self._program(b, device)
+            params = self._params(b, device)
         else:
             program = torch.zeros(b, 0, dtype=torch.int32, device=device)
             params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
@@ -78,13 +98,14 @@ class _StageBuilder:
         return torch.stack([zero if k is None else k.to(device=device, dtype=torch.int64) for k in self.keys], 1)
 
 
-def _per_sample_code(call: ColorCall, b: int, device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
+def _per_sample_code(call: ColorCall) -> tuple[torch.Tensor | int, tuple[int, ...]]:
+    """The call's op code ([B], or an int for every sample) and the codes it may hold."""
     if isinstance(call.code, torch.Tensor):
         code, static = call.code, call.codes
     else:
-        code, static = torch.full((b,), int(call.code), device=device), (int(call.code),)
+        code, static = int(call.code), (int(call.code),)
     if call.applied is not None:
-        code = torch.where(call.applied, code, torch.zeros_like(code))
+        code = torch.where(call.applied, code, 0)
         static = tuple(set(static) | {int(Op.IDENTITY)})
     return code, static
 
@@ -102,10 +123,9 @@ def _compose_geometry(
     pdtype: torch.dtype = torch.float32,
 ):
     """One Geometry for all geometric calls (in order), and the output size."""
-    matrix = G.identity(b, device)
+    matrix = G.identity_view(b, device)
     h, w = size
-    window = torch.zeros(b, 4, dtype=torch.float64, device=device)  # no host->device copy: CUDA-graph capturable
-    window[:, 2], window[:, 3] = w - 1.0, h - 1.0
+    window = constant([0.0, 0.0, w - 1.0, h - 1.0], torch.float64, device).expand(b, 4)  # cached: CUDA-graph capturable
     clamp = False
     bilinear = False
     fill = None
@@ -123,7 +143,7 @@ def _compose_geometry(
             displacement = d
         m = call.matrix
         if call.applied is not None:
-            m = torch.where(call.applied.view(b, 1, 1), m, G.identity(b, device, m.dtype))
+            m = torch.where(call.applied.view(b, 1, 1), m, G.identity_view(b, device, m.dtype))
         if first and call.window is not None:
             win = call.window.to(torch.float64)
             if call.applied is not None:
@@ -150,7 +170,7 @@ def _compose_geometry(
     matrix64 = matrix
     geometry = Geometry(
         matrix=matrix.to(pdtype),
-        window=window.to(pdtype),
+        window=window.to(pdtype).contiguous(),
         clamp=clamp,
         bilinear=bilinear,
         fill=fill,
@@ -193,7 +213,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
         if isinstance(call, ColorCall):
             if unscaled:
                 raise ValueError(f"{call.name} after to_dtype(scale=False): color ops need a scaled image")
-            code, static = _per_sample_code(call, b, device)
+            code, static = _per_sample_code(call)
             _check_channels(call.name, static, c)
             if any(int(op) in static for op in NEIGHBOURHOOD_OPS):  # k = 0 of a stage without geometry
                 cur = stages[-1]
@@ -213,7 +233,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
                         raise ValueError(f"{call.name}: a superpixels call needs max_segments and its keys")
                     stages[-1].max_segments = call.max_segments
                     stages[-1].segment_size = call.segment_size
-            params = call.params if call.params is not None else torch.zeros(b, 3, device=device)
+            params = call.params
             if call.keys is None and any(int(op) in static for op in RANDOM_OPS):
                 raise ValueError(f"{call.name}: a random op's call needs its per-sample keys")
             stages[-1].add(code, params, domain_u8, static, call.keys)
@@ -224,16 +244,16 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
             if call.scale and domain_u8 and target_float:
                 if normalize is None:
                     stages[-1].add(
-                        torch.full((b,), int(Op.TO_FLOAT), device=device),
-                        torch.zeros(b, 3, device=device),
+                        int(Op.TO_FLOAT),
+                        None,
                         True,
                         (int(Op.TO_FLOAT),),
                     )
                     domain_u8 = False
             elif call.scale and not domain_u8 and not target_float:
                 stages[-1].add(
-                    torch.full((b,), int(Op.TO_UINT8), device=device),
-                    torch.zeros(b, 3, device=device),
+                    int(Op.TO_UINT8),
+                    None,
                     False,
                     (int(Op.TO_UINT8),),
                 )
@@ -262,9 +282,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     if out_dtype is None:
         out_dtype = torch.float32 if (normalize is not None and dtype == torch.uint8) else dtype
     if not out_dtype.is_floating_point and not domain_u8:
-        stages[-1].add(
-            torch.full((b,), int(Op.TO_UINT8), device=device), torch.zeros(b, 3, device=device), False, (int(Op.TO_UINT8),)
-        )
+        stages[-1].add(int(Op.TO_UINT8), None, False, (int(Op.TO_UINT8),))
         domain_u8 = True
     if normalize is not None and not out_dtype.is_floating_point:
         raise ValueError(f"normalize needs a floating output dtype, got {out_dtype}")

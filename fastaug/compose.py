@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fastaug import autograd, compiled, tv_types
+from fastaug import autograd, compiled, rng, tv_types
 from fastaug.compiler import compile_plan
 from fastaug.functional import Canvas
 from fastaug.ops.calls import Call, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
@@ -17,6 +17,9 @@ from fastaug.plan import Op
 from fastaug.targets import filter_boxes_by_holes, keypoints_outside_holes, transform_boxes, transform_keypoints, transform_masks
 from fastaug.transforms import SLOTS_PER_TRANSFORM, Context, Transform
 from fastaug.validation import as_batch, check_epoch, check_indices
+
+_MAX_BANK_COLUMNS = 4096  # draws per sample a Compose banks (a pipeline drawing more draws the rest one by one)
+_MAX_BANK_KINDS = 64  # input kinds (shape, dtype, device) whose draw layouts a Compose keeps
 
 
 def _plain(value, i: int, integer: bool = False):
@@ -177,19 +180,28 @@ class Compose(torch.nn.Module):
         compiled.key_of(self)  # a copy (pickled to a worker, deep-copied) registers itself
 
     def draw(self, x: torch.Tensor, indices: torch.Tensor, epoch: int) -> list[Call]:
-        """Op calls for a batch shaped like ``x`` (parameters only)."""
+        """Op calls for a batch shaped like ``x`` (parameters only). All draws of the call come from one launch
+        (``rng.bank``) laid out as the draws of the previous call of this input kind; new draws join the layout."""
         b, c, h, w = x.shape
         uint8 = x.dtype == torch.uint8
         calls: list[Call] = []
-        for pos, t in enumerate(self.transforms):
-            ctx = Context(Canvas(b, c, h, w, x.device), self.seed, epoch, indices, (pos + 1) * SLOTS_PER_TRANSFORM, uint8)
-            new = t.calls(ctx)
-            for call in new:
-                if isinstance(call, GeometricCall) and call.out_size is not None:
-                    h, w = call.out_size
-                if isinstance(call, DtypeCall) and call.scale:
-                    uint8 = not call.dtype.is_floating_point
-            calls.extend(new)
+        layouts = self.__dict__.setdefault("_draw_layouts", {})  # per input kind: the draws of the last call (rng.bank)
+        kind = (tuple(x.shape), x.dtype, x.device, isinstance(epoch, torch.Tensor))
+        with rng.bank(self.seed, epoch, indices, layouts.get(kind)) as bank:
+            for pos, t in enumerate(self.transforms):
+                ctx = Context(Canvas(b, c, h, w, x.device), self.seed, epoch, indices, (pos + 1) * SLOTS_PER_TRANSFORM, uint8)
+                new = t.calls(ctx)
+                for call in new:
+                    if isinstance(call, GeometricCall) and call.out_size is not None:
+                        h, w = call.out_size
+                    if isinstance(call, DtypeCall) and call.scale:
+                        uint8 = not call.dtype.is_floating_point
+                calls.extend(new)
+        if bank.missed and (layout := bank.layout.merged(bank.missed)).columns <= _MAX_BANK_COLUMNS:
+            if kind not in layouts and len(layouts) >= _MAX_BANK_KINDS:
+                layouts.pop(next(iter(layouts), None), None)  # the oldest input kind (many image sizes: bounded memory)
+            layouts[kind] = layout  # the next call draws them all in one launch
+            layout.table(b, indices.device)  # its column table, copied to the device now (not inside the next call)
         return calls
 
     def forward(

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import torch
 
+from fastaug.constants import constant
 from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
 from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage
 
@@ -59,28 +60,55 @@ def equalize_luts(hist: torch.Tensor) -> torch.Tensor:
     last = cum.argmax(-1, keepdim=True)  # first bin reaching the total: the last non-empty bin
     step = torch.div(n - hist.gather(-1, last), 255, rounding_mode="floor")
     lut = torch.div(cum[..., :-1] + torch.div(step, 2, rounding_mode="floor"), step.clamp(min=1), rounding_mode="floor")
-    lut = torch.cat([torch.zeros_like(lut[..., :1]), lut.clamp(0, 255)], dim=-1)
-    identity = torch.arange(256, device=hist.device).expand_as(lut)
+    lut = torch.nn.functional.pad(lut.clamp(0, 255), (1, 0))  # bin 0 maps to 0
+    identity = constant(list(range(256)), torch.int64, hist.device).expand_as(lut)
     return torch.where(step != 0, lut, identity).to(torch.float32)
 
 
 def stat_positions(stage: Stage) -> torch.Tensor:
     """[B,K] bool: sample b runs a statistics op at position k (a code of ``STAT_OPS`` that ``codes_at(k)``
-    allows; other codes there are not run, so they need no statistics)."""
+    allows; other codes there are not run, so they need no statistics). Three ops, whatever K."""
     prog = stage.program
-    found = torch.zeros(prog.shape, dtype=torch.bool, device=prog.device)
-    for k in stage.stat_slots:
-        codes = [int(op) for op in STAT_OPS if int(op) in stage.codes_at(k)]
-        for code in codes:  # scalar comparisons: no host -> device copy (CUDA-graph capturable)
-            found[:, k] |= prog[:, k] == code
-    return found
+    stat_codes = [int(op) for op in STAT_OPS]
+    allowed = [[k in stage.stat_slots and code in stage.codes_at(k) for code in stat_codes] for k in range(prog.shape[1])]
+    hit = prog.unsqueeze(-1) == constant(stat_codes, prog.dtype, prog.device)  # [B,K,S]; scalars: no host -> device copy
+    return (hit & constant(allowed, torch.bool, prog.device)).any(-1)
+
+
+def _can_equalize(stage: Stage) -> bool:
+    return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
 
 
 def stage_tables(stage: Stage, batch: int, channels: int, device: torch.device):
-    k = stage.program.shape[1]
-    stats = torch.zeros(batch, k, channels, 2, dtype=torch.float32, device=device)
-    luts = torch.zeros(batch, k, channels, 256, dtype=torch.float32, device=device)
+    """Zeroed statistics [B,K,C,2] and equalization tables [B,K,C,256] of a stage. The tables are allocated only
+    where EQUALIZE can run (else a zero view of one cached element: no op, no memory, never read)."""
+    stats, luts, _, _ = _stage_buffers(stage, batch, channels, device)
     return stats, luts
+
+
+def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device):
+    """(stats, luts, their flat buffers or None) where the flat buffers hold one more row than ``B*K``: the row that
+    the statistics rounds write for the samples they skip (one ``index_put`` per round, no read-modify-write)."""
+    k = stage.program.shape[1]
+    rows = batch * k + (1 if stage.stat_slots else 0)
+    flat_stats = torch.zeros(rows, channels, 2, dtype=torch.float32, device=device)
+    stats = flat_stats[: batch * k].view(batch, k, channels, 2)
+    if not _can_equalize(stage):
+        luts = constant(0.0, torch.float32, device).expand(batch, k, channels, 256)
+        return stats, luts, flat_stats, None
+    flat_luts = torch.zeros(rows, channels, 256, dtype=torch.float32, device=device)
+    return stats, flat_luts[: batch * k].view(batch, k, channels, 256), flat_stats, flat_luts
+
+
+def _round_stops(stage: Stage, found: torch.Tensor) -> torch.Tensor:
+    """[R,B] int32: per statistics round r, each sample's position of its r-th statistics op, or K (skipped)."""
+    k_total = stage.program.shape[1]
+    rounds = len(stage.stat_slots)
+    dev = found.device
+    count = found.cumsum(1, dtype=torch.int32)  # [B,K]: statistics ops up to k (the r-th one has count r + 1)
+    r1 = constant(list(range(1, rounds + 1)), torch.int32, dev).view(rounds, 1, 1)
+    pos = constant(list(range(k_total)), torch.int32, dev)
+    return torch.where(found.unsqueeze(0) & (count.unsqueeze(0) == r1), pos, k_total).amin(2)  # int32: the kernels' stops
 
 
 def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channels: int):
@@ -91,36 +119,34 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     r-th reduction reads only its earlier statistics ops, filled by rounds < r. ColorJitter (CONTRAST at
     a per-sample random one of four slots) thus needs one reduction pass, not four. The number of
     rounds is static (``len(stat_slots)``, no host sync); on CPU the loop stops at the first round
-    without any sample (free there), on GPU empty rounds cost a launch of early-exiting programs."""
+    without any sample (free there), on GPU empty rounds cost a launch of early-exiting programs.
+    The stops of every round are computed at once; a round writes its entries with one ``index_put`` (skipped
+    samples write the spare row of the flat tables)."""
     batch = src.shape[0]
-    stats, luts = stage_tables(stage, batch, channels, src.device)
+    stats, luts, flat_stats, flat_luts = _stage_buffers(stage, batch, channels, src.device)
     if not stage.stat_slots:
         return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
     k_total = stage.program.shape[1]
-    found = stat_positions(stage)
-    rank = found.to(torch.int32).cumsum(1) - 1
-    pos = torch.arange(k_total, device=src.device).expand_as(found)
-    rows = torch.arange(batch, device=src.device)
+    stops = _round_stops(stage, stat_positions(stage))  # [R,B]
+    rows = constant(list(range(0, batch * k_total, k_total)), torch.int64, src.device)
+    target = torch.where(stops < k_total, rows + stops, batch * k_total)  # [R,B]: flat row, or the spare one
     contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
-    equalize = any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
+    if contrast:  # CONTRAST reads the gray mean from channel 0's first entry; other statistics ops their own entries
+        is_contrast = stage.program.reshape(-1).gather(0, target.clamp(max=batch * k_total - 1).reshape(-1)) == int(Op.CONTRAST)
+        is_contrast = is_contrast.view(stops.shape)
     for r in range(len(stage.stat_slots)):
-        stop = torch.where(found & (rank == r), pos, k_total).amin(1)  # [B]: position, or K (skip)
+        stop = stops[r]
         if src.device.type == "cpu" and bool((stop == k_total).all()):
             break
         red = backend.reduce(src, stage, stats, luts, stop)
-        active = (stop < k_total).view(batch, 1, 1)
-        at = stop.clamp(max=k_total - 1)
         entry = torch.stack([red.minimum.to(torch.float32), red.maximum.to(torch.float32)], -1)  # [B,C,2]
         if contrast:
-            # CONTRAST reads the gray mean from channel 0's first entry; AUTOCONTRAST / EQUALIZE samples
-            # read their own per-channel entries
-            is_contrast = stage.program[rows, at] == int(Op.CONTRAST)
             mean = (red.gray_sum / (h * w)).to(torch.float32)
-            entry[:, 0, 0] = torch.where(is_contrast, mean, entry[:, 0, 0])
-        stats[rows, at] = torch.where(active, entry, stats[rows, at])
-        if equalize:
-            luts[rows, at] = torch.where(active, equalize_luts(red.hist), luts[rows, at])
+            entry[:, 0, 0] = torch.where(is_contrast[r], mean, entry[:, 0, 0])
+        flat_stats.index_put_((target[r],), entry)
+        if flat_luts is not None:
+            flat_luts.index_put_((target[r],), equalize_luts(red.hist))
     return stats, luts
 
 

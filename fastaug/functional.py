@@ -29,6 +29,7 @@ from fastaug.validation import (
     check_epoch,
     check_indices,
     check_seed,
+    checks_values,
     fill_values,
     interpolation,
     per_sample,
@@ -86,13 +87,26 @@ def _color(img, name: str, op: Op, kwargs: dict, params: list[torch.Tensor], bac
     return run_calls(img, [call], backend)
 
 
+def _positive(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` > 0: a CPU tensor raises otherwise; a device tensor is kept >= 1e-6 (the device rule of
+    ``fastaug.validation``: the op's near-identity, e.g. a blur with sigma 1e-6 keeps the image)."""
+    _check(t > 0, f"{name} must be > 0")
+    return t if checks_values(t) else torch.clamp(t, min=1e-6)
+
+
+def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` finite: a CPU tensor raises otherwise; on a device NaN and +-inf become 0 (``fastaug.validation``)."""
+    _check(torch.isfinite(t.detach()), f"{name} must hold finite values" if name == "kernel" else f"{name} must be finite")
+    return t if checks_values(t) else torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _factor(
     img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, straight_through=False, **rng_kw
 ):
     b, c, _, _, dev = _batch(img)
     if channels is not None:
         channels_for(c, channels, fname)
-    f = per_sample(value, b, name, dev, **rng_kw)
+    f = per_sample(value, b, name, dev, **rng_kw)  # a device NaN: the factor's identity (1; hue, bits, threshold: 0)
     return _color(img, fname, op, {name: f}, [f] + _straight_through(straight_through, b, dev), backend)
 
 
@@ -103,17 +117,17 @@ def _straight_through(flag: bool, b: int, dev) -> list[torch.Tensor]:
 
 def adjust_brightness(img: torch.Tensor, brightness_factor, *, backend: str = "auto") -> torch.Tensor:
     """Multiply by ``brightness_factor`` (>= 0), clamp."""
-    return _factor(img, brightness_factor, "brightness_factor", None, Op.BRIGHTNESS, "adjust_brightness", backend, lo=0.0)
+    return _factor(img, brightness_factor, "brightness_factor", None, Op.BRIGHTNESS, "adjust_brightness", backend, lo=0.0, neutral=1.0)
 
 
 def adjust_contrast(img: torch.Tensor, contrast_factor, *, backend: str = "auto") -> torch.Tensor:
     """Blend with the mean gray value (1 or 3 channels)."""
-    return _factor(img, contrast_factor, "contrast_factor", (1, 3), Op.CONTRAST, "adjust_contrast", backend, lo=0.0)
+    return _factor(img, contrast_factor, "contrast_factor", (1, 3), Op.CONTRAST, "adjust_contrast", backend, lo=0.0, neutral=1.0)
 
 
 def adjust_saturation(img: torch.Tensor, saturation_factor, *, backend: str = "auto") -> torch.Tensor:
     """Blend with the grayscale image (RGB; 1 channel: unchanged)."""
-    return _factor(img, saturation_factor, "saturation_factor", (1, 3), Op.SATURATION, "adjust_saturation", backend, lo=0.0)
+    return _factor(img, saturation_factor, "saturation_factor", (1, 3), Op.SATURATION, "adjust_saturation", backend, lo=0.0, neutral=1.0)
 
 
 def adjust_hue(img: torch.Tensor, hue_factor, *, backend: str = "auto") -> torch.Tensor:
@@ -124,8 +138,8 @@ def adjust_hue(img: torch.Tensor, hue_factor, *, backend: str = "auto") -> torch
 def adjust_gamma(img: torch.Tensor, gamma, gain=1.0, *, backend: str = "auto") -> torch.Tensor:
     """``gain * img ** gamma`` on the [0, 1] scale (clamped when gain != 1)."""
     b, _, _, _, dev = _batch(img)
-    g = per_sample(gamma, b, "gamma", dev, lo=0.0)
-    k = per_sample(gain, b, "gain", dev, lo=0.0)
+    g = per_sample(gamma, b, "gamma", dev, lo=0.0, neutral=1.0)
+    k = per_sample(gain, b, "gain", dev, lo=0.0, neutral=1.0)
     return _color(img, "adjust_gamma", Op.GAMMA, {"gamma": g, "gain": k}, [g, k], backend)
 
 
@@ -148,13 +162,13 @@ def rgb_gain(img: torch.Tensor, r_gain=1.0, g_gain=1.0, b_gain=1.0, *, backend: 
     b, c, _, _, dev = _batch(img)
     channels_for(c, (3,), "rgb_gain")
     names = ("r_gain", "g_gain", "b_gain")
-    got = [per_sample(v, b, n, dev, lo=0.0) for n, v in zip(names, (r_gain, g_gain, b_gain), strict=True)]
+    got = [per_sample(v, b, n, dev, lo=0.0, neutral=1.0) for n, v in zip(names, (r_gain, g_gain, b_gain), strict=True)]
     return _color(img, "rgb_gain", Op.RGB_GAIN, dict(zip(names, got, strict=True)), got, backend)
 
 
 def adjust_sharpness(img: torch.Tensor, sharpness_factor, *, backend: str = "auto") -> torch.Tensor:
     """Blend with a 3x3 smoothed image (interior pixels; any channel count)."""
-    return _factor(img, sharpness_factor, "sharpness_factor", None, Op.SHARPNESS, "adjust_sharpness", backend, lo=0.0)
+    return _factor(img, sharpness_factor, "sharpness_factor", None, Op.SHARPNESS, "adjust_sharpness", backend, lo=0.0, neutral=1.0)
 
 
 def rgb_to_grayscale(img: torch.Tensor, num_output_channels: int = 1, *, backend: str = "auto") -> torch.Tensor:
@@ -182,7 +196,7 @@ def invert(img: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
 def posterize(img: torch.Tensor, bits, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
     """Keep the ``bits`` (0..8) most significant bits (``straight_through``: identity gradient)."""
     return _factor(
-        img, bits, "bits", None, Op.POSTERIZE, "posterize", backend, straight_through, lo=0.0, hi=8.0, integer=True
+        img, bits, "bits", None, Op.POSTERIZE, "posterize", backend, straight_through, lo=0.0, hi=8.0, integer=True, neutral=8.0
     )
 
 
@@ -241,8 +255,7 @@ def gaussian_blur_call(cv: Canvas, kernel_size, sigma=None, dtype: torch.dtype =
             raise ValueError(f"sigma as a 1-D tensor holds one value per sample ([{b}]); (x, y) pairs go as [B, 2], "
                              f"got {list(sigma.shape)}")
         sigma = sigma.unsqueeze(1).expand(b, 2)  # one sigma per sample, for both axes
-    sig = per_sample(sigma, b, "sigma", dev, width=2, lo=0.0)
-    _check(sig > 0, "sigma must be > 0")  # asynchronous on an accelerator
+    sig = _positive(per_sample(sigma, b, "sigma", dev, width=2, lo=0.0, neutral=1.0), "sigma")
     pdtype = torch.float64 if dtype == torch.float64 else torch.float32
     params = torch.stack([sig[:, 0], sig[:, 1], torch.zeros_like(sig[:, 0])], 1)
     kwargs = {"kernel_size": list(ks), "sigma": sig}
@@ -266,8 +279,7 @@ def convolve_call(cv: Canvas, kernel: torch.Tensor, name: str = "convolve", kwar
         k = k.expand(cv.b, *k.shape)
     if k.dim() != 3 or k.shape[0] != cv.b or k.shape[1] != k.shape[2] or k.shape[1] % 2 == 0:
         raise ValueError(f"kernel must be [k, k] or [B, k, k] with k odd, got {list(kernel.shape)}")
-    d = k.detach()
-    _check(torch.isfinite(d), "kernel must hold finite values")
+    k = _finite(k, "kernel")
     params = torch.zeros(cv.b, 3, dtype=torch.float64, device=cv.device)
     return ColorCall(name=name, kwargs=kwargs if kwargs is not None else {"kernel": k}, code=int(Op.CONVOLVE), params=params,
                      kernel=k)  # fmt: skip
@@ -390,6 +402,8 @@ def motion_blur(img: torch.Tensor, kernel_size, angle, direction=0.0, shift=(0.0
     cv = _batch(img)
     ks = per_sample(kernel_size, cv.b, "kernel_size", cv.device, lo=3.0, integer=True)
     _check(torch.remainder(ks, 2) == 1, "kernel_size must be odd")
+    if not checks_values(ks):  # the device rule (fastaug.validation): an even size becomes the next odd one
+        ks = ks + 1 - torch.remainder(ks, 2)
     a = per_sample(angle, cv.b, "angle", cv.device)
     d = per_sample(direction, cv.b, "direction", cv.device, lo=-1.0, hi=1.0)
     sh = per_sample(shift, cv.b, "shift", cv.device, width=2)
@@ -512,6 +526,8 @@ def multiplicative_noise_call(cv: Canvas, low, high, per_channel: bool, keys: to
     lo = per_sample(low, cv.b, "low", cv.device, lo=0.0)
     hi = per_sample(high, cv.b, "high", cv.device, lo=0.0)
     _check(lo <= hi, "low must be <= high")
+    if not checks_values(hi):  # the device rule (fastaug.validation): high below low is low
+        hi = torch.maximum(lo, hi)
     pc = torch.full_like(lo, 1.0 if _flag(per_channel, "per_channel") else 0.0)
     kw = {"low": lo, "high": hi, "per_channel": per_channel}
     return _random_call(cv, "multiplicative_noise", Op.MULTIPLICATIVE_NOISE, [lo, hi, pc], kw, keys)
@@ -545,8 +561,7 @@ def _resize_interpolation(mode, name: str) -> bool:
 
 
 def downscale_call(cv: Canvas, scale, down_interpolation="nearest", up_interpolation="nearest") -> ColorCall:
-    s = per_sample(scale, cv.b, "scale", cv.device, lo=0.0, hi=1.0)
-    _check(s > 0, "scale must be > 0")
+    s = _positive(per_sample(scale, cv.b, "scale", cv.device, lo=0.0, hi=1.0, neutral=1.0), "scale")
     down = _resize_interpolation(down_interpolation, "down_interpolation")
     up = _resize_interpolation(up_interpolation, "up_interpolation")
     mode = torch.full_like(s, float(int(down) + 2 * int(up)))
@@ -569,6 +584,7 @@ def superpixels_call(cv: Canvas, p_replace, n_segments, max_segments: int, keys:
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
     _check(n <= max_segments, f"n_segments must be <= max_segments = {max_segments}")
+    n = n if checks_values(n) else torch.clamp(n, max=float(max_segments))  # the device rule (fastaug.validation)
     if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
         raise ValueError(f"max_size must be None or an int >= 1, got {max_size!r}")
     call = _random_call(cv, "superpixels", Op.SUPERPIXELS, [p, n, 0 * p], {"p_replace": p, "n_segments": n}, keys)
@@ -671,11 +687,11 @@ def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill
     b, c, h, w, dev = cv
     a = per_sample(angle, b, "angle", dev)
     t = per_sample(translate, b, "translate", dev, width=2)
-    s = per_sample(scale, b, "scale", dev)
+    s = per_sample(scale, b, "scale", dev, neutral=1.0)
     if isinstance(shear, numbers.Number) and not isinstance(shear, bool):
         shear = [float(shear), 0.0]
     sh = per_sample(shear, b, "shear", dev, width=2)
-    _positive(s, "scale")
+    s = _positive(s, "scale")
     ctr = _center(center, b, dev)
     m = G.affine_matrix(a, t, s, sh, (h, w), ctr)
     kwargs = {
@@ -689,11 +705,6 @@ def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill
     if ctr is not None:
         kwargs["center"] = ctr
     return GeometricCall(name="affine", kwargs=kwargs, matrix=m, bilinear=interpolation(mode), fill=fill_values(fill, b, c, dev))
-
-
-def _positive(t: torch.Tensor, name: str) -> None:
-    if t.device.type == "cpu" and not bool((t > 0).all()):
-        raise ValueError(f"{name} must be > 0")
 
 
 def _interp_name(mode) -> str:
@@ -877,7 +888,10 @@ _TRIPLES = ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3))
 
 
 def _check_quadrilateral(points: torch.Tensor, name: str) -> None:
-    """Four finite points per sample, no three of them on one line (else no perspective map exists)."""
+    """Four finite points per sample, no three of them on one line (else no perspective map exists); CPU tensors only
+    (on a device the points are used as given: ``fastaug.validation``)."""
+    if not checks_values(points):
+        return
     p = points.detach()
     areas = []
     for i, j, k in _TRIPLES:  # twice the area of each triangle of three of the four points
@@ -914,8 +928,7 @@ def elastic_call(cv: Canvas, displacement, interpolation_mode="bilinear", fill=N
         raise ValueError(f"displacement must have shape [1, {h}, {w}, 2] or [{b}, {h}, {w}, 2], got {list(displacement.shape)}")
     if not d.is_floating_point():
         raise TypeError(f"displacement must be a float tensor, got {d.dtype}")
-    d = d.to(dev)
-    _check(torch.isfinite(d), "displacement must be finite")
+    d = _finite(d.to(dev), "displacement")
     d = d.expand(b, h, w, 2)
     scale = constant([w / 2.0, h / 2.0], torch.float64, dev)  # normalized -> input pixels
     return GeometricCall(
@@ -1057,7 +1070,7 @@ def normalize_call(mean, std, c: int, dev) -> NormalizeCall:
 
 def check_mean_std(mean, std) -> None:
     """``mean`` and ``std`` hold finite numbers and ``std`` no zero (ValueError naming the argument; a device
-    tensor is checked asynchronously, without a host sync)."""
+    tensor is not checked and used as given: ``fastaug.validation``)."""
     for name, value in (("mean", mean), ("std", std)):
         try:
             t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)

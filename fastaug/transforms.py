@@ -108,6 +108,13 @@ def _lerp(u: torch.Tensor, r: tuple[float, float]) -> torch.Tensor:
     return r[0] + u * (r[1] - r[0])
 
 
+def _lerp_columns(u: torch.Tensor, ranges: list[tuple[float, float]]) -> torch.Tensor:
+    """:func:`_lerp` of each column j of ``u`` [B,n] (float64) with ``ranges[j]``: two ops, the same bits."""
+    lo = constant([r[0] for r in ranges], torch.float64, u.device)
+    span = constant([r[1] - r[0] for r in ranges], torch.float64, u.device)
+    return lo + u * span
+
+
 def _probability(p, name: str = "p") -> float:
     if not isinstance(p, numbers.Number) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
@@ -175,25 +182,14 @@ class RandomAffine(Transform):
     def calls(self, ctx):
         cv = ctx.canvas
         u = ctx.uniform(6)
-        angle = _lerp(u[:, 0], self.degrees)
-        if self.translate is not None:
-            mx, my = self.translate[0] * cv.w, self.translate[1] * cv.h
-            tx = torch.round(_lerp(u[:, 1], (-mx, mx)))
-            ty = torch.round(_lerp(u[:, 2], (-my, my)))
-        else:
-            tx = ty = torch.zeros_like(angle)
-        scale = _lerp(u[:, 3], tuple(self.scale)) if self.scale is not None else torch.ones_like(angle)
-        if self.shear is not None:
-            shx = _lerp(u[:, 4], self.shear[:2])
-            shy = _lerp(u[:, 5], self.shear[2:])
-        else:
-            shx = shy = torch.zeros_like(angle)
+        mx, my = (self.translate[0] * cv.w, self.translate[1] * cv.h) if self.translate is not None else (0.0, 0.0)
+        ranges = [self.degrees, (-mx, mx), (-my, my), tuple(self.scale) if self.scale is not None else (1.0, 1.0),
+                  *((self.shear[:2], self.shear[2:]) if self.shear is not None else ((0.0, 0.0), (0.0, 0.0)))]  # fmt: skip
+        v = _lerp_columns(u, ranges)  # absent options: lo + u * 0 = lo exactly (translate 0, scale 1, shear 0)
+        if self.translate is not None:  # whole pixels
+            v = torch.cat([v[:, :1], torch.round(v[:, 1:3]), v[:, 3:]], 1)
         center = None if self.center is None else list(self.center)
-        return [
-            F.affine_call(
-                cv, angle, torch.stack([tx, ty], -1), scale, torch.stack([shx, shy], -1), self.interpolation, self.fill, center
-            )
-        ]
+        return [F.affine_call(cv, v[:, 0], v[:, 1:3], v[:, 3], v[:, 4:6], self.interpolation, self.fill, center)]
 
 
 class RandomRotation(Transform):
@@ -325,7 +321,6 @@ class ColorJitter(Transform):
         self.hue = _jitter(hue, "hue", center=0.0, bound=(-0.5, 0.5), clip_first_on_zero=False)
 
     def calls(self, ctx):
-        b = ctx.canvas.b
         parts = [
             (Op.BRIGHTNESS, self.brightness),
             (Op.CONTRAST, self.contrast),
@@ -336,26 +331,19 @@ class ColorJitter(Transform):
         if not parts:
             return []
         u = ctx.uniform(8)
+        n = len(parts)
         codes = constant([int(op) for op, _ in parts], torch.int64, u.device)
-        values = torch.stack([_lerp(u[:, i], r) for i, (_, r) in enumerate(parts)], 1)
-        order = torch.argsort(u[:, 4 : 4 + len(parts)], dim=1)  # a random permutation per sample
-        out = []
+        values = _lerp_columns(u[:, :n], [r for _, r in parts])
+        order = torch.argsort(u[:, 4 : 4 + n], dim=1)  # a random permutation per sample
+        picked = torch.nn.functional.pad(values.gather(1, order).to(torch.float32).unsqueeze(-1), (0, 2))  # [B,n,3]
+        ordered = codes[order]
         static = tuple(int(op) for op, _ in parts)
-        for slot in range(len(parts)):
-            pick = order[:, slot]
-            params = torch.zeros(b, 3, dtype=torch.float32, device=u.device)
-            params[:, 0] = values.gather(1, pick.view(b, 1))[:, 0].to(torch.float32)
-            out.append(ColorCall(name="color_jitter", code=codes[pick], params=params, codes=static))
-        return out
+        return [ColorCall(name="color_jitter", code=ordered[:, k], params=picked[:, k], codes=static) for k in range(n)]
 
 
 def _color(name: str, op: Op, value: float | None, p: float, ctx: Context, extra: float | None = None) -> list[Call]:
-    b = ctx.canvas.b
-    params = torch.zeros(b, 3, dtype=torch.float32, device=ctx.canvas.device)
-    if value is not None:
-        params[:, 0] = value
-    if extra is not None:
-        params[:, 1] = extra
+    row = [0.0 if value is None else float(value), 0.0 if extra is None else float(extra), 0.0]
+    params = constant(row, torch.float32, ctx.canvas.device).expand(ctx.canvas.b, 3)  # a cached constant's view
     return [ColorCall(name=name, code=int(op), params=params, applied=ctx.coin(p))]
 
 

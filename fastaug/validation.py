@@ -1,7 +1,21 @@
-"""Input checks: clear ValueError/TypeError naming the argument, without host syncs on the GPU.
+"""Input checks: clear ValueError/TypeError naming the argument, without host syncs or device asserts on the GPU.
 
-CPU values are checked eagerly. CUDA tensors are checked with ``torch._assert_async`` (the failure
-surfaces as a device-side error at the next synchronisation) so the forward path never syncs.
+Types, shapes, dtypes, channel counts and host numbers are checked everywhere, eagerly. *Values* held in tensors are
+checked where they can be read for free: CPU tensors raise a ValueError (TypeError for non-integers) now. Values on
+an accelerator are never read on the host (a sync) nor asserted on the device (``torch._assert_async`` is sticky:
+one upstream 1.0000001 would end the CUDA context and the training run); instead, the same on every backend
+(the rule runs in torch on the device tensors, before the Plan that any backend executes):
+
+- an image batch's float values are used as given: no [0, 1] or NaN check (as torchvision); ops clamp where their
+  formula does (uint8 outputs, the color ops that clip to the value range);
+- per-sample magnitudes (:func:`per_sample`) are made valid: NaN becomes the argument's neutral value (the op's
+  identity where it has one: factor 1, angle 0, ...), +-inf the bound on that side (the neutral value on an unbounded
+  side), then values are clamped into the argument's range and integer arguments rounded;
+- dataset indices and a device epoch are not checked: the hash reads their two's complement bits (a negative index
+  or an epoch >= 2**32 draws deterministically, as on every backend);
+- the other value checks (``_check``: finite fills, kernels and displacements, a non-degenerate perspective, a
+  non-zero std) are skipped; the callers named there make their values valid where a value would poison a whole
+  image (sigma and scale kept > 0, low <= high, odd kernel sizes).
 """
 
 from __future__ import annotations
@@ -17,13 +31,26 @@ from fastaug.constants import constant
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def checks_values(t: torch.Tensor) -> bool:
+    """Whether ``t``'s values are checked (raise) here: CPU tensors. Elsewhere they are made valid or used as given."""
+    return t.device.type == "cpu"
+
+
 def _check(cond: torch.Tensor, message: str, exc: type[Exception] = ValueError) -> None:
-    """CPU: raise now. Accelerators: an asynchronous device-side assert (no host sync). meta: no values."""
-    if cond.device.type == "cpu":
-        if not bool(cond.all()):
-            raise exc(message)
-    elif cond.device.type != "meta":
-        torch._assert_async(cond.all(), message)
+    """CPU: raise ``exc(message)`` now unless ``cond`` holds everywhere. Accelerators and meta: nothing (the module
+    doc's device rule: no host sync, no device assert)."""
+    if checks_values(cond) and not bool(cond.all()):
+        raise exc(message)
+
+
+def sanitize(t: torch.Tensor, lo: float | None = None, hi: float | None = None, integer: bool = False,
+             neutral: float = 0.0) -> torch.Tensor:
+    """The device rule for per-sample values (module doc): NaN -> ``neutral``, +-inf -> the bound on that side (else
+    ``neutral``), clamped into [lo, hi], integers rounded. Differentiable where the value is valid already."""
+    t = torch.nan_to_num(t, nan=neutral, posinf=neutral if hi is None else hi, neginf=neutral if lo is None else lo)
+    if lo is not None or hi is not None:
+        t = torch.clamp(t, lo, hi)
+    return torch.round(t) if integer else t
 
 
 def as_batch(img: torch.Tensor, name: str = "img") -> tuple[torch.Tensor, bool]:
@@ -41,7 +68,7 @@ def as_batch(img: torch.Tensor, name: str = "img") -> tuple[torch.Tensor, bool]:
         raise ValueError(f"{name} is an empty batch (B=0)")
     if c == 0 or h == 0 or w == 0:
         raise ValueError(f"{name} has a zero-size dimension: {tuple(img.shape)}")
-    if x.is_floating_point():
+    if x.is_floating_point() and checks_values(x):  # on a device: used as given (module doc)
         lo, hi = torch.aminmax(x.detach())
         _check(~torch.isnan(lo) & ~torch.isnan(hi), f"{name} contains NaN")
         _check((lo >= 0) & (hi <= 1), f"float {name} must hold values in [0, 1]")
@@ -58,8 +85,10 @@ def per_sample(
     lo: float | None = None,
     hi: float | None = None,
     integer: bool = False,
+    neutral: float = 0.0,
 ) -> torch.Tensor:
-    """A number or per-sample tensor as a float64 tensor [B] (or [B, width]), range-checked."""
+    """A number or per-sample tensor as a float64 tensor [B] (or [B, width]), range-checked (a device tensor: made
+    valid by :func:`sanitize`, NaN becoming ``neutral``, the argument's identity value)."""
     if isinstance(value, bool) or (value is None):
         raise TypeError(f"{name} must be a number or a tensor, got {value!r}")
     if isinstance(value, numbers.Number):
@@ -88,6 +117,8 @@ def per_sample(
             )
     else:
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+    if not checks_values(t):
+        return sanitize(t, lo, hi, integer, min(max(neutral, -math.inf if lo is None else lo), math.inf if hi is None else hi))
     d = t.detach()
     _check(~torch.isnan(d), f"{name} contains NaN")
     _check(~torch.isinf(d), f"{name} contains inf (values must be finite)")
@@ -120,8 +151,8 @@ def check_seed(value, name: str = "seed") -> torch.Tensor | int:
 
 
 def check_epoch(value, name: str = "epoch") -> torch.Tensor | int:
-    """An epoch: an int in [0, 2**32) or a 0-dim integer tensor holding one (a CPU tensor is checked now,
-    a device tensor asynchronously: no host sync)."""
+    """An epoch: an int in [0, 2**32) or a 0-dim integer tensor holding one (a CPU tensor is checked now; a device
+    tensor is not checked: the hash reads its low 32 bits)."""
     e = _integer_scalar(value, name)
     message = f"{name} must be in [0, 2**32) (a non-negative int)"
     if isinstance(e, torch.Tensor):
@@ -150,8 +181,7 @@ def check_indices(value, b: int, device: torch.device, name: str = "indices") ->
         if host.size and host.min() < 0:
             raise ValueError(f"{name} must be non-negative (dataset indices)")
         return torch.from_numpy(host).to(device, non_blocking=True)
-    idx = idx.to(torch.int64)
-    _check(idx >= 0, f"{name} must be non-negative (dataset indices)")
+    idx = idx.to(torch.int64)  # device indices are not checked (module doc): the hash reads their bits
     return idx.to(device, non_blocking=torch.device(device).type != "cpu")  # to the host: wait for the values
 
 

@@ -487,11 +487,14 @@ def test_policy_draw_and_compile_do_not_sync_on_cpu(monkeypatch):
     idx = torch.arange(8)
     pipes = [fastaug.Compose([p], seed=1) for p in (RandAugment(), TrivialAugmentWide(), AutoAugment("cifar10"))]
     # CPU draws are hashed in one compiled call (reading the indices is free there); the device form is checked here
-    monkeypatch.setattr(fastaug.rng, "hash32", fastaug.rng.hash32_torch)
+    rng = fastaug.rng
+    monkeypatch.setattr(rng, "_hash32", lambda s, e, i, slot, n: rng.hash32_torch(s, e, i.to(torch.int64), slot, n))
+    monkeypatch.setattr(rng, "hash32_table", lambda s, e, i, layout: rng.hash32_table_torch(s, e, i, layout.table(i.shape[0], i.device)))
     _forbid_syncs(monkeypatch)
     for pipe in pipes:
-        calls = pipe.draw(x, idx, 1)
-        compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+        for _ in range(2):  # the second call draws from its bank (rng.bank)
+            calls = pipe.draw(x, idx, 1)
+            compile_plan(calls, tuple(x.shape), x.dtype, x.device)
 
 
 @pytest.mark.gpu

@@ -60,3 +60,72 @@ def test_triton_draws_with_a_device_epoch(monkeypatch):
     for seed, epoch in ((0, 0), (11, 2**32 - 1), (2**40 + 3, 77)):
         got = fused.hash32(rng.seed_prefix(seed), idx, 70, 4, epoch=torch.tensor(epoch))
         assert torch.equal(got, rng.hash32_torch(seed, epoch, idx, 70, 4))
+
+
+LAYOUT = rng.Layout(((64, 6), (65, 1), (130, 40), (2**32 + 9, 3)))
+
+
+def _banked_equal_direct(seed, epoch, idx, table_fn):
+    flat = table_fn(seed, epoch, idx, LAYOUT.table(idx.shape[0], idx.device))
+    start = 0
+    for slot, n in LAYOUT.segments:
+        block = flat[start : start + idx.shape[0] * n].view(-1, n)
+        assert torch.equal(block, rng.hash32_torch(seed, epoch, idx, slot, n)), (slot, n)
+        start += idx.shape[0] * n
+
+
+@pytest.mark.parametrize("seed, epoch", [(0, 0), (7, 3), (2**40 + 5, 2**32 - 1), (-3, 12)])
+def test_bank_table_equals_single_draws(seed, epoch):
+    """One table launch gives every segment the bits of its own draw: numba (CPU) and the torch form."""
+    idx = torch.tensor([0, 1, 5, 2**31 - 1, 2**33 + 7, 123456789012], dtype=torch.int64)
+    _banked_equal_direct(seed, epoch, idx, rng.hash32_table_torch)
+    _banked_equal_direct(seed, epoch, idx, lambda s, e, i, t: rng.hash32_table(s, e, i, LAYOUT))
+
+
+@pytest.mark.parametrize("device_epoch", [False, True])
+def test_triton_bank_table_equals_single_draws(device_epoch, monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from fastaug.kernels.triton import fused
+
+    idx = torch.tensor([0, 3, 2**33 + 1], dtype=torch.int64)
+    for seed, epoch in ((0, 0), (11, 2**32 - 1), (2**40 + 3, 77)):
+        if device_epoch:
+            fn = lambda s, e, i, t: fused.hash32_table(rng.seed_prefix(s), i, t, epoch=torch.tensor(e))  # noqa: E731
+        else:
+            fn = lambda s, e, i, t: fused.hash32_table(rng.prefix(s, e), i, t)  # noqa: E731
+        _banked_equal_direct(seed, epoch, idx, fn)
+
+
+def test_bank_serves_its_draws_and_lists_the_others():
+    idx = torch.arange(5)
+    with rng.bank(3, 1, idx, rng.Layout(((64, 4),))) as bank:
+        u = rng.uniform(3, 1, idx, 64, 4)
+        assert u.is_contiguous() and torch.equal(u, rng._to_uniform(rng.hash32_torch(3, 1, idx, 64, 4)))
+        assert torch.equal(rng.uniform(3, 1, idx, 64, 2), u[:, :2])  # a narrower draw: the first columns
+        assert torch.equal(rng.key(3, 1, idx, 64), rng.hash32_torch(3, 1, idx, 64, 1)[:, 0])
+        assert torch.equal(rng.uniform(3, 1, idx, 65, 2), rng._to_uniform(rng.hash32_torch(3, 1, idx, 65, 2)))
+        rng.uniform(3, 2, idx, 64, 4)  # another epoch, seed or index tensor: not this bank's key
+        rng.uniform(3, 1, idx.clone(), 64, 4)
+    assert bank.missed == [(65, 2)]
+    assert rng.Layout(((64, 4),)).merged(bank.missed + [(64, 2), (64, 5)]).segments == ((64, 5), (65, 2))
+    assert rng._BANK.get() is None
+
+
+def test_compose_banks_its_draws_with_the_same_bits():
+    """The second call of a Compose draws from its bank: the same record and output as a fresh pipeline's first call."""
+    import fastaug as fa
+
+    def build():
+        return fa.Compose([fa.RandomResizedCrop(24), fa.RandAugment(2, 9), fa.XYMasking(num_masks_x=2, mask_x_length=(2, 5)),
+                           fa.RandomErasing(p=1.0)], seed=5)  # fmt: skip
+
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    idx = torch.tensor([4, 9, 2, 7])
+    aug = build()
+    aug(x, indices=idx, epoch=0)
+    assert aug._draw_layouts and next(iter(aug._draw_layouts.values())).columns > 40
+    banked, rec = aug(x, indices=idx, epoch=3, return_record=True)
+    fresh, rec0 = build()(x, indices=idx, epoch=3, return_record=True)
+    assert torch.equal(banked, fresh)
+    assert [rec.calls(i) for i in range(4)] == [rec0.calls(i) for i in range(4)]

@@ -376,7 +376,7 @@ def test_xy_masking_bad_indices_and_seed():
 
 def test_new_checks_never_read_values_on_the_device():
     """On the meta device tensors have no values: the checks of epoch, indices, fills, magnitudes, points and
-    mean / std run there, so on a GPU they are asynchronous device-side asserts (no host sync)."""
+    mean / std run there without reading any (on a GPU: no host sync and no device assert, ``fastaug.validation``)."""
     from fastaug import validation
 
     meta = torch.device("meta")

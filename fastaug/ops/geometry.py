@@ -15,16 +15,24 @@ from fastaug.constants import constant
 NEAREST_RESIZE_EPS = 1e-3  # tie-break so that rint reproduces torch's floor(j * scale) for nearest resize
 
 
+_EYE = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
 def identity(b: int, device: torch.device, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.eye(3, dtype=dtype, device=device).expand(b, 3, 3).clone()
+    """[B,3,3] identity maps (a fresh tensor: callers may write into it)."""
+    return identity_view(b, device, dtype).clone()
+
+
+def identity_view(b: int, device: torch.device, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """[B,3,3] identity maps as a view of a cached constant (no op; read-only)."""
+    return constant(_EYE, dtype, device).expand(b, 3, 3)
 
 
 def _assemble(m00, m01, m02, m10, m11, m12) -> torch.Tensor:
-    zero = torch.zeros_like(m00)
-    one = torch.ones_like(m00)
-    return torch.stack(
-        [torch.stack([m00, m01, m02], -1), torch.stack([m10, m11, m12], -1), torch.stack([zero, zero, one], -1)], -2
-    )
+    """[B,3,3] affine maps from their six entries [B] (last row 0 0 1): two ops."""
+    top = torch.stack([m00, m01, m02, m10, m11, m12], -1)
+    last = constant([0.0, 0.0, 1.0], top.dtype, top.device).expand(top.shape[0], 3)
+    return torch.cat([top, last], -1).view(-1, 3, 3)
 
 
 def affine_matrix(
@@ -91,12 +99,13 @@ def safe_rotate_matrix(angle: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 
 def flip_matrix(b: int, size: tuple[int, int], horizontal: bool, device: torch.device) -> torch.Tensor:
+    """[B,3,3] mirror maps, a view of a cached constant (no op; read-only)."""
     h, w = size
-    m = identity(b, device)
+    m = [row[:] for row in _EYE]
     axis = 0 if horizontal else 1
-    m[:, axis, axis] = -1.0
-    m[:, axis, 2] = (w - 1.0) if horizontal else (h - 1.0)
-    return m
+    m[axis][axis] = -1.0
+    m[axis][2] = (w - 1.0) if horizontal else (h - 1.0)
+    return constant(m, torch.float64, device).expand(b, 3, 3)
 
 
 def crop_matrix(top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastaug.constants import constant
 from fastaug.functional import Canvas
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ColorCall, GeometricCall
@@ -162,12 +163,12 @@ def slot_calls(
         move = torch.trunc(magnitude)  # torchvision: int(magnitude) pixels
         if magnitude.requires_grad:  # a learned magnitude: the same pixels, the gradient straight through the truncation
             move = magnitude + (move - magnitude).detach()
-        shear_xy = torch.stack([torch.where(kind == SHEAR_X, shear, zero), torch.where(kind == SHEAR_Y, shear, zero)], -1)
-        translate = torch.stack([torch.where(kind == TRANSLATE_X, move, zero), torch.where(kind == TRANSLATE_Y, move, zero)], -1)
-        is_shear = ((kind == SHEAR_X) | (kind == SHEAR_Y)).unsqueeze(1)
-        middle = torch.stack([torch.full_like(magnitude, w * 0.5), torch.full_like(magnitude, h * 0.5)], -1)
-        center = torch.where(is_shear, torch.zeros_like(middle), middle)  # shears pivot on the top-left corner
-        one = torch.ones_like(magnitude)
+        kinds = kind.unsqueeze(1) == constant([[SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y]], kind.dtype, dev)  # [B,4]
+        shear_xy = torch.where(kinds[:, :2], shear.unsqueeze(1), 0.0)  # [B,2]: (x, y)
+        translate = torch.where(kinds[:, 2:], move.unsqueeze(1), 0.0)
+        middle = constant([[w * 0.5, h * 0.5]], magnitude.dtype, dev)
+        center = torch.where(kinds[:, :2].any(1, keepdim=True), 0.0, middle)  # shears pivot on the top-left corner
+        one = constant(1.0, magnitude.dtype, dev).expand(b)
         calls.append(
             GeometricCall(
                 name="affine",
@@ -197,7 +198,7 @@ def slot_calls(
     codes = {o.code for o in static if o.code != int(Op.IDENTITY)}
     if codes:
         code = torch.where(applied, tables.code[op], 0)
-        params = torch.zeros(b, 3, dtype=torch.float32, device=dev)
-        params[:, 0] = (tables.scale[op] * magnitude + tables.offset[op]).to(torch.float32)
+        value = (tables.scale[op] * magnitude + tables.offset[op]).to(torch.float32)
+        params = torch.nn.functional.pad(value.unsqueeze(1), (0, 2))  # [B,3]: the value, two zeros
         calls.append(ColorCall(name="policy_op", code=code, params=params, codes=tuple(sorted(codes | {int(Op.IDENTITY)}))))
     return calls

@@ -20,7 +20,7 @@ from triton.backends.compiler import GPUTarget
 
 from fastaug.plan import Epilogue, Geometry, Op, Stage
 
-from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_reduce
+from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_hash32_table, prepare_reduce
 
 _PTR_TYPES = {
     torch.uint8: "*u8",
@@ -162,6 +162,8 @@ def representative_launches() -> dict[str, Launch]:
     specs["reduce_f32_per_channel"] = prepare_reduce(f32, st, *_tables(b, 2, c), 1)
 
     specs["hash32_draws"] = prepare_hash32(0x9E3779B9, torch.arange(256), 70, 8)[1]
+    table = torch.tensor([[64, 64, 128], [0, 1, 0], [0, 1, 512], [2, 2, 1]])  # (slot 64, n 2), (slot 128, n 1), B = 256
+    specs["hash32_table_draws"] = prepare_hash32_table(0x9E3779B9, torch.arange(256), table, torch.tensor(3))[1]
     return specs
 
 

@@ -855,6 +855,11 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 
 
+def _equalizes(stage: Stage) -> bool:
+    """Whether EQUALIZE can run in the stage (its tables are read; else ``engine.stage_tables`` gave a zero view)."""
+    return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in range(stage.program.shape[1]))
+
+
 def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, epilogue: Epilogue | None,
                      grad: torch.Tensor, needs: StageNeeds, straight_through: bool = False):
     """The launches of ``backward_kernel`` (statistics passes, last first, then the final pass) and the
@@ -896,7 +901,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     args = dict(
         src=src, gout=grad, prog=eff.contiguous(), par=par, stf=st_flag.to(torch.int32).contiguous(),
         stats=stats.detach().to(**fw).reshape(b, k, c, 2).contiguous() if k else par,
-        luts=luts.detach().to(**fw).reshape(b, k, c, 256).contiguous() if k else par,
+        luts=luts.detach().to(**fw).reshape(b, k, c, 256).contiguous() if k and _equalizes(stage) else par,
         mat=tw(None if geo is None else geo.matrix, (b, 9)), win=tw(None if geo is None else geo.window, (b, 4)),
         fill=tw(None if geo is None else geo.fill, (b, c)),
         mean=tw(ep.mean if norm else None, (b, c)), std=tw(ep.std if norm else None, (b, c)),

@@ -407,20 +407,45 @@ def hash32_kernel(out, idx, epoch, total, N, h0, slot, EPOCH_PTR: tl.constexpr, 
     (seed, epoch) (``fastaug.rng.prefix``, a uint32 value), so one launch draws the whole [B, N] block. With
     ``EPOCH_PTR`` the epoch is read from the device (an int64 [1]: a CUDA graph replays with the value it holds) and
     ``h0`` is the seed's part (``fastaug.rng.seed_prefix``)."""
-    if EPOCH_PTR:
-        h0 = _mix(h0.to(tl.uint32) ^ (tl.load(epoch) & 0xFFFFFFFF).to(tl.uint32))
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < total
     b = offs // N
     j = (offs - b * N).to(tl.uint32)
+    h = _index_hash(idx, b, m, epoch, h0, EPOCH_PTR)
+    h = _mix(h ^ slot.to(tl.uint32))
+    h = _mix(h ^ (j * 0x2545F491))
+    tl.store(out + offs, h.to(tl.int64), mask=m)
+
+
+@triton.jit
+def _index_hash(idx, b, m, epoch, h0, EPOCH_PTR: tl.constexpr):
+    """The hash of (seed, epoch, ``idx[b]``) (uint32) that every slot of a sample continues (``h0``: as in
+    :func:`hash32_kernel`)."""
+    if EPOCH_PTR:
+        h0 = _mix(h0.to(tl.uint32) ^ (tl.load(epoch) & 0xFFFFFFFF).to(tl.uint32))
     v = tl.load(idx + b, mask=m, other=0)
     lo = (v & 0xFFFFFFFF).to(tl.uint32)
     hi = ((v >> 32) & 0xFFFFFFFF).to(tl.uint32)
     h = _mix(lo ^ h0.to(tl.uint32))
-    h = _mix(h ^ hi)
+    return _mix(h ^ hi)
+
+
+@triton.jit
+def hash32_table_kernel(out, idx, epoch, table, total, T, h0, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
+    """``fastaug.rng.hash32_table``: the draws of every column of ``table`` (int64 [4, T]: slot, j, flat position at
+    b = 0, row stride; ``fastaug.rng.Layout.table``) for the int64 indices ``idx`` [B], into the flat ``out``; one
+    launch for all the draws of a call. ``h0``, ``EPOCH_PTR``: as :func:`hash32_kernel`."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < total
+    b = offs // T
+    t = offs - b * T
+    h = _index_hash(idx, b, m, epoch, h0, EPOCH_PTR)
+    slot = tl.load(table + t, mask=m, other=0)
+    j = tl.load(table + T + t, mask=m, other=0).to(tl.uint32)
+    dest = tl.load(table + 2 * T + t, mask=m, other=0) + b * tl.load(table + 3 * T + t, mask=m, other=0)
     h = _mix(h ^ slot.to(tl.uint32))
     h = _mix(h ^ (j * 0x2545F491))
-    tl.store(out + offs, h.to(tl.int64), mask=m)
+    tl.store(out + dest, h.to(tl.int64), mask=m)
 
 
 @triton.jit
@@ -1153,7 +1178,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         prog=prog,
         par=par,
         stats=_work(stats, dev, fdt),
-        luts=_work(luts, dev, fdt),
+        luts=_work(luts, dev, fdt) if codes >> int(Op.EQUALIZE) & 1 else par,  # read by EQUALIZE only (else a zero view)
         mat=_work(geo.matrix, dev, fdt) if geo is not None else par,
         win=_work(geo.window, dev, fdt) if geo is not None else par,
         fill=_work(geo.fill, dev, fdt) if geo is not None and geo.fill is not None else par,
@@ -1373,6 +1398,27 @@ def hash32(h0: int, idx: torch.Tensor, slot: int, n: int, epoch: torch.Tensor | 
     """``fastaug.rng.hash32`` [B, n] (int64) of the int64 indices ``idx`` [B] on their device, in one launch;
     ``h0`` = ``fastaug.rng.prefix(seed, epoch)``, or with a device tensor ``epoch`` ``fastaug.rng.seed_prefix(seed)``."""
     out, spec = prepare_hash32(h0, idx, slot, n, epoch)
+    if out.numel():
+        launch(spec)
+    return out
+
+
+def prepare_hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor,
+                         epoch: torch.Tensor | None = None) -> tuple[torch.Tensor, Launch]:
+    """The flat output (int64) and the launch of :func:`hash32_table`."""
+    b, t = idx.shape[0], table.shape[1]
+    total = b * t
+    out = torch.empty(total, dtype=torch.int64, device=idx.device)
+    ep = idx if epoch is None else epoch.reshape(1).to(torch.int64)  # idx: an unused pointer
+    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "table": table, "total": total, "T": t, "h0": h0}
+    cx = {"EPOCH_PTR": epoch is not None, "BLOCK": HASH_BLOCK}
+    return out, Launch("hash32_table_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, cx, num_warps=4)
+
+
+def hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor, epoch: torch.Tensor | None = None) -> torch.Tensor:
+    """``fastaug.rng.hash32_table`` (flat int64 [B * T]) of the int64 indices ``idx`` [B] and the columns of ``table``
+    [4, T] on their device, in one launch; ``h0``, ``epoch``: as :func:`hash32`."""
+    out, spec = prepare_hash32_table(h0, idx, table, epoch)
     if out.numel():
         launch(spec)
     return out
