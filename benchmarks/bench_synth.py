@@ -15,7 +15,8 @@ part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in im
   empty folder (decode, augment, encode, write, manifest), one worker process.
 
 The npy synthesis and the same-outputs engine rows run ``--repeat`` times, interleaved (a busy machine slows them
-alike); the JSON keeps every value, the ratios per repetition and their medians.
+alike); the JSON keeps every value (img/s, and img per CPU second of the process: the work, which other load on the
+machine disturbs less), the ratios per repetition and their medians.
 
     python -m benchmarks.bench_synth [--count 2000] [--formats png jpeg webp tar npy] [--repeat 3] [--out benchmarks/results]
 """
@@ -70,9 +71,10 @@ def engine_rate(policy, crops: list[np.ndarray], batch: int) -> float:
     return batch / min(times)
 
 
-def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, side_by_side: bool) -> float:
+def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, side_by_side: bool) -> tuple[float, float]:
     """The policy on the outputs ``0 <= k < count`` synth makes, sources in memory: one batch at a time on all the
-    cores, or one batch per core at once on one thread each (as ``fastaug.synth`` runs it)."""
+    cores, or one batch per core at once on one thread each (as ``fastaug.synth`` runs it). Returns (img/s, img per
+    CPU second of the process: the work, less sensitive to other load on the machine)."""
     cores = os.cpu_count() or 1
 
     def one(a: int) -> None:
@@ -81,7 +83,7 @@ def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, s
         policy(x, indices=torch.tensor(list(ks)), epoch=0).permute(0, 2, 3, 1).contiguous().numpy()
 
     threads = torch.get_num_threads()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if side_by_side and cores > 1:
         torch.set_num_threads(1)
         try:
@@ -92,7 +94,7 @@ def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, s
     else:
         for a in range(0, count, batch):
             one(a)
-    return count / (time.perf_counter() - t0)
+    return count / (time.perf_counter() - t0), count / (time.process_time() - c0)
 
 
 def augmented_outputs(policy, crops: list[np.ndarray], count: int, batch: int) -> list[np.ndarray]:
@@ -125,12 +127,13 @@ def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thre
 def synth_rate(src: Path, out: Path, policy, fmt: str, count: int, batch: int, level: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     opts = S.Options(fmt, png_level=level, shard_size=1000)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = S.synthesize(S.folder_sources(src), out, count, policy, {}, batch=batch, progress=False, options=opts)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     shutil.rmtree(out, ignore_errors=True)
-    return {"img_per_s": count / seconds, "seconds": seconds, "written": summary.written, "bytes_per_image": size / count}
+    return {"img_per_s": count / seconds, "img_per_cpu_s": count / cpu, "seconds": seconds, "written": summary.written,
+            "bytes_per_image": size / count}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,29 +164,34 @@ def main(argv: list[str] | None = None) -> dict:
             "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores),
             "synth": {},
         }
-        runs: dict[str, list[float]] = {"one_call": [], "side_by_side": [], "npy": []}
+        runs: dict[str, list] = {"one_call": [], "side_by_side": [], "npy": []}  # (img/s, img per CPU s)
         for fmt in args.formats:
             if fmt == "npy":  # interleaved with the engine on the same outputs
                 for _ in range(args.repeat):
                     runs["one_call"].append(same_outputs_rate(policy, crops, args.count, args.batch, side_by_side=False))
                     runs["side_by_side"].append(same_outputs_rate(policy, crops, args.count, args.batch, side_by_side=True))
                     r = synth_rate(src, Path(tmp) / "out", policy, fmt, args.count, args.batch, args.png_level)
-                    runs["npy"].append(r["img_per_s"])
-                    print(f"engine on the same outputs: {runs['one_call'][-1]:.0f} img/s one call at a time, "
-                          f"{runs['side_by_side'][-1]:.0f} side by side; synth npy {r['img_per_s']:.0f}", flush=True)  # fmt: skip
-                r["img_per_s"], r["runs_img_per_s"] = float(np.median(runs["npy"])), runs["npy"]
+                    runs["npy"].append((r["img_per_s"], r["img_per_cpu_s"]))
+                    print(f"engine on the same outputs: {runs['one_call'][-1][0]:.0f} img/s one call at a time, "
+                          f"{runs['side_by_side'][-1][0]:.0f} side by side; synth npy {r['img_per_s']:.0f}", flush=True)  # fmt: skip
+                r["img_per_s"], r["img_per_cpu_s"] = (float(np.median([v[i] for v in runs["npy"]])) for i in (0, 1))
+                r["runs"] = runs["npy"]
                 result["synth"][fmt] = r
                 continue
             result["synth"][fmt] = synth_rate(src, Path(tmp) / "out", policy, fmt, args.count, args.batch, args.png_level)
             print(f"synth {fmt}: {result['synth'][fmt]['img_per_s']:.0f} img/s", flush=True)
     if runs["npy"]:
-        ratios = [n / e for n, e in zip(runs["npy"], runs["side_by_side"])]
+        ratios = [n[0] / e[0] for n, e in zip(runs["npy"], runs["side_by_side"])]
+        work = [n[1] / e[1] for n, e in zip(runs["npy"], runs["side_by_side"])]
         result["engine_same_outputs"] = {
-            "one_call_img_per_s": float(np.median(runs["one_call"])), "one_call_runs": runs["one_call"],
-            "side_by_side_img_per_s": float(np.median(runs["side_by_side"])), "side_by_side_runs": runs["side_by_side"],
+            f"{mode}_{unit}": float(np.median([v[i] for v in runs[mode]]))
+            for mode in ("one_call", "side_by_side") for i, unit in enumerate(("img_per_s", "img_per_cpu_s"))
         }  # fmt: skip
-        result["npy_vs_engine_side_by_side"] = {"median": float(np.median(ratios)), "runs": ratios}
-        print(f"npy / engine side by side on the same outputs: median {np.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})")
+        result["engine_same_outputs"]["runs"] = {"one_call": runs["one_call"], "side_by_side": runs["side_by_side"]}
+        result["npy_vs_engine_side_by_side"] = {"median": float(np.median(ratios)), "runs": ratios,
+                                                "cpu_median": float(np.median(work)), "cpu_runs": work}  # fmt: skip
+        print(f"npy / engine side by side on the same outputs: median {np.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}); "
+              f"per CPU second {np.median(work):.2f}")  # fmt: skip
     png = result["synth"].get("png")
     if png:
         result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]

@@ -251,3 +251,15 @@ def test_batches_of_large_images_are_capped_in_bytes_and_change_no_byte(folder, 
                  options=opts)  # fmt: skip
     assert sum(sizes) == 16 and max(sizes) == 2
     assert tree(tmp_path / "capped") == tree(tmp_path / "ref")
+
+
+def test_the_synth_benchmark_runs_and_writes_its_json(tmp_path):
+    import json
+
+    bench = pytest.importorskip("benchmarks.bench_synth")
+    argv = ["--count", "12", "--sources", "4", "--batch", "4", "--formats", "png", "npy", "--repeat", "2", "--out", str(tmp_path)]
+    result = bench.main(argv)
+    (path,) = tmp_path.glob("synth-*.json")
+    assert json.loads(path.read_text())["synth"].keys() == {"png", "npy"}
+    assert len(result["npy_vs_engine_side_by_side"]["runs"]) == 2 and result["synth"]["npy"]["written"] == 12
+    assert result["engine_same_outputs"]["side_by_side_img_per_s"] > 0
