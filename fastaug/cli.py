@@ -216,7 +216,9 @@ def _synth_parser(sub) -> None:
     s.add_argument("--ray-address", default=None,
                    help="run the shards as Ray tasks on this cluster ('local': start Ray here; pip install 'fastaug[distributed]') "
                         "(default: none, local processes)")
-    s.add_argument("--threads", type=int, default=None, help="decode and encode threads per worker (default: the cores per worker)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="decode and encode threads per worker; the engine runs one batch per core of the worker, one thread each "
+                        "(default: the cores per worker)")  # fmt: skip
     s.add_argument("--cache-mb", type=int, default=512,
                    help="decoded source images kept in memory per worker, in MiB: each source is decoded once while they fit "
                         "(0: decoded again for every shard) (default: 512)")  # fmt: skip

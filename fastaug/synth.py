@@ -478,6 +478,7 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
 
         def read_ahead():
             limit = lookahead if not seen[1] else min(lookahead, max(2 * job.decode_threads, 2 * BATCH_BYTES * seen[0] // seen[1]))
+            decoder.entries = max(limit, 16)  # the decoded images it keeps: as many as the read-ahead
             while len(ahead) < limit:
                 k = next(todo, None)
                 if k is None:
