@@ -58,7 +58,7 @@ def affine_matrix(
     i00, i01, i10, i11 = d / scale, -b / scale, -c / scale, a / scale
     ox, oy = (w - 1) * 0.5, (h - 1) * 0.5
     if center is None:
-        cfx = cfy = torch.zeros_like(angle)
+        cfx = cfy = constant(0.0, angle.dtype, angle.device).expand(angle.shape)
     else:  # continuous pixel coordinates -> offsets from the image centre
         cfx, cfy = center[:, 0] - w * 0.5, center[:, 1] - h * 0.5
     px, py = ox + cfx + translate[:, 0], oy + cfy + translate[:, 1]
@@ -69,10 +69,8 @@ def affine_matrix(
 
 def rotate_matrix(angle: torch.Tensor, size: tuple[int, int], center: torch.Tensor | None = None) -> torch.Tensor:
     """Counter-clockwise rotation about the centre (torchvision's ``rotate``, expand=False)."""
-    zeros = torch.zeros_like(angle)
-    return affine_matrix(
-        -angle, torch.stack([zeros, zeros], -1), torch.ones_like(angle), torch.stack([zeros, zeros], -1), size, center
-    )
+    zeros = constant(0.0, angle.dtype, angle.device).expand(angle.shape[0], 2)  # cached constants' views: no op
+    return affine_matrix(-angle, zeros, constant(1.0, angle.dtype, angle.device).expand(angle.shape), zeros, size, center)
 
 
 def safe_rotate_matrix(angle: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
