@@ -1,5 +1,7 @@
-"""fastaug.from_torchvision / from_albumentations: converted ops draw from the same distributions as the original
-(a two-sample KS test on a per-sample statistic of one fixed image) and fixed-parameter ops give the same pixels."""
+"""fastaug.from_torchvision / from_albumentations: converted ops draw the same parameters as the original (their drawn
+parameters compared directly, 4000 draws a side: test_*_op_draws_the_same_parameters, and the geometry matrices), give
+the same pixels for fixed parameters or replayed draws, and pass a coarse pixel-statistics check (200 samples: it also
+covers per-pixel randomness, noise and dropout, that no parameter records)."""
 
 import numpy as np
 import pytest
@@ -306,3 +308,281 @@ def test_albumentations_geometry_draws_the_same_matrices(name):
             continue
         p = ks_2samp(ours[:, i, j], theirs[:, i, j]).pvalue
         assert p > 1e-4, f"matrix entry {(i, j)}: KS p = {p:.2g}"
+
+
+# ------------------------------------------------------------------------------------------- drawn parameters
+#
+# The distribution checks above look at pixel statistics of 200 samples: they catch only gross errors. The tests
+# below compare the drawn parameters themselves, 4000 draws per side: the converted transform's recorded calls (its
+# Plan's per-sample kwargs, no pixels) against the original library's own sampling (torchvision's make_params /
+# albumentations' should_apply, get_params and get_params_dependent_on_data), both reduced to (functional name,
+# kwargs) per sample. Per name: the fraction of samples that call it (binomial, 4 sigma: catches p off by ~0.05) and
+# the count of calls per sample; per numeric argument: KS at 1e-4 (distance ~0.05) and, for continuous values, the
+# same support (min and max within 2 % of the range: a range moved by more than that fails).
+
+DRAWS = 4000
+
+
+def _numbers(value) -> list[float]:
+    if value is None or isinstance(value, (bool, str, torch.dtype)):
+        return []
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64).ravel()
+    if arr.size > 8:  # a field (elastic displacement): its spread and two entries at the centre
+        return [float(arr.std()), float(arr[arr.size // 2]), float(arr[arr.size // 2 + 1])]
+    return arr.tolist()
+
+
+def _table(samples: list[list[tuple[str, dict]]]) -> tuple[dict, dict]:
+    """Per functional name: calls per sample [n]; per 'name.arg[k]' (and 'name@': its place in the sample's calls):
+    the values pooled over every call (to 6 significant digits: atoms drawn in float32 and float64 coincide). Places count
+    color ops only: the geometric ops of a sample compose into one resampling that the record lists first."""
+    counts: dict[str, np.ndarray] = {}
+    values: dict[str, list[float]] = {}
+    for i, calls in enumerate(samples):
+        color = [name for name, _ in calls if name not in GEOMETRIC]
+        for name, kwargs in calls:
+            counts.setdefault(name, np.zeros(len(samples)))[i] += 1
+            if name not in GEOMETRIC:
+                values.setdefault(f"{name}@", []).append(color.index(name))
+            for key, value in kwargs.items():
+                for k, v in enumerate(_numbers(value)):
+                    values.setdefault(f"{name}.{key}[{k}]", []).append(v)
+    return counts, {k: _significant(np.asarray(v)) for k, v in values.items()}
+
+
+def _significant(a: np.ndarray, digits: int = 6) -> np.ndarray:
+    """``a`` rounded to ``digits`` significant digits (float32 keeps ~7)."""
+    scale = 10.0 ** (np.floor(np.log10(np.where(a == 0, 1.0, np.abs(a)))) - (digits - 1))
+    return np.round(a / scale) * scale
+
+
+def _ours(conv, n: int = DRAWS, shape=(3, 16, 16)) -> list[list[tuple[str, dict]]]:
+    """The converted transform's draws for n samples (no pixels: Compose.draw and the record's listing)."""
+    from fastaug.compose import Record
+
+    x, idx = torch.zeros(1, *shape, dtype=torch.uint8).expand(n, *shape), torch.arange(n)
+    record = Record(conv.draw(x, idx, 0), conv.seed, 0, idx, (n, *shape), dtype=torch.uint8)
+    return [[c for c in record.calls(i) if c[0] != "to_dtype"] for i in range(n)]
+
+
+def _same_draws(ours: list, theirs: list, skip=()) -> None:
+    (ca, va), (cb, vb) = _table(ours), _table(theirs)
+    assert set(ca) == set(cb), f"called ops differ: {sorted(ca)} vs {sorted(cb)}"
+    n, m = len(ours), len(theirs)
+    for name in ca:
+        fa, fb = float((ca[name] > 0).mean()), float((cb[name] > 0).mean())
+        pooled = (fa * n + fb * m) / (n + m)
+        assert abs(fa - fb) <= 4 * (pooled * (1 - pooled) * (1 / n + 1 / m)) ** 0.5 + 1e-9, f"{name}: applied {fa:.3f} vs {fb:.3f}"
+        if ca[name].max() > 1 or cb[name].max() > 1:
+            p = ks_2samp(ca[name], cb[name], method="asymp").pvalue
+            assert p > 1e-4, f"{name}: calls per sample differ, KS p = {p:.2g}"
+    compared = 0
+    for key in sorted(set(va) & set(vb)):
+        if key.split(".")[-1].split("[")[0] in skip:
+            continue
+        a, b = va[key], vb[key]
+        compared += 1
+        if np.ptp(b) < 1e-9:  # a constant: the same constant
+            np.testing.assert_allclose(a, b[0], atol=1e-6, rtol=1e-6, err_msg=key)
+            continue
+        p = ks_2samp(a, b, method="asymp").pvalue
+        assert p > 1e-4, f"{key}: KS p = {p:.2g} (ours {a.mean():.4g} +- {a.std():.3g}, theirs {b.mean():.4g} +- {b.std():.3g})"
+        if not (np.all(a == np.round(a)) and np.all(b == np.round(b))) and "displacement" not in key:
+            tol = 0.02 * np.ptp(b)
+            support = f"{key}: support [{a.min():.4g}, {a.max():.4g}] vs [{b.min():.4g}, {b.max():.4g}]"
+            assert abs(a.min() - b.min()) <= tol and abs(a.max() - b.max()) <= tol, support
+    missing = {k for k in vb if k not in va and k.split(".")[-1].split("[")[0] not in skip}
+    assert not missing, f"arguments drawn by the original only: {sorted(missing)}"
+    assert compared or all(not kw for calls in theirs for _, kw in calls)
+
+
+class _Recorder:
+    """Stands in for a module of functionals (torchvision's auto-augment ``F``): records (name, kwargs), returns the
+    image untouched (only the draws matter)."""
+
+    OPS = {"affine", "rotate", "adjust_brightness", "adjust_saturation", "adjust_contrast", "adjust_sharpness", "posterize",
+           "solarize", "autocontrast", "equalize", "invert"}  # fmt: skip
+
+    def __init__(self, module):
+        self.module, self.calls = module, []
+
+    def __getattr__(self, name):
+        if name not in self.OPS:
+            return getattr(self.module, name)
+
+        def record(image, **kwargs):
+            self.calls.append((name, kwargs))
+            return image
+
+        return record
+
+
+def _tv_calls(op, x) -> list[tuple[str, dict]]:
+    """One draw of a torchvision v2 transform as (functional name, kwargs): forward's coin, then make_params."""
+    n = type(op).__name__
+    if n == "Compose":
+        return [c for t in op.transforms for c in _tv_calls(t, x)]
+    if n in ("RandAugment", "TrivialAugmentWide", "AutoAugment"):
+        import torchvision.transforms.v2._auto_augment as aa
+
+        recorder, original = _Recorder(aa.F), aa.F
+        aa.F = recorder
+        try:
+            op(x)
+        finally:
+            aa.F = original
+        return recorder.calls
+    if n == "ToDtype":
+        return []
+    if hasattr(op, "p") and op.p < 1 and not torch.rand(1) < op.p:
+        return []
+    if n == "RandomPerspective":
+        import torchvision.transforms.v2._geometry as geo
+
+        seen, original = [], geo._get_perspective_coeffs
+        geo._get_perspective_coeffs = lambda start, end: seen.append(end) or original(start, end)
+        try:
+            op.make_params([x])
+        finally:
+            geo._get_perspective_coeffs = original
+        return [("perspective", {"endpoints": seen[0]})]
+    params = op.make_params([x])
+    if n == "ColorJitter":
+        names = [("adjust_brightness", "brightness_factor"), ("adjust_contrast", "contrast_factor"),
+                 ("adjust_saturation", "saturation_factor"), ("adjust_hue", "hue_factor")]  # fmt: skip
+        return [(names[i][0], {names[i][1]: params[names[i][1]]}) for i in params["fn_idx"].tolist() if params[names[i][1]] is not None]
+    if n == "RandomErasing":
+        return [] if params["v"] is None else [("erase", {k: params[k] for k in "ijhw"})]
+    a = op.__dict__.get
+    fixed = {  # ops whose only draw is forward's coin: their constant arguments
+        "RandomHorizontalFlip": ("horizontal_flip", {}), "RandomVerticalFlip": ("vertical_flip", {}),
+        "RandomPosterize": ("posterize", {"bits": a("bits")}), "RandomSolarize": ("solarize", {"threshold": a("threshold")}),
+        "RandomEqualize": ("equalize", {}), "RandomAutocontrast": ("autocontrast", {}), "RandomInvert": ("invert", {}),
+        "RandomAdjustSharpness": ("adjust_sharpness", {"sharpness_factor": a("sharpness_factor")}),
+        "RandomGrayscale": ("rgb_to_grayscale", {}), "GaussianNoise": ("gaussian_noise", {"mean": a("mean"), "sigma": a("sigma")}),
+    }  # fmt: skip
+    if n in fixed:
+        return [fixed[n]]
+    name = {"RandomAffine": "affine", "RandomRotation": "rotate", "RandomResizedCrop": "resized_crop", "GaussianBlur": "gaussian_blur",
+            "ElasticTransform": "elastic_transform"}[n]  # fmt: skip
+    return [(name, params)]
+
+
+TV_DRAWN = sorted(k for k in TV_CASES if k not in ("Normalize", "ToDtype"))
+TV_DRAWS = {"ElasticTransform": 300}  # torchvision blurs a noise field per draw (~20 ms)
+
+
+@pytest.mark.skipif(TF is None, reason="torchvision not installed")
+@pytest.mark.parametrize("name", TV_DRAWN)
+def test_torchvision_op_draws_the_same_parameters(name):
+    """The converted op's drawn parameters against torchvision's own draws: which ops are called, how often (its p),
+    and each argument's distribution (see _same_draws)."""
+    original = TV_CASES[name][0]
+    n = TV_DRAWS.get(name, DRAWS)
+    conv = fastaug.from_torchvision(original, backend="torch", seed=1)
+    x = _image()
+    torch.manual_seed(0)
+    theirs = [_tv_calls(original, x) for _ in range(n)]
+    _same_draws(_ours(conv, n), theirs, skip=("center", "interpolation", "fill", "key", "clip"))
+
+
+class _Draws:
+    """Stands in for an albumentations transform's ``py_random``: the same draws, logged (name, value)."""
+
+    def __init__(self, rng):
+        self.rng, self.log = rng, []
+
+    def __getattr__(self, name):
+        fn = getattr(self.rng, name)
+
+        def draw(*args, **kwargs):
+            value = fn(*args, **kwargs)
+            self.log.append((name, value))
+            return value
+
+        return draw
+
+
+def _crop(x0: int, y0: int, x1: int, y1: int) -> dict:
+    return {"top": y0, "left": x0, "height": y1 - y0, "width": x1 - x0}
+
+
+def _holes(params) -> list[tuple[str, dict]]:
+    return [("erase", {"i": y0, "j": x0, "h": y1 - y0, "w": x1 - x0}) for x0, y0, x1, y1 in np.asarray(params["holes"]).tolist()]
+
+
+def _emboss(m) -> dict:
+    alpha = float(m[0, 1] - m[0, 0])  # (1 - alpha) I + alpha [[-1-s, -s, 0], [-s, 1, s], [0, s, 1+s]]
+    return {"alpha": alpha, "strength": float(-m[0, 1]) / alpha}
+
+
+def _motion(k: int, angle: float, direction: float, *shift: float) -> dict:
+    """albumentations' shift: U(-1, 1) * line_length / 2 pixels per axis, line_length = kernel_size // 2."""
+    return {"kernel_size": k, "angle": angle, "direction": direction, "shift": [u * (k // 2) / 2 for u in shift]}
+
+
+def _sharpen(alpha: float, m) -> dict:
+    """(1 - alpha) I + alpha [[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]]."""
+    return {"alpha": alpha, "lightness": (float(m[1, 1]) - 1 + alpha) / alpha - 8}
+
+
+def _uniforms(log) -> list[float]:
+    return [v for name, v in log if name == "uniform"]
+
+
+# case -> (albumentations params, the log of its py_random draws) -> its calls (Affine, Rotate:
+# test_albumentations_geometry_draws_the_same_matrices; Normalize draws nothing)
+AL_DRAWN = {} if A is None else {
+    "HorizontalFlip": lambda op, p, log: [("horizontal_flip", {})],
+    "VerticalFlip": lambda op, p, log: [("vertical_flip", {})],
+    "InvertImg": lambda op, p, log: [("invert", {})],
+    "ToGray": lambda op, p, log: [("rgb_to_grayscale", {})],
+    "RandomResizedCrop": lambda op, p, log: [("resized_crop", _crop(*p["crop_coords"]))],
+    "SafeRotate": lambda op, p, log: [("safe_rotate", {"angle": p["rotate"]})],
+    "RGBShift": lambda op, p, log: [("rgb_shift", dict(zip(("r_shift", "g_shift", "b_shift"), p["noise_map"].tolist())))],
+    "MultiplicativeNoise": lambda op, p, log: [("adjust_brightness", {"brightness_factor": float(p["multiplier"][0])})],
+    "PixelDropout": lambda op, p, log: [("pixel_dropout", {"dropout_prob": op.dropout_prob, "drop_value": 0.0})],
+    "SaltAndPepper": lambda op, p, log: [("salt_and_pepper", dict(zip(("amount", "salt_vs_pepper"), _uniforms(log))))],
+    "Emboss": lambda op, p, log: [("emboss", _emboss(p["emboss_matrix"]))],
+    "Sharpen": lambda op, p, log: [("sharpen", _sharpen(p["alpha"], p["sharpening_matrix"]))],
+    "Sharpen-gaussian": lambda op, p, log: [("sharpen", {"alpha": p["alpha"], "sigma": op.sigma})],
+    "MotionBlur": lambda op, p, log: [("motion_blur", _motion(p["kernel"].shape[0], *_uniforms(log)))],
+    "CoarseDropout": lambda op, p, log: _holes(p),
+    "XYMasking": lambda op, p, log: _holes(p),
+    "GaussNoise": lambda op, p, log: [("gaussian_noise", dict(zip(("sigma", "mean"), _uniforms(log))))],
+    "Posterize": lambda op, p, log: [("posterize", {"bits": p["num_bits"]})],
+    "Solarize": lambda op, p, log: [("solarize", {"threshold": p["threshold"] * 255})],
+}  # fmt: skip
+
+
+def _al_calls(op, adapt, image: np.ndarray) -> list[tuple[str, dict]]:
+    """One draw of an albumentations transform as (functional name, kwargs): should_apply, get_params,
+    get_params_dependent_on_data (its __call__'s sampling, without the pixels)."""
+    log = op.py_random.log
+    log.clear()
+    if not op.should_apply():
+        return []
+    data = {"image": image}
+    params = op.update_transform_params(op.get_params(), data)
+    params.update(op.get_params_dependent_on_data(params=params, data=data))
+    log.pop(0) if log and log[0][0] == "random" and 0 < op.p < 1 else None  # should_apply's coin
+    return adapt(op, params, log)
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+@pytest.mark.parametrize("name", sorted(AL_DRAWN))
+def test_albumentations_op_draws_the_same_parameters(name):
+    """The converted op's drawn parameters against albumentations' own draws (see _same_draws)."""
+    import copy
+
+    original = copy.deepcopy(AL_CASES[name][0])
+    original.set_random_seed(0)
+    original.py_random = _Draws(original.py_random)
+    conv = fastaug.from_albumentations(AL_CASES[name][0], backend="torch", seed=1)
+    image = _image().permute(1, 2, 0).numpy()
+    theirs = [_al_calls(original, AL_DRAWN[name], image) for _ in range(DRAWS)]
+    _same_draws(
+        _ours(conv),
+        theirs,
+        skip=("interpolation", "fill", "key", "clip", "v", "per_channel", "method", "kernel_size" if name == "Sharpen-gaussian" else "-"),
+    )
