@@ -221,17 +221,14 @@ class Compose(torch.nn.Module):
         (albumentations style); ``aug(image, target)`` or any nested tuple / list / dict: the same structure
         back (torchvision v2 style, see :mod:`fastaug.tv_types`). tv_tensors come back with their types."""
         backend = backend or self.backend
+        if torch.compiler.is_compiling():
+            return self._compiled_call(inputs, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
         if image is not None:
             if inputs:
                 raise TypeError("pass the image either positionally or as image=, not both")
             if isinstance(image, np.ndarray):
                 return _numpy_call(self, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
             return self._augment(image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend, as_dict=True)
-        plain_call = len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) and type(inputs[0]) is torch.Tensor
-        if plain_call and torch.compiler.is_compiling() and not return_record and all(
-            t is None for t in (mask, bboxes, labels, keypoints)
-        ):
-            return compiled.run(self, inputs[0], indices, epoch, backend)  # one custom op: no graph break
         if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
             return self._augment(inputs[0], mask, bboxes, labels, keypoints, indices, epoch, return_record, backend)
         if not inputs:
@@ -248,6 +245,19 @@ class Compose(torch.nn.Module):
 
         result = tv_types.apply_structure(tree, run, backend)
         return (result, records[0]) if return_record else result
+
+    def _compiled_call(self, inputs, image, mask, bboxes, labels, keypoints, indices, epoch, return_record, backend: str):
+        """A call inside a torch.compile region: one custom op where fastaug has one (a plain image batch, with masks or
+        without: no graph break), else the call runs eagerly (``compiled.eager``: a break at fastaug's boundary, none
+        inside)."""
+        x = inputs[0] if len(inputs) == 1 and image is None else None
+        simple = type(x) is torch.Tensor and not return_record and all(t is None for t in (bboxes, labels, keypoints))
+        if simple and mask is None:
+            return compiled.run(self, x, indices, epoch, backend)
+        if simple and type(mask) is torch.Tensor and x.dim() == 4:
+            return compiled.run_with_mask(self, x, mask, indices, epoch, backend)
+        return compiled.eager(self, *inputs, image=image, mask=mask, bboxes=bboxes, labels=labels, keypoints=keypoints,
+                              indices=indices, epoch=epoch, return_record=return_record, backend=backend)  # fmt: skip
 
     def _run(self, image: torch.Tensor, indices, epoch, backend: str, calls: list[Call] | None = None):
         """The image (plain, tv Image or Video) through one Plan -> (output of the same type, calls, plan, record);

@@ -1,0 +1,50 @@
+"""Compose calls made from a torch.compile region through the public call (Compose.forward routes them): an image
+batch, with or without masks, is one custom op (no graph break); records, boxes and tv_tensors run eagerly with breaks
+only at fastaug's boundary. Outputs equal the eager call."""
+
+from __future__ import annotations
+
+import torch
+
+import fastaug
+
+
+def _aug():
+    return fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.ColorJitter(0.4, 0.4), fastaug.RandomRotation(20)], seed=3,
+                           backend="torch")  # fmt: skip
+
+
+def test_image_and_image_with_masks_compile_without_breaks():
+    aug = _aug()
+    x, m = torch.rand(4, 3, 16, 16), torch.randint(0, 5, (4, 16, 16))
+
+    def step(x, m):
+        out = aug(x, mask=m, epoch=2)
+        return aug(x, epoch=2).sum() + out["image"].sum(), out["mask"]
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(x, m)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    got, mask = torch.compile(step, backend="aot_eager", fullgraph=True)(x, m)
+    want, want_mask = step(x, m)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(mask, want_mask)
+
+
+def test_records_and_boxes_run_eagerly_breaking_only_at_the_boundary():
+    aug = _aug()
+    x = torch.rand(4, 3, 16, 16)
+    boxes, labels = torch.tensor([[[1.0, 2.0, 9.0, 10.0]]] * 4), torch.tensor([[1]] * 4)
+
+    def step(x):
+        y, record = aug(x, return_record=True)
+        out = aug(image=x, bboxes=boxes, labels=labels)
+        return y.sum() + out["image"].sum() + sum(b.sum() for b in out["bboxes"]), record
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(x)
+    assert all("disable" in str(b.reason) for b in explained.break_reasons), explained.break_reasons  # none inside fastaug
+    got, record = torch.compile(step, backend="aot_eager")(x)
+    want, _ = step(x)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(record.replay(x), aug(x))
