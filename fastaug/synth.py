@@ -494,15 +494,14 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
             for k, _, _ in items:
                 del bucket_of[k]
             f = xpool.submit(augment, items)
-            running.append(f)
+            running[:] = [*(r for r in running if not r.done()), f]  # finished batches let go (their outputs too)
             for k, _, _ in items:
                 encoding[k] = _Output(f, k)
 
         def feed_idle():
             """While the next source is still decoding, an idle engine thread takes the oldest waiting images (at least
             batch / 8 of them): the first sources of a run (or sources that do not fit the cache) keep both busy."""
-            running[:] = [f for f in running if not f.done()]
-            if bucket_of and len(running) < job.engine_threads:
+            if bucket_of and sum(not f.done() for f in running) < job.engine_threads:
                 key = bucket_of[min(bucket_of)]
                 if len(buckets[key]) >= small:
                     run(key)
