@@ -19,7 +19,7 @@ class Progress:
     def __init__(self, total: int, unit: str = "img/s", stream=None, start: int = 0, per: float = 1.0):
         self.total, self.unit, self.stream, self.per = total, unit, stream or sys.stderr, per
         self.start_time, self.start, self.last = time.perf_counter(), start, 0.0
-        self.closed = False
+        self.closed, self.width = False, 0
 
     def update(self, done: int, note: str = "", force: bool = False) -> None:
         now = time.perf_counter()
@@ -33,7 +33,9 @@ class Progress:
             eta = f"in {_duration(elapsed)}"
         else:
             eta = f"ETA {_duration((self.total - done) / rate)}" if rate > 0 else "ETA ?"
-        self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate * self.per:.0f} {self.unit} {eta} {note}".rstrip())
+        line = f"[{bar:<30}] {done}/{self.total} {rate * self.per:.0f} {self.unit} {eta} {note}".rstrip()
+        self.stream.write(f"\r{line}{' ' * (self.width - len(line))}")  # blanks over the rest of a longer last line
+        self.width = len(line)
         if done >= self.total:
             self.stream.write("\n")
             self.closed = True

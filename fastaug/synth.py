@@ -815,9 +815,15 @@ def synthesize(
     base = summary.existing
     warned: set[str] = set()
 
+    sizes = {a: b - a for a, b in units}
+
     def redraw() -> None:
         if bar:
-            bar.update(base + sum(running.values()), f"shards {len(finished)}/{len(units)}" if len(units) > 1 else "")
+            note = f"shards {len(finished)}/{len(units)}" if len(units) > 1 else ""
+            if len(units) > 1 and running:  # the shards in progress, oldest first (at most 4 shown)
+                shown = [f"{100 * running[a] // sizes[a]}%" for a in sorted(running)[:4]]
+                note += f", running {' '.join(shown)}{' ...' if len(running) > 4 else ''}"
+            bar.update(base + sum(running.values()), note)
 
     def report(start: int, n: int) -> None:
         if start not in finished:

@@ -263,3 +263,19 @@ def test_the_synth_benchmark_runs_and_writes_its_json(tmp_path):
     assert json.loads(path.read_text())["synth"].keys() == {"png", "npy"}
     assert len(result["npy_vs_engine_side_by_side"]["runs"]) == 2 and result["synth"]["npy"]["written"] == 12
     assert result["engine_same_outputs"]["side_by_side_img_per_s"] > 0
+
+
+def test_progress_blanks_a_longer_last_line_and_ends_once():
+    import io
+
+    from fastaug.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(10, stream=stream)
+    bar.update(3, "shards 0/2, running 30% 0%", force=True)
+    bar.update(5, "shards 1/2", force=True)
+    bar.update(10)
+    bar.finish(10)
+    lines = stream.getvalue().split("\r")[1:]
+    assert len(lines[1]) == len(lines[0]) and lines[1].rstrip().endswith("shards 1/2")
+    assert stream.getvalue().count("\n") == 1 and lines[2].startswith("[" + "#" * 30 + "] 10/10")
