@@ -586,3 +586,79 @@ def test_albumentations_op_draws_the_same_parameters(name):
         theirs,
         skip=("interpolation", "fill", "key", "clip", "v", "per_channel", "method", "kernel_size" if name == "Sharpen-gaussian" else "-"),
     )
+
+
+# ------------------------------------------------------------------------------------------- dropout and masking pixels
+#
+# The fixed-parameter pairs of CoarseDropout / XYMasking (one hole as large as the image) and PixelDropout /
+# SaltAndPepper (probability 1) give constant images: they check fill values only. Here: albumentations' own holes
+# replayed through fastaug.functional.erase (the same pixels), and the per-pixel ops' structure and rates.
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+@pytest.mark.parametrize("name", ["CoarseDropout", "XYMasking"])
+def test_albumentations_holes_replayed_through_fastaug_erase(name):
+    """Each hole albumentations drew (x0, y0, x1, y1; half-open) painted by fastaug.functional.erase gives
+    albumentations' pixels, on a 13x17 image with holes of several sizes, and the converted op paints the same way."""
+    op = {
+        "CoarseDropout": A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(2, 6), hole_width_range=(3, 7), fill=9, p=1.0),
+        "XYMasking": A.XYMasking(num_masks_x=(1, 2), mask_x_length=(2, 5), num_masks_y=(1, 2), mask_y_length=(1, 4), fill=9, p=1.0),
+    }[name]
+    op.set_random_seed(0)
+    x = torch.randint(10, 256, (3, 13, 17), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sizes = set()
+    for _ in range(8):
+        theirs = _al(op, x)
+        ours = x[None]
+        for x0, y0, x1, y1 in np.asarray(op.params["holes"]).tolist():
+            ours = fastaug.functional.erase(ours, y0, x0, y1 - y0, x1 - x0, 9, backend="torch")
+            sizes.add((y1 - y0, x1 - x0))
+        assert torch.equal(ours[0], theirs)
+        assert 0 < int((theirs == 9).all(0).sum()) < 13 * 17  # some pixels painted, not all
+    assert len(sizes) >= 4
+    conv = fastaug.from_albumentations(op, backend="torch", seed=2)
+    y, record = conv(x.expand(6, *x.shape).contiguous(), indices=torch.arange(6), return_record=True)
+    for i in range(6):
+        replay = x[None]
+        for op_name, kwargs in record.calls(i):
+            assert op_name == "erase"
+            replay = fastaug.functional.erase(replay, kwargs["i"], kwargs["j"], kwargs["h"], kwargs["w"], 9, backend="torch")
+        assert torch.equal(replay[0], y[i]) and 0 < int((y[i] == 9).all(0).sum()) < 13 * 17
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_albumentations_pixel_dropout_structure_and_rate(per_channel):
+    """dropout_prob 0.25 on 8 64x64 images: every pixel is kept or set to the drop value (all channels together unless
+    per_channel), and the dropped fraction matches albumentations' (binomial, 4 sigma each)."""
+    op = A.PixelDropout(dropout_prob=0.25, per_channel=per_channel, drop_value=7, p=1.0)
+    op.set_random_seed(0)
+    x = torch.randint(10, 256, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ours = fastaug.from_albumentations(op, backend="torch", seed=2)(x.expand(8, *x.shape).contiguous(), indices=torch.arange(8))
+    theirs = torch.stack([_al(op, x) for _ in range(8)])
+    for out in (ours, theirs):
+        dropped = out == 7
+        assert torch.equal(torch.where(dropped, x, out), x.expand_as(out))  # kept pixels unchanged
+        mixed = dropped.any(1) & ~dropped.all(1)
+        assert bool(mixed.any()) == per_channel
+        rate, n = float(dropped.float().mean()), dropped.numel() if per_channel else dropped[:, 0].numel()
+        assert abs(rate - 0.25) < 4 * (0.25 * 0.75 / n) ** 0.5, rate
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+def test_albumentations_salt_and_pepper_structure_and_rates():
+    """amount 0.2, salt_vs_pepper 0.3 on 8 64x64 images: hit pixels are white or black in every channel, the rest
+    unchanged; the hit fraction and the salt share match albumentations' (which draws exactly int(H*W*amount) pixels)."""
+    op = A.SaltAndPepper(amount=(0.2, 0.2), salt_vs_pepper=(0.3, 0.3), p=1.0)
+    op.set_random_seed(0)
+    x = torch.randint(1, 255, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ours = fastaug.from_albumentations(op, backend="torch", seed=2)(x.expand(8, *x.shape).contiguous(), indices=torch.arange(8))
+    theirs = torch.stack([_al(op, x) for _ in range(8)])
+    for out in (ours, theirs):
+        salt, pepper = (out == 255).all(1), (out == 0).all(1)
+        hit = salt | pepper
+        assert torch.equal(torch.where(hit[:, None], x, out), x.expand_as(out))  # everything else unchanged
+        n = hit.numel()
+        assert abs(float(hit.float().mean()) - 0.2) < 4 * (0.2 * 0.8 / n) ** 0.5
+        share, m = float(salt.sum() / hit.sum()), int(hit.sum())
+        assert abs(share - 0.3) < 4 * (0.3 * 0.7 / m) ** 0.5, share
