@@ -239,8 +239,7 @@ def _al_op(op) -> list[T.Transform]:
             raise Unsupported("p < 1 or area_for_downscale")
         return [T.RandomResizedCrop(list(args["size"]), args["scale"], args["ratio"], _cv2_interp(args["interpolation"]))]
     if n == "SafeRotate":
-        if args["border_mode"] != 0 or args["rotate_method"] != "largest_box":
-            raise Unsupported("border_mode other than BORDER_CONSTANT or rotate_method other than 'largest_box'")
+        _al_border(args, n)
         return [T.SafeRotate(args["limit"], _cv2_interp(args["interpolation"]), args["fill"], args["p"])]
     if n == "Rotate":
         _al_border(args, n)

@@ -236,6 +236,8 @@ def test_albumentations_unsupported_ops_raise_or_fall_back():
         A.Rotate(crop_border=True): "crop_border=True", A.Rotate(fill_mask=1): "fill_mask=1",
         A.Rotate(mask_interpolation=1): "mask_interpolation=1", A.GaussNoise(per_channel=False): "per_channel=False",
         A.GaussNoise(noise_scale_factor=0.5): "noise_scale_factor", A.Posterize(num_bits=[(2, 3), (3, 3), (4, 5)]): "num_bits per channel",
+        A.SafeRotate(fill_mask=3): "fill_mask=3", A.SafeRotate(mask_interpolation=1): "mask_interpolation=1",
+        A.SafeRotate(border_mode=4): "border_mode=4", A.SafeRotate(rotate_method="ellipse"): "rotate_method='ellipse'",
     }  # fmt: skip
     for op, reason in reasons.items():
         with pytest.raises(ValueError, match=rf"{type(op).__name__} \({reason}"):
