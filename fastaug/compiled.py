@@ -15,11 +15,15 @@ nested structures): run eagerly, one graph break at fastaug's boundary and none 
 for ``Compose.forward`` while compiling (today it routes plain image calls only). fastaug.functional ops: see below.
 
 Keys: a Compose holds its key (``_compiled_key``, from a counter: never reused, unlike ``id``) and the registry maps
-keys to Composes weakly, so a collected Compose leaves nothing behind and a new one never meets its entries. The
-output metadata the fake implementation reports is cached on the Compose itself (dropped with it), per input kind and
-per configuration (the transforms' repr), and every eager run checks its output against it: a Compose changed in
-a way that moves its output shape or dtype after a graph was traced raises instead of feeding the graph a tensor
-of another shape.
+keys to Composes weakly, so a collected Compose leaves nothing behind and a new one never meets its entries.
+
+Output metadata: at trace time each node gets the Compose's configuration (the transforms' repr) as a constant
+argument, a number the Compose assigns per distinct configuration (``configuration_id``). The fake implementation
+records the output metadata of that configuration and input kind on the Compose (dropped with it; an entry is never
+overwritten), and every eager run checks its output against the entry of its own node's configuration: a Compose
+changed after a graph was traced raises in that graph (reset / compile again) instead of feeding it a tensor of
+another shape, while a graph traced after the change runs. (The metadata itself cannot be the constant: under
+dynamic shapes the input's size is symbolic while tracing, and a constant result needs concrete arguments.)
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from fastaug import autograd
 
 _PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _KEYS = itertools.count(1)
-_META_ATTR = "_compiled_meta"  # on the Compose: {(C, H, W, dtype): (configuration, ((C', H', W'), dtype'))}
+_META_ATTR = "_compiled_meta"  # on the Compose: {(configuration id, C, H, W, dtype): ((C', H', W'), dtype')}
+_CONFIG_ATTR = "_compiled_configurations"  # on the Compose: {configuration (repr): its id}
 
 
 def key_of(aug) -> int:
@@ -63,18 +68,19 @@ def _plan(aug, x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor):
 
 
 @torch.library.custom_op("fastaug::compose", mutates_args=())
-def compose_op(x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str) -> torch.Tensor:
-    """Compose ``key`` on the batch ``x`` [B,C,H,W] (eager: draws, Plan, fused passes)."""
+def compose_op(x: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str, config: int) -> torch.Tensor:
+    """Compose ``key`` on the batch ``x`` [B,C,H,W] (eager: draws, Plan, fused passes); ``config``: the configuration
+    the node was traced with (:func:`configuration_id`), whose output metadata the result must have."""
     aug = _pipeline(key)
     out = aug._run(x, indices, int(epoch), backend)[0]
-    _check_meta(aug, x, out)
+    _check_meta(aug, config, x, out)
     return out.clone() if out is x else out  # a custom op may not return its input
 
 
 @compose_op.register_fake
-def _compose_fake(x, indices, epoch, key, backend):
+def _compose_fake(x, indices, epoch, key, backend, config):
     b, c, h, w = x.shape
-    (oc, oh, ow), dtype = _out_meta(key, int(c), int(h), int(w), x.dtype)
+    (oc, oh, ow), dtype = _out_meta(key, config, int(c), int(h), int(w), x.dtype)
     return x.new_empty((b, oc, oh, ow), dtype=dtype)
 
 
@@ -82,28 +88,38 @@ def _configuration(aug) -> str:
     return repr(aug.transforms)
 
 
-def _out_meta(key: int, c: int, h: int, w: int, dtype: torch.dtype):
-    """(channels, height, width) and dtype of the Compose's output for [*, C, H, W] inputs: a one-sample Plan, cached
-    on the Compose per input kind and configuration."""
+@torch._dynamo.assume_constant_result
+def configuration_id(key: int) -> int:
+    """The number of the Compose's current configuration (one per distinct transforms' repr, for the Compose's life):
+    a constant of the graph being traced."""
+    aug = _pipeline(key)
+    ids = aug.__dict__.setdefault(_CONFIG_ATTR, {})
+    return ids.setdefault(_configuration(aug), len(ids) + 1)
+
+
+def _out_meta(key: int, config: int, c: int, h: int, w: int, dtype: torch.dtype):
+    """(channels, height, width) and dtype of the Compose's output for [*, C, H, W] inputs under configuration
+    ``config``: a one-sample Plan, recorded on the Compose per configuration and input kind (never overwritten)."""
     aug = _pipeline(key)
     cache = aug.__dict__.setdefault(_META_ATTR, {})
-    config = _configuration(aug)
-    hit = cache.get((c, h, w, dtype))
-    if hit is None or hit[0] != config:
+    hit = cache.get((config, c, h, w, dtype))
+    if hit is None:
+        if configuration_id(key) != config:
+            raise RuntimeError(f"fastaug::compose: the Compose changed while torch.compile traced it (configuration {config})")
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
         with unset_fake_temporarily():
             x = torch.zeros(1, c, h, w, dtype=dtype)
             plan = _plan(aug, x, torch.zeros(1, dtype=torch.int64), torch.tensor(0))
-            hit = cache[(c, h, w, dtype)] = (config, ((plan.epilogue.out_channels, *plan.out_size), plan.epilogue.out_dtype))
-    return hit[1]
+            hit = cache[(config, c, h, w, dtype)] = ((plan.epilogue.out_channels, *plan.out_size), plan.epilogue.out_dtype)
+    return hit
 
 
-def _check_meta(aug, x: torch.Tensor, out: torch.Tensor) -> None:
-    """The eager output against the metadata a traced graph was given (when one was: the fake implementation ran)."""
-    hit = aug.__dict__.get(_META_ATTR, {}).get((*(int(s) for s in x.shape[1:]), x.dtype))
-    if hit is not None and (tuple(out.shape[1:]), out.dtype) != hit[1]:
-        (shape, dtype) = hit[1]
+def _check_meta(aug, config: int, x: torch.Tensor, out: torch.Tensor) -> None:
+    """The eager output against the metadata its node's configuration was traced with (when it was: the fake ran)."""
+    hit = aug.__dict__.get(_META_ATTR, {}).get((config, *(int(s) for s in x.shape[1:]), x.dtype))
+    if hit is not None and (tuple(out.shape[1:]), out.dtype) != hit:
+        (shape, dtype) = hit
         raise RuntimeError(
             f"fastaug::compose: the Compose gives [{', '.join(map(str, out.shape[1:]))}] {out.dtype} per sample where the traced "
             f"graph expects [{', '.join(map(str, shape))}] {dtype}: it changed after torch.compile traced it "
@@ -147,14 +163,14 @@ def _compose_backward_fake(grad, x, indices, epoch, key, backend):
 
 
 def _setup_context(ctx, inputs, output):
-    x, indices, epoch, key, backend = inputs
+    x, indices, epoch, key, backend, _ = inputs
     ctx.save_for_backward(x, indices, epoch)
     ctx.key, ctx.backend = key, backend
 
 
 def _backward(ctx, grad):
     x, indices, epoch = ctx.saved_tensors
-    return compose_backward_op(grad, x, indices, epoch, ctx.key, ctx.backend), None, None, None, None
+    return compose_backward_op(grad, x, indices, epoch, ctx.key, ctx.backend), None, None, None, None, None
 
 
 compose_op.register_autograd(_backward, setup_context=_setup_context)
@@ -166,34 +182,34 @@ def run(aug, x: torch.Tensor, indices, epoch, backend: str) -> torch.Tensor:
         return run(aug, x.unsqueeze(0), indices, epoch, backend)[0]
     idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
     ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
-    return compose_op(x, idx, ep, aug._compiled_key, backend)
+    return compose_op(x, idx, ep, aug._compiled_key, backend, configuration_id(aug._compiled_key))
 
 
 @torch.library.custom_op("fastaug::compose_mask", mutates_args=())
 def compose_mask_op(
-    x: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str
+    x: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, epoch: torch.Tensor, key: int, backend: str, config: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Compose ``key`` on the batch ``x`` and its masks (``aug(x, mask=mask)``, eager): (image, mask)."""
     aug = _pipeline(key)
     out = aug._augment(x, mask, None, None, None, indices, int(epoch), False, backend)
-    _check_meta(aug, x, out["image"])
+    _check_meta(aug, config, x, out["image"])
     image, moved = out["image"], out["mask"]
     return image.clone() if image is x else image, moved.clone() if moved is mask else moved
 
 
 @compose_mask_op.register_fake
-def _compose_mask_fake(x, mask, indices, epoch, key, backend):
-    image = _compose_fake(x, indices, epoch, key, backend)
+def _compose_mask_fake(x, mask, indices, epoch, key, backend, config):
+    image = _compose_fake(x, indices, epoch, key, backend, config)
     return image, mask.new_empty((*mask.shape[:-2], *image.shape[-2:]))
 
 
 def _mask_backward(ctx, grad, grad_mask):
-    return (*_backward(ctx, grad)[:1], None, None, None, None, None)
+    return (*_backward(ctx, grad)[:1], None, None, None, None, None, None)
 
 
 def _mask_setup_context(ctx, inputs, output):
-    x, _, indices, epoch, key, backend = inputs
-    _setup_context(ctx, (x, indices, epoch, key, backend), output)
+    x, _, indices, epoch, key, backend, config = inputs
+    _setup_context(ctx, (x, indices, epoch, key, backend, config), output)
 
 
 compose_mask_op.register_autograd(_mask_backward, setup_context=_mask_setup_context)
@@ -204,7 +220,7 @@ def run_with_mask(aug, x: torch.Tensor, mask: torch.Tensor, indices, epoch, back
     ``fastaug::compose_mask`` node, ``{"image", "mask"}`` as the eager call returns."""
     idx = torch.arange(x.shape[0], device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
     ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
-    image, moved = compose_mask_op(x, mask, idx, ep, aug._compiled_key, backend)
+    image, moved = compose_mask_op(x, mask, idx, ep, aug._compiled_key, backend, configuration_id(aug._compiled_key))
     return {"image": image, "mask": moved}
 
 

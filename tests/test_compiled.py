@@ -43,7 +43,8 @@ def test_custom_op_shapes_dtype_and_opcheck():
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     out = compiled.run(aug, x, None, 0, "torch")
     assert out.shape == (2, 3, 12, 12) and out.dtype == torch.float32 and torch.equal(out, aug(x))
-    args = (torch.rand(2, 3, 16, 16), torch.arange(2), torch.tensor(0), aug._compiled_key, "torch")
+    key = aug._compiled_key
+    args = (torch.rand(2, 3, 16, 16), torch.arange(2), torch.tensor(0), key, "torch", compiled.configuration_id(key))
     torch.library.opcheck(compiled.compose_op, args, test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
@@ -62,14 +63,15 @@ def test_keys_are_never_reused_and_metadata_dies_with_its_compose():
 
     first = fastaug.Compose([fastaug.RandomResizedCrop(12)], seed=1, backend="torch")
     key = first._compiled_key
-    assert compiled._out_meta(key, 3, 16, 16, torch.uint8) == ((3, 12, 12), torch.uint8)
+    assert compiled._out_meta(key, compiled.configuration_id(key), 3, 16, 16, torch.uint8) == ((3, 12, 12), torch.uint8)
     del first
     gc.collect()
     with pytest.raises(RuntimeError, match="no Compose registered"):
         compiled._pipeline(key)
     for size in (8, 5, 9):  # new Composes (often at a freed address): their own keys and metadata
         aug = fastaug.Compose([fastaug.RandomResizedCrop(size)], seed=1, backend="torch")
-        assert aug._compiled_key > key and compiled._out_meta(aug._compiled_key, 3, 16, 16, torch.uint8) == ((3, size, size), torch.uint8)
+        meta = compiled._out_meta(aug._compiled_key, compiled.configuration_id(aug._compiled_key), 3, 16, 16, torch.uint8)
+        assert aug._compiled_key > key and meta == ((3, size, size), torch.uint8)
     assert not hasattr(compiled, "_META")
 
 
@@ -87,6 +89,27 @@ def test_a_compose_changed_after_tracing_raises_instead_of_a_wrong_shape():
     torch._dynamo.reset()
     step = torch.compile(lambda x: aug(x) * 2, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(step(x), aug(x) * 2)
+
+
+def test_each_graph_checks_the_shape_it_was_traced_with():
+    """Graph A traced, the Compose changed, graph B traced: each node carries its own configuration, so A raises (its
+    expected [3, 12, 12]; the latest trace's [3, 8, 8] would have let it through) and B runs; changing the Compose
+    back makes A run again."""
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.RandomHorizontalFlip()], seed=2, backend="torch")
+    torch._dynamo.reset()
+    x = torch.rand(2, 3, 16, 16)
+    step_a = torch.compile(lambda x: aug(x) * 2, backend="aot_eager", fullgraph=True)
+    assert step_a(x).shape == (2, 3, 12, 12)
+    aug.transforms[0] = fastaug.RandomResizedCrop(8)
+    step_b = torch.compile(lambda x: aug(x) + 1, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(step_b(x), aug(x) + 1)
+    with pytest.raises(RuntimeError, match=r"gives \[3, 8, 8\] torch.float32 per sample where the traced graph expects \[3, 12, 12\]"):
+        step_a(x)
+    torch.testing.assert_close(step_b(x), aug(x) + 1)
+    aug.transforms[0] = fastaug.RandomResizedCrop(12)
+    torch.testing.assert_close(step_a(x), aug(x) * 2)
+    with pytest.raises(RuntimeError, match=r"gives \[3, 12, 12\] torch.float32 per sample where the traced graph expects \[3, 8, 8\]"):
+        step_b(x)
 
 
 def _functional_step(backend):
