@@ -363,7 +363,12 @@ class AlbumentationsSolarize(_DrawnColorOp):
 
     def _magnitude(self, u, ctx):
         lo, hi = self.threshold_range
-        return (lo + u * (hi - lo)) * (255.0 if ctx.uint8 else 1.0)
+        if not ctx.uint8:  # albumentations compares float32 pixels with the threshold in float32 too (a NumPy weak scalar)
+            return lo + u * (hi - lo)
+        # uint8: its LUT compares integers with the float64 threshold; the float32 not below it decides the same
+        t = (lo + u.to(torch.float64) * (hi - lo)) * 255.0
+        t32 = t.to(torch.float32)
+        return torch.where(t32.to(torch.float64) < t, torch.nextafter(t32, torch.full_like(t32, float("inf"))), t32)
 
 
 def _pair_of(value: dict, key: str) -> tuple[float, float]:

@@ -259,6 +259,16 @@ def test_albumentations_solarize_and_noise_on_float_images():
 
 
 @pytest.mark.skipif(A is None, reason="albumentations not installed")
+def test_albumentations_solarize_threshold_just_above_an_integer():
+    """albumentations' uint8 LUT compares 0..255 with the float64 threshold: 51 + 1e-9 leaves 51 as is (a float32
+    threshold would round to 51 and invert it)."""
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16).expand(3, 16, 16).contiguous()
+    for t in ((51 + 1e-9) / 255, (200 - 1e-9) / 255, 0.5):
+        op = A.Solarize(threshold_range=(t, t), p=1.0)
+        assert torch.equal(fastaug.from_albumentations(op, backend="torch")(x[None])[0], _al(op, x)), t
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
 def test_with_probability_keeps_the_inner_draws():
     """WithProbability only masks samples: where applied, the pixels are those of the wrapped transform."""
     from fastaug.convert import WithProbability
