@@ -150,13 +150,17 @@ class ShardWriter:
         self.skipped.append(k)
 
     def close(self) -> Path:
-        if self.fmt == "tar":
-            self._tar.close()  # writes the end-of-archive blocks (the file object stays open)
-        else:
-            self._spool.close()
-            self._f.seek(0)
-            self._f.write(_npy_header(self._offset))
-            self._f.seek(0, io.SEEK_END)
+        try:
+            if self.fmt == "tar":
+                self._tar.close()  # writes the end-of-archive blocks (the file object stays open)
+            else:
+                self._spool.close()  # a write error of the background writer (ENOSPC, ...) surfaces here
+                self._f.seek(0)
+                self._f.write(_npy_header(self._offset))
+                self._f.seek(0, io.SEEK_END)
+        except BaseException:
+            self.abort()  # the temporary shard is removed now, not when the generator is collected
+            raise
         self._ctx.__exit__(None, None, None)
         index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples, "skipped": self.skipped}
         write_text(self.folder / f"{self.stem}.idx.json", json.dumps(index) + "\n")

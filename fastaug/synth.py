@@ -39,6 +39,7 @@ import csv
 import functools
 import hashlib
 import io
+import json
 import os
 import re
 import threading
@@ -624,7 +625,20 @@ class _Tally:
 
 def _ray_unit(job: Job, unit: tuple[int, int], tally) -> dict:
     _set_threads(job)
-    return run_unit(job, *unit, _Reporter(lambda item: tally.put.remote(item), unit[0]))
+    try:
+        return run_unit(job, *unit, _Reporter(lambda item: tally.put.remote(item), unit[0]))
+    finally:  # Ray keeps its worker processes: decoded sources must not outlive the task (up to cache_mb per process)
+        _SOURCES.drop(job.run)
+
+
+def _record_backend(path: Path, backend: str) -> None:
+    """A run written before the backend was recorded (2026-12-02) resumes on this one (the backends give the same
+    bytes where their tests say so), with a warning; its settings then record it."""
+    if path.exists():
+        old = json.loads(path.read_text())
+        if "backend" not in old:
+            warnings.warn(f"{path} does not record the backend of its run: resuming with {backend!r}", stacklevel=3)
+            write_text(path, json.dumps({**old, "backend": backend}, indent=1) + "\n")
 
 
 def _run_local(job: Job, units, workers: int, report):
@@ -780,7 +794,9 @@ def synthesize(
     ``settings``: what the caller wants compared on a rerun (input, policy, seed); the sources and the output options
     are added. ``workers`` > 1: local processes; ``ray_address``: Ray tasks on that cluster ("local": start one here).
     ``threads``: decode and encode threads per worker (default: the cores per worker). ``cache_mb``: decoded sources kept
-    in memory per worker process (0: none)."""
+    in memory per worker process across its shards (0: none; a Ray task drops them when it ends). With
+    ``workers`` == 1 and several cores, torch's thread count is 1 during the run (batches run side by side, one
+    thread each) and restored after: other threads of the calling process see that setting meanwhile."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"--count must be a non-negative integer, got {count!r}")
     if batch < 1:
@@ -805,6 +821,7 @@ def synthesize(
     out.mkdir(parents=True, exist_ok=True)
     full = {**(settings or {}), "sources": len(sources), "files": sources_fingerprint(sources), **options.settings(),
             "backend": backend}  # fmt: skip
+    _record_backend(out / SETTINGS, backend)
     check_settings(out / SETTINGS, full, f"{out} holds a run")
     _prepare(job, trim)
     summary = Summary(out, count, existing=_existing(job), backend=job.backend)

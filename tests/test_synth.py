@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import fastaug
+from fastaug import shards as SH
 from fastaug import synth as S
 from fastaug.cli import main
 
@@ -207,6 +208,28 @@ def test_settings_record_the_backend_and_a_rerun_on_another_is_refused(folder, t
     assert "numba backend" in str(summary)
     with pytest.raises(ValueError, match="backend: 'numba' then, 'torch' now"):
         run(folder, out, 3)
+
+
+def test_a_run_that_did_not_record_its_backend_resumes_with_a_warning(folder, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    S.synthesize(S.folder_sources(folder), out, 2, policy(), {"seed": 0}, batch=4, progress=False)
+    settings = json.loads((out / S.SETTINGS).read_text())
+    del settings["backend"]  # as written before the backend was recorded
+    (out / S.SETTINGS).write_text(json.dumps(settings))
+    with pytest.warns(UserWarning, match="does not record the backend"):
+        summary = S.synthesize(S.folder_sources(folder), out, 3, policy(), {"seed": 0}, batch=4, progress=False)
+    assert summary.written == 1 and json.loads((out / S.SETTINGS).read_text())["backend"] == "numba"
+
+
+def test_a_shard_whose_writer_fails_at_close_leaves_no_temporary(tmp_path):
+    writer = SH.ShardWriter(tmp_path, 0, 2, "npy")
+    writer.add({"index": 0, "label": 1, "class": "a", "source": "a.png"}, np.zeros((4, 4, 3), np.uint8))
+    writer._spool.error = OSError("No space left on device")  # as the background writer reports a failed write
+    with pytest.raises(OSError, match="No space"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_progress_with_workers_counts_every_output_and_the_shards(folder, tmp_path, capsys):
