@@ -331,6 +331,14 @@ class _DrawnColorOp(T.Transform):
         return [ColorCall(name=self.name, code=int(self.code), params=params, applied=u[:, 1] < self.p)]
 
 
+def _bounded_pair(values, kind: type, top: float, name: str) -> tuple:
+    """``(lo, hi)`` converted by ``kind``, with 0 <= lo <= hi <= top (else a ValueError naming ``name``)."""
+    lo, hi = (kind(v) for v in values)
+    if not 0 <= lo <= hi <= top:
+        raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi <= {top}, got {values!r}")
+    return lo, hi
+
+
 class AlbumentationsPosterize(_DrawnColorOp):
     """albumentations' Posterize: ``bits ~ randint(lo, hi)`` (inclusive) per sample, with probability ``p``. uint8
     images: the same pixels; float images are posterized as torchvision does (levels k / 2**bits), where albumentations
@@ -339,10 +347,7 @@ class AlbumentationsPosterize(_DrawnColorOp):
     name, code = "posterize", Op.POSTERIZE
 
     def __init__(self, num_bits: tuple[int, int] = (4, 4), p: float = 0.5):
-        lo, hi = (int(b) for b in num_bits)
-        if not 0 <= lo <= hi <= 8:
-            raise ValueError(f"num_bits must be (lo, hi) with 0 <= lo <= hi <= 8, got {num_bits!r}")
-        self.num_bits, self.p = (lo, hi), _check_p(p)
+        self.num_bits, self.p = _bounded_pair(num_bits, int, 8, "num_bits"), _check_p(p)
 
     def _magnitude(self, u, ctx):
         lo, hi = self.num_bits
@@ -356,10 +361,7 @@ class AlbumentationsSolarize(_DrawnColorOp):
     name, code = "solarize", Op.SOLARIZE
 
     def __init__(self, threshold_range: tuple[float, float] = (0.5, 0.5), p: float = 0.5):
-        lo, hi = (float(t) for t in threshold_range)
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"threshold_range must be (lo, hi) with 0 <= lo <= hi <= 1, got {threshold_range!r}")
-        self.threshold_range, self.p = (lo, hi), _check_p(p)
+        self.threshold_range, self.p = _bounded_pair(threshold_range, float, 1, "threshold_range"), _check_p(p)
 
     def _magnitude(self, u, ctx):
         lo, hi = self.threshold_range
