@@ -34,9 +34,13 @@ class _StageBuilder:
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
 
     quantized: list = field(default_factory=list)  # per position: the op runs in uint8's range (params[..., 3])
+    permutations: list = field(default_factory=list)  # per position: the call's permutation token (distinct codes), or None
 
-    def add(self, code: torch.Tensor | int, params: torch.Tensor | None, q: bool, static: tuple[int, ...], keys=None) -> None:
-        """Position k: op ``code`` ([B] or one for all), ``params`` [B, <= 3] (None: zeros), the uint8 flag ``q``."""
+    def add(self, code: torch.Tensor | int, params: torch.Tensor | None, q: bool, static: tuple[int, ...], keys=None,
+            permutation: object | None = None) -> None:
+        """Position k: op ``code`` ([B] or one for all), ``params`` [B, <= 3] (None: zeros), the uint8 flag ``q``;
+        positions sharing a ``permutation`` token hold distinct codes per sample."""
+        self.permutations.append(permutation)
         self.keys.append(keys)
         self.codes.append(code)
         self.params.append(params)
@@ -70,6 +74,7 @@ class _StageBuilder:
             program = torch.zeros(b, 0, dtype=torch.int32, device=device)
             params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
+        rounds = self._stat_rounds(slots)
         radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)
         for t in (self.taps, self.kernel):
             if t is not None:
@@ -81,6 +86,7 @@ class _StageBuilder:
             geometry=geometry,
             out_size=out_size,
             stat_slots=slots,
+            stat_rounds=rounds,
             slot_codes=tuple(self.static),
             radius=radius,
             taps=None if self.taps is None else self.taps.to(self.dtype),
@@ -90,6 +96,19 @@ class _StageBuilder:
             segment_size=self.segment_size,
             integral=self.integral,
         )
+
+    def _stat_rounds(self, slots: tuple[int, ...]) -> int:
+        """The most statistics ops one sample may run: a slot each, but positions of one permutation hold each of its
+        codes once, so they run at most as many statistics ops as their codes include (ColorJitter: CONTRAST, one)."""
+        rounds, groups = 0, {}
+        for k in slots:
+            token = self.permutations[k]
+            if token is None:
+                rounds += 1
+            else:
+                codes, n = groups.get(id(token), (set(), 0))
+                groups[id(token)] = (codes | {o for o in self.static[k] if o in {int(s) for s in STAT_OPS}}, n + 1)
+        return rounds + sum(min(len(codes), n) for codes, n in groups.values())
 
     def _keys(self, b: int, device: torch.device) -> torch.Tensor | None:
         if all(k is None for k in self.keys):
@@ -236,7 +255,7 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
             params = call.params
             if call.keys is None and any(int(op) in static for op in RANDOM_OPS):
                 raise ValueError(f"{call.name}: a random op's call needs its per-sample keys")
-            stages[-1].add(code, params, domain_u8, static, call.keys)
+            stages[-1].add(code, params, domain_u8, static, call.keys, call.permutation)
         elif isinstance(call, DtypeCall):
             target_float = call.dtype.is_floating_point
             if normalize is not None and not target_float:

@@ -103,7 +103,7 @@ def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device
 def _round_stops(stage: Stage, found: torch.Tensor) -> torch.Tensor:
     """[R,B] int32: per statistics round r, each sample's position of its r-th statistics op, or K (skipped)."""
     k_total = stage.program.shape[1]
-    rounds = len(stage.stat_slots)
+    rounds = stage.rounds()
     dev = found.device
     count = found.cumsum(1, dtype=torch.int32)  # [B,K]: statistics ops up to k (the r-th one has count r + 1)
     r1 = constant(list(range(1, rounds + 1)), torch.int32, dev).view(rounds, 1, 1)
@@ -118,8 +118,9 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     (``reduce`` with a per-sample ``stop``; samples with fewer statistics ops are skipped). A sample's
     r-th reduction reads only its earlier statistics ops, filled by rounds < r. ColorJitter (CONTRAST at
     a per-sample random one of four slots) thus needs one reduction pass, not four. The number of
-    rounds is static (``len(stat_slots)``, no host sync); on CPU the loop stops at the first round
-    without any sample (free there), on GPU empty rounds cost a launch of early-exiting programs.
+    rounds is static (``stage.rounds()``: the most statistics ops one sample may run, no host sync); on CPU
+    the loop stops at the first round without any sample (free there), on GPU empty rounds cost a launch
+    of early-exiting programs.
     The stops of every round are computed at once; a round writes its entries with one ``index_put`` (skipped
     samples write the spare row of the flat tables)."""
     batch = src.shape[0]
@@ -128,14 +129,17 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
         return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
     k_total = stage.program.shape[1]
-    stops = _round_stops(stage, stat_positions(stage))  # [R,B]
+    found = stat_positions(stage)
+    if src.device.type == "cpu" and stage.rounds() < len(stage.stat_slots) and bool((found.sum(1) > stage.rounds()).any()):
+        raise RuntimeError(f"a sample runs more statistics ops than the stage's bound of {stage.rounds()} rounds (a compiler bug)")
+    stops = _round_stops(stage, found)  # [R,B]
     rows = constant(list(range(0, batch * k_total, k_total)), torch.int64, src.device)
     target = torch.where(stops < k_total, rows + stops, batch * k_total)  # [R,B]: flat row, or the spare one
     contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
     if contrast:  # CONTRAST reads the gray mean from channel 0's first entry; other statistics ops their own entries
         is_contrast = stage.program.reshape(-1).gather(0, target.clamp(max=batch * k_total - 1).reshape(-1)) == int(Op.CONTRAST)
         is_contrast = is_contrast.view(stops.shape)
-    for r in range(len(stage.stat_slots)):
+    for r in range(stage.rounds()):
         stop = stops[r]
         if src.device.type == "cpu" and bool((stop == k_total).all()):
             break

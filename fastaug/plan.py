@@ -114,6 +114,7 @@ class Stage:
     geometry: Geometry | None = None
     out_size: tuple[int, int] | None = None  # (H, W) of this stage's output; None: input size
     stat_slots: tuple[int, ...] = ()  # op positions k where some sample may run a statistics op
+    stat_rounds: int | None = None  # the most statistics ops one sample may run here (static; None: len(stat_slots))
     slot_codes: tuple[tuple[int, ...], ...] | None = None  # per k, the op codes that may occur (None: any)
     radius: int = 0  # the widest neighbourhood an op at k = 0 may read (informational: kernels size by taps / kernel)
     taps: torch.Tensor | None = None  # [B,2,T] (T odd) separable kernels of GAUSSIAN_BLUR at k = 0
@@ -122,6 +123,10 @@ class Stage:
     max_segments: int = 0  # SUPERPIXELS at k = 0: the most segments a sample may ask for (static)
     segment_size: int = 0  # SUPERPIXELS: segment a copy whose larger side is at most this (0: full resolution)
     integral: bool = False  # its output values are integers in [0, 255] (uint8 domain at the end): uint8 holds them
+
+    def rounds(self) -> int:
+        """Reduction rounds the stage needs: the most statistics ops one sample may run in it (static)."""
+        return len(self.stat_slots) if self.stat_rounds is None else min(self.stat_rounds, len(self.stat_slots))
 
     def codes_at(self, k: int) -> tuple[int, ...]:
         """Op codes that may occur at position k (static: backends specialise on it)."""

@@ -338,7 +338,9 @@ class ColorJitter(Transform):
         picked = torch.nn.functional.pad(values.gather(1, order).to(torch.float32).unsqueeze(-1), (0, 2))  # [B,n,3]
         ordered = codes[order]
         static = tuple(int(op) for op, _ in parts)
-        return [ColorCall(name="color_jitter", code=ordered[:, k], params=picked[:, k], codes=static) for k in range(n)]
+        token = object()  # each op once per sample: one statistics round for CONTRAST, wherever it lands
+        return [ColorCall(name="color_jitter", code=ordered[:, k], params=picked[:, k], codes=static, permutation=token)
+                for k in range(n)]  # fmt: skip
 
 
 def _color(name: str, op: Op, value: float | None, p: float, ctx: Context, extra: float | None = None) -> list[Call]:

@@ -38,7 +38,7 @@ def round_shares(pipe, n: int = 256) -> list[float]:
     shares = []
     for stage in (s for s in plan.stages if s.stat_slots):
         found = stat_positions(stage).sum(1)
-        shares += [float((found > r).float().mean()) for r in range(len(stage.stat_slots))]
+        shares += [float((found > r).float().mean()) for r in range(stage.rounds())]
     return shares
 
 

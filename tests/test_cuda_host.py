@@ -49,7 +49,7 @@ def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
     assert out.device.type == "cuda" and out.shape[0] == B
     second = plans[len(plans) // 2 :]  # the plans of the logged (second) call: ElasticTransform's field is one too
     stages = [stage for plan in second for stage in plan.stages]
-    reduce_rounds = sum(len(stage.stat_slots) for stage in stages)  # on a GPU every round launches (no early exit)
+    reduce_rounds = sum(stage.rounds() for stage in stages)  # on a GPU every round launches (no early exit)
     assert log.launches.count("apply_kernel") == len(stages)
     assert log.launches.count("reduce_kernel") == reduce_rounds
     assert draw_launches(log) == 1  # every parameter draw of the call in one launch (rng.bank)

@@ -31,6 +31,7 @@ class ColorCall(Call):
     max_segments: int = 0  # a SUPERPIXELS call: the most segments a sample may ask for
     segment_size: int = 0  # a SUPERPIXELS call: segmentation on a copy at most this large (0: full resolution)
     mask_value: float | None = None  # a PIXEL_DROPOUT call: painted into masks at the dropped pixels (None: untouched)
+    permutation: object | None = None  # calls sharing this token hold distinct codes per sample (ColorJitter's order)
 
 
 @dataclass
