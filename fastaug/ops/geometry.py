@@ -48,23 +48,21 @@ def affine_matrix(
     angle, scale: [B] degrees / factor; translate, shear: [B,2] pixels / degrees; center: [B,2] or None.
     """
     h, w = size
-    rot = torch.deg2rad(angle)
-    sx, sy = torch.deg2rad(shear[:, 0]), torch.deg2rad(shear[:, 1])
-    a = torch.cos(rot - sy) / torch.cos(sy)
-    b = -(a * torch.tan(sx) + torch.sin(rot))
-    c = torch.sin(rot - sy) / torch.cos(sy)
-    d = torch.cos(rot) - c * torch.tan(sx)
-    # RSS has determinant 1 before scaling, so its inverse is the adjugate over scale
-    i00, i01, i10, i11 = d / scale, -b / scale, -c / scale, a / scale
-    ox, oy = (w - 1) * 0.5, (h - 1) * 0.5
-    if center is None:
-        cfx = cfy = constant(0.0, angle.dtype, angle.device).expand(angle.shape)
-    else:  # continuous pixel coordinates -> offsets from the image centre
-        cfx, cfy = center[:, 0] - w * 0.5, center[:, 1] - h * 0.5
-    px, py = ox + cfx + translate[:, 0], oy + cfy + translate[:, 1]
-    m02 = cfx + ox - (i00 * px + i01 * py)
-    m12 = cfy + oy - (i10 * px + i11 * py)
-    return _assemble(i00, i01, m02, i10, i11, m12)
+    # rotation-scale-shear M = scale * [[a, b], [c, d]] (torchvision) has determinant scale^2; its inverse is
+    # [[d, -b], [-c, a]] / scale = [u + tan(sx) v; v] / scale with u = (cos r, sin r), v = (-c, a)
+    # = (-sin(r - sy), cos(r - sy)) / cos(sy): the trigonometry of all angles at once (few ops on a device)
+    rad = torch.deg2rad(torch.stack([angle, angle - shear[:, 1], shear[:, 1], shear[:, 0]], -1))  # r, r - sy, sy, sx
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    v = torch.stack([-sin[:, 1], cos[:, 1]], -1) / cos[:, 2:3]
+    u = torch.stack([cos[:, 0], sin[:, 0]], -1)
+    linear = torch.stack([u + torch.tan(rad[:, 3:4]) * v, v], 1) / scale.view(-1, 1, 1)  # [B,2,2] inverse
+    middle = constant([(w - 1) * 0.5, (h - 1) * 0.5], angle.dtype, angle.device)
+    # the pivot in pixel-index space (continuous centre - 0.5) and the point it moves to
+    pivot = middle.expand(angle.shape[0], 2) if center is None else center - 0.5
+    offset = pivot - (linear * (pivot + translate).unsqueeze(1)).sum(-1)  # [B,2]
+    top = torch.cat([linear, offset.unsqueeze(-1)], -1).view(-1, 6)
+    last = constant([0.0, 0.0, 1.0], top.dtype, top.device).expand(top.shape[0], 3)
+    return torch.cat([top, last], -1).view(-1, 3, 3)
 
 
 def rotate_matrix(angle: torch.Tensor, size: tuple[int, int], center: torch.Tensor | None = None) -> torch.Tensor:
