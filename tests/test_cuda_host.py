@@ -10,10 +10,10 @@ from cuda_cases import CASES, B, H, W, draw_launches, run_case
 import fastaug.compose
 import fastaug.functional
 
-# torch kernel ops per call measured on 2026-12-02 (B=8; one statistics round for ColorJitter, an affine map in ~20 ops; all draws of a call in one launch, the Plan's tables built
-# with a few stacks, the statistics rounds' books vectorised, no device-side checks): ceilings against regressions,
-# lowered as the parameter mapping moves into kernels (the goal: <= 30 for the reference pipeline, <= 40 for
-# RandAugment + Normalize)
+# torch kernel ops per call measured on 2026-12-02 (B=8; one statistics round for ColorJitter, an affine map in ~20 ops;
+# all draws of a call in one launch, the Plan's tables built with a few stacks, the statistics rounds' books vectorised,
+# no device-side checks): ceilings against regressions, lowered as the parameter mapping moves into kernels (the goal:
+# <= 30 for the reference pipeline, <= 40 for RandAugment + Normalize)
 CEILING = {
     "reference pipeline": 100,
     "blur-noise pipeline": 172,
