@@ -302,3 +302,26 @@ def test_progress_blanks_a_longer_last_line_and_ends_once():
     lines = stream.getvalue().split("\r")[1:]
     assert len(lines[1]) == len(lines[0]) and lines[1].rstrip().endswith("shards 1/2")
     assert stream.getvalue().count("\n") == 1 and lines[2].startswith("[" + "#" * 30 + "] 10/10")
+
+
+@pytest.mark.parametrize("channels, alpha", [(3, False), (1, False), (3, True), (1, True)])
+def test_augment_feeds_the_engine_planar_and_gives_the_engines_pixels_interleaved(channels, alpha):
+    """Sources decoded HxWxC are kept CxHxW (the kernels' fast layout); the outputs come back HxWxC: the same pixels as
+    the engine on an ordinary [B,C,H,W] batch (alpha moved as a mask and appended)."""
+    g = np.random.default_rng(1)
+    colors = [g.integers(0, 256, (13, 17, channels), dtype=np.uint8) for _ in range(5)]
+    alphas = [g.integers(0, 256, (13, 17), dtype=np.uint8) if alpha else None for _ in range(5)]
+    planar = [S._planar(c) for c in colors]
+    assert all(p.shape == (channels, 13, 17) and p.flags.c_contiguous and np.array_equal(p, c.transpose(2, 0, 1))
+               for p, c in zip(planar, colors))  # fmt: skip
+    ks = [3, 9, 10, 11, 40]
+    job = S.Job([], "", 0, policy(), S.Options("npy"), backend="numba")
+    got = S._augment(job, [(k, p, a) for k, p, a in zip(ks, planar, alphas)])
+    x = torch.from_numpy(np.stack(colors)).permute(0, 3, 1, 2).contiguous()
+    if alpha:
+        ref = policy()(x, mask=torch.from_numpy(np.stack(alphas)), indices=torch.tensor(ks), epoch=0, backend="numba")
+        want = torch.cat([ref["image"], ref["mask"].to(torch.uint8)[:, None]], 1)
+    else:
+        want = policy()(x, indices=torch.tensor(ks), epoch=0, backend="numba")
+    assert got.shape == (5, 13, 17, channels + alpha) and got.flags.c_contiguous
+    assert np.array_equal(got, want.permute(0, 2, 3, 1).numpy())
