@@ -12,6 +12,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fastaug import autograd, rng
@@ -1055,17 +1056,35 @@ def normalize(img: torch.Tensor, mean, std, inplace: bool = False, *, backend: s
 
 
 def normalize_call(mean, std, c: int, dev) -> NormalizeCall:
-    keep = (torch.float32, torch.float64)  # float tensors stay attached (gradients w.r.t. mean / std)
-    m = (mean if isinstance(mean, torch.Tensor) and mean.dtype in keep else torch.as_tensor(mean, dtype=torch.float32)).flatten()
-    s = (std if isinstance(std, torch.Tensor) and std.dtype in keep else torch.as_tensor(std, dtype=torch.float32)).flatten()
-    if m.numel() == 1:
-        m = m.expand(c)
-    if s.numel() == 1:
-        s = s.expand(c)
+    """The call of ``normalize``: float tensors stay attached (gradients w.r.t. mean / std) and are read where they
+    live; numbers and sequences are checked on the host and become cached constants on ``dev`` (no copy per call)."""
+    m, s = _per_channel(mean, "mean", c, dev), _per_channel(std, "std", c, dev)
     if m.numel() != c or s.numel() != c:
         raise ValueError(f"mean and std need 1 or {c} values (one per channel), got {m.numel()} and {s.numel()}")
     check_mean_std(m, s)
-    return NormalizeCall(name="normalize", kwargs={"mean": m.tolist(), "std": s.tolist()}, mean=m.to(dev), std=s.to(dev))
+    if dev.type != "cpu":  # listed as tensors: reading device values back would wait for the device
+        m, s = m.to(dev), s.to(dev)
+        return NormalizeCall(name="normalize", kwargs={"mean": m, "std": s}, mean=m, std=s)
+    return NormalizeCall(name="normalize", kwargs={"mean": m.tolist(), "std": s.tolist()}, mean=m, std=s)
+
+
+def _per_channel(value, name: str, c: int, dev) -> torch.Tensor:
+    """``mean`` / ``std`` as a flat float tensor of ``c`` (or as many as given) values: float tensors as given
+    (attached), numbers and sequences checked here and made a cached constant on ``dev``."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
+        t = (value if value.dtype in (torch.float32, torch.float64) else value.to(torch.float32)).flatten()
+        return t.expand(c) if t.numel() == 1 else t
+    try:
+        values = np.asarray(value, dtype=np.float32).ravel().tolist()
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, got {value!r}") from e
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name} must hold finite values (no NaN or inf)")
+    if name == "std" and any(v == 0 for v in values):
+        raise ValueError("std evaluated to zero, leading to division by zero")
+    return constant(values * c if len(values) == 1 else values, torch.float32, dev)
 
 
 def check_mean_std(mean, std) -> None:

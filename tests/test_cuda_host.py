@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cuda_cases import CASES, B, H, W, draw_launches, run_case
+from cuda_cases import CASES, MEAN, STD, B, H, W, draw_launches, run_case
 
+import fastaug
 import fastaug.compose
 import fastaug.functional
 
@@ -105,3 +106,51 @@ def test_host_indices_are_checked_on_the_host():
             check_indices(bad, 3, torch.device("cuda"))
         out = check_indices(good, 3, torch.device("cuda"))
     assert out.device.type == "cuda" and len(log.host_to_device_async) == 1
+
+
+def _every_transform():
+    import inspect
+
+    from fastaug.transforms import Transform
+
+    needs_args = {"GaussianBlur": lambda: fastaug.GaussianBlur(5, (0.1, 2.0)), "Normalize": lambda: fastaug.Normalize(MEAN, STD),
+                  "RandomAdjustSharpness": lambda: fastaug.RandomAdjustSharpness(2.0),
+                  "RandomAffine": lambda: fastaug.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 10),
+                  "RandomPosterize": lambda: fastaug.RandomPosterize(3), "RandomResizedCrop": lambda: fastaug.RandomResizedCrop(24),
+                  "RandomRotation": lambda: fastaug.RandomRotation(30), "RandomSolarize": lambda: fastaug.RandomSolarize(100),
+                  "MarkovPolicy": lambda: fastaug.MarkovPolicy.from_autoaugment(length=2),
+                  "SubPolicies": lambda: fastaug.AutoAugment()}  # fmt: skip
+    for name in sorted(dir(fastaug)):
+        cls = getattr(fastaug, name)
+        if inspect.isclass(cls) and issubclass(cls, Transform) and cls is not Transform:
+            yield name, needs_args.get(name, cls)
+
+
+@pytest.mark.parametrize(("name", "build"), list(_every_transform()))
+def test_every_transform_copies_nothing(name, build):
+    """Every public transform, alone in a Compose on a fake CUDA batch: no host <-> device copy (its second call)."""
+    from fake_cuda import fake_cuda
+
+    pipe = fastaug.Compose([build()], seed=0)
+    with fake_cuda() as log:
+        idx = torch.arange(4, device="cuda")
+        for epoch in range(2):
+            x = torch.empty(4, 3, 32, 32, dtype=torch.uint8, device="cuda")
+            log.reset()
+            out = pipe(x, indices=idx, epoch=epoch)
+    assert log.host_to_device == [] and log.device_to_host == [] and log.host_to_device_async == []
+    assert out.device.type == "cuda"
+
+
+@pytest.mark.parametrize("kind", ["list", "device tensor"])
+def test_functional_normalize_copies_nothing(kind):
+    from fake_cuda import fake_cuda
+
+    with fake_cuda() as log:
+        mean = MEAN if kind == "list" else torch.empty(3, device="cuda")
+        std = STD if kind == "list" else torch.empty(3, device="cuda")
+        x = torch.empty(4, 3, 32, 32, dtype=torch.uint8, device="cuda")
+        fastaug.functional.normalize(x, mean, std)  # the first call caches the list's constants
+        log.reset()
+        out = fastaug.functional.normalize(x, mean, std)
+    assert log.host_to_device == [] and log.device_to_host == [] and out.dtype == torch.float32
