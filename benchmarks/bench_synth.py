@@ -3,10 +3,11 @@
 Sources: ``--sources`` distinct 224x224 crops of scikit-learn's sample photos, written as PNG files (the decode is
 part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in img/s:
 
-- ``engine``: the policy alone on a uint8 batch [batch, 3, 224, 224] already in memory, one call on all the cores
-  (best of 5: the classic figure);
+- ``engine``: the policy alone on synth's first batch (outputs ``0 <= k < --batch``), a contiguous uint8
+  [batch, 3, 224, 224] already in memory, one call on all the cores (best of 5: the classic figure; the median beside);
 - ``engine_same_outputs``: the policy alone on exactly the outputs synth makes (``0 <= k < --count``, source ``k % n``,
-  dataset index ``k``), sources already in memory: ``one_call`` one batch at a time on all the cores,
+  dataset index ``k``, epoch 0), sources already in memory as synth keeps them, each batch through synth's own engine
+  step (``fastaug.synth._augment``: the same layout and copies): ``one_call`` one batch at a time on all the cores,
   ``side_by_side`` one batch per core at once, one thread each (how synth runs the engine): the engine's share of a
   synthesis, its ceiling;
 - ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) one after another; ``png_encode_cores``: one
@@ -60,27 +61,32 @@ def make_sources(folder: Path, n: int) -> list[np.ndarray]:
     return crops
 
 
-def engine_rate(policy, crops: list[np.ndarray], batch: int) -> float:
-    x = torch.from_numpy(np.stack([crops[i % len(crops)] for i in range(batch)])).permute(0, 3, 1, 2).contiguous()
-    policy(x, indices=torch.arange(batch))  # compile / warm up
+def engine_rate(policy, crops: list[np.ndarray], batch: int) -> tuple[float, float]:
+    """The policy alone on synth's first batch (outputs ``0 <= k < batch``: source ``k % n``, dataset index ``k``, epoch
+    0), a contiguous uint8 [batch, 3, 224, 224] already in memory, one call on all the cores, 5 times: (best, median)."""
+    x = torch.from_numpy(np.stack([crops[k % len(crops)] for k in range(batch)])).permute(0, 3, 1, 2).contiguous()
+    idx = torch.arange(batch)
+    policy(x, indices=idx, epoch=0)  # compile / warm up
     times = []
-    for r in range(5):
+    for _ in range(5):
         t0 = time.perf_counter()
-        policy(x, indices=torch.arange(batch) + batch * (r + 1))
+        policy(x, indices=idx, epoch=0)
         times.append(time.perf_counter() - t0)
-    return batch / min(times)
+    return batch / min(times), batch / float(np.median(times))
 
 
 def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, side_by_side: bool) -> tuple[float, float]:
-    """The policy on the outputs ``0 <= k < count`` synth makes, sources in memory: one batch at a time on all the
-    cores, or one batch per core at once on one thread each (as ``fastaug.synth`` runs it). Returns (img/s, img per
-    CPU second of the process: the work, less sensitive to other load on the machine)."""
+    """The policy on the outputs ``0 <= k < count`` synth makes, sources in memory (decoded as synth keeps them), each
+    batch through synth's own engine step (``fastaug.synth._augment``: the batch stacked, the engine, the outputs back
+    to HxWxC): one batch at a time on all the cores, or one batch per core at once on one thread each (as
+    ``fastaug.synth`` runs it). Returns (img/s, img per CPU second of the process: the work, less sensitive to other
+    load on the machine)."""
     cores = os.cpu_count() or 1
+    planar = [S._planar(c) for c in crops]
+    job = S.Job([], "", count, policy, S.Options("npy"), batch=batch, backend="numba")
 
     def one(a: int) -> None:
-        ks = range(a, min(a + batch, count))
-        x = torch.from_numpy(np.stack([crops[k % len(crops)] for k in ks])).permute(0, 3, 1, 2)  # channels-last, as synth
-        policy(x, indices=torch.tensor(list(ks)), epoch=0).permute(0, 2, 3, 1).contiguous().numpy()
+        S._augment(job, [(k, planar[k % len(planar)], None) for k in range(a, min(a + batch, count))])
 
     threads = torch.get_num_threads()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -159,11 +165,12 @@ def main(argv: list[str] | None = None) -> dict:
             "settings": {"count": args.count, "sources": args.sources, "batch": args.batch, "size": [224, 224],
                          "png_level": args.png_level, "policy": "RandAugment(2, 9, bilinear)", "backend": "auto",
                          "repeat": args.repeat, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},  # fmt: skip
-            "engine_img_per_s": engine_rate(policy, crops, args.batch),
+            "engine_img_per_s": None,
             "png_encode_1_img_per_s": png_encode_rate(outputs, args.png_level, 1),
             "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores),
             "synth": {},
         }
+        result["engine_img_per_s"], result["engine_median_img_per_s"] = engine_rate(policy, crops, args.batch)
         runs: dict[str, list] = {"one_call": [], "side_by_side": [], "npy": []}  # (img/s, img per CPU s)
         for fmt in args.formats:
             if fmt == "npy":  # interleaved with the engine on the same outputs
@@ -195,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
     png = result["synth"].get("png")
     if png:
         result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]
-    print(f"engine only (best of 5, one call): {result['engine_img_per_s']:.0f} img/s; PNG encode: "
+    print(f"engine only (one call, best of 5 / median): {result['engine_img_per_s']:.0f} / {result['engine_median_img_per_s']:.0f} img/s; "
+          f"PNG encode: "
           f"{result['png_encode_1_img_per_s']:.0f} img/s on one thread, {result['png_encode_cores_img_per_s']:.0f} on {cores}")  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"synth-{cores}c-{result['date']}.json"

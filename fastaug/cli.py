@@ -147,6 +147,12 @@ or policy saved with fastaug.serialize.to_json (its seed replaced by --seed; it 
 formats: png, jpeg, webp (one file per output: OUT/<label>/<source>_<k>.<ext>), tar (WebDataset shards: <k>.png,
 <k>.cls, <k>.json per sample), npy (raw uint8 shards with an index, shard-<start>-<end>.npy + .idx.json).
 OUT/labels.csv lists every output; OUT/synth.json keeps the settings.
+
+summary: outputs written now, already there (an earlier run), skipped (their source unreadable), failed (made but not
+encoded or written: a codec's error, e.g. a source wider than WebP's 16,383 pixels, or a file that could not be
+written; each warned with the output's name and reason, the first 10 one by one; --strict stops instead), and img/s.
+A rerun tries skipped and failed outputs again. Disk full, quota exceeded, a read-only disk or an I/O error stop the
+run (nothing later could be written), as does any write error of a tar / npy shard.
 """
 
 
@@ -167,6 +173,7 @@ def synth(args: argparse.Namespace) -> None:
     settings = {"input": where, "policy": policy_setting(args.policy), "seed": args.seed}
     with warnings.catch_warnings():
         warnings.simplefilter("always", S.SkippedImageWarning)
+        warnings.simplefilter("always", S.FailedOutputWarning)
         warnings.showwarning = lambda message, *a, **k: print(f"\nwarning: {message}", file=sys.stderr)
         summary = S.synthesize(sources, args.out, args.count, policy, settings, batch=args.batch, backend=args.backend,
                                progress=not args.no_progress, options=options, strict=args.strict, trim=args.trim,
@@ -206,7 +213,8 @@ def _synth_parser(sub) -> None:
     s.add_argument("--keep-alpha", action="store_true",
                    help="keep transparency: alpha follows the geometric ops, RGBA written (default: composite on --background)")
     s.add_argument("--background", default="255,255,255", help="R,G,B (or one gray value) under transparent pixels (default: 255,255,255)")
-    s.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it with a warning)")
+    s.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image or output that cannot be written (default: skip it with a warning)")
     s.add_argument("--trim", action="store_true", help=(
                    "with a --count smaller than an earlier run's: delete the extra outputs and their rows in labels.csv "
                    "(default: refuse)"))

@@ -9,9 +9,10 @@ A shard holds the outputs ``start <= k < end`` (those whose source image was rea
   the index says where each sample starts and its shape.
 
 Every shard has an index ``shard-<start>-<end>.idx.json`` (``{"version", "format", "samples": [{"index", "label",
-"class", "source", "offset", "shape"}], "skipped": [k, ...]}``; offset and shape for ``.npy``; ``skipped``: the
-outputs left out for an unreadable source), written after the shard: the index marks the shard done, unless it
-lists skipped outputs (a rerun writes such a shard again, to retry them). Both go through :mod:`fastaug.atomic`.
+"class", "source", "offset", "shape"}], "skipped": [k, ...], "failed": [k, ...]}``; offset and shape for ``.npy``;
+``skipped``: the outputs left out for an unreadable source; ``failed``: those left out because their encoding failed),
+written after the shard: the index marks the shard done, unless it lists skipped or failed outputs (a rerun writes
+such a shard again, to retry them). Both go through :mod:`fastaug.atomic`.
 :func:`read_npy_shard` and :func:`read_tar_shard` read them back.
 
 A ``.npy`` shard's pixels are written by a background thread (:class:`Spool`: the arrays queued as they are, no copy,
@@ -116,6 +117,7 @@ class ShardWriter:
         self.path = self.folder / f"{self.stem}.{fmt}"
         self.samples: list[dict] = []
         self.skipped: list[int] = []
+        self.failed: list[int] = []
         self._ctx = open_atomic(self.path)
         self._f = self._ctx.__enter__()
         self._offset = 0
@@ -149,6 +151,10 @@ class ShardWriter:
         """Output ``k`` is left out (its source unreadable): listed in the index, so a rerun retries the shard."""
         self.skipped.append(k)
 
+    def fail(self, k: int) -> None:
+        """Output ``k`` is left out (its encoding failed): listed in the index, so a rerun retries the shard."""
+        self.failed.append(k)
+
     def close(self) -> Path:
         try:
             if self.fmt == "tar":
@@ -162,7 +168,8 @@ class ShardWriter:
             self.abort()  # the temporary shard is removed now, not when the generator is collected
             raise
         self._ctx.__exit__(None, None, None)
-        index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples, "skipped": self.skipped}
+        index = {"version": 1, "format": self.fmt, "shard": self.path.name, "samples": self.samples, "skipped": self.skipped,
+                 "failed": self.failed}
         write_text(self.folder / f"{self.stem}.idx.json", json.dumps(index) + "\n")
         return self.path
 
@@ -182,10 +189,13 @@ def read_index(path) -> dict:
 
 
 def is_done(path) -> bool:
-    """Whether a shard (or its index) is complete: its index exists and lists no skipped outputs."""
+    """Whether a shard (or its index) is complete: its index exists and lists no skipped or failed outputs."""
     path = Path(path)
     idx = path.parent / f"{path.name.split('.')[0]}.idx.json"
-    return idx.exists() and not json.loads(idx.read_text()).get("skipped")
+    if not idx.exists():
+        return False
+    doc = json.loads(idx.read_text())
+    return not doc.get("skipped") and not doc.get("failed")
 
 
 def read_npy_shard(path) -> list[tuple[np.ndarray, dict]]:

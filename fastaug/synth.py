@@ -31,12 +31,18 @@ file under a final name. ``synth.json`` keeps the settings (a rerun with others 
 backend, resolved: ``auto`` is ``numba``, the backend every worker then uses) and ``labels.csv`` lists every output
 written (``file, label, source, index``; for shards ``file`` is the shard), merged at the end.
 Unreadable sources (truncated, corrupt) are skipped with a warning naming the file, their outputs left out and
-counted (or the run stops, ``strict=True``); a rerun tries them again.
+counted as ``skipped`` (or the run stops, ``strict=True``); a rerun tries them again. Outputs that were made but could
+not be encoded or written (a codec's error, e.g. a source wider than WebP's 16,383 pixels; a file that could not be
+written, e.g. permission denied) are ``failed``: left out with a warning naming the output and the reason, counted
+apart from the skipped ones, and tried again by a rerun (a shard holding one is written again); ``strict=True``
+stops at the first. An error no later output can escape stops the run instead: disk full, quota exceeded, read-only
+or I/O error (``_STOPPING_ERRNOS``), an engine error, and any write error of a shard (its file is one stream).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import hashlib
 import io
@@ -68,6 +74,19 @@ SETTINGS = "synth.json"
 
 class SkippedImageWarning(UserWarning):
     """A source image could not be read; its outputs were skipped."""
+
+
+class FailedOutputWarning(UserWarning):
+    """An output could not be encoded or written; it was left out (a rerun tries it again)."""
+
+
+class FailedOutput(RuntimeError):
+    """``strict=True``: an output could not be encoded or written."""
+
+
+# OSError numbers that stop a run at once rather than fail one output: no later output could be written either
+_STOPPING_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n))
+WARN_FAILED = 10  # failed outputs warned one by one; beyond them one warning with the count
 
 
 @dataclass(frozen=True)
@@ -220,7 +239,9 @@ class Job:
 @dataclass
 class Summary:
     """A run's result: ``written`` now, ``existing`` (done before), ``skipped`` outputs (unreadable source, listed in
-    ``unreadable``: file -> reason), ``seconds`` and the rate of this run, the engine ``backend`` it ran on."""
+    ``unreadable``: file -> reason), ``failed`` outputs (made but not encoded or written, listed in ``failures``:
+    output -> reason; a shard's output as ``<shard>:<k>.<ext>``), ``seconds`` and the rate of this run, the engine
+    ``backend`` it ran on."""
 
     out: Path
     count: int
@@ -228,6 +249,8 @@ class Summary:
     existing: int = 0
     skipped: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
+    failed: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     backend: str = ""
 
@@ -237,7 +260,8 @@ class Summary:
 
     def __str__(self) -> str:
         return (f"{self.out}: {self.count} outputs: {self.written} written now, {self.existing} already there, {self.skipped} "
-                f"skipped ({len(self.unreadable)} unreadable files); {self.seconds:.1f} s, {self.rate:.0f} img/s"
+                f"skipped ({len(self.unreadable)} unreadable files), {self.failed} failed (not encoded or written); "
+                f"{self.seconds:.1f} s, {self.rate:.0f} img/s"
                 + (f" ({self.backend} backend)" if self.backend else ""))  # fmt: skip
 
 
@@ -259,10 +283,16 @@ class _Files:
         o = self.job.options
         write_bytes(self.paths[k], IF.encode(image, o.codec, o.png_level, o.quality))
 
+    def name(self, k: int) -> str:
+        return str(self.paths[k].relative_to(self.out))
+
     def accept(self, k: int, payload) -> None:
         pass
 
     def skip(self, k: int) -> None:
+        pass
+
+    def fail(self, k: int) -> None:
         pass
 
     def close(self) -> None:
@@ -286,11 +316,17 @@ class _Shard:
         o = self.job.options
         return image if o.codec is None else IF.encode(image, o.codec, o.png_level, o.quality)
 
+    def name(self, k: int) -> str:
+        return f"{self.writer.path.name}:{k:07d}{self.job.options.extension}"
+
     def accept(self, k: int, payload) -> None:
         self.writer.add(self.job.meta(k), payload)
 
     def skip(self, k: int) -> None:
         self.writer.skip(k)
+
+    def fail(self, k: int) -> None:
+        self.writer.fail(k)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -479,9 +515,10 @@ def _augment(job: Job, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -
 
 
 def run_unit(job: Job, start: int, end: int, on_written=None) -> dict:
-    """Write the outputs ``start <= k < end`` not yet done; returns ``{"written", "skipped", "unreadable"}``."""
+    """Write the outputs ``start <= k < end`` not yet done; returns ``{"written", "skipped", "unreadable", "failed",
+    "failures"}`` (see :class:`Summary`)."""
     sink = (_Shard if job.options.sharded else _Files)(job, start, end)
-    result = {"written": 0, "skipped": 0, "unreadable": {}}
+    result = {"written": 0, "skipped": 0, "unreadable": {}, "failed": 0, "failures": {}}
     if not sink.todo:
         return result
     try:
@@ -491,6 +528,15 @@ def run_unit(job: Job, start: int, end: int, on_written=None) -> dict:
         raise
     sink.close()
     return result
+
+
+class _Failed:
+    """An output's encoding or write failed (the encode thread's result instead of a payload)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception):
+        self.error = error
 
 
 class _Output:
@@ -549,9 +595,17 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
                     return
                 ahead.append((k, decoder.get(k)))
 
+        def encode(k: int, img: np.ndarray):  # on an encode thread: the payload, or _Failed (see the module docstring)
+            try:
+                return sink.encode(k, img)
+            except Exception as e:
+                if isinstance(e, OSError) and e.errno in _STOPPING_ERRNOS:
+                    raise
+                return _Failed(e)
+
         def augment(items) -> dict:  # on an engine thread: k -> the output's (encoding) future
             y = _augment(job, items)
-            return {k: _Ready(img) if sink.raw else epool.submit(sink.encode, k, img) for (k, _, _), img in zip(items, y)}
+            return {k: _Ready(img) if sink.raw else epool.submit(encode, k, img) for (k, _, _), img in zip(items, y)}
 
         def run(key):
             items = buckets.pop(key)
@@ -587,8 +641,16 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
                 payload = f.result()
                 del encoding[k]
                 order.popleft()
-                sink.accept(k, payload)
-                result["written"] += 1
+                if isinstance(payload, _Failed):
+                    reason = str(payload.error) or type(payload.error).__name__
+                    if job.strict:
+                        raise FailedOutput(f"could not write {sink.name(k)}: {reason}") from payload.error
+                    sink.fail(k)
+                    result["failed"] += 1
+                    result["failures"][sink.name(k)] = reason
+                else:
+                    sink.accept(k, payload)
+                    result["written"] += 1
                 if on_written:
                     on_written(1)
 
@@ -919,9 +981,14 @@ def synthesize(
             if path not in warned:
                 warned.add(path)
                 warnings.warn(f"skipped {path}: {reason}", SkippedImageWarning, stacklevel=3)
+        summary.failed += r["failed"]
+        for name, reason in r["failures"].items():
+            summary.failures[name] = reason
+            if len(summary.failures) <= WARN_FAILED:
+                warnings.warn(f"could not write {name}: {reason}", FailedOutputWarning, stacklevel=3)
         finished.add(unit[0])
         running.pop(unit[0], None)
-        base += r["written"] + r["skipped"]
+        base += r["written"] + r["skipped"] + r["failed"]
         redraw()
 
     t0 = time.perf_counter()
@@ -940,5 +1007,8 @@ def synthesize(
     summary.seconds = time.perf_counter() - t0
     if bar:
         bar.finish(base)
+    if len(summary.failures) > WARN_FAILED:
+        warnings.warn(f"{len(summary.failures) - WARN_FAILED} more outputs could not be written (Summary.failures lists them all)",
+                      FailedOutputWarning, stacklevel=2)  # fmt: skip
     _write_manifest(job)
     return summary

@@ -285,7 +285,7 @@ def test_the_synth_benchmark_runs_and_writes_its_json(tmp_path):
     (path,) = tmp_path.glob("synth-*.json")
     assert json.loads(path.read_text())["synth"].keys() == {"png", "npy"}
     assert len(result["npy_vs_engine_side_by_side"]["runs"]) == 2 and result["synth"]["npy"]["written"] == 12
-    assert result["engine_same_outputs"]["side_by_side_img_per_s"] > 0
+    assert result["engine_same_outputs"]["side_by_side_img_per_s"] > 0 and result["engine_median_img_per_s"] > 0
 
 
 def test_progress_blanks_a_longer_last_line_and_ends_once():

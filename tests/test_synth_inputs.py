@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import numpy as np
 import pytest
@@ -100,6 +101,80 @@ def test_strict_stops_at_an_unreadable_file_naming_it(folder, tmp_path, capsys):
         main(["synth", "--input", str(folder), "--out", str(tmp_path / "o2"), "--count", "4", "--strict", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "notes.png" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_outputs_that_cannot_be_encoded_are_failed_not_skipped_counted_apart_and_retried(folder, tmp_path, capsys):
+    """A source wider than WebP allows (16,383 px) decodes and augments, but its outputs cannot be encoded: they are
+    ``failed`` (named, counted apart from the unreadable sources' ``skipped``), the run goes on, a rerun retries them."""
+    Image.fromarray(rgb(2, 16400, 5)).save(folder / "cat" / "pano.png")
+    truncated_jpeg(folder / "dog" / "broken.jpg")
+    sources = S.folder_sources(folder)
+    names = [s.name for s in sources]
+    pano = [k for k in range(10) if names[k % 5] == "pano"]
+    broken = [k for k in range(10) if names[k % 5] == "broken"]
+    out, webp = tmp_path / "out", S.Options(format="webp")
+    with pytest.warns(S.FailedOutputWarning, match=r"cat/pano_0000002\.webp: .*16383"):
+        summary = synth(folder, out, 10, options=webp)
+    assert (summary.written, summary.skipped, summary.failed) == (6, 2, 2)
+    assert sorted(summary.failures) == [f"cat/pano_{k:07d}.webp" for k in pano] and len(summary.unreadable) == 1
+    assert "2 skipped (1 unreadable files), 2 failed" in str(summary)
+    assert not list((out / "cat").glob("pano_*")) and not list(out.rglob("*.tmp*"))
+    rows = list(csv.DictReader(open(out / S.MANIFEST)))
+    assert [int(r["index"]) for r in rows] == [k for k in range(10) if k not in pano + broken]
+    with pytest.warns(S.FailedOutputWarning):
+        again = synth(folder, out, 10, options=webp)  # tried again, still failing
+    assert (again.written, again.existing, again.failed) == (0, 6, 2)
+    (folder / "dog" / "broken.jpg").unlink()  # --strict would stop at it first
+    with pytest.raises(S.FailedOutput, match="pano_0000002.webp"):
+        synth(folder, tmp_path / "strict", 10, options=webp, strict=True)
+    truncated_jpeg(folder / "dog" / "broken.jpg")
+    (folder / "cat" / "pano.png").unlink()
+    Image.fromarray(rgb(seed=6)).save(folder / "cat" / "pano.png")  # now encodable: its outputs are written
+    assert synth(folder, out, 10, options=webp).written == 2
+    # tar shards of WebP: the shard lists its failed outputs and is written again by a rerun
+    Image.fromarray(rgb(2, 16400, 5)).save(folder / "cat" / "pano.png")
+    tar = S.Options(format="tar", shard_image="webp", shard_size=5)
+    with pytest.warns(S.FailedOutputWarning, match=r"shard-0000000-0000005\.tar:0000002\.webp"):
+        first = synth(folder, tmp_path / "tar", 10, options=tar)
+    assert (first.written, first.skipped, first.failed) == (6, 2, 2)
+    assert sorted(k for p in (tmp_path / "tar").glob("*.idx.json") for k in SH.read_index(p)["failed"]) == pano
+    assert not any(SH.is_done(p) for p in (tmp_path / "tar").glob("*.idx.json"))
+    # the command line: the summary line counts them apart; the warnings name them
+    main(["synth", "--input", str(folder), "--out", str(tmp_path / "cli"), "--count", "10", "--format", "webp", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "6 written now, 0 already there, 2 skipped (1 unreadable files), 2 failed" in captured.out
+    assert "could not write cat/pano_0000002.webp" in captured.err and "skipped" in captured.err and "broken.jpg" in captured.err
+
+
+def test_many_failed_outputs_are_warned_ten_at_a_time(folder, tmp_path):
+    Image.fromarray(rgb(2, 16400, 5)).save(folder / "cat" / "pano.png")
+    with pytest.warns(S.FailedOutputWarning) as record:
+        summary = synth(folder, tmp_path / "out", 4 * 14, options=S.Options(format="webp"))
+    assert summary.failed == 14 and summary.written == 42
+    texts = [str(w.message) for w in record if issubclass(w.category, S.FailedOutputWarning)]
+    assert len(texts) == S.WARN_FAILED + 1 and texts[-1].startswith("4 more outputs could not be written")
+
+
+def test_a_write_error_fails_its_output_but_a_full_disk_stops_the_run(folder, tmp_path, monkeypatch):
+    import errno
+
+    write = S.write_bytes
+
+    def refuse(code):
+        def write_bytes(path, data):
+            if "b_" in path.name:
+                raise OSError(code, os.strerror(code), str(path))
+            write(path, data)
+
+        return write_bytes
+
+    monkeypatch.setattr(S, "write_bytes", refuse(errno.EACCES))
+    with pytest.warns(S.FailedOutputWarning, match="cat/b_0000001.png: .*Permission denied"):
+        summary = synth(folder, tmp_path / "out", 6)
+    assert (summary.written, summary.skipped, summary.failed) == (4, 0, 2)
+    monkeypatch.setattr(S, "write_bytes", refuse(errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left"):
+        synth(folder, tmp_path / "full", 6)
 
 
 def test_16_bit_images_are_scaled_not_clipped(tmp_path):
