@@ -60,8 +60,10 @@ a non-constant border, ``p < 1`` on a wrapper) is reported like an op without an
 Known pixel differences of supported ops: albumentations' Sharpen(method='gaussian') computes ``v - G v`` in uint8 on
 uint8 images (it wraps below 0; fastaug keeps the formula: float images agree); Posterize on float images follows
 torchvision (albumentations rounds through uint8); fills other than 0 blend on the one-pixel rim under bilinear.
-The converter's own samplers (:class:`WithProbability`, ``Albumentations*``) draw like every fastaug transform;
-``fastaug.serialize`` does not write them (p == 1 and a single ``num_bits`` convert to plain fastaug transforms).
+The converter's own samplers (:class:`WithProbability`, ``Albumentations*``) draw like every fastaug transform, and
+like them are written by ``Compose.to_json`` and read back by ``fastaug.load`` (the same outputs, bit for bit); so is a
+:class:`Pipeline` with fallback ops (an albumentations op as its own ``to_dict`` document, a torchvision v2 op as its
+constructor arguments; see ``fastaug.serialize``).
 """
 
 from __future__ import annotations
@@ -284,7 +286,8 @@ def _al_op(op) -> list[T.Transform]:
 
 
 # albumentations draws that fastaug's torchvision-like transforms do not make: the converter's own samplers (they
-# draw from (seed, epoch, index, slot) like every fastaug transform; fastaug.serialize does not write them)
+# draw from (seed, epoch, index, slot) like every fastaug transform; fastaug.serialize writes and reads them: each keeps
+# its constructor arguments under their own names)
 
 
 def _check_p(p) -> float:
@@ -394,7 +397,7 @@ class AlbumentationsAffine(T.Transform):
         self.rotate = (float(rotate[0]), float(rotate[1]))
         self.shear = {k: _pair_of(shear, k) for k in ("x", "y")}
         self.interpolation, self.keep_ratio, self.balanced_scale = interpolation, bool(keep_ratio), bool(balanced_scale)
-        self.fill, self.p = fill, _check_p(p)
+        self.fill, self.p = tuple(fill) if isinstance(fill, (list, tuple)) else fill, _check_p(p)  # a tuple also when read from JSON
 
     def _scale(self, u: torch.Tensor, pick: torch.Tensor, r: tuple[float, float]) -> torch.Tensor:
         if not self.balanced_scale:
@@ -494,6 +497,12 @@ class Pipeline(torch.nn.Module):
         for stage in self.stages:
             x = stage(x, indices=idx, epoch=epoch) if isinstance(stage, Compose) else stage(x, idx, self.seed, epoch)
         return x[0] if unbatched else x
+
+    def to_json(self, path):
+        """Write this pipeline as versioned JSON (``fastaug.load`` reads it back; see ``fastaug.serialize``)."""
+        from fastaug.serialize import to_json
+
+        return to_json(self, path)
 
     def __repr__(self) -> str:
         return "Pipeline([\n    " + ",\n    ".join(repr(s) for s in self.stages) + f"\n], seed={self.seed})"

@@ -674,3 +674,93 @@ def test_albumentations_salt_and_pepper_structure_and_rates():
         assert abs(float(hit.float().mean()) - 0.2) < 4 * (0.2 * 0.8 / n) ** 0.5
         share, m = float(salt.sum() / hit.sum()), int(hit.sum())
         assert abs(share - 0.3) < 4 * (0.3 * 0.7 / m) ** 0.5, share
+
+
+# ------------------------------------------------------------------------------------------- saved as JSON
+
+
+def _round_trip(conv, tmp_path, x: torch.Tensor, name: str = "p.json"):
+    """``conv`` written with its to_json, read with fastaug.load: the same document and the same outputs, bit for bit."""
+    import json
+
+    from fastaug import serialize as Z
+
+    path = conv.to_json(tmp_path / name)
+    back = fastaug.load(path)
+    assert type(back) is type(conv)
+    assert json.loads(json.dumps(Z.to_dict(back))) == json.loads(path.read_text())["pipeline"]
+    for epoch in (0, 3):
+        idx = torch.arange(5, 5 + x.shape[0])
+        ours, theirs = conv(x, indices=idx, epoch=epoch), back(x, indices=idx, epoch=epoch)
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+    return back
+
+
+def _batch(float_image: bool = False) -> torch.Tensor:
+    x = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return x.float() / 255 if float_image else x
+
+
+@pytest.mark.skipif(TF is None, reason="torchvision not installed")
+@pytest.mark.parametrize("name", sorted(TV_CASES))
+def test_converted_torchvision_ops_round_trip_through_json(name, tmp_path):
+    for i, op in enumerate(TV_CASES[name]):
+        if op is not None:
+            _round_trip(fastaug.from_torchvision(op, seed=3), tmp_path, _batch(), f"{i}.json")
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+@pytest.mark.parametrize("name", sorted(AL_CASES))
+def test_converted_albumentations_ops_round_trip_through_json(name, tmp_path):
+    for i, op in enumerate(AL_CASES[name]):
+        _round_trip(fastaug.from_albumentations(op, seed=3), tmp_path, _batch(name in FLOAT_AL), f"{i}.json")
+
+
+SAMPLER_CASES = {} if A is None else {  # each class of the converter's own: an op converted to it, uint8 and float images
+    "WithProbability": [A.Rotate(limit=(-60, 20), p=0.6), A.GaussNoise(std_range=(0.05, 0.2), mean_range=(-0.05, 0.1), p=0.7)],
+    "AlbumentationsPosterize": [A.Posterize(num_bits=(1, 6), p=0.7)],
+    "AlbumentationsSolarize": [A.Solarize(threshold_range=(0.2, 0.9), p=0.7), A.Solarize(threshold_range=((51 + 1e-9) / 255,) * 2, p=1.0)],
+    "AlbumentationsAffine": [AL_CASES["Affine"][0], AL_CASES["Affine-balanced-keep-ratio-nearest"][0],
+                             A.Affine(translate_px={"x": (-3, 2), "y": (1, 4)}, fill=(10, 20, 30), p=1.0)],
+}  # fmt: skip
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+@pytest.mark.parametrize("name", sorted(SAMPLER_CASES))
+def test_every_converter_sampler_round_trips_through_json(name, tmp_path):
+    from fastaug import convert, serialize
+
+    assert set(SAMPLER_CASES) == set(serialize._CONVERTER_SAMPLERS)
+    for i, op in enumerate(SAMPLER_CASES[name]):
+        conv = fastaug.from_albumentations(A.Compose([A.HorizontalFlip(p=0.5), op]), seed=11)
+        assert type(conv.transforms[-1]) is getattr(convert, name)
+        for float_image in (False, True):
+            _round_trip(conv, tmp_path, _batch(float_image), f"{i}.json")
+
+
+@pytest.mark.skipif(A is None, reason="albumentations not installed")
+def test_with_probability_of_a_policy_round_trips_through_json(tmp_path):
+    from fastaug.convert import WithProbability
+
+    markov = fastaug.MarkovPolicy.from_autoaugment()
+    conv = fastaug.Compose([WithProbability(fastaug.RandAugment(2, 9), 0.4), WithProbability(markov, 0.7)], seed=2)
+    _round_trip(conv, tmp_path, _batch())
+
+
+@pytest.mark.skipif(TF is None or A is None, reason="torchvision or albumentations not installed")
+def test_pipelines_with_fallback_ops_round_trip_through_json(tmp_path):
+    IM = V.InterpolationMode
+    tv_pipe = fastaug.from_torchvision(V.Compose([
+        V.RandomHorizontalFlip(), V.RandomCrop(12, padding=2, fill=3), V.RandomInvert(0.5), V.Resize(10, interpolation=IM.NEAREST),
+        V.RandomApply([V.ColorJitter(0.3)], p=0.5), V.RandomChoice([V.RandomInvert(1.0), V.RandomVerticalFlip(1.0)], p=[0.3, 0.7]),
+    ]), fallback=True, seed=4)  # fmt: skip
+    al_pipe = fastaug.from_albumentations(A.Compose([
+        A.HorizontalFlip(), A.CenterCrop(12, 12), A.Equalize(p=0.5), A.RandomBrightnessContrast(p=0.7), A.Posterize(num_bits=(2, 5)),
+    ]), fallback=True, seed=5)  # fmt: skip
+    for i, pipe in enumerate((tv_pipe, al_pipe)):
+        assert isinstance(pipe, fastaug.Pipeline)
+        back = _round_trip(pipe, tmp_path, _batch(), f"{i}.json")
+        assert repr(back) == repr(pipe)
+    lam = fastaug.from_torchvision(V.Compose([V.Lambda(lambda x: x), V.RandomInvert(1.0)]), fallback=True)
+    with pytest.raises(TypeError, match="cannot write"):
+        lam.to_json(tmp_path / "lambda.json")
