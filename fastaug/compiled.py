@@ -10,9 +10,12 @@ gradients reach the image (magnitudes drawn inside the op carry none). Dynamo ne
 graph break inside fastaug, on every backend.
 
 Calls with targets: :func:`run_with_mask` (image and masks, ``fastaug::compose_mask``: no graph break, image gradient);
-:func:`eager` for every other call (boxes, whose survivors vary per sample, keypoints, ``return_record``, tv_tensors,
-nested structures): run eagerly, one graph break at fastaug's boundary and none inside. They are the entry points
-for ``Compose.forward`` while compiling (today it routes plain image calls only). fastaug.functional ops: see below.
+:func:`run_with_targets` (boxes, labels, keypoints, with masks or without: ``fastaug::compose_targets``, see below; the
+surviving boxes have data-dependent sizes, so with boxes it needs a graph that may hold them); :func:`eager` for every
+other call (``return_record``, tv_tensors images, nested structures, integer targets): run eagerly, one graph break at
+fastaug's boundary and none inside. ``Compose.forward`` routes calls made while compiling to them. fastaug.functional
+ops: see below. Gradients reach the image only: magnitudes read from the transforms inside the op (a learnable one,
+``fastaug.learn``) get none under torch.compile.
 
 Keys: a Compose holds its key (``_compiled_key``, from a counter: never reused, unlike ``id``) and the registry maps
 keys to Composes weakly, so a collected Compose leaves nothing behind and a new one never meets its entries.
@@ -222,6 +225,208 @@ def run_with_mask(aug, x: torch.Tensor, mask: torch.Tensor, indices, epoch, back
     ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
     image, moved = compose_mask_op(x, mask, idx, ep, aug._compiled_key, backend, configuration_id(aug._compiled_key))
     return {"image": image, "mask": moved}
+
+
+# ----------------------------------------------------------------------------- image with boxes, labels, keypoints
+#
+# ``aug(x, bboxes=..., labels=..., keypoints=..., mask=...)`` (or ``aug(image=x, ...)``) on a batch, with one box /
+# keypoint tensor per sample (a list or a [B,N,K] tensor; plain float tensors or tv_tensors.BoundingBoxes / KeyPoints)
+# is one fastaug::compose_targets node. A sample's surviving box count is only known when the op runs: the fake gives
+# each sample's boxes (and labels) an unbacked size (``new_dynamic_size``), so the graph does not break on it. The
+# tv_tensors metadata (format, canvas size, clamping mode) is a constant of the node (``_targets_key``); the wrapper
+# rebuilds BoundingBoxes / KeyPoints on the output canvas in the graph (torchvision's ``wrap`` is compiler-disabled;
+# the constructor traces).
+
+_TV_META = ("format", "canvas_size", "clamping_mode")  # the tv_tensors attributes kept (those the type has)
+_TARGET_SPECS: dict[int, tuple] = {}
+_TARGET_KEYS: dict[tuple, int] = {}
+
+
+@torch._dynamo.assume_constant_result
+def _targets_key(spec: tuple) -> int:
+    """The key of a call's constant part: (mask?, boxes kind, labels?, keypoints kind), a kind being None, "plain" or
+    (tv type name, ((attribute, value), ...) per sample)."""
+    if spec not in _TARGET_KEYS:
+        _TARGET_KEYS[spec] = len(_TARGET_KEYS) + 1
+        _TARGET_SPECS[_TARGET_KEYS[spec]] = spec
+    return _TARGET_KEYS[spec]
+
+
+def _typed(tensors: list, kind):
+    """Plain tensors back to the tv_tensors they were (op body: fastaug's eager code reads their metadata)."""
+    if kind is None:
+        return None
+    if kind == "plain":
+        return list(tensors)
+    from fastaug import tv_types
+
+    cls = getattr(tv_types.tv_module(), kind[0])
+    return [cls(t, **dict(meta)) for t, meta in zip(tensors, kind[1], strict=True)]
+
+
+def _fresh(t: torch.Tensor, inputs) -> torch.Tensor:
+    """A custom op's output may not alias an input."""
+    return t.clone() if any(t is i or t._base is i or (t._base is not None and t._base is i._base) for i in inputs) else t
+
+
+@torch.library.custom_op("fastaug::compose_targets", mutates_args=())
+def compose_targets_op(
+    x: torch.Tensor,
+    mask: list[torch.Tensor],
+    boxes: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    points: list[torch.Tensor],
+    indices: torch.Tensor,
+    epoch: torch.Tensor,
+    key: int,
+    backend: str,
+    config: int,
+    spec: int,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Compose ``key`` on the batch ``x`` with its targets (eager: ``aug(x, mask=, bboxes=, labels=, keypoints=)``) ->
+    (image, [mask], boxes per sample, labels per sample, keypoints per sample, keypoints_visible per sample); absent
+    targets are empty lists. ``spec``: :func:`_targets_key`."""
+    from fastaug import tv_types
+
+    aug = _pipeline(key)
+    has_mask, box_kind, has_labels, point_kind = _TARGET_SPECS[spec]
+    out = aug._augment(x, mask[0] if has_mask else None, _typed(boxes, box_kind), list(labels) if has_labels else None,
+                       _typed(points, point_kind), indices, int(epoch), False, backend)  # fmt: skip
+    _check_meta(aug, config, x, out["image"])
+    result = (
+        out["image"], [out["mask"]] if has_mask else [], [tv_types.plain(b) for b in out["bboxes"]] if box_kind else [],
+        list(out["labels"]) if has_labels else [], [tv_types.plain(k) for k in out["keypoints"]] if point_kind else [],
+        list(out["keypoints_visible"]) if point_kind == "plain" else [],
+    )  # fmt: skip
+    _check_targets(result, boxes, labels, points)
+    inputs = [x, *mask, *boxes, *labels, *points]
+    return tuple(_fresh(r, inputs) if isinstance(r, torch.Tensor) else [_fresh(t, inputs) for t in r] for r in result)
+
+
+def _check_targets(result, boxes, labels, points) -> None:
+    """The eager targets against the fake's rule: boxes [n_i, K] and labels [n_i, ...] of their input dtypes, keypoints
+    as they came."""
+    _, _, out_boxes, out_labels, out_points, _ = result
+    for i, (o, b) in enumerate(zip(out_boxes, boxes, strict=True)):
+        lab = out_labels[i] if out_labels else None
+        want = None if lab is None else ((o.shape[0], *labels[i].shape[1:]), labels[i].dtype)
+        if o.shape[1:] != b.shape[1:] or o.dtype != b.dtype or (lab is not None and (lab.shape, lab.dtype) != want):
+            raise RuntimeError(f"fastaug::compose_targets: sample {i}'s boxes came back {list(o.shape)} {o.dtype}, or their labels "
+                               "differ from the traced rule")  # fmt: skip
+    for i, (o, k) in enumerate(zip(out_points, points, strict=True)):
+        if o.shape != k.shape or o.dtype != k.dtype:
+            raise RuntimeError(f"fastaug::compose_targets: sample {i}'s keypoints came back {list(o.shape)} {o.dtype}, not {list(k.shape)}")
+
+
+@compose_targets_op.register_fake
+def _compose_targets_fake(x, mask, boxes, labels, points, indices, epoch, key, backend, config, spec):
+    image = _compose_fake(x, indices, epoch, key, backend, config)
+    ctx = torch.library.get_ctx()
+    out_boxes, out_labels = [], []
+    for i, b in enumerate(boxes):
+        n = ctx.new_dynamic_size()  # the boxes that survive: known when the op runs
+        out_boxes.append(b.new_empty((n, *b.shape[1:])))
+        if labels:
+            out_labels.append(labels[i].new_empty((n, *labels[i].shape[1:])))
+    visible = [k.new_empty(k.shape[:-1], dtype=torch.bool) for k in points] if _TARGET_SPECS[spec][3] == "plain" else []
+    return (image, [m.new_empty((*m.shape[:-2], *image.shape[-2:])) for m in mask], out_boxes, out_labels,
+            [torch.empty_like(k) for k in points], visible)  # fmt: skip
+
+
+def _targets_setup(ctx, inputs, output):
+    x, mask, boxes, labels, points, indices, epoch, key, backend, config, _ = inputs
+    _setup_context(ctx, (x, indices, epoch, key, backend, config), output)
+    ctx.list_lengths = (len(mask), len(boxes), len(labels), len(points))
+
+
+def _targets_backward(ctx, grad, *target_grads):
+    """The image gradient (targets carry none); the same structure as the inputs (a None per listed tensor)."""
+    return (_backward(ctx, grad)[0], *([None] * n for n in ctx.list_lengths), *([None] * 6))
+
+
+compose_targets_op.register_autograd(_targets_backward, setup_context=_targets_setup)
+
+
+def _per_sample(value, b: int, kind: str | None):
+    """``value`` as a list of ``b`` tensors of one kind (None: plain; else that tv_tensors type), or None when it is
+    not one (the call then runs eagerly)."""
+    from fastaug import tv_types
+
+    if kind is None and type(value) is torch.Tensor and value.dim() >= 2 and value.shape[0] == b:
+        return list(value.unbind(0))
+    if isinstance(value, (list, tuple)) and len(value) == b and all(isinstance(t, torch.Tensor) for t in value):
+        if all((type(t) is torch.Tensor) if kind is None else (tv_types.tv_kind(t) == kind) for t in value):
+            return list(value)
+    return None
+
+
+def _target_kind(value, b: int, typed: str, float_only: bool):
+    """(per-sample tensors as the op takes them, their kind for the spec) or None."""
+    for kind in (None, typed):
+        found = _per_sample(value, b, kind)
+        if found is not None and (not float_only or all(t.is_floating_point() for t in found)):
+            if kind is None:
+                return found, "plain"
+            meta = tuple(tuple((a, _meta_value(getattr(t, a))) for a in _TV_META if hasattr(t, a)) for t in found)
+            return [torch.ops.aten.alias.default(t) for t in found], (typed, meta)  # plain (dynamo traces no as_subclass)
+    return None
+
+
+def _meta_value(v):
+    return v.name if hasattr(v, "name") and not isinstance(v, str) else (tuple(int(s) for s in v) if isinstance(v, (tuple, list)) else v)
+
+
+def _rewrap(tensors: list, kind, canvas: tuple[int, int]) -> list:
+    if kind == "plain":
+        return tensors
+    from fastaug import tv_types
+
+    cls = getattr(tv_types.tv_module(), kind[0])
+    return [cls(t, **{**dict(meta), "canvas_size": canvas}) for t, meta in zip(tensors, kind[1], strict=True)]
+
+
+@torch._dynamo.assume_constant_result
+def dynamic_sizes_allowed() -> bool:
+    """Whether the graph being traced may hold an op whose output size depends on data (``fullgraph=True`` or
+    ``torch._dynamo.config.capture_dynamic_output_shape_ops``); else dynamo breaks the graph at such an op."""
+    ctx = torch._guards.TracingContext.try_get()
+    env = None if ctx is None or ctx.fake_mode is None else ctx.fake_mode.shape_env
+    return bool(env is not None and env.allow_dynamic_output_shape_ops)
+
+
+def run_with_targets(aug, x: torch.Tensor, mask, bboxes, labels, keypoints, indices, epoch, backend: str):
+    """``aug(x, mask=, bboxes=, labels=, keypoints=)`` on a batch [B,C,H,W] inside a compiled region: one
+    ``fastaug::compose_targets`` node and the dict the eager call returns; None when the call has another form
+    (the caller then runs it eagerly: a graph break at fastaug's boundary)."""
+    b = x.shape[0]
+    if (labels is not None and bboxes is None) or (mask is not None and type(mask) is not torch.Tensor):
+        return None
+    box = point = lab = None
+    if bboxes is not None and (not dynamic_sizes_allowed() or (box := _target_kind(bboxes, b, "BoundingBoxes", True)) is None):
+        return None  # surviving boxes: a data-dependent size; where the graph may not hold one, eager (one break, not two)
+    if keypoints is not None and (point := _target_kind(keypoints, b, "KeyPoints", True)) is None:
+        return None
+    if labels is not None and ((lab := _per_sample(labels, b, None)) is None or any(t.dim() < 1 for t in lab)):
+        return None
+    idx = torch.arange(b, device=x.device) if indices is None else torch.as_tensor(indices, device=x.device)
+    ep = epoch if isinstance(epoch, torch.Tensor) else torch.tensor(epoch, dtype=torch.int64)
+    spec = (mask is not None, None if box is None else box[1], lab is not None, None if point is None else point[1])
+    key = aug._compiled_key
+    image, masks, boxes, out_labels, points, visible = compose_targets_op(
+        x, [] if mask is None else [mask], [] if box is None else box[0], lab or [], [] if point is None else point[0],
+        idx, ep, key, backend, configuration_id(key), _targets_key(spec),
+    )  # fmt: skip
+    canvas = (image.shape[-2], image.shape[-1])
+    out = {"image": image}
+    if mask is not None:
+        out["mask"] = masks[0]
+    if box is not None:
+        out["bboxes"], out["labels"] = _rewrap(boxes, box[1], canvas), out_labels if lab is not None else None
+    if point is not None:
+        out["keypoints"] = _rewrap(points, point[1], canvas)
+        if point[1] == "plain":
+            out["keypoints_visible"] = visible
+    return out
 
 
 @torch.compiler.disable

@@ -250,12 +250,19 @@ class Compose(torch.nn.Module):
         """A call inside a torch.compile region: one custom op where fastaug has one (a plain image batch, with masks or
         without: no graph break), else the call runs eagerly (``compiled.eager``: a break at fastaug's boundary, none
         inside)."""
-        x = inputs[0] if len(inputs) == 1 and image is None else None
-        simple = type(x) is torch.Tensor and not return_record and all(t is None for t in (bboxes, labels, keypoints))
-        if simple and mask is None:
-            return compiled.run(self, x, indices, epoch, backend)
-        if simple and type(mask) is torch.Tensor and x.dim() == 4:
+        keyword = image is not None and not inputs  # aug(image=x, ...): a dict, as albumentations
+        x = image if keyword else (inputs[0] if len(inputs) == 1 and image is None else None)
+        plain = type(x) is torch.Tensor and not return_record
+        no_boxes = all(t is None for t in (bboxes, labels, keypoints))
+        if plain and no_boxes and mask is None:
+            out = compiled.run(self, x, indices, epoch, backend)
+            return {"image": out} if keyword else out
+        if plain and no_boxes and type(mask) is torch.Tensor and x.dim() == 4:
             return compiled.run_with_mask(self, x, mask, indices, epoch, backend)
+        if plain and x.dim() == 4:  # boxes / keypoints (with masks or without): one node where their form allows
+            out = compiled.run_with_targets(self, x, mask, bboxes, labels, keypoints, indices, epoch, backend)
+            if out is not None:
+                return out
         return compiled.eager(self, *inputs, image=image, mask=mask, bboxes=bboxes, labels=labels, keypoints=keypoints,
                               indices=indices, epoch=epoch, return_record=return_record, backend=backend)  # fmt: skip
 

@@ -3,6 +3,7 @@ same output and image gradient as eager."""
 
 import pytest
 import torch
+import tv
 
 import fastaug
 from fastaug import compiled
@@ -223,3 +224,122 @@ def test_other_compose_calls_run_eagerly_with_one_break_at_the_boundary():
     want, _ = step(x)
     torch.testing.assert_close(got, want)
     assert torch.equal(record.replay(x), aug(x))
+
+
+# ------------------------------------------------------------------------------- boxes and keypoints (fastaug::compose_targets)
+
+TV = tv.load()
+
+
+def _target_cases():
+    b = 4
+    boxes = [torch.tensor([[1.0, 2.0, 9.0, 10.0], [3.0, 3.0, 15.0, 12.0], [0.0, 0.0, 2.0, 2.0]])] * b
+    labels = [torch.tensor([1, 2, 3])] * b
+    points = [torch.tensor([[1.0, 2.0], [5.0, 6.0], [15.0, 1.0]])] * b
+    mask = torch.randint(0, 3, (b, 16, 16), generator=torch.Generator().manual_seed(1))
+    cases = {
+        "boxes-labels": dict(bboxes=boxes, labels=labels),
+        "keywords-tensors-mask": dict(image=True, bboxes=torch.stack(boxes), labels=torch.stack(labels), mask=mask),
+        "keypoints": dict(keypoints=points),
+        "boxes-keypoints-float64": dict(bboxes=[x.double() for x in boxes], keypoints=[p.double() for p in points]),
+    }
+    if TV is not None:
+        from torchvision import tv_tensors
+
+        cases["tv-boxes-labels"] = dict(
+            bboxes=[tv_tensors.BoundingBoxes(x, format="XYXY", canvas_size=(16, 16)) for x in boxes], labels=labels
+        )
+        cases["tv-cxcywh-keypoints"] = dict(
+            bboxes=[tv_tensors.BoundingBoxes(x, format="CXCYWH", canvas_size=(16, 16)) for x in boxes],
+            keypoints=[tv_tensors.KeyPoints(p, canvas_size=(16, 16)) for p in points],
+        )
+    return cases
+
+
+TARGET_CASES = _target_cases()
+
+
+def _same(a, b) -> None:
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            _same(u, v)
+    elif a is None:
+        assert b is None
+    else:
+        assert type(a) is type(b) and a.dtype == b.dtype and torch.equal(a, b)
+        for attr in ("format", "canvas_size", "clamping_mode"):
+            assert getattr(a, attr, None) == getattr(b, attr, None)
+
+
+def _target_step(aug, kwargs):
+    kw = dict(kwargs)
+    keyword = kw.pop("image", False)
+
+    def step(x):
+        x = x * 1.0  # a graph before the call, and one after: a break at the call would show
+        out = aug(image=x, **kw) if keyword else aug(x, **kw, indices=torch.tensor([5, 6, 7, 8]), epoch=1)
+        loss = out["image"].square().mean()
+        for name in ("bboxes", "keypoints"):
+            loss = loss + sum(t.sum() for t in out.get(name) or [])
+        return loss, out
+
+    return step
+
+
+@pytest.mark.parametrize("name", sorted(TARGET_CASES))
+def test_image_with_boxes_and_keypoints_compiles_as_one_custom_op(name):
+    """aug(x, bboxes=, labels=, keypoints=, mask=) and aug(image=x, ...) with per-sample lists or [B,N,K] tensors,
+    plain or tv_tensors: one fastaug::compose_targets node, no graph break where the graph may hold data-dependent
+    sizes (the surviving boxes: fullgraph=True or capture_dynamic_output_shape_ops); the same dict as eager (types,
+    tv_tensors metadata on the output canvas, values). Before: one break at fastaug's boundary (compiled.eager)."""
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12, scale=(0.3, 1.0)), fastaug.ColorJitter(0.4), fastaug.RandomHorizontalFlip(),
+                           fastaug.RandomRotation(30)], seed=2, backend="torch")  # fmt: skip
+    step = _target_step(aug, TARGET_CASES[name])
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        explained = torch._dynamo.explain(step)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    want = step(x)
+    torch._dynamo.reset()
+    got = torch.compile(step, backend="eager", fullgraph=True)(x)
+    _same(got, want)
+    if "boxes" in name:
+        assert sum(len(b) for b in want[1]["bboxes"]) < 4 * 3  # some boxes dropped: per-sample sizes differ from the input's
+
+
+def test_boxes_compile_with_the_image_gradient():
+    ops = [fastaug.RandomResizedCrop(12), fastaug.ColorJitter(0.4, 0.4), fastaug.RandomRotation(20)]
+    step = _target_step(fastaug.Compose(ops, seed=2, backend="torch"), TARGET_CASES["boxes-labels"])
+    x = torch.rand(4, 3, 16, 16)
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want = step(xe)
+    want[0].backward()
+    torch._dynamo.reset()
+    got = torch.compile(step, backend="aot_eager", fullgraph=True)(xc)
+    got[0].backward()
+    torch.testing.assert_close(got[0], want[0])
+    _same(got[1]["bboxes"], want[1]["bboxes"])
+    torch.testing.assert_close(xc.grad, xe.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_without_dynamic_sizes_boxes_run_eagerly_and_keypoints_stay_one_node():
+    """Under torch.compile's defaults (no fullgraph, capture_dynamic_output_shape_ops off) dynamo breaks at any op whose
+    output size depends on data: a boxes call runs eagerly (one break, at fastaug's boundary: compiled.eager, as
+    before), a keypoints-only call (sizes as they came) stays one node with no break."""
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.RandomHorizontalFlip()], seed=2, backend="torch")
+    x = torch.rand(4, 3, 16, 16)
+    torch._dynamo.reset()
+    boxes = torch._dynamo.explain(_target_step(aug, TARGET_CASES["boxes-labels"]))(x)
+    assert boxes.graph_break_count == 1 and "disable" in str(boxes.break_reasons[0].reason)
+    torch._dynamo.reset()
+    points = torch._dynamo.explain(_target_step(aug, TARGET_CASES["keypoints"]))(x)
+    assert points.graph_break_count == 0 and points.graph_count == 1
+    step = _target_step(aug, TARGET_CASES["boxes-labels"])
+    torch._dynamo.reset()
+    _same(torch.compile(step, backend="eager")(x), step(x))
