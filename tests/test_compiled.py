@@ -343,3 +343,31 @@ def test_without_dynamic_sizes_boxes_run_eagerly_and_keypoints_stay_one_node():
     step = _target_step(aug, TARGET_CASES["boxes-labels"])
     torch._dynamo.reset()
     _same(torch.compile(step, backend="eager")(x), step(x))
+
+
+def test_keyword_image_call_compiles_to_the_eager_dict():
+    aug = _aug("torch")
+    x = torch.rand(4, 3, 16, 16)
+
+    def step(x):
+        return aug(image=x * 1.0)
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    torch._dynamo.reset()
+    _same(torch.compile(step, backend="aot_eager", fullgraph=True)(x), step(x))
+
+
+def test_targets_custom_op_opcheck():
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12), fastaug.RandomRotation(20)], seed=2, backend="torch")
+    key = aug._compiled_key
+    boxes = [torch.tensor([[1.0, 2.0, 9.0, 10.0], [0.0, 0.0, 2.0, 2.0]])] * 2
+    spec = compiled._targets_key((True, "plain", True, "plain"))
+    x, mask, labels, points = torch.rand(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)), [torch.tensor([1, 2])] * 2, [torch.ones(1, 2)] * 2
+    args = (x, [mask], boxes, labels, points, torch.arange(2), torch.tensor(0), key, "torch", compiled.configuration_id(key), spec)
+    out = compiled.compose_targets_op(*args)
+    want = aug(x, mask=mask, bboxes=boxes, labels=labels, keypoints=points, indices=torch.arange(2))
+    _same(list(out), [want["image"], [want["mask"]], want["bboxes"], want["labels"], want["keypoints"], want["keypoints_visible"]])
+    checks = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(compiled.compose_targets_op, args, test_utils=checks)
