@@ -325,3 +325,33 @@ def test_augment_feeds_the_engine_planar_and_gives_the_engines_pixels_interleave
         want = policy()(x, indices=torch.tensor(ks), epoch=0, backend="numba")
     assert got.shape == (5, 13, 17, channels + alpha) and got.flags.c_contiguous
     assert np.array_equal(got, want.permute(0, 2, 3, 1).numpy())
+
+
+def test_committer_renames_complete_synced_files_with_opens_mode_and_reports_a_failed_sync(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    committer = S._Committer(limit=2)
+    for i in range(5):
+        committer.write(tmp_path / f"f{i}.png", bytes([i]) * 1000)
+    committer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{i}.png" for i in range(5)]  # no temporaries left
+    assert (tmp_path / "f3.png").read_bytes() == bytes([3]) * 1000
+    assert stat.S_IMODE((tmp_path / "f0.png").stat().st_mode) == 0o666 & ~S._umask()
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    committer = S._Committer()
+    committer.write(tmp_path / "g.png", b"x")
+    committer.close()
+    assert len(synced) == 1  # made durable before the rename
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    committer = S._Committer()
+    committer.write(tmp_path / "h.png", b"x")
+    with pytest.raises(OSError, match="Input/output"):
+        committer.close()
+    assert not (tmp_path / "h.png").exists() and not list(tmp_path.glob(".*.tmp"))

@@ -158,21 +158,21 @@ def test_many_failed_outputs_are_warned_ten_at_a_time(folder, tmp_path):
 def test_a_write_error_fails_its_output_but_a_full_disk_stops_the_run(folder, tmp_path, monkeypatch):
     import errno
 
-    write = S.write_bytes
+    write = S._Committer.write
 
     def refuse(code):
-        def write_bytes(path, data):
+        def write_bytes(self, path, data):
             if "b_" in path.name:
                 raise OSError(code, os.strerror(code), str(path))
-            write(path, data)
+            write(self, path, data)
 
         return write_bytes
 
-    monkeypatch.setattr(S, "write_bytes", refuse(errno.EACCES))
+    monkeypatch.setattr(S._Committer, "write", refuse(errno.EACCES))
     with pytest.warns(S.FailedOutputWarning, match="cat/b_0000001.png: .*Permission denied"):
         summary = synth(folder, tmp_path / "out", 6)
     assert (summary.written, summary.skipped, summary.failed) == (4, 0, 2)
-    monkeypatch.setattr(S, "write_bytes", refuse(errno.ENOSPC))
+    monkeypatch.setattr(S._Committer, "write", refuse(errno.ENOSPC))
     with pytest.raises(OSError, match="No space left"):
         synth(folder, tmp_path / "full", 6)
 
