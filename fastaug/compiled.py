@@ -360,9 +360,18 @@ def _per_sample(value, b: int, kind: str | None):
     return None
 
 
+@torch._dynamo.assume_constant_result
+def tv_targets_allowed() -> bool:
+    """Whether tv_tensors targets may go into the node: torch's first-run check of custom ops' aliasing
+    (``torch._functorch.config.check_custom_op_aliasing``, on by default) fails on any graph input that is a
+    ``__torch_function__`` subclass (tv_tensors are) in a graph holding a custom op (aot_eager, inductor); with it on,
+    such calls run eagerly (one break at fastaug's boundary)."""
+    return not getattr(torch._functorch.config, "check_custom_op_aliasing", False)
+
+
 def _target_kind(value, b: int, typed: str, float_only: bool):
     """(per-sample tensors as the op takes them, their kind for the spec) or None."""
-    for kind in (None, typed):
+    for kind in (None, typed) if tv_targets_allowed() else (None,):
         found = _per_sample(value, b, kind)
         if found is not None and (not float_only or all(t.is_floating_point() for t in found)):
             if kind is None:
