@@ -252,7 +252,7 @@ class Compose(torch.nn.Module):
         inside)."""
         keyword = image is not None and not inputs  # aug(image=x, ...): a dict, as albumentations
         x = image if keyword else (inputs[0] if len(inputs) == 1 and image is None else None)
-        plain = type(x) is torch.Tensor and not return_record
+        plain = type(x) is torch.Tensor and not return_record and not self._learning()
         no_boxes = all(t is None for t in (bboxes, labels, keypoints))
         if plain and no_boxes and mask is None:
             out = compiled.run(self, x, indices, epoch, backend)
@@ -265,6 +265,14 @@ class Compose(torch.nn.Module):
                 return out
         return compiled.eager(self, *inputs, image=image, mask=mask, bboxes=bboxes, labels=labels, keypoints=keypoints,
                               indices=indices, epoch=epoch, return_record=return_record, backend=backend)  # fmt: skip
+
+    def _learning(self) -> bool:
+        """A transform holds parameters that want gradients (``fastaug.learn``): the custom ops give the image's only,
+        so such a call runs eagerly inside a compiled region (a break at the boundary), where its magnitudes get them."""
+        if not torch.is_grad_enabled():
+            return False
+        modules = [t for t in self.transforms if isinstance(t, torch.nn.Module)]
+        return any(p.requires_grad for m in modules for p in m.parameters())
 
     def _run(self, image: torch.Tensor, indices, epoch, backend: str, calls: list[Call] | None = None):
         """The image (plain, tv Image or Video) through one Plan -> (output of the same type, calls, plan, record);

@@ -17,7 +17,18 @@ def constant(values, dtype: torch.dtype, device: torch.device | str) -> torch.Te
     key = (repr(values), dtype, torch.device(device))
     t = _CACHE.get(key)
     if t is None:
-        t = _CACHE[key] = torch.tensor(values, dtype=dtype, device=device)
+        t = cached(key, lambda: torch.tensor(values, dtype=dtype, device=device))
+    return t
+
+
+def cached(key: tuple, build) -> torch.Tensor:
+    """The tensor ``build()`` returns, built once per ``key`` (hashable; it must name the values, dtype and device) and
+    shared like :func:`constant`. Built outside ``inference_mode`` (an inference tensor could never be saved for a
+    backward later)."""
+    t = _CACHE.get(key)
+    if t is None:
+        with torch.inference_mode(False):
+            t = _CACHE[key] = build()
     return t
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastaug.constants import constant
+from fastaug.constants import cached
 from fastaug.ops.counter import MASK as _MASK
 from fastaug.ops.counter import mix as _mix
 from fastaug.ops.counter import mix_int as _mix_int
@@ -134,18 +134,22 @@ class Layout:
         widest = dict(self.segments)
         for slot, n in draws:
             widest[slot] = max(n, widest.get(slot, 0))
-        return Layout(tuple(widest.items()))
+        return Layout(tuple((slot, n) for slot, n in widest.items() if n > 0))
 
     def table(self, b: int, device: torch.device) -> torch.Tensor:
         """int64 [4, columns] on ``device`` (cached): per column its slot, j, flat position at b = 0 and row stride."""
-        rows: tuple[list[int], ...] = ([], [], [], [])
-        start = 0
-        for slot, n in self.segments:
-            for j in range(n):
-                for row, v in zip(rows, (slot & _MASK, j, start + j, n), strict=True):
-                    row.append(v)
-            start += b * n
-        return constant(rows, torch.int64, device)
+
+        def build() -> torch.Tensor:
+            rows: tuple[list[int], ...] = ([], [], [], [])
+            start = 0
+            for slot, n in self.segments:
+                for j in range(n):
+                    for row, v in zip(rows, (slot & _MASK, j, start + j, n), strict=True):
+                        row.append(v)
+                start += b * n
+            return torch.tensor(rows, dtype=torch.int64, device=device)
+
+        return cached(("draw table", self.segments, b, torch.device(device)), build)
 
 
 @dataclass
@@ -171,6 +175,8 @@ class Bank:
         """The banked draw [B, n] (hashes, or uniforms), or None (recorded in ``missed`` when the key is this bank's)."""
         if indices is not self.indices or not _same(seed, self.seed) or not _same(epoch, self.epoch):
             return None
+        if n <= 0:
+            return None  # nothing to draw: the plain path makes the empty tensor
         start, width = self._where.get(slot, (0, 0))
         if n > width or self.hashes is None:
             self.missed.append((slot, n))

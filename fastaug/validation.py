@@ -92,6 +92,7 @@ def per_sample(
     if isinstance(value, bool) or (value is None):
         raise TypeError(f"{name} must be a number or a tensor, got {value!r}")
     if isinstance(value, numbers.Number):
+        _check_numbers([value], name, lo, hi, integer)  # host numbers: checked on every device
         t = torch.full((b,) if width is None else (b, width), float(value), dtype=torch.float64, device=device)
     elif (
         isinstance(value, (list, tuple))
@@ -99,6 +100,7 @@ def per_sample(
         and len(value) == width
         and all(isinstance(v, numbers.Number) for v in value)
     ):
+        _check_numbers(value, name, lo, hi, integer)
         t = constant([float(v) for v in value], torch.float64, device).expand(b, width)
     elif isinstance(value, torch.Tensor):
         if value.is_complex() or value.dtype == torch.bool:
@@ -129,6 +131,24 @@ def per_sample(
     if integer:
         _check(d == torch.round(d), f"{name} must hold integers", TypeError)
     return t
+
+
+def _check_numbers(values, name: str, lo: float | None, hi: float | None, integer: bool) -> None:
+    """:func:`per_sample`'s checks of host numbers (the same messages as its tensor checks), on any device."""
+    for v in values:
+        if isinstance(v, complex) or isinstance(v, bool):
+            raise TypeError(f"{name} must be a real number, got {v!r}")
+        v = float(v)
+        if math.isnan(v):
+            raise ValueError(f"{name} contains NaN")
+        if math.isinf(v):
+            raise ValueError(f"{name} contains inf (values must be finite)")
+        if lo is not None and v < lo:
+            raise ValueError(f"{name} must be >= {lo}")
+        if hi is not None and v > hi:
+            raise ValueError(f"{name} must be <= {hi}")
+        if integer and v != round(v):
+            raise TypeError(f"{name} must hold integers")
 
 
 _KEY_MAX = 2**32 - 1  # the hash keys an epoch by its low 32 bits: larger (or negative) epochs would alias

@@ -48,3 +48,26 @@ def test_records_and_boxes_run_eagerly_breaking_only_at_the_boundary():
     want, _ = step(x)
     torch.testing.assert_close(got, want)
     assert torch.equal(record.replay(x), aug(x))
+
+
+def test_learnable_magnitudes_get_gradients_in_a_compiled_step():
+    """A Compose with parameters that want gradients runs eagerly in the compiled region: the magnitudes' gradient is
+    the eager one (the custom op would give the image's only and leave them None)."""
+    from fastaug.learn import DifferentiableAugment
+
+    x = torch.rand(4, 3, 16, 16)
+    grads = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        augment = DifferentiableAugment(num_ops=2, identity=0.2, magnitude=0.4)
+        aug = fastaug.Compose([augment], seed=1, backend="torch")
+
+        def step(x, aug=aug):
+            return aug(x, epoch=1).square().mean()
+
+        fn = torch.compile(step, backend="aot_eager") if compiled else step
+        torch._dynamo.reset()
+        fn(x).backward()
+        grads.append(augment.magnitudes.grad)
+    assert grads[1] is not None and torch.allclose(grads[0], grads[1])
+    assert bool((grads[0] != 0).any())

@@ -31,7 +31,8 @@ class ColorCall(Call):
     max_segments: int = 0  # a SUPERPIXELS call: the most segments a sample may ask for
     segment_size: int = 0  # a SUPERPIXELS call: segmentation on a copy at most this large (0: full resolution)
     mask_value: float | None = None  # a PIXEL_DROPOUT call: painted into masks at the dropped pixels (None: untouched)
-    permutation: object | None = None  # calls sharing this token hold distinct codes per sample (ColorJitter's order)
+    # calls sharing this token hold distinct codes per sample (ColorJitter's order); not part of a call's value
+    permutation: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
