@@ -229,7 +229,8 @@ def _synth_parser(sub) -> None:
                         "(default: the cores per worker)")  # fmt: skip
     s.add_argument("--cache-mb", type=int, default=512,
                    help="decoded source images kept in memory per worker, in MiB: each source is decoded once while they fit "
-                        "(0: decoded again for every shard) (default: 512)")  # fmt: skip
+                        "(0: only those of the read-ahead are kept; with --workers / --ray-address decoded again for every shard) "
+                        "(default: 512)")  # fmt: skip
     s.add_argument("--backend", default="auto", choices=["auto", "torch", "numba", "triton"], help="engine backend (default: auto)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar (default: a progress bar on stderr)")
     s.add_argument("--debug", action="store_true", help="show Python tracebacks on errors (default: one line)")

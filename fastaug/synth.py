@@ -6,8 +6,11 @@ disk and writes exactly the files a clean run would, and any number of workers (
 write the same bytes. Labels come from the input's folders (``DIR/<label>/<image>``).
 
 The outputs ``0 <= k < count`` are cut into ranges of ``shard_size`` (``[0, S), [S, 2S), ...``): a range is the unit
-of work a worker takes, and of a shard format, one shard. Within a range, decode threads read the sources ahead
-(about 128 MiB of decoded pixels), images of one size and channel count gather into a batch (a batch runs when it
+of work a worker takes, and of a shard format, one shard. A worker runs the ranges it is given in order through one
+pipeline (a local process or a Ray task gets one range at a time; a single-process run gets all of them): its engine
+goes on with the next range's images while a range's last outputs are encoded and its shard closed, so no core idles
+at a range's end (a batch may hold outputs of two ranges: output ``k`` depends on ``k`` only). Decode threads read the
+sources ahead (about 128 MiB of decoded pixels), images of one size and channel count gather into a batch (a batch runs when it
 holds ``batch`` images or 64 MiB of pixels, when too many images wait, or, with an engine thread idle, when the next
 source is still decoding and it holds ``batch / 8``: memory stays flat and the engine busy), engine threads augment
 batches side by side (one per core of the worker, each call on one thread: torch's thread count is 1 meanwhile;
@@ -21,7 +24,8 @@ torch's OpenMP threads, which spun on the cores the numba kernels needed (measur
 Decoded sources are cached: every range uses the same sources again (output ``k`` uses source ``k % n``), so a worker
 process keeps the decoded images of one run in memory, least recently used dropped beyond ``cache_mb`` (default 512
 MiB per worker; sources that do not all fit are decoded again when they come round). Each source is decoded once
-per worker instead of once per range. Formats:
+per worker process instead of once per range (within one pipeline, the read-ahead also keeps the sources it holds).
+Formats:
 
 - ``png`` / ``jpeg`` / ``webp``: ``out/<label>/<source>_<k>.<ext>``, one file per output;
 - ``tar`` / ``npy``: one shard per range (``fastaug.shards``: WebDataset-style tar, or raw uint8 with an index).
@@ -575,20 +579,55 @@ def _augment(job: Job, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -
     return out
 
 
+class _Range:
+    """One range of outputs in the pipeline: its sink (files or a shard), its result, the outputs not yet settled."""
+
+    __slots__ = ("unit", "sink", "result", "on_written", "pending")
+
+    def __init__(self, job: Job, unit: tuple[int, int], on_written):
+        self.unit, self.on_written = unit, on_written
+        self.sink = (_Shard if job.options.sharded else _Files)(job, *unit)
+        self.result = {"written": 0, "skipped": 0, "unreadable": {}, "failed": 0, "failures": {}}
+        self.pending = len(self.sink.todo)  # outputs to write, skip or fail: the range is done at 0
+
+
+def run_units(job: Job, units: list[tuple[int, int]], reporter=None, on_done=None) -> None:
+    """Write the outputs of ``units`` (ranges ``(start, end)``) not yet done, in order, through one pipeline: the engine
+    goes on with the next range's images while a range's last outputs are encoded and its shard closed (no idle cores
+    at a range's end). ``reporter(start)``: the range's ``on_written`` callback (or None); ``on_done(unit, result)``
+    once a range is finished (its files in place, its shard and index written), ``result`` as :func:`run_unit`'s."""
+    opened: list[_Range] = []
+
+    def ranges():
+        for unit in units:
+            rng = _Range(job, unit, reporter(unit[0]) if reporter else None)
+            if not rng.pending:
+                if on_done:
+                    on_done(unit, rng.result)
+                continue
+            opened.append(rng)
+            yield rng
+
+    def finish(rng: _Range) -> None:
+        opened.remove(rng)
+        rng.sink.close()  # a shard that fails to close removes its temporary itself
+        if on_done:
+            on_done(rng.unit, rng.result)
+
+    try:
+        _pipeline(job, ranges(), finish)
+    except BaseException:
+        for rng in opened:
+            rng.sink.abort()
+        raise
+
+
 def run_unit(job: Job, start: int, end: int, on_written=None) -> dict:
     """Write the outputs ``start <= k < end`` not yet done; returns ``{"written", "skipped", "unreadable", "failed",
     "failures"}`` (see :class:`Summary`)."""
-    sink = (_Shard if job.options.sharded else _Files)(job, start, end)
-    result = {"written": 0, "skipped": 0, "unreadable": {}, "failed": 0, "failures": {}}
-    if not sink.todo:
-        return result
-    try:
-        _pipeline(job, sink, result, on_written)
-    except BaseException:
-        sink.abort()
-        raise
-    sink.close()
-    return result
+    done: list[dict] = []
+    run_units(job, [(start, end)], lambda _: on_written, lambda unit, result: done.append(result))
+    return done[0]
 
 
 class _Failed:
@@ -615,12 +654,12 @@ class _Output:
         return self.batch.result()[self.k].result()
 
 
-def _pipeline(job: Job, sink, result: dict, on_written) -> None:
+def _pipeline(job: Job, ranges, finish) -> None:
     threads = torch.get_num_threads()
     if job.engine_threads > 1:
         torch.set_num_threads(1)  # batches run side by side, one thread each (see Job.engine_threads)
     try:
-        _stages(job, sink, result, on_written)
+        _stages(job, ranges, finish)
     finally:
         torch.set_num_threads(threads)
 
@@ -628,8 +667,11 @@ def _pipeline(job: Job, sink, result: dict, on_written) -> None:
 BATCH_BYTES = 64 << 20  # a batch runs when it holds --batch images or this many bytes of pixels (large photos)
 
 
-def _stages(job: Job, sink, result: dict, on_written) -> None:
+def _stages(job: Job, ranges, finish) -> None:
+    """The pipeline over the outputs of ``ranges`` (:class:`_Range` s, in order); ``finish(range)`` once all its outputs
+    are settled. Batches may hold the images of two ranges (outputs depend on ``k`` only)."""
     batch = job.batch
+    raw = job.options.codec is None  # npy: the pixels themselves go to the shard
     lookahead, max_waiting, small = 2 * batch, 2 * batch, max(1, batch // 8)
     max_encoding = (job.engine_threads + 1) * batch + 4 * job.encode_threads
     with (
@@ -640,10 +682,11 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
         decoder = _Decoder(job, dpool, entries=max(lookahead, 16))
         seen = [0, 0]  # decoded images taken so far, their bytes: the read-ahead holds about 2 * BATCH_BYTES of them
         ahead: deque = deque()  # (k, decode future) in k order
-        todo = iter(sink.todo)
+        todo = ((rng, k) for rng in ranges for k in rng.sink.todo)
+        range_of: dict[int, _Range] = {}  # k -> its range, from read-ahead until settled
         buckets: dict[tuple, list] = {}  # (shape, alpha?) -> [(k, color, alpha)]
         bucket_of: dict[int, tuple] = {}
-        order: deque = deque()  # ks in k order, not yet accepted (None: skipped)
+        order: deque = deque()  # ks in k order, not yet accepted (skipped ones are settled at once)
         encoding: dict[int, object] = {}
         running: list = []  # futures of the batches on the engine threads
 
@@ -651,12 +694,20 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
             limit = lookahead if not seen[1] else min(lookahead, max(2 * job.decode_threads, 2 * BATCH_BYTES * seen[0] // seen[1]))
             decoder.entries = max(limit, 16)  # the decoded images it keeps: as many as the read-ahead
             while len(ahead) < limit:
-                k = next(todo, None)
-                if k is None:
+                item = next(todo, None)
+                if item is None:
                     return
-                ahead.append((k, decoder.get(k)))
+                range_of[item[1]] = item[0]
+                ahead.append((item[1], decoder.get(item[1])))
 
-        def encode(k: int, img: np.ndarray):  # on an encode thread: the payload, or _Failed (see the module docstring)
+        def settled(rng: _Range) -> None:
+            if rng.on_written:
+                rng.on_written(1)
+            rng.pending -= 1
+            if not rng.pending:
+                finish(rng)
+
+        def encode(sink, k: int, img: np.ndarray):  # on an encode thread: the payload, or _Failed (see the module docstring)
             try:
                 return sink.encode(k, img)
             except Exception as e:
@@ -664,15 +715,15 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
                     raise
                 return _Failed(e)
 
-        def augment(items) -> dict:  # on an engine thread: k -> the output's (encoding) future
+        def augment(items, sinks) -> dict:  # on an engine thread: k -> the output's (encoding) future
             y = _augment(job, items)
-            return {k: _Ready(img) if sink.raw else epool.submit(encode, k, img) for (k, _, _), img in zip(items, y)}
+            return {k: _Ready(img) if raw else epool.submit(encode, sink, k, img) for (k, _, _), img, sink in zip(items, y, sinks)}
 
         def run(key):
             items = buckets.pop(key)
             for k, _, _ in items:
                 del bucket_of[k]
-            f = xpool.submit(augment, items)
+            f = xpool.submit(augment, items, [range_of[k].sink for k, _, _ in items])
             running[:] = [*(r for r in running if not r.done()), f]  # finished batches let go (their outputs too)
             for k, _, _ in items:
                 encoding[k] = _Output(f, k)
@@ -702,18 +753,18 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
                 payload = f.result()
                 del encoding[k]
                 order.popleft()
+                rng = range_of.pop(k)
                 if isinstance(payload, _Failed):
                     reason = str(payload.error) or type(payload.error).__name__
                     if job.strict:
-                        raise FailedOutput(f"could not write {sink.name(k)}: {reason}") from payload.error
-                    sink.fail(k)
-                    result["failed"] += 1
-                    result["failures"][sink.name(k)] = reason
+                        raise FailedOutput(f"could not write {rng.sink.name(k)}: {reason}") from payload.error
+                    rng.sink.fail(k)
+                    rng.result["failed"] += 1
+                    rng.result["failures"][rng.sink.name(k)] = reason
                 else:
-                    sink.accept(k, payload)
-                    result["written"] += 1
-                if on_written:
-                    on_written(1)
+                    rng.sink.accept(k, payload)
+                    rng.result["written"] += 1
+                settled(rng)
 
         read_ahead()
         while ahead:
@@ -726,12 +777,11 @@ def _stages(job: Job, sink, result: dict, on_written) -> None:
             except IF.UnreadableImage as e:
                 if job.strict:
                     raise
-                result["skipped"] += 1
-                result["unreadable"][e.path] = e.reason
-                sink.skip(k)
-                order.append(None)
-                if on_written:
-                    on_written(1)
+                rng = range_of.pop(k)
+                rng.result["skipped"] += 1
+                rng.result["unreadable"][e.path] = e.reason
+                rng.sink.skip(k)
+                settled(rng)
                 continue
             size = color.nbytes + (alpha.nbytes if alpha is not None else 0)
             seen[0] += 1
@@ -1061,8 +1111,7 @@ def synthesize(
             collect(unit, r)
     else:
         try:
-            for a, b in units:
-                collect((a, b), run_unit(job, a, b, _Reporter(lambda item: report(*item), a)))
+            run_units(job, units, lambda a: _Reporter(lambda item: report(*item), a), collect)
         finally:
             _SOURCES.drop(job.run)
     summary.seconds = time.perf_counter() - t0

@@ -192,9 +192,21 @@ def test_sources_are_decoded_once_per_run_and_the_cache_changes_no_byte(folder, 
         S.synthesize(S.folder_sources(folder), out, 12, policy(), {"seed": 0}, batch=4, backend="numba", progress=False, options=opts,
                      cache_mb=cache_mb)  # fmt: skip
         trees.append(tree(out))
-        assert len(decoded) == (3 if cache_mb else 9)  # 3 sources; 3 ranges of 4 outputs each use all of them
-    assert trees[0] == trees[1]
+        assert len(decoded) == 3  # 3 sources; one process runs its 3 ranges through one pipeline: its read-ahead keeps them
     assert not S._SOURCES.items  # the driver forgets the run's images at the end
+    for cache_mb in (512, 0):  # a worker process runs ranges one by one: the process's cache keeps the sources between them
+        decoded.clear()
+        out = tmp_path / f"worker{cache_mb}"
+        job = S.Job(S.folder_sources(folder), str(out), 12, policy(), opts, 4, "numba", cache_bytes=cache_mb << 20, run=f"r{cache_mb}")
+        out.mkdir()
+        for a in range(0, 12, 4):
+            assert S.run_unit(job, a, a + 4)["written"] == 4
+        S._write_manifest(job)
+        trees.append(tree(out))
+        assert len(decoded) == (3 if cache_mb else 9)  # 3 ranges of 4 outputs each use all 3 sources
+        S._SOURCES.drop(job.run)
+    assert trees[0] == trees[1] and all({k: v for k, v in t.items() if k != "synth.json"} ==
+                                        {k: v for k, v in trees[0].items() if k != "synth.json"} for t in trees[2:])  # fmt: skip
     with pytest.raises(ValueError, match="cache-mb"):
         run(folder, tmp_path / "o", 2, cache_mb=-1)
 
@@ -355,3 +367,24 @@ def test_committer_renames_complete_synced_files_with_opens_mode_and_reports_a_f
     with pytest.raises(OSError, match="Input/output"):
         committer.close()
     assert not (tmp_path / "h.png").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_one_process_runs_its_ranges_through_one_pipeline_batches_spanning_ranges_same_bytes(folder, tmp_path, monkeypatch):
+    """The engine goes on with the next range's images while a range closes: a batch may hold two ranges' outputs; the
+    shards are the bytes of ranges run one by one (as a worker process runs them)."""
+    opts = S.Options("npy", shard_size=5)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    job = S.Job(S.folder_sources(folder), str(ref), 13, policy(), opts, 8, "numba")
+    for a, b in job.units():
+        S.run_unit(job, a, b)
+    S._write_manifest(job)
+    batches = []
+    augment = S._augment
+    monkeypatch.setattr(S, "_augment", lambda job, items: batches.append([k for k, _, _ in items]) or augment(job, items))
+    summary = S.synthesize(S.folder_sources(folder), tmp_path / "one", 13, policy(), {"seed": 0}, batch=8, backend="numba",
+                           progress=False, options=opts)  # fmt: skip
+    assert summary.written == 13 and sorted(k for b in batches for k in b) == list(range(13))
+    assert any(len({k // 5 for k in b}) > 1 for b in batches)  # a batch held outputs of two ranges
+    got, want = tree(tmp_path / "one"), tree(ref)
+    assert {k: v for k, v in got.items() if k != S.SETTINGS} == want
