@@ -102,13 +102,19 @@ def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _factor(
-    img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, straight_through=False, **rng_kw
+    img, value, name: str, channels: tuple[int, ...] | None, op: Op, fname: str, backend: str, straight_through=False,
+    nan_skips: bool = False, **rng_kw,
 ):
+    """A one-value color op. ``nan_skips``: a device NaN leaves its sample unchanged (an op whose range holds no
+    identity: solarize), else it becomes the value ``neutral`` (the factor's identity: 1; hue 0, bits 8)."""
     b, c, _, _, dev = _batch(img)
     if channels is not None:
         channels_for(c, channels, fname)
-    f = per_sample(value, b, name, dev, **rng_kw)  # a device NaN: the factor's identity (1; hue, bits, threshold: 0)
-    return _color(img, fname, op, {name: f}, [f] + _straight_through(straight_through, b, dev), backend)
+    extra = {}
+    if nan_skips and isinstance(value, torch.Tensor) and not checks_values(value) and value.numel() in (1, b):
+        extra["applied"] = ~torch.isnan(value.detach()).reshape(-1).expand(b)
+    f = per_sample(value, b, name, dev, **rng_kw)
+    return _color(img, fname, op, {name: f}, [f] + _straight_through(straight_through, b, dev), backend, **extra)
 
 
 def _straight_through(flag: bool, b: int, dev) -> list[torch.Tensor]:
@@ -203,7 +209,8 @@ def posterize(img: torch.Tensor, bits, *, straight_through: bool = False, backen
 
 def solarize(img: torch.Tensor, threshold, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
     """Invert values >= ``threshold`` (in the image's value range; ``straight_through``: identity gradient)."""
-    return _factor(img, threshold, "threshold", None, Op.SOLARIZE, "solarize", backend, straight_through, lo=0.0, hi=_bound(img))
+    return _factor(img, threshold, "threshold", None, Op.SOLARIZE, "solarize", backend, straight_through, nan_skips=True, lo=0.0,
+                   hi=_bound(img))  # fmt: skip
 
 
 def equalize(img: torch.Tensor, *, straight_through: bool = False, backend: str = "auto") -> torch.Tensor:
@@ -256,7 +263,7 @@ def gaussian_blur_call(cv: Canvas, kernel_size, sigma=None, dtype: torch.dtype =
             raise ValueError(f"sigma as a 1-D tensor holds one value per sample ([{b}]); (x, y) pairs go as [B, 2], "
                              f"got {list(sigma.shape)}")
         sigma = sigma.unsqueeze(1).expand(b, 2)  # one sigma per sample, for both axes
-    sig = _positive(per_sample(sigma, b, "sigma", dev, width=2, lo=0.0, neutral=1.0), "sigma")
+    sig = _positive(per_sample(sigma, b, "sigma", dev, width=2, lo=0.0), "sigma")  # a device NaN: 1e-6, the near-identity
     pdtype = torch.float64 if dtype == torch.float64 else torch.float32
     params = torch.stack([sig[:, 0], sig[:, 1], torch.zeros_like(sig[:, 0])], 1)
     kwargs = {"kernel_size": list(ks), "sigma": sig}
@@ -524,8 +531,8 @@ def salt_and_pepper(
 
 
 def multiplicative_noise_call(cv: Canvas, low, high, per_channel: bool, keys: torch.Tensor) -> ColorCall:
-    lo = per_sample(low, cv.b, "low", cv.device, lo=0.0)
-    hi = per_sample(high, cv.b, "high", cv.device, lo=0.0)
+    lo = per_sample(low, cv.b, "low", cv.device, lo=0.0, neutral=1.0)  # a device NaN: factor 1, the identity
+    hi = per_sample(high, cv.b, "high", cv.device, lo=0.0, neutral=1.0)
     _check(lo <= hi, "low must be <= high")
     if not checks_values(hi):  # the device rule (fastaug.validation): high below low is low
         hi = torch.maximum(lo, hi)

@@ -17,6 +17,7 @@ import torch
 
 from fastaug import engine
 from fastaug.compiler import compile_plan
+from fastaug.constants import constant
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ColorCall, GeometricCall, RectCall
 from fastaug.ops.catalogue import decode_dropout_mode
@@ -65,63 +66,70 @@ def _as_list(x, b: int, name: str, width: int | None) -> list[torch.Tensor]:
     return out
 
 
-def _map_points(fwd: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    p = pts.to(torch.float64)
-    h = torch.cat([p, torch.ones_like(p[:, :1])], 1) @ fwd.T
-    return h[:, :2] / h[:, 2:3]
+def _map_points(fwd: torch.Tensor, points: list[torch.Tensor], displacement=None) -> list[torch.Tensor]:
+    """Each sample's points [N_i,2] through its continuous forward map ``fwd`` [B,3,3] (float64), on ``fwd``'s device
+    (all samples at once: no host copy), then :func:`_undisplace` d; float64 results, split per sample."""
+    sizes = [p.shape[0] for p in points]  # host shapes
+    cat, sample = _cat_by_sample(points, fwd.device)
+    m = fwd[sample]  # [N,3,3]
+    x, y = cat[:, 0:1], cat[:, 1:2]
+    h = m[:, :, 0] * x + m[:, :, 1] * y + m[:, :, 2]  # [N,3]: (X', Y', W')
+    mapped = _undisplace(h[:, :2] / h[:, 2:3], sample, displacement)
+    return list(mapped.split(sizes))
 
 
-def _undisplace(points: torch.Tensor, disp: torch.Tensor | None) -> torch.Tensor:
-    """Elastic's approximate inverse (torchvision's): the displacement [Ho,Wo,2] at the point's pixel, subtracted."""
+def _undisplace(points: torch.Tensor, sample: torch.Tensor, disp: torch.Tensor | None) -> torch.Tensor:
+    """Elastic's approximate inverse (torchvision's): the displacement [B,Ho,Wo,2] at the point's pixel, subtracted."""
     if disp is None:
         return points
-    h, w = disp.shape[:2]
+    h, w = disp.shape[1:3]
     ix = torch.floor(points[:, 0]).clamp(0, w - 1).long()
     iy = torch.floor(points[:, 1]).clamp(0, h - 1).long()
-    return points - disp[iy, ix].to(points.dtype)
+    return points - disp.detach()[sample, iy, ix].to(points.dtype)
 
 
 def transform_boxes(boxes, labels, matrix64: torch.Tensor, out_size: tuple[int, int], min_size: float = 1e-3, displacement=None):
     """xyxy boxes per sample -> (boxes, labels) lists: corners mapped, clipped, degenerate dropped. ``displacement``
-    [B,Ho,Wo,2]: an elastic distortion's (each corner moved by :func:`_undisplace`)."""
+    [B,Ho,Wo,2]: an elastic distortion's (each corner moved by :func:`_undisplace`). The mapping runs on the matrix's
+    device; dropping boxes (``min_size`` >= 0) reads which survive (a variable size: a device read on a GPU)."""
     b = matrix64.shape[0]
     boxes = _as_list(boxes, b, "bboxes", 4)
     labels = None if labels is None else _as_list(labels, b, "labels", None)
-    fwd = G.continuous_forward(matrix64).cpu()
-    h, w = out_size
-    out_boxes, out_labels = [], []
-    for i in range(b):
-        bx = boxes[i]
+    for i, bx in enumerate(boxes):
         if labels is not None and labels[i].shape[0] != bx.shape[0]:
             raise ValueError(f"sample {i}: {bx.shape[0]} boxes but {labels[i].shape[0]} labels")
-        x0, y0, x1, y1 = bx.to(torch.float64).cpu().unbind(1)
-        corners = torch.stack(
-            [torch.stack([x0, y0], 1), torch.stack([x1, y0], 1), torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1
-        )
-        mapped = _map_points(fwd[i], corners.reshape(-1, 2))
-        mapped = _undisplace(mapped, None if displacement is None else displacement[i].detach().cpu()).reshape(-1, 4, 2)
-        lo, hi = mapped.amin(1), mapped.amax(1)
-        lo = torch.stack([lo[:, 0].clamp(0, w), lo[:, 1].clamp(0, h)], 1)
-        hi = torch.stack([hi[:, 0].clamp(0, w), hi[:, 1].clamp(0, h)], 1)
+    order = constant([0, 1, 2, 1, 2, 3, 0, 3], torch.int64, matrix64.device)  # the 4 corners (x0 y0, x1 y0, x1 y1, x0 y1)
+    corners = [bx.to(device=order.device, dtype=torch.float64).index_select(1, order).reshape(-1, 2) for bx in boxes]
+    fwd = G.continuous_forward(matrix64)
+    h, w = out_size
+    bound = constant([float(w), float(h)], torch.float64, fwd.device)  # the frame: x in [0, W], y in [0, H]
+    out_boxes, out_labels = [], []
+    for bx, mapped, lab in zip(boxes, _map_points(fwd, corners, displacement), labels or [None] * b, strict=True):
+        mapped = mapped.reshape(-1, 4, 2)
+        lo = torch.minimum(torch.clamp(mapped.amin(1), min=0), bound)
+        hi = torch.minimum(torch.clamp(mapped.amax(1), min=0), bound)
+        out = torch.cat([lo, hi], 1).to(bx.dtype if bx.is_floating_point() else torch.float32).to(bx.device)
+        if min_size < 0:  # nothing to drop: no read of the device
+            out_boxes.append(out)
+            out_labels.append(None if lab is None else lab.clone())  # fresh outputs, as when boxes are dropped
+            continue
         keep = ((hi - lo) > min_size).all(1)
-        out_boxes.append(torch.cat([lo, hi], 1)[keep].to(bx.dtype if bx.is_floating_point() else torch.float32).to(bx.device))
-        if labels is not None:
-            out_labels.append(labels[i][keep.to(labels[i].device)])
+        out_boxes.append(out[keep.to(out.device)])
+        out_labels.append(None if lab is None else lab[keep.to(lab.device)])
     return out_boxes, (out_labels if labels is not None else None)
 
 
 def transform_keypoints(keypoints, matrix64: torch.Tensor, out_size: tuple[int, int], displacement=None):
     """[N,2] (x, y) per sample -> (keypoints, visible) lists; visible = inside the output frame. ``displacement``: as
-    :func:`transform_boxes`."""
+    :func:`transform_boxes`. On the matrix's device, no device read."""
     b = matrix64.shape[0]
     kps = _as_list(keypoints, b, "keypoints", 2)
-    fwd = G.continuous_forward(matrix64).cpu()
     h, w = out_size
     out, vis = [], []
-    for i in range(b):
-        p = _undisplace(_map_points(fwd[i], kps[i].cpu()), None if displacement is None else displacement[i].detach().cpu())
-        vis.append(((p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)).to(kps[i].device))
-        out.append(p.to(kps[i].dtype if kps[i].is_floating_point() else torch.float32).to(kps[i].device))
+    for kp, p in zip(kps, _map_points(G.continuous_forward(matrix64), kps, displacement), strict=True):
+        vis.append(((p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)).to(kp.device))
+        q = p.to(kp.dtype if kp.is_floating_point() else torch.float32).to(kp.device)
+        out.append(q.clone() if q is p else q)  # outputs are not views of one base (a custom op's returns may not alias)
     return out, vis
 
 

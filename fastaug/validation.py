@@ -9,7 +9,8 @@ one upstream 1.0000001 would end the CUDA context and the training run); instead
 - an image batch's float values are used as given: no [0, 1] or NaN check (as torchvision); ops clamp where their
   formula does (uint8 outputs, the color ops that clip to the value range);
 - per-sample magnitudes (:func:`per_sample`) are made valid: NaN becomes the argument's neutral value (the op's
-  identity where it has one: factor 1, angle 0, ...), +-inf the bound on that side (the neutral value on an unbounded
+  identity: factor 1, angle 0, noise factors 1, a blur's sigma 1e-6, ...; solarize, whose range holds no identity,
+  leaves a NaN threshold's sample unchanged), +-inf the bound on that side (the neutral value on an unbounded
   side), then values are clamped into the argument's range and integer arguments rounded;
 - dataset indices and a device epoch are not checked: the hash reads their two's complement bits (a negative index
   or an epoch >= 2**32 draws deterministically, as on every backend);

@@ -54,7 +54,7 @@ def test_invalid_magnitudes_are_made_valid_on_every_backend(device_rule, backend
         (F.adjust_saturation, [NAN, -INF, 0.5, 2.0], [1.0, 0.0, 0.5, 2.0]),
         (F.adjust_hue, [NAN, 0.7, -INF, 0.1], [0.0, 0.5, -0.5, 0.1]),
         (F.posterize, [NAN, 9.4, -1.0, 3.2], [8.0, 8.0, 0.0, 3.0]),
-        (lambda img, s, backend: F.gaussian_blur(img, 3, s, backend=backend), [NAN, -1.0, 0.0, 0.8], [1.0, 1e-6, 1e-6, 0.8]),
+        (lambda img, s, backend: F.gaussian_blur(img, 3, s, backend=backend), [NAN, -1.0, 0.0, 0.8], [1e-6, 1e-6, 1e-6, 0.8]),
     ]
     for fn, bad, good in cases:
         got = fn(x, torch.tensor(bad, dtype=torch.float64), backend=backend)
@@ -90,3 +90,20 @@ def test_no_device_assert_on_fake_cuda():
         F.multiplicative_noise(x, bad, bad, key=torch.zeros(4, dtype=torch.int64, device="cuda"))
     assert "aten._assert_async.msg" not in log.ops and "aten._assert_async.default" not in log.ops
     assert log.device_to_host == []
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_nan_magnitudes_leave_their_sample_unchanged(device_rule, dtype):
+    """NaN is the op's identity also where the range holds none (solarize: no threshold inverts nothing) and for
+    two-value ops (multiplicative noise, blur)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (3, 3, 9, 11), generator=g, dtype=torch.uint8)
+    x = x if dtype == torch.uint8 else x.float() / 255.0
+    nan = torch.tensor([NAN, NAN, NAN], dtype=torch.float64)
+    key = torch.tensor([1, 2, 3])
+    assert torch.equal(F.solarize(x, nan, backend="torch"), x)
+    assert torch.equal(F.multiplicative_noise(x, nan, nan, key=key, backend="torch"), x)
+    assert torch.equal(F.gaussian_blur(x, 3, nan, backend="torch"), x)
+    half = torch.tensor([NAN, 100.0 if dtype == torch.uint8 else 0.4, NAN], dtype=torch.float64)
+    got = F.solarize(x, half, backend="torch")
+    assert torch.equal(got[0], x[0]) and torch.equal(got[2], x[2]) and not torch.equal(got[1], x[1])

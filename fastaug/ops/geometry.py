@@ -138,11 +138,15 @@ def homography(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tens
     rows_v = torch.stack([zero, zero, zero, x, y, one, -v * x, -v * y], -1)
     a = torch.cat([rows_u, rows_v], 1)  # [B,8,8]
     rhs = torch.cat([u, v], 1).unsqueeze(-1)
-    try:
-        coeffs = torch.linalg.solve(a, rhs).squeeze(-1)
-    except torch.linalg.LinAlgError as e:  # callers reject degenerate points first; this is the backstop
-        raise ValueError(f"startpoints and endpoints define no perspective map (degenerate points): {e}") from e
-    return torch.cat([coeffs, torch.ones(b, 1, dtype=coeffs.dtype, device=coeffs.device)], 1).view(b, 3, 3)
+    solution, info = torch.linalg.solve_ex(a, rhs)  # no error check on the device (torch.linalg.solve would wait for it)
+    coeffs = solution.squeeze(-1)
+    if coeffs.device.type == "cpu":  # callers reject degenerate points first; this is the backstop
+        if bool((info != 0).any()):
+            raise ValueError("startpoints and endpoints define no perspective map (degenerate points)")
+    else:  # the device rule (fastaug.validation): a degenerate map becomes the identity
+        eye = constant([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], torch.float64, coeffs.device)
+        coeffs = torch.where((info == 0).unsqueeze(-1), coeffs, eye)
+    return torch.cat([coeffs, constant([1.0], coeffs.dtype, coeffs.device).expand(b, 1)], 1).view(b, 3, 3)
 
 
 def perspective_matrix(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tensor:
@@ -159,7 +163,7 @@ def perspective_matrix(startpoints: torch.Tensor, endpoints: torch.Tensor) -> to
 def continuous_forward(matrix: torch.Tensor) -> torch.Tensor:
     """Input->output map in continuous coordinates (for boxes and keypoints) from an index-space matrix."""
     b = matrix.shape[0]
-    inv = torch.linalg.inv(matrix.to(torch.float64))
+    inv = torch.linalg.inv_ex(matrix.to(torch.float64)).inverse  # no error check: no device read (maps are invertible)
     half = identity(b, matrix.device)
     half[:, :2, 2] = 0.5
     unhalf = identity(b, matrix.device)
