@@ -130,6 +130,17 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, val: torch.Tensor) -> torch.Te
     return torch.stack((r, g, b), dim=1)
 
 
+def gamma_pow(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """GAMMA's ``x ** a``: in float64, rounded to ``x``'s dtype. In float32 that is the correctly rounded power
+    (but for a float64 result within ~1e-16 of a float32 rounding boundary), which every backend computes the same
+    way (numba: float64 ``**``, Triton: float64 libdevice.pow), so GAMMA's uint8 results agree exactly; a float32
+    ``pow`` is within an ulp only (torch: vectorised Sleef or libm by position, libm powf, libdevice), and floor(x *
+    255.999) turned that ulp into a step of 1."""
+    if x.dtype == torch.float64:
+        return torch.pow(x, a)
+    return torch.pow(x.double(), a.double()).to(x.dtype)
+
+
 def _sharpen(v: torch.Tensor, a: torch.Tensor, q: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
     b, c, h, w = v.shape
     if h <= 2 or w <= 2:
@@ -310,7 +321,7 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         x = torch.where(code == int(Op.GAMMA), x, torch.ones_like(x))  # other samples: no NaN in pow's backward
         # a black pixel's gradient is 0, not d(x^a)/dx = inf (a < 1; inf x 0 = NaN further back); values unchanged
         pos = x > 0.0
-        x = torch.where(pos, torch.pow(torch.where(pos, x, torch.ones_like(x)), a), torch.pow(x.detach(), a))
+        x = torch.where(pos, gamma_pow(torch.where(pos, x, torch.ones_like(x)), a), gamma_pow(x.detach(), a))
         x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
         choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
     if k == 0 and stage.geometry is None:  # neighbourhood ops: the stage input around each pixel
@@ -421,7 +432,16 @@ def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Ten
     u8 = torch.nan_to_num(torch.where(q.view(b, 1, 1), flat, torch.floor(flat * EPS_TO_UINT8)), nan=0.0).clamp(0, 255).long()
     hist = torch.zeros(b, c, 256, dtype=torch.int64, device=v.device)
     hist.scatter_add_(2, u8, torch.ones_like(u8))
-    return Reduction(gray_sum=gray_sum, minimum=flat.amin(2).float(), maximum=flat.amax(2).float(), hist=hist)
+    lo, hi = _min_max(flat, 2)
+    return Reduction(gray_sum=gray_sum, minimum=lo.float(), maximum=hi.float(), hist=hist)
+
+
+def _min_max(v: torch.Tensor, dim) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum over ``dim`` of the values that are not NaN (AUTOCONTRAST's statistics, every backend: a NaN
+    pixel is left out; a channel of NaN only: +inf, -inf). ``amin`` / ``amax`` alone would make one NaN pixel the whole
+    channel's NaN; ties among the others share the gradient as ``amin`` / ``amax`` do."""
+    nan = torch.isnan(v)
+    return torch.where(nan, float("inf"), v).amin(dim), torch.where(nan, -float("inf"), v).amax(dim)
 
 
 def _in_rects(epilogue: Epilogue, phase: int, v: torch.Tensor) -> torch.Tensor:
@@ -491,7 +511,7 @@ def live_stats(v: torch.Tensor, stage: Stage, k: int) -> torch.Tensor:
     q = (stage.params[:, k, 3] > 0.5).view(b, 1, 1, 1)
     gray = torch.where(q, torch.floor(_gray(v)), _gray(v)) if c == 3 else v[:, :1]
     mean = gray.mean(dim=(1, 2, 3))
-    lo, hi = v.amin(dim=(2, 3)), v.amax(dim=(2, 3))
+    lo, hi = _min_max(v, (2, 3))
     lo0 = torch.where(stage.program[:, k] == int(Op.CONTRAST), mean, lo[:, 0])
     return torch.stack([torch.cat([lo0.unsqueeze(1), lo[:, 1:]], 1), hi], -1)
 

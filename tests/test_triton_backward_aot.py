@@ -40,3 +40,14 @@ def test_hot_backward_variants_do_not_spill(compiled):
         info = aot.ptxas_info(kernels[name].kernel.asm["ptx"], arch)
         assert info.spill_stores == 0 and info.spill_loads == 0, f"{name}: {info.log}"
         assert info.stack_frame == 0 and not info.local_memory, f"{name}: {info.log}"
+
+
+def test_autocontrast_backward_divides_exactly(compiled):
+    """AUTOCONTRAST's clamp band decides its ties (the max pixels map to exactly 1) on correctly rounded quotients
+    (div.rn, as the forward and the reference): Triton's float32 ``/`` is the approximate div.full.f32, whose
+    (hi - lo) / (hi - lo) can be 1 + ulp and drop the gradient of the tied max pixels. The variants run nothing else."""
+    arch, kernels = compiled
+    for name in ("bwd_autocontrast", "bwd_autocontrast_pass"):
+        ptx = kernels[name].kernel.asm["ptx"]
+        assert "div.full" not in ptx, name
+        assert "div.rn.f32" in ptx, name

@@ -82,7 +82,8 @@ CATALOGUE: tuple[OpSpec, ...] = (
            math="C==3: (uint8: v*(1/255)) rgb->hsv, h=(h+a) mod 1, hsv->rgb (torchvision formulas); "
                 "uint8: floor(v*255.999); C==1: identity"),
     OpSpec("GAMMA", "adjust_gamma", POINTWISE, 5, (Arg("gamma", 0.0), Arg("gain", 0.0)),
-           math="(uint8: v*(1/255)); v = v**a; if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)"),
+           math="(uint8: v*(1/255)); v = v**a (computed in float64, rounded to the working dtype: every backend's bits); "
+                "if b != 1: v = clamp(v*b, 0, 1); uint8: floor(v*255.999)"),
     OpSpec("SHARPNESS", "adjust_sharpness", NEIGHBOURHOOD, 6, (Arg("sharpness_factor", **_FACTOR),), radius=1,
            math="interior pixels: blur = 3x3 [1 1 1;1 5 1;1 1 1]/13 of the stage input (uint8: rint), "
                 "trunc(clamp(v + (1-a)*(blur-v), 0, bound)); border pixels (and H<=2 or W<=2): unchanged"),
@@ -95,8 +96,9 @@ CATALOGUE: tuple[OpSpec, ...] = (
     OpSpec("SOLARIZE", "solarize", POINTWISE, 10, (Arg("threshold", 0.0, "bound", grad=False),), straight_through=True,
            math="bound - v if v >= a else v (a in the domain's scale)"),
     OpSpec("AUTOCONTRAST", "autocontrast", STATISTICS, 11, statistic="min_max", straight_through=True,
-           math="lo, hi = stats[b,k,c,0], stats[b,k,c,1]; if hi == lo: lo=0, s=1 else s=(hi-lo)*float32(1/bound); "
-                "trunc(clamp((v-lo)/s, 0, bound))"),
+           math="lo, hi = stats[b,k,c,0], stats[b,k,c,1] (the channel's min / max without its NaN pixels; NaN only: "
+                "+inf, -inf); if hi == lo: lo=0, s=1 else s=(hi-lo)*float32(1/bound); trunc(clamp((v-lo)/s, 0, bound)) "
+                "(a NaN pixel stays NaN)"),
     OpSpec("EQUALIZE", "equalize", STATISTICS, 12, statistic="histogram", image_grad=False, straight_through=True,
            math="uint8: luts[b,k,c,int(v)]; float: luts[b,k,c,floor(v*255.999)] / 255"),
     OpSpec("TO_FLOAT", "to_dtype", EPILOGUE, 13, math="v * (1/255)   (uint8 domain -> float domain)"),

@@ -242,10 +242,13 @@ def _op_back(code, C, Wo, a, bb, cc, q, st, stk, vin, g, acc, glo, ghi, cst, tmp
     elif code == GAMMA:
         s0 = 0.0
         s1 = 0.0
+        ad = np.float64(a)
         for c in range(C):
+            for x in range(Wo):  # the forward's value (reference.gamma_pow): its clamp's band decides on the same bits
+                tmp[x] = np.float64(vin[c, x]) ** ad
             for x in range(Wo):
                 v = vin[c, x]
-                y = v**a
+                y = tmp[x]
                 gy = g[c, x]
                 if bb != one:
                     z = y * bb

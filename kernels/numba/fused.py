@@ -26,8 +26,8 @@ dtype, are one compilation per working dtype ``F`` (float32, or float64 for a fl
 reference computes: see ``fastaug/plan.py`` for which stages that is). Every float constant comes from the
 ``cst`` table (:func:`constants`) so that no arithmetic silently widens to float64, and the reference's float32
 operation order is kept
-(no FMA contraction, no reassociation): results are bit-exact except where torch itself rounds
-differently (GAMMA: torch's vectorised pow vs libm powf, up to 1 ulp).
+(no FMA contraction, no reassociation): results are bit-exact (GAMMA's power too: in float64, rounded to the working
+dtype, as ``reference.gamma_pow``).
 
 Indexing: loops index ``buf`` with range variables (provably non-negative) and computed offsets into
 the flat tensors are cast to uint64, so numba emits no negative-index wraparound code and LLVM can
@@ -1089,10 +1089,13 @@ def _op_row(buf, C, W, code, a, bb, cc, q, st, lut, cst, tmp):
     elif code == HUE:
         _hue_row(buf, W, a, q, cst, tmp)
     elif code == GAMMA:
+        ad = np.float64(a)
         for c in range(C):
-            for x in range(W):
+            for x in range(W):  # the power in float64, rounded to the working dtype by the store (reference.gamma_pow)
                 y = buf[c, x] * inv if q else buf[c, x]
-                y = y**a
+                tmp[0, x] = np.float64(y) ** ad
+            for x in range(W):
+                y = tmp[0, x]
                 if bb != one:
                     y = min(max(y * bb, zero), one)
                 buf[c, x] = np.floor(y * eps) if q else y

@@ -180,19 +180,28 @@ def _arg_type(value) -> tuple[str, bool]:
     raise TypeError(f"unsupported argument {value!r}")
 
 
+def unspecialized(fn) -> tuple[str, ...]:
+    """The names of ``fn``'s arguments that its ``@triton.jit(do_not_specialize=...)`` leaves unspecialised."""
+    names = fn.arg_names
+    return tuple(names[a] if isinstance(a, int) else a for a in (getattr(fn, "do_not_specialize", None) or ()))
+
+
 def ast_source(spec: Launch, fn) -> triton.compiler.ASTSource:
-    """The ``ASTSource`` of a launch: runtime args typed, ints equal to 1 and constexprs folded in."""
+    """The ``ASTSource`` of a launch: runtime args typed, ints equal to 1 and constexprs folded in, 16-divisibility
+    hints, except for the arguments that the kernel's ``do_not_specialize`` names (as Triton's JIT does)."""
     values = {**spec.args, **spec.constexprs}
+    plain = set(unspecialized(fn))
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(fn.arg_names):
         value = values[name]
-        if name in spec.constexprs or (isinstance(value, int) and not isinstance(value, bool) and value == 1):
+        special = name not in plain
+        if name in spec.constexprs or (special and isinstance(value, int) and not isinstance(value, bool) and value == 1):
             signature[name] = "constexpr"
             constexprs[name] = value
             continue
         ty, div16 = _arg_type(value)
         signature[name] = ty
-        if div16:
+        if div16 and special:
             attrs[(i,)] = [["tt.divisibility", 16]]
     return triton.compiler.ASTSource(fn, signature, constexprs, attrs)
 

@@ -69,6 +69,11 @@ MULTIPLICATIVE_NOISE, FOG = _fz.MULTIPLICATIVE_NOISE, _fz.FOG
 RANDOM_MASK = _fz._code(sum(1 << int(op) for op in RANDOM_OPS))  # CODES & RANDOM_MASK: a random op may occur
 NUM_WARPS = 4
 TILE_PIXELS = 128  # one pixel per thread: the backward keeps ~4x the forward's values live per pixel
+# runtime ints ``backward_kernel`` does not specialise (``do_not_specialize``): KT (each statistics pass's op: KT == 1
+# and KT == 0, 16-divisible, would each compile a variant), the sizes and the batch / channel / row strides, which
+# change with the resolution. One pixel per thread: no vector loads or stores for their divisibility to enable (the
+# same PTX for sm_90 under Triton 3.6). Kept: the pixel strides ssw / gsw (== 1: contiguous rows).
+BACKWARD_PLAIN = ("KT", "H", "W", "Ho", "Wo", "ssb", "ssc", "ssh", "gsb", "gsc", "gsh")
 
 # ----------------------------------------------------------------------------------------------
 # device helpers
@@ -112,6 +117,8 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr, WORK: tl.constexpr)
             g = gy * a
     if (CODES >> GAMMA) & 1:
         if code == GAMMA:
+            # float32 libdevice.pow, within an ulp of the forward's value (a float64 power, ``_fz._gamma_pow``: that made
+            # bwd_sharpness spill 8 bytes under Triton 3.9); the band below can differ from it only where y * bb is an ulp from 1
             y = _pow(v, a)
             gy = g
             if bb != 1.0:
@@ -125,13 +132,16 @@ def _ch_back(code, g, v, c, a, bb, stk, CODES: tl.constexpr, WORK: tl.constexpr)
             lo = tl.load(stk + c * 2).to(WORK)
             hi = tl.load(stk + c * 2 + 1).to(WORK)
             same = hi == lo
-            s = tl.where(same, 1.0, hi - lo)
+            s = tl.where(same, 1.0, hi - lo).to(WORK)
             lo0 = tl.where(same, 0.0, lo)
-            gy = _band((v - lo0) / s, g)
-            s2 = s * s
-            dlo = tl.where(same, 0.0, gy * (v - hi) / s2)
-            dhi = tl.where(same, 0.0, -gy * (v - lo) / s2)
-            g = gy / s
+            # the clamp's band on the forward's own correctly rounded quotient: Triton's float32 ``/`` is div.full.f32
+            # (approximate), whose (hi - lo) / (hi - lo) can be 1 + ulp and drop the gradient at the tied max pixels
+            gy = _band(_div(v - lo0, s), g)
+            inv = _div(tl.full([], 1.0, WORK), s)  # one (exact) division per channel, products per pixel
+            inv2 = inv * inv
+            dlo = tl.where(same, 0.0, gy * (v - hi) * inv2)
+            dhi = tl.where(same, 0.0, -gy * (v - lo) * inv2)
+            g = gy * inv
     return g, da, db, dm, dlo, dhi
 
 
@@ -383,8 +393,8 @@ def _minmax_share(g, v, c, stk, glok, ghik, nlok, nhik, WORK: tl.constexpr):
     hi = tl.load(stk + c * 2 + 1).to(WORK)
     nl = tl.load(nlok + c)
     nh = tl.load(nhik + c)
-    tlo = tl.where((nl > 0.0) & (hi != lo), tl.load(glok + c) / tl.maximum(nl, 1.0), 0.0)
-    thi = tl.where((nh > 0.0) & (hi != lo), tl.load(ghik + c) / tl.maximum(nh, 1.0), 0.0)
+    tlo = tl.where((nl > 0.0) & (hi != lo), _div(tl.load(glok + c), tl.maximum(nl, 1.0)), 0.0)  # scalars
+    thi = tl.where((nh > 0.0) & (hi != lo), _div(tl.load(ghik + c), tl.maximum(nh, 1.0)), 0.0)
     return g + tl.where(v == lo, tlo, 0.0) + tl.where(v == hi, thi, 0.0)
 
 
@@ -655,7 +665,7 @@ def _read_ch(gc, c, sharp, a, q, src_b, gsrc_b, gp, ys, xs, pmask, H, W, ssc, ss
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=BACKWARD_PLAIN)
 def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, keys,
                     gsrc, gprm, gmat, gfill, gmean, gstd, grv, gm, glo, ghi, nlo, nhi,
                     KT, H, W, Ho, Wo, R, NPIX,
@@ -1033,6 +1043,9 @@ def representative_launches() -> dict:
     noisy = aot._stage(b, [(0, 1, 2), (0, int(Op.GAUSSIAN_NOISE), int(Op.PIXEL_DROPOUT), int(Op.FOG))], 2)
     noisy.keys = torch.zeros(b, 2, dtype=torch.int64)
     add("bwd_jitter_noise_fog", x, noisy, aot._epilogue(b, c, torch.float32, True, 0))
+    auto = aot._stage(b, [(0, int(Op.AUTOCONTRAST))], 1)  # its tie decisions: exact divisions only (no div.full)
+    add("bwd_autocontrast", x, auto, None)
+    add("bwd_autocontrast_pass", x, auto, None, 0)
     return specs
 
 

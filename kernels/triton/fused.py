@@ -73,6 +73,20 @@ _const = float if knobs.runtime.interpret else tl.constexpr
 FOG_NORM = _const(counter.FOG_NORM)
 FOG_CONTRAST = _const(counter.FOG_CONTRAST)
 
+# Runtime ints that Triton's JIT does not specialise (``do_not_specialize``: no ``== 1`` constant, no 16-divisibility
+# hint), so that a batch of another resolution, seed or epoch reuses the compiled kernel. Chosen where it costs nothing
+# (the same PTX, compared ahead of time for sm_90 under Triton 3.6; tests/test_triton_specialize.py): the input size
+# H, W (clamps, reflections, float compares) and in apply Ho (row masks, constant along W anyway); the hashes' h0 (a
+# hash of seed and epoch: 1 epoch in 16 would compile a variant for h0 % 16 == 0; passed as an int32, ``_int32``) and
+# slot. Kept: Wo (its divisibility makes the row masks constant over 16 pixels: ld/st.v4 need it), Ho in reduce (8-11
+# more registers without), every stride (the row / plane / batch strides' divisibility aligns the 16-byte loads and
+# stores, 40 -> 96 registers and no v4 without; the pixel stride == 1 makes rows contiguous), the rect count R (not a
+# size), the draw counts total / N / T (a batch size; total's divisibility vectorises the hash stores).
+APPLY_PLAIN = ("H", "W", "Ho")
+REDUCE_PLAIN = ("H", "W")
+HASH32_PLAIN = ("h0", "slot")
+HASH32_TABLE_PLAIN = ("h0",)
+
 _INTERP = tl.constexpr(bool(knobs.runtime.interpret))
 _INTERPRETED = bool(knobs.runtime.interpret)  # the mode the kernels of this module copy were built for
 
@@ -129,7 +143,9 @@ def _trunc(x, q):
 
 @triton.jit
 def _clip(x, bound):
-    return tl.minimum(tl.maximum(x, 0.0), bound)
+    """``torch.clamp(x, 0, bound)``: NaN stays NaN (as torch and numba; Triton's default min / max return the other
+    operand, min.f32 / max.f32, in the interpreter too: np.fmin / np.fmax)."""
+    return tl.minimum(tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL), bound, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
@@ -401,7 +417,7 @@ def _mix(h):
     return h ^ (h >> 16)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=HASH32_PLAIN)
 def hash32_kernel(out, idx, epoch, total, N, h0, slot, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
     """``fastaug.rng.hash32`` [B, N] (flat ``out``, int64) of the int64 indices ``idx`` [B]: ``h0`` is the hash of
     (seed, epoch) (``fastaug.rng.prefix``, a uint32 value), so one launch draws the whole [B, N] block. With
@@ -430,7 +446,7 @@ def _index_hash(idx, b, m, epoch, h0, EPOCH_PTR: tl.constexpr):
     return _mix(h ^ hi)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=HASH32_TABLE_PLAIN)
 def hash32_table_kernel(out, idx, epoch, table, total, T, h0, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
     """``fastaug.rng.hash32_table``: the draws of every column of ``table`` (int64 [4, T]: slot, j, flat position at
     b = 0, row stride; ``fastaug.rng.Layout.table``) for the int64 indices ``idx`` [B], into the flat ``out``; one
@@ -583,11 +599,18 @@ def _contrast(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
 
 
 @triton.jit
+def _gamma_pow(x, a, WORK: tl.constexpr):
+    """GAMMA's ``x ** a``: in float64, rounded to WORK (``reference.gamma_pow``: float32 libdevice.pow is within an ulp
+    only, and floor(x * 255.999) made that a step of 1 against the CPU backends)."""
+    return _pow(x.to(tl.float64), a.to(tl.float64)).to(WORK)
+
+
+@triton.jit
 def _gamma(v, c, a, bb, q, bound, stats_k, luts_k, WORK: tl.constexpr):
     x = tl.where(q, v * (1.0 / 255.0), v)
-    x = _pow(x, a)
+    x = _gamma_pow(x, a, WORK)
     if bb != 1.0:
-        x = tl.minimum(tl.maximum(x * bb, 0.0), 1.0)
+        x = _clip(x * bb, 1.0)
     return tl.where(q, tl.floor(x * 255.999), x)
 
 
@@ -925,7 +948,7 @@ def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=APPLY_PLAIN)
 def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps, keys, kern, disp,
                  H, W, Ho, Wo, R,
                  ssb, ssc, ssh, ssw, osb, osc, osh, osw,
@@ -999,8 +1022,9 @@ def _add2(a, b):
 @triton.jit
 def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
     """Tile minimum, maximum and 256-bin histogram of channel ``c``, folded in with atomics."""
-    lo = tl.reduce(tl.where(pmask, v, float("inf")), None, _min2)
-    hi = tl.reduce(tl.where(pmask, v, -float("inf")), None, _max2)
+    ok = pmask & (v == v)  # a NaN pixel is left out of the minimum / maximum (every backend, see the reference)
+    lo = tl.reduce(tl.where(ok, v, float("inf")), None, _min2)
+    hi = tl.reduce(tl.where(ok, v, -float("inf")), None, _max2)
     tl.atomic_min(vmin + b * C + c, lo.to(tl.float32))
     tl.atomic_max(vmax + b * C + c, hi.to(tl.float32))
     x = tl.where(qk, v, tl.floor(v * 255.999))
@@ -1010,7 +1034,7 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
     tl.atomic_add(hist + (b * C + c) * 256 + tl.arange(0, 256), counts)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=REDUCE_PLAIN)
 def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern, disp,
                   H, W, Ho, Wo,
                   ssb, ssc, ssh, ssw,
@@ -1383,13 +1407,20 @@ def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tens
 HASH_BLOCK = 1024
 
 
+def _int32(value: int) -> int:
+    """The uint32 ``value`` as the int32 of the same bits: Triton types a Python int by its range (>= 2**31: i64), so
+    half of all seeds / epochs would otherwise compile an i64 variant; the kernels read it back with ``.to(tl.uint32)``."""
+    value &= counter.MASK
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def prepare_hash32(h0: int, idx: torch.Tensor, slot: int, n: int, epoch: torch.Tensor | None = None) -> tuple[torch.Tensor, Launch]:
     """The output [B, n] (int64) and the launch of :func:`hash32`."""
     b = idx.shape[0]
     out = torch.empty(b, n, dtype=torch.int64, device=idx.device)
     total = b * n
     ep = idx if epoch is None else epoch.reshape(1).to(torch.int64)  # idx: an unused pointer
-    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "total": total, "N": n, "h0": h0, "slot": slot & counter.MASK}
+    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "total": total, "N": n, "h0": _int32(h0), "slot": _int32(slot)}
     cx = {"EPOCH_PTR": epoch is not None, "BLOCK": HASH_BLOCK}
     return out, Launch("hash32_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, cx, num_warps=4)
 
@@ -1410,7 +1441,7 @@ def prepare_hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor,
     total = b * t
     out = torch.empty(total, dtype=torch.int64, device=idx.device)
     ep = idx if epoch is None else epoch.reshape(1).to(torch.int64)  # idx: an unused pointer
-    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "table": table, "total": total, "T": t, "h0": h0}
+    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "table": table, "total": total, "T": t, "h0": _int32(h0)}
     cx = {"EPOCH_PTR": epoch is not None, "BLOCK": HASH_BLOCK}
     return out, Launch("hash32_table_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, cx, num_warps=4)
 
