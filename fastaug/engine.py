@@ -18,7 +18,7 @@ from types import ModuleType
 
 import torch
 
-from fastaug.constants import constant
+from fastaug.constants import cached, constant
 from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
 from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage
 
@@ -122,7 +122,8 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     the loop stops at the first round without any sample (free there), on GPU empty rounds cost a launch
     of early-exiting programs.
     The stops of every round are computed at once; a round writes its entries with one ``index_put`` (skipped
-    samples write the spare row of the flat tables)."""
+    samples write the spare row of the flat tables), or, on a backend with ``reduce_into_tables`` (Triton), the
+    round's reduction and its entries are two launches."""
     batch = src.shape[0]
     stats, luts, flat_stats, flat_luts = _stage_buffers(stage, batch, channels, src.device)
     if not stage.stat_slots:
@@ -133,9 +134,14 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     if src.device.type == "cpu" and stage.rounds() < len(stage.stat_slots) and bool((found.sum(1) > stage.rounds()).any()):
         raise RuntimeError(f"a sample runs more statistics ops than the stage's bound of {stage.rounds()} rounds (a compiler bug)")
     stops = _round_stops(stage, found)  # [R,B]
-    rows = constant(list(range(0, batch * k_total, k_total)), torch.int64, src.device)
-    target = torch.where(stops < k_total, rows + stops, batch * k_total)  # [R,B]: flat row, or the spare one
     contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    on_device = getattr(backend, "reduce_into_tables", None)  # a backend that writes the entries itself (one launch)
+    if on_device is not None:
+        for r in range(stage.rounds()):
+            on_device(src, stage, stats, luts, stops[r], flat_stats, flat_luts, h * w, contrast)
+        return stats, luts
+    rows = cached(("flat rows", batch, k_total, src.device), lambda: torch.arange(0, batch * k_total, k_total, device=src.device))
+    target = torch.where(stops < k_total, rows + stops, batch * k_total)  # [R,B]: flat row, or the spare one
     if contrast:  # CONTRAST reads the gray mean from channel 0's first entry; other statistics ops their own entries
         is_contrast = stage.program.reshape(-1).gather(0, target.clamp(max=batch * k_total - 1).reshape(-1)) == int(Op.CONTRAST)
         is_contrast = is_contrast.view(stops.shape)
