@@ -9,39 +9,19 @@ and strided layouts, 1/3/4/5 channels (5: the runtime channel loop) and uint8/fl
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
-# Triton's own jit helpers are built for the interpreter only if TRITON_INTERPRET=1 when triton is first
-# imported; set it before that import, then put the environment back (the fixture below sets it for
-# each test, the kernels pick interpreted or compiled copies per call).
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
+import pytest
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
 
-import dataclasses  # noqa: E402
+# isort: split
+from fastaug.kernels import reference
+from random_plans import layouts, plan_to, random_plan
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-pytest.importorskip("triton")
-
-from fastaug.kernels import reference  # noqa: E402
-from random_plans import layouts, plan_to, random_plan  # noqa: E402
-
-from fastaug import engine  # noqa: E402
-from fastaug.ops.calls import ColorCall  # noqa: E402
-from fastaug.plan import NUM_PARAMS, RGB_OPS, Op, Plan  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    """Run the Triton kernels in the CPU interpreter (the ``gpu`` tests switch it off again)."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
+from fastaug import engine
+from fastaug.ops.calls import ColorCall
+from fastaug.plan import NUM_PARAMS, RGB_OPS, Op, Plan
 
 F16_RTOL = 2.0**-10  # one float16 rounding step
 BF16_RTOL = 2.0**-7

@@ -4,32 +4,17 @@ where float32 parameters or maths would leave gaps of 1e-8 to 1e-7."""
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # the Triton helpers are built for the interpreter (tests/test_triton_backend.py)
+# isort: split
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from random_plans import random_plan
 
-pytest.importorskip("triton")
-
-from random_plans import random_plan  # noqa: E402
-
-import fastaug.functional as F  # noqa: E402
-from fastaug import engine  # noqa: E402
-from fastaug.plan import NUM_PARAMS, RGB_OPS, Op  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
+import fastaug.functional as F
+from fastaug import engine
+from fastaug.plan import NUM_PARAMS, RGB_OPS, Op
 
 # params[:3] of each op (float domain); other ops: zeros
 PARAMS = {

@@ -5,29 +5,14 @@ libm powf, libdevice's powf), and ``floor(x * 255.999)`` turned that ulp into a 
 
 from __future__ import annotations
 
-import os
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # the Triton helpers are built for the interpreter (tests/test_triton_backend.py)
+# isort: split
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from fastaug.kernels import reference
 
-pytest.importorskip("triton")
-
-from fastaug.kernels import reference  # noqa: E402
-
-import fastaug.functional as F  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+import fastaug.functional as F
 
 
 def _grid() -> tuple[torch.Tensor, torch.Tensor]:

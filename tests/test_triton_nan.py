@@ -8,33 +8,19 @@ interpreter, would return 0)."""
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # the Triton helpers are built for the interpreter (tests/test_triton_backend.py)
+# isort: split
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from fastaug.kernels import reference
+from fastaug.kernels.numba import backend as numba_backend
+from fastaug.kernels.triton import fused
+from random_plans import random_plan
 
-pytest.importorskip("triton")
-
-from fastaug.kernels import reference  # noqa: E402
-from fastaug.kernels.numba import backend as numba_backend  # noqa: E402
-from fastaug.kernels.triton import fused  # noqa: E402
-from random_plans import random_plan  # noqa: E402
-
-from fastaug import engine  # noqa: E402
-from fastaug.plan import NUM_PARAMS, Op, Stage  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+from fastaug import engine
+from fastaug.plan import NUM_PARAMS, Op, Stage
 
 
 def _image(dtype: torch.dtype) -> torch.Tensor:

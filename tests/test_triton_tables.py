@@ -3,35 +3,19 @@ the same entries, bit for bit, for every round of random stages with CONTRAST / 
 
 from __future__ import annotations
 
-import os
+import types
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # before triton's first import (see test_triton_backend.py)
+import pytest
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
 
-import types  # noqa: E402
+# isort: split
+from fastaug.kernels import triton as triton_backend
+from fastaug.kernels.triton import tables
+from random_plans import random_plan
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-pytest.importorskip("triton")
-
-from fastaug.kernels import triton as triton_backend  # noqa: E402
-from fastaug.kernels.triton import tables  # noqa: E402
-from random_plans import random_plan  # noqa: E402
-
-from fastaug import engine  # noqa: E402
-from fastaug.plan import Op  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
+from fastaug import engine
+from fastaug.plan import Op
 
 HOST_BOOKS = types.SimpleNamespace(reduce=triton_backend.reduce)  # the same reduction, the entries written by torch
 DEVICE_BOOKS = types.SimpleNamespace(reduce=triton_backend.reduce, reduce_into_tables=tables.reduce_into_tables)
