@@ -13,6 +13,7 @@ pytest.importorskip("triton")
 from fastaug.kernels.triton import (
     aot,  # noqa: E402
     fused,  # noqa: E402
+    tables,  # noqa: E402
 )
 from fastaug.kernels.triton import backward as tb  # noqa: E402
 
@@ -24,10 +25,13 @@ CHOSEN = {
     "hash32_kernel": ("h0", "slot"),
     "hash32_table_kernel": ("h0",),
     "backward_kernel": ("KT", "H", "W", "Ho", "Wo", "ssb", "ssc", "ssh", "gsb", "gsc", "gsh"),
+    "stats_tables_kernel": ("B", "K", "pixels"),
 }
 
 
 def _fn(name: str):
+    if name == "stats_tables_kernel":
+        return getattr(tables.kernel_module(interpret=False), name)
     mod = tb.kernel_module(interpret=False) if name == "backward_kernel" else fused.kernel_module(interpret=False)
     return getattr(mod, name)
 

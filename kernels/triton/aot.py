@@ -20,6 +20,7 @@ from triton.backends.compiler import GPUTarget
 
 from fastaug.plan import Epilogue, Geometry, Op, Stage
 
+from . import tables
 from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_hash32_table, prepare_reduce
 
 _PTR_TYPES = {
@@ -164,7 +165,21 @@ def representative_launches() -> dict[str, Launch]:
     specs["hash32_draws"] = prepare_hash32(0x9E3779B9, torch.arange(256), 70, 8)[1]
     table = torch.tensor([[64, 64, 128], [0, 1, 0], [0, 1, 512], [2, 2, 1]])  # (slot 64, n 2), (slot 128, n 1), B = 256
     specs["hash32_table_draws"] = prepare_hash32_table(0x9E3779B9, torch.arange(256), table, torch.tensor(3))[1]
+
+    k = 4  # ColorJitter's four slots, one round: the (min, max) / gray mean entries, with and without EQUALIZE's tables
+    st = _stage(b, [(0, 1), (0, 2), (0, 3), (0, 4)], k)
+    bookkeeping = (torch.zeros(b, dtype=torch.float64), torch.zeros(b, c), torch.zeros(b, c), torch.zeros(b, c, 256, dtype=torch.int32),
+                   torch.zeros(b, dtype=torch.int32), st)  # fmt: skip
+    flat_stats, flat_luts = torch.zeros(b * k + 1, c, 2), torch.zeros(b * k + 1, c, 256)
+    specs["tables_contrast"] = tables.prepare_tables(*bookkeeping, flat_stats, None, ho * wo, True)
+    specs["tables_equalize"] = tables.prepare_tables(*bookkeeping, flat_stats, flat_luts, ho * wo, False)
     return specs
+
+
+def kernel_of(spec: Launch, interpret: bool = False):
+    """The jit function a launch runs (the forward kernels' module or the tables')."""
+    mod = tables.kernel_module(interpret) if spec.kernel == "stats_tables_kernel" else kernel_module(interpret)
+    return getattr(mod, spec.kernel)
 
 
 def _arg_type(value) -> tuple[str, bool]:
@@ -208,12 +223,11 @@ def ast_source(spec: Launch, fn) -> triton.compiler.ASTSource:
 
 def compile_all(target: GPUTarget, names: tuple[str, ...] | None = None) -> dict[str, Compiled]:
     """Compile every representative kernel variant for ``target`` (PTX and cubin, no GPU needed)."""
-    mod = kernel_module(interpret=False)
     out = {}
     for name, spec in representative_launches().items():
         if names is not None and name not in names:
             continue
-        fn = getattr(mod, spec.kernel)
+        fn = kernel_of(spec)
         opts = {"num_warps": spec.num_warps, "enable_fp_fusion": False}
         out[name] = Compiled(name, spec, triton.compile(ast_source(spec, fn), target=target, options=opts))
     return out

@@ -32,7 +32,10 @@ def _min(a, b):
     return tl.minimum(a, b)
 
 
-@triton.jit
+TABLES_PLAIN = ("B", "K", "pixels")  # batch size, program length and resolution: one compiled kernel for all
+
+
+@triton.jit(do_not_specialize=TABLES_PLAIN)
 def stats_tables_kernel(gsum, vmin, vmax, hist, stops, prog, flat_stats, flat_luts, B, K, pixels,
                         C: tl.constexpr, CONTRAST: tl.constexpr, LUTS: tl.constexpr, CONTRAST_CODE: tl.constexpr):
     """Entries of sample ``b`` (program 0), channel ``c`` (program 1) at row ``b * K + stops[b]`` of the flat tables
