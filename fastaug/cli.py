@@ -181,6 +181,9 @@ def synth(args: argparse.Namespace) -> None:
                                cache_mb=args.cache_mb)  # fmt: skip
     labels = sorted({s.label for s in sources})
     print(f"{summary}; {len(sources)} sources, labels {labels}")
+    if summary.failed:  # a run that left outputs out is not a success (a rerun tries them again)
+        raise SystemExit(f"fastaug synth: {summary.failed} outputs could not be written (see the warnings above); "
+                         "rerun the same command to try them again")  # fmt: skip
 
 
 def _rgb(text: str) -> tuple[int, int, int]:

@@ -487,15 +487,26 @@ class Pipeline(torch.nn.Module):
 
     def __init__(self, stages: list, seed: int = 0):
         super().__init__()
-        self.stages, self.seed = stages, seed
+        self.stages = stages
         self.segments = torch.nn.ModuleList([s for s in stages if isinstance(s, Compose)])
+        self.seed = seed
 
-    def forward(self, image: torch.Tensor, *, indices=None, epoch: int = 0) -> torch.Tensor:
+    def __setattr__(self, name, value) -> None:
+        super().__setattr__(name, value)
+        if name == "seed" and "segments" in self._modules:  # one seed for every segment and the fallback ops
+            for segment in self.segments:
+                segment.seed = value
+
+    def forward(self, image: torch.Tensor, *, indices=None, epoch: int = 0, backend: str | None = None) -> torch.Tensor:
+        """The stages in order; ``backend``: the fused segments' (None: each Compose's own)."""
         x, unbatched = as_batch(image, "image")
         idx = check_indices(indices, x.shape[0], x.device)
         epoch = check_epoch(epoch)
         for stage in self.stages:
-            x = stage(x, indices=idx, epoch=epoch) if isinstance(stage, Compose) else stage(x, idx, self.seed, epoch)
+            if isinstance(stage, Compose):
+                x = stage(x, indices=idx, epoch=epoch, **({} if backend is None else {"backend": backend}))
+            else:
+                x = stage(x, idx, self.seed, epoch)
         return x[0] if unbatched else x
 
     def to_json(self, path):

@@ -311,6 +311,8 @@ class _Committer:
             os.replace(tmp, path)
         except BaseException as e:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.filename is None:  # fsync's error names no file
+                e = OSError(e.errno, f"{e.strerror}: could not commit {path}", str(path))
             self.error = self.error or e
         finally:
             self.slots.release()
@@ -755,7 +757,7 @@ def _stages(job: Job, ranges, finish) -> None:
                 order.popleft()
                 rng = range_of.pop(k)
                 if isinstance(payload, _Failed):
-                    reason = str(payload.error) or type(payload.error).__name__
+                    reason = f"{type(payload.error).__name__}: {payload.error}"  # a bare KeyError('webp') says little
                     if job.strict:
                         raise FailedOutput(f"could not write {rng.sink.name(k)}: {reason}") from payload.error
                     rng.sink.fail(k)

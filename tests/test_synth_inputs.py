@@ -139,8 +139,9 @@ def test_outputs_that_cannot_be_encoded_are_failed_not_skipped_counted_apart_and
     assert (first.written, first.skipped, first.failed) == (6, 2, 2)
     assert sorted(k for p in (tmp_path / "tar").glob("*.idx.json") for k in SH.read_index(p)["failed"]) == pano
     assert not any(SH.is_done(p) for p in (tmp_path / "tar").glob("*.idx.json"))
-    # the command line: the summary line counts them apart; the warnings name them
-    main(["synth", "--input", str(folder), "--out", str(tmp_path / "cli"), "--count", "10", "--format", "webp", "--no-progress"])
+    # the command line: the summary line counts them apart; the warnings name them; the exit status is not 0
+    with pytest.raises(SystemExit, match="2 outputs could not be written"):
+        main(["synth", "--input", str(folder), "--out", str(tmp_path / "cli"), "--count", "10", "--format", "webp", "--no-progress"])
     captured = capsys.readouterr()
     assert "6 written now, 0 already there, 2 skipped (1 unreadable files), 2 failed" in captured.out
     assert "could not write cat/pano_0000002.webp" in captured.err and "skipped" in captured.err and "broken.jpg" in captured.err
@@ -356,3 +357,22 @@ def test_policy_accepts_every_policy_and_saved_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(tmp_path / "o2"), "--count", "2", "--policy", "nope"])
     assert "--policy must be one of" in capsys.readouterr().err
+
+
+def test_policy_accepts_a_converted_pipeline_with_fallback_ops(tmp_path, capsys):
+    """A converted pipeline with a per-sample fallback op (fastaug.Pipeline), saved as JSON, runs in synth and takes
+    --seed in every segment."""
+    import tv
+
+    if tv.load() is None:
+        pytest.skip("torchvision not installed")
+    import torchvision.transforms.v2 as V
+
+    from fastaug import cli
+
+    pipe = fastaug.from_torchvision(V.Compose([V.RandomHorizontalFlip(0.5), V.CenterCrop(24), V.RandomInvert(0.5)]), fallback=True)
+    pipe.to_json(tmp_path / "pipe.json")
+    loaded = cli.policy_by_name(str(tmp_path / "pipe.json"), 7)
+    assert loaded.seed == 7 and all(s.seed == 7 for s in loaded.segments)
+    main(["synth", "--out", str(tmp_path / "o"), "--count", "3", "--policy", str(tmp_path / "pipe.json"), "--no-progress"])
+    assert "3 written now" in capsys.readouterr().out
