@@ -233,11 +233,13 @@ def run_with_mask(aug, x: torch.Tensor, mask: torch.Tensor, indices, epoch, back
 # keypoint tensor per sample (a list or a [B,N,K] tensor; plain float tensors or tv_tensors.BoundingBoxes / KeyPoints)
 # is one fastaug::compose_targets node. A sample's surviving box count is only known when the op runs: the fake gives
 # each sample's boxes (and labels) an unbacked size (``new_dynamic_size``), so the graph does not break on it. The
-# tv_tensors metadata (format, canvas size, clamping mode) is a constant of the node (``_targets_key``); the wrapper
+# tv_tensors metadata (format, clamping mode) is a constant of the node (``_targets_key``); the wrapper
 # rebuilds BoundingBoxes / KeyPoints on the output canvas in the graph (torchvision's ``wrap`` is compiler-disabled;
 # the constructor traces).
 
-_TV_META = ("format", "canvas_size", "clamping_mode")  # the tv_tensors attributes kept (those the type has)
+# the tv_tensors attributes kept (those the type has); not canvas_size: the input's is the image's size (a symbolic
+# int under dynamic shapes, which assume_constant_result cannot take), the output's the Plan's
+_TV_META = ("format", "clamping_mode")
 _TARGET_SPECS: dict[int, tuple] = {}
 _TARGET_KEYS: dict[tuple, int] = {}
 
@@ -252,8 +254,9 @@ def _targets_key(spec: tuple) -> int:
     return _TARGET_KEYS[spec]
 
 
-def _typed(tensors: list, kind):
-    """Plain tensors back to the tv_tensors they were (op body: fastaug's eager code reads their metadata)."""
+def _typed(tensors: list, kind, canvas: tuple[int, int]):
+    """Plain tensors back to the tv_tensors they were, on the input image's ``canvas`` (op body: fastaug's eager code
+    reads their metadata)."""
     if kind is None:
         return None
     if kind == "plain":
@@ -261,7 +264,7 @@ def _typed(tensors: list, kind):
     from fastaug import tv_types
 
     cls = getattr(tv_types.tv_module(), kind[0])
-    return [cls(t, **dict(meta)) for t, meta in zip(tensors, kind[1], strict=True)]
+    return [cls(t, **dict(meta), canvas_size=canvas) for t, meta in zip(tensors, kind[1], strict=True)]
 
 
 def _fresh(t: torch.Tensor, inputs) -> torch.Tensor:
@@ -290,8 +293,9 @@ def compose_targets_op(
 
     aug = _pipeline(key)
     has_mask, box_kind, has_labels, point_kind = _TARGET_SPECS[spec]
-    out = aug._augment(x, mask[0] if has_mask else None, _typed(boxes, box_kind), list(labels) if has_labels else None,
-                       _typed(points, point_kind), indices, int(epoch), False, backend)  # fmt: skip
+    canvas = (int(x.shape[-2]), int(x.shape[-1]))
+    out = aug._augment(x, mask[0] if has_mask else None, _typed(boxes, box_kind, canvas), list(labels) if has_labels else None,
+                       _typed(points, point_kind, canvas), indices, int(epoch), False, backend)  # fmt: skip
     _check_meta(aug, config, x, out["image"])
     result = (
         out["image"], [out["mask"]] if has_mask else [], [tv_types.plain(b) for b in out["bboxes"]] if box_kind else [],
@@ -391,7 +395,7 @@ def _rewrap(tensors: list, kind, canvas: tuple[int, int]) -> list:
     from fastaug import tv_types
 
     cls = getattr(tv_types.tv_module(), kind[0])
-    return [cls(t, **{**dict(meta), "canvas_size": canvas}) for t, meta in zip(tensors, kind[1], strict=True)]
+    return [cls(t, **dict(meta), canvas_size=canvas) for t, meta in zip(tensors, kind[1], strict=True)]
 
 
 @torch._dynamo.assume_constant_result

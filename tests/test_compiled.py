@@ -389,3 +389,30 @@ def test_targets_custom_op_opcheck():
     _same(list(out), [want["image"], [want["mask"]], want["bboxes"], want["labels"], want["keypoints"], want["keypoints_visible"]])
     checks = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
     torch.library.opcheck(compiled.compose_targets_op, args, test_utils=checks)
+
+
+def test_tv_boxes_of_several_image_sizes_compile_with_fullgraph():
+    """tv_tensors boxes (aliasing check off, data-dependent sizes allowed) at three image sizes under fullgraph=True:
+    the node's constant holds no canvas size (symbolic under dynamic shapes), and the outputs equal eager."""
+    import tv
+
+    if tv.load() is None:
+        pytest.skip("torchvision not installed")
+    from torchvision import tv_tensors
+
+    aug = fastaug.Compose([fastaug.RandomResizedCrop(12, scale=(0.3, 1.0)), fastaug.RandomHorizontalFlip()], seed=2, backend="torch")
+    base = torch.tensor([[1.0, 2.0, 9.0, 10.0], [3.0, 3.0, 12.0, 12.0], [0.0, 0.0, 6.0, 6.0]])
+
+    def step(x, boxes):
+        return aug(x, bboxes=boxes, indices=torch.tensor([5, 6, 7, 8]), epoch=1)
+
+    with torch._functorch.config.patch(check_custom_op_aliasing=False), \
+            torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):  # fmt: skip
+        torch._dynamo.reset()
+        compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+        for s in (16, 20, 24):
+            x = torch.rand(4, 3, s, s)
+            boxes = [tv_tensors.BoundingBoxes(base, format="XYXY", canvas_size=(s, s)) for _ in range(4)]
+            got, want = compiled(x, boxes), step(x, boxes)
+            for g, w in zip(got["bboxes"], want["bboxes"], strict=True):
+                assert torch.equal(g, w) and type(g) is type(w) and tuple(g.canvas_size) == tuple(w.canvas_size) == (12, 12)
