@@ -71,3 +71,24 @@ def test_learnable_magnitudes_get_gradients_in_a_compiled_step():
         grads.append(augment.magnitudes.grad)
     assert grads[1] is not None and torch.allclose(grads[0], grads[1])
     assert bool((grads[0] != 0).any())
+
+
+def test_a_policy_called_as_a_module_compiles_once():
+    """A policy called directly keeps its Compose (per seed and backend): a compiled step calling it compiles once,
+    not once per call (a fresh Compose per call was a fresh custom-op key, hence a recompile every step)."""
+    from torch._dynamo.testing import CompileCounter
+
+    policy = fastaug.RandAugment(2, 9)
+
+    def step(x):
+        return policy(x, epoch=1, backend="torch").float().mean()
+
+    counter = CompileCounter()
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend=counter)
+    frames = []
+    for seed in range(4):
+        x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(compiled(x), step(x))
+        frames.append(counter.frame_count)
+    assert frames[1:] == [frames[0]] * 3, frames  # compiled at the first call only

@@ -27,10 +27,9 @@ import numbers
 
 import torch
 
-from fastaug.compose import Compose
 from fastaug.constants import constant
 from fastaug.ops.calls import Call
-from fastaug.policies.auto import PolicyDraw, _Policy
+from fastaug.policies.auto import PolicyDraw, _Policy, module_pipeline
 from fastaug.policies.markov import IDENTITY, SPACE, STATES, MarkovPolicy, state_ranges
 from fastaug.policies.search_ops import BY_NAME, SEARCH_OPS
 from fastaug.policies.sub_policies import search_calls
@@ -162,7 +161,7 @@ class DifferentiableAugment(_Policy):
         """``(augmented, weights)`` for a batch [B,C,H,W] (float in [0, 1]; uint8 is scaled to float32 first)."""
         if images.dtype == torch.uint8:
             images = images.to(torch.float32) / 255.0
-        out = Compose([self], seed=self.seed, backend=backend or "auto")(images, indices=indices, epoch=epoch)
+        out = module_pipeline(self, backend)(images, indices=indices, epoch=epoch)
         return out, self.weights()
 
     def summary(self) -> dict:

@@ -71,6 +71,15 @@ def _pick(u: torch.Tensor, n: int) -> torch.Tensor:
     return torch.clamp(torch.floor(u * n), max=n - 1).to(torch.int64)
 
 
+def module_pipeline(policy, backend: str | None) -> Compose:
+    """The Compose that runs ``policy`` called as a module: one per (seed, backend), kept with the policy's tables (so
+    its calls after the first draw all their parameters in one launch, and a compiled step reuses its graph)."""
+    key = ("module form", policy.seed, backend or "auto")
+    if key not in policy._tables:
+        policy._tables[key] = Compose([policy], seed=policy.seed, backend=backend or "auto")
+    return policy._tables[key]
+
+
 class _Policy(Transform, torch.nn.Module):
     """Shared machinery: op-space tables, calls from draws, and the module form."""
 
@@ -143,8 +152,7 @@ class _Policy(Transform, torch.nn.Module):
         backend: str | None = None,
     ):
         """Augment a batch [B,C,H,W] (uint8 or float in [0, 1]); draws depend on (seed, epoch, indices)."""
-        pipeline = Compose([self], seed=self.seed, backend=backend or "auto")
-        return pipeline(images, indices=indices, epoch=epoch, return_record=return_record)
+        return module_pipeline(self, backend)(images, indices=indices, epoch=epoch, return_record=return_record)
 
     def __getstate__(self):
         state = self.__dict__.copy()
