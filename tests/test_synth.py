@@ -349,14 +349,18 @@ def test_committer_renames_complete_synced_files_with_opens_mode_and_reports_a_f
     committer.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{i}.png" for i in range(5)]  # no temporaries left
     assert (tmp_path / "f3.png").read_bytes() == bytes([3]) * 1000
-    assert stat.S_IMODE((tmp_path / "f0.png").stat().st_mode) == 0o666 & ~S._umask()
-    synced = []
-    fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    mask = os.umask(0o022)  # read fresh here, not through the cached value the code uses
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f0.png").stat().st_mode) == 0o666 & ~mask
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or replace(a, b))
     committer = S._Committer()
     committer.write(tmp_path / "g.png", b"x")
     committer.close()
-    assert len(synced) == 1  # made durable before the rename
+    monkeypatch.setattr(os, "replace", replace)
+    assert events == ["fsync", "rename"]  # made durable before the rename
 
     def broken(fd):
         raise OSError(5, "Input/output error")
@@ -364,7 +368,7 @@ def test_committer_renames_complete_synced_files_with_opens_mode_and_reports_a_f
     monkeypatch.setattr(os, "fsync", broken)
     committer = S._Committer()
     committer.write(tmp_path / "h.png", b"x")
-    with pytest.raises(OSError, match="Input/output"):
+    with pytest.raises(OSError, match="Input/output error: could not commit .*h.png"):  # the error names the file
         committer.close()
     assert not (tmp_path / "h.png").exists() and not list(tmp_path.glob(".*.tmp"))
 
