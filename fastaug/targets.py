@@ -68,7 +68,7 @@ def _as_list(x, b: int, name: str, width: int | None) -> list[torch.Tensor]:
 
 def _map_points(fwd: torch.Tensor, points: list[torch.Tensor], displacement=None) -> list[torch.Tensor]:
     """Each sample's points [N_i,2] through its continuous forward map ``fwd`` [B,3,3] (float64), on ``fwd``'s device
-    (all samples at once: no host copy), then :func:`_undisplace` d; float64 results, split per sample."""
+    (all samples at once: no host copy), then moved by :func:`_undisplace`; float64 results, split per sample."""
     sizes = [p.shape[0] for p in points]  # host shapes
     cat, sample = _cat_by_sample(points, fwd.device)
     m = fwd[sample]  # [N,3,3]
