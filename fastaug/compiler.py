@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastaug.constants import constant
+from fastaug.constants import cached, constant
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.ops.catalogue import CHANNELS, FIXED_RADIUS, NEIGHBOURHOOD_OPS, RANDOM_OPS
@@ -142,9 +142,8 @@ def _compose_geometry(
     pdtype: torch.dtype = torch.float32,
 ):
     """One Geometry for all geometric calls (in order), and the output size."""
-    matrix = G.identity_view(b, device)
     h, w = size
-    window = constant([0.0, 0.0, w - 1.0, h - 1.0], torch.float64, device).expand(b, 4)  # cached: CUDA-graph capturable
+    window = None  # the first call's crop window, float64 [B,4]; None: the whole input
     clamp = False
     bilinear = False
     fill = None
@@ -160,18 +159,15 @@ def _compose_geometry(
             if call.applied is not None:
                 d = torch.where(call.applied.view(b, 1, 1, 1), d, torch.zeros_like(d))
             displacement = d
-        m = call.matrix
-        if call.applied is not None:
-            m = torch.where(call.applied.view(b, 1, 1), m, G.identity_view(b, device, m.dtype))
         if first and call.window is not None:
             win = call.window.to(torch.float64)
             if call.applied is not None:
-                win = torch.where(call.applied.view(b, 1), win, window)
+                whole = constant([0.0, 0.0, w - 1.0, h - 1.0], torch.float64, device).expand(b, 4)
+                win = torch.where(call.applied.view(b, 1), win, whole)
             window = win
             clamp = call.resize
         elif not call.resize:
             clamp = False
-        matrix = matrix @ m.to(torch.float64)
         bilinear = bilinear or call.bilinear
         if call.fill is not None:
             f = call.fill.to(pdtype)
@@ -186,9 +182,13 @@ def _compose_geometry(
         first = False
     if fill is not None and clamp:
         clamp = False
-    matrix64 = matrix
+    matrix64, matrix = _compose_maps(calls, b, device, pdtype)
+    if window is None:  # the whole input, cached contiguous in the Plan dtype: no op, CUDA-graph capturable
+        box = [0.0, 0.0, size[1] - 1.0, size[0] - 1.0]
+        window = cached(("window", *box, b, pdtype, torch.device(device)),
+                        lambda: constant(box, pdtype, device).expand(b, 4).contiguous())
     geometry = Geometry(
-        matrix=matrix.to(pdtype),
+        matrix=matrix,
         window=window.to(pdtype).contiguous(),
         clamp=clamp,
         bilinear=bilinear,
@@ -197,6 +197,50 @@ def _compose_geometry(
         displacement=displacement,
     )
     return geometry, (h, w), matrix64
+
+
+def _compose_maps(calls: list[GeometricCall], b: int, device, pdtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product of the calls' maps (the identity where a call is not applied): float64 and ``pdtype`` [B,3,3].
+    On CUDA without gradients to the maps: one Triton launch (``kernels.triton.geometry``) on a single row table;
+    otherwise torch ops (affine maps built one by one, a masked matrix product per call)."""
+    kernel = _geometry_kernels() if device.type == "cuda" else None
+    tensors = [t for call in calls for t in (call.affine.tensors() if call.affine is not None else [call.matrix])]
+    if kernel is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return kernel.compose(*_map_rows(calls, b, device, kernel), pdtype)
+    matrix = G.identity_view(b, device)
+    for call in calls:
+        m = call.pixel_map()
+        if call.applied is not None:
+            m = torch.where(call.applied.view(b, 1, 1), m, G.identity_view(b, device, m.dtype))
+        matrix = matrix @ m.to(torch.float64)
+    return matrix, matrix.to(pdtype)
+
+
+def _map_rows(calls: list[GeometricCall], b: int, device, kernel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The row table [B,N,9], kinds [N] and applied mask [B,N] (None: all applied) of ``kernel.compose``: two ops."""
+    pieces, kinds = [], []
+    for call in calls:
+        if call.affine is None:
+            pieces.append(call.matrix.reshape(b, 9))
+            kinds.append(kernel.MATRIX)
+        else:
+            pieces += call.affine.row()
+            kinds.append(kernel.ROTATE if call.affine.rotate else kernel.AFFINE)
+    rows = torch.cat(pieces, 1).view(b, len(calls), 9)
+    applied = None
+    if any(call.applied is not None for call in calls):
+        every = constant(True, torch.bool, device).expand(b)
+        applied = torch.stack([every if call.applied is None else call.applied for call in calls], 1)
+    return rows, constant(kinds, torch.int32, device), applied
+
+
+def _geometry_kernels():
+    """``fastaug.kernels.triton.geometry``, or None without Triton."""
+    try:
+        from fastaug.kernels.triton import geometry
+    except ImportError:
+        return None
+    return geometry
 
 
 def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Plan:
@@ -294,9 +338,10 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
 
     geometry = None
     out_size = (h, w)
-    matrix64 = G.identity(b, device)
     if geo_calls:
         geometry, out_size, matrix64 = _compose_geometry(geo_calls, b, c, (h, w), geo_domains, geo_q, device, pdtype)
+    else:
+        matrix64 = G.identity_view(b, device)  # read-only (boxes and keypoints only read it)
 
     if out_dtype is None:
         out_dtype = torch.float32 if (normalize is not None and dtype == torch.uint8) else dtype

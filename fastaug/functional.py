@@ -701,7 +701,7 @@ def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill
     sh = per_sample(shear, b, "shear", dev, width=2)
     s = _positive(s, "scale")
     ctr = _center(center, b, dev)
-    m = G.affine_matrix(a, t, s, sh, (h, w), ctr)
+    args = G.AffineArgs(a, t, s, sh, (h, w), ctr)
     kwargs = {
         "angle": a,
         "translate": t,
@@ -712,7 +712,7 @@ def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill
     }
     if ctr is not None:
         kwargs["center"] = ctr
-    return GeometricCall(name="affine", kwargs=kwargs, matrix=m, bilinear=interpolation(mode), fill=fill_values(fill, b, c, dev))
+    return GeometricCall(name="affine", kwargs=kwargs, affine=args, bilinear=interpolation(mode), fill=fill_values(fill, b, c, dev))
 
 
 def _interp_name(mode) -> str:
@@ -739,12 +739,12 @@ def rotate_call(cv: Canvas, angle, interpolation_mode="nearest", center=None, fi
     b, c, h, w, dev = cv
     a = per_sample(angle, b, "angle", dev)
     ctr = _center(center, b, dev)
-    m = G.rotate_matrix(a, (h, w), ctr)
+    args = G.AffineArgs(a, None, None, None, (h, w), ctr, rotate=True)
     kwargs = {"angle": a, "interpolation": _interp_name(interpolation_mode), "fill": fill}
     if ctr is not None:
         kwargs["center"] = ctr
     bil = interpolation(interpolation_mode)
-    return GeometricCall(name="rotate", kwargs=kwargs, matrix=m, bilinear=bil, fill=fill_values(fill, b, c, dev))
+    return GeometricCall(name="rotate", kwargs=kwargs, affine=args, bilinear=bil, fill=fill_values(fill, b, c, dev))
 
 
 def safe_rotate(img: torch.Tensor, angle, interpolation="bilinear", fill=None, *, backend: str = "auto") -> torch.Tensor:

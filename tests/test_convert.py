@@ -309,7 +309,7 @@ def test_albumentations_geometry_draws_the_same_matrices(name):
     _, record = conv(torch.zeros(n, 3, h, w, dtype=torch.uint8), indices=torch.arange(n), return_record=True)
     (call,) = record.op_calls
     applied = torch.ones(n, dtype=torch.bool) if call.applied is None else call.applied
-    ours = np.round(call.matrix[applied].numpy(), 6)  # atoms (integer translations) equal despite solver noise
+    ours = np.round(call.pixel_map()[applied].numpy(), 6)  # atoms (integer translations) equal despite solver noise
     data = {"image": np.zeros((h, w, 3), np.uint8)}
     theirs = np.stack([np.linalg.inv(original.get_params_dependent_on_data({"shape": (h, w, 3)}, data)["matrix"]) for _ in range(n)])
     theirs = np.round(theirs, 6)

@@ -10,11 +10,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from fastaug.kernels.triton import (
-    aot,  # noqa: E402
-    fused,  # noqa: E402
-    tables,  # noqa: E402
-)
+from fastaug.kernels.triton import aot, fused  # noqa: E402
 from fastaug.kernels.triton import backward as tb  # noqa: E402
 
 from fastaug.plan import Op  # noqa: E402
@@ -26,14 +22,14 @@ CHOSEN = {
     "hash32_table_kernel": ("h0",),
     "backward_kernel": ("KT", "H", "W", "Ho", "Wo", "ssb", "ssc", "ssh", "gsb", "gsc", "gsh"),
     "stats_tables_kernel": ("B", "K", "pixels"),
+    "compose_kernel": ("B",),
 }
 
 
 def _fn(name: str):
-    if name == "stats_tables_kernel":
-        return getattr(tables.kernel_module(interpret=False), name)
-    mod = tb.kernel_module(interpret=False) if name == "backward_kernel" else fused.kernel_module(interpret=False)
-    return getattr(mod, name)
+    if name == "backward_kernel":
+        return tb.kernel_module(interpret=False).backward_kernel
+    return aot.kernel_of(fused.Launch(name, (1, 1), {}, {}))
 
 
 def _key(spec: fused.Launch):

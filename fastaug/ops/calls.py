@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastaug.ops import geometry as G
+
 
 @dataclass
 class Call:
@@ -37,13 +39,18 @@ class ColorCall(Call):
 
 @dataclass
 class GeometricCall(Call):
-    matrix: torch.Tensor | None = None  # [B,3,3] float64, output index -> input index of this op
+    matrix: torch.Tensor | None = None  # [B,3,3] float64, output index -> input index of this op (or ``affine``)
     out_size: tuple[int, int] | None = None  # (H, W) after this op; None: unchanged
     bilinear: bool = False
     fill: torch.Tensor | None = None  # [B,C] in the image's value range; None: zero padding
     window: torch.Tensor | None = None  # [B,4] crop box in this op's input space (resized_crop)
     resize: bool = False  # clamp into the window (resize semantics)
     displacement: torch.Tensor | None = None  # [B,H,W,2] (dx, dy) input pixels per output pixel (elastic; the last geometric op)
+    affine: G.AffineArgs | None = None  # instead of ``matrix``: an affine op's arguments (built on the device in one launch)
+
+    def pixel_map(self) -> torch.Tensor:
+        """[B,3,3] output index -> input index of this op (``matrix``, or built from ``affine`` by torch ops)."""
+        return self.matrix if self.affine is None else self.affine.matrix()
 
 
 @dataclass

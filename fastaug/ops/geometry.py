@@ -8,6 +8,8 @@ perspective maps endpoints to startpoints in continuous coordinates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from fastaug.constants import constant
@@ -69,6 +71,39 @@ def rotate_matrix(angle: torch.Tensor, size: tuple[int, int], center: torch.Tens
     """Counter-clockwise rotation about the centre (torchvision's ``rotate``, expand=False)."""
     zeros = constant(0.0, angle.dtype, angle.device).expand(angle.shape[0], 2)  # cached constants' views: no op
     return affine_matrix(-angle, zeros, constant(1.0, angle.dtype, angle.device).expand(angle.shape), zeros, size, center)
+
+
+@dataclass(frozen=True)
+class AffineArgs:
+    """The arguments of an affine op's map (torchvision's ``affine``; ``rotate``: its counter-clockwise ``rotate``,
+    no translate / scale / shear), kept so that a device composes every map of a call in one launch (``compiler``)."""
+
+    angle: torch.Tensor  # [B] degrees
+    translate: torch.Tensor | None  # [B,2] pixels (None with rotate)
+    scale: torch.Tensor | None  # [B] (None with rotate)
+    shear: torch.Tensor | None  # [B,2] degrees (None with rotate)
+    size: tuple[int, int]  # (H, W)
+    center: torch.Tensor | None = None  # [B,2] continuous coordinates; None: the image centre
+    rotate: bool = False
+
+    def matrix(self) -> torch.Tensor:
+        """[B,3,3] output index -> input index, the torch ops of :func:`affine_matrix` / :func:`rotate_matrix`."""
+        if self.rotate:
+            return rotate_matrix(self.angle, self.size, self.center)
+        return affine_matrix(self.angle, self.translate, self.scale, self.shear, self.size, self.center)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for t in (self.angle, self.translate, self.scale, self.shear, self.center) if t is not None]
+
+    def row(self) -> list[torch.Tensor]:
+        """The row of ``fastaug.kernels.triton.geometry`` (views of [B, k] columns, nine in all; no op)."""
+        b, (h, w) = self.angle.shape[0], self.size
+        dt, dev = self.angle.dtype, self.angle.device
+        zeros = constant(0.0, dt, dev).expand(b, 2)
+        pivot = constant([w * 0.5, h * 0.5], dt, dev).expand(b, 2) if self.center is None else self.center
+        if self.rotate:
+            return [self.angle.view(b, 1), zeros, constant(1.0, dt, dev).expand(b, 1), zeros, pivot, zeros[:, :1]]
+        return [self.angle.view(b, 1), self.translate, self.scale.view(b, 1), self.shear, pivot, zeros[:, :1]]
 
 
 def safe_rotate_matrix(angle: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

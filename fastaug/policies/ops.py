@@ -176,7 +176,7 @@ def slot_calls(
                     "angle": zero, "translate": translate, "scale": one, "shear": shear_xy,
                     "interpolation": interpolation, "fill": fill, "center": center,
                 },  # fmt: skip
-                matrix=G.affine_matrix(zero, translate, one, shear_xy, (h, w), center),
+                affine=G.AffineArgs(zero, translate, one, shear_xy, (h, w), center),
                 bilinear=bilinear,
                 fill=fill_values,
                 applied=(kind >= SHEAR_X) & (kind <= TRANSLATE_Y),
@@ -189,7 +189,7 @@ def slot_calls(
             GeometricCall(
                 name="rotate",
                 kwargs={"angle": angle, "interpolation": interpolation, "fill": fill},
-                matrix=G.rotate_matrix(angle, (h, w)),
+                affine=G.AffineArgs(angle, None, None, None, (h, w), rotate=True),
                 bilinear=bilinear,
                 fill=fill_values,
                 applied=is_rot,

@@ -20,10 +20,11 @@ from triton.backends.compiler import GPUTarget
 
 from fastaug.plan import Epilogue, Geometry, Op, Stage
 
-from . import tables
+from . import geometry, tables
 from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_hash32_table, prepare_reduce
 
 _PTR_TYPES = {
+    torch.bool: "*i1",
     torch.uint8: "*u8",
     torch.float16: "*fp16",
     torch.bfloat16: "*bf16",
@@ -173,12 +174,18 @@ def representative_launches() -> dict[str, Launch]:
     flat_stats, flat_luts = torch.zeros(b * k + 1, c, 2), torch.zeros(b * k + 1, c, 256)
     specs["tables_contrast"] = tables.prepare_tables(*bookkeeping, flat_stats, None, ho * wo, True)
     specs["tables_equalize"] = tables.prepare_tables(*bookkeeping, flat_stats, flat_luts, ho * wo, False)
+
+    rows = torch.zeros(b, 4, 9)
+    kinds = torch.tensor([geometry.AFFINE, geometry.MATRIX, geometry.ROTATE, geometry.AFFINE], dtype=torch.int32)
+    specs["geometry_compose_masked"] = geometry.prepare_compose(rows, kinds, torch.ones(b, 4, dtype=torch.bool), torch.float32)[2]
+    specs["geometry_compose_f64"] = geometry.prepare_compose(rows.double()[:, :1].contiguous(), kinds[:1], None, torch.float64)[2]
     return specs
 
 
 def kernel_of(spec: Launch, interpret: bool = False):
-    """The jit function a launch runs (the forward kernels' module or the tables')."""
-    mod = tables.kernel_module(interpret) if spec.kernel == "stats_tables_kernel" else kernel_module(interpret)
+    """The jit function a launch runs (the forward kernels' module, the tables' or the geometry's)."""
+    own = {"stats_tables_kernel": tables, "compose_kernel": geometry}.get(spec.kernel)
+    mod = kernel_module(interpret) if own is None else own.kernel_module(interpret)
     return getattr(mod, spec.kernel)
 
 
