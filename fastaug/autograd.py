@@ -225,7 +225,7 @@ def _stage_inputs(plan: Plan, x: torch.Tensor, backend: str, straight_through: b
         elif saved is not None and not _uses_luts(stage):
             stats = saved[s][0]
             k = stage.program.shape[1]
-            luts = torch.zeros(x.shape[0], k, plan.channels, 256, dtype=torch.float32, device=x.device)
+            luts = torch.zeros(x.shape[0], k, plan.channels, 256, dtype=stats.dtype, device=x.device)  # the tables' dtype
         else:
             stats, luts = engine.run_stage_stats(mod, srcs[-1], stage, plan.channels)
         tables.append((stats, luts))

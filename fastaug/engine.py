@@ -52,8 +52,9 @@ def load_backend(name: str) -> ModuleType:
         raise
 
 
-def equalize_luts(hist: torch.Tensor) -> torch.Tensor:
-    """Equalization lookup tables [..., 256] from histograms [..., 256] (PIL/torchvision's rule)."""
+def equalize_luts(hist: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Equalization lookup tables [..., 256] from histograms [..., 256] (PIL/torchvision's rule), as ``dtype`` (the
+    stage's working dtype: :func:`table_dtype`; the entries are integers 0..255, exact in either)."""
     hist = hist.to(torch.int64)
     n = hist.sum(-1, keepdim=True)
     cum = hist.cumsum(-1)
@@ -62,7 +63,7 @@ def equalize_luts(hist: torch.Tensor) -> torch.Tensor:
     lut = torch.div(cum[..., :-1] + torch.div(step, 2, rounding_mode="floor"), step.clamp(min=1), rounding_mode="floor")
     lut = torch.nn.functional.pad(lut.clamp(0, 255), (1, 0))  # bin 0 maps to 0
     identity = constant(list(range(256)), torch.int64, hist.device).expand_as(lut)
-    return torch.where(step != 0, lut, identity).to(torch.float32)
+    return torch.where(step != 0, lut, identity).to(dtype)
 
 
 def stat_positions(stage: Stage) -> torch.Tensor:
@@ -79,24 +80,33 @@ def _can_equalize(stage: Stage) -> bool:
     return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
 
 
-def stage_tables(stage: Stage, batch: int, channels: int, device: torch.device):
-    """Zeroed statistics [B,K,C,2] and equalization tables [B,K,C,256] of a stage. The tables are allocated only
-    where EQUALIZE can run (else a zero view of one cached element: no op, no memory, never read)."""
-    stats, luts, _, _ = _stage_buffers(stage, batch, channels, device)
+def table_dtype(src: torch.Tensor) -> torch.dtype:
+    """The dtype of a stage's statistics tables: its working dtype, float64 for a float64 stage input (only the first
+    stage of a Plan on float64 input; every backend then computes in float64), else float32. A float64 pixel at its
+    channel's minimum / maximum equals the table's entry only when the entry is float64 too (AUTOCONTRAST's backward
+    finds the extremes by equality), and a float32 min / max / gray mean would move every float64 output by ~1e-8."""
+    return torch.float64 if src.dtype == torch.float64 else torch.float32
+
+
+def stage_tables(stage: Stage, batch: int, channels: int, device: torch.device, dtype: torch.dtype = torch.float32):
+    """Zeroed statistics [B,K,C,2] and equalization tables [B,K,C,256] of a stage, as ``dtype`` (:func:`table_dtype`
+    of the stage input). The tables are allocated only where EQUALIZE can run (else a zero view of one cached
+    element: no op, no memory, never read)."""
+    stats, luts, _, _ = _stage_buffers(stage, batch, channels, device, dtype)
     return stats, luts
 
 
-def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device):
+def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device, dtype: torch.dtype = torch.float32):
     """(stats, luts, their flat buffers or None) where the flat buffers hold one more row than ``B*K``: the row that
     the statistics rounds write for the samples they skip (one ``index_put`` per round, no read-modify-write)."""
     k = stage.program.shape[1]
     rows = batch * k + (1 if stage.stat_slots else 0)
-    flat_stats = torch.zeros(rows, channels, 2, dtype=torch.float32, device=device)
+    flat_stats = torch.zeros(rows, channels, 2, dtype=dtype, device=device)
     stats = flat_stats[: batch * k].view(batch, k, channels, 2)
     if not _can_equalize(stage):
-        luts = constant(0.0, torch.float32, device).expand(batch, k, channels, 256)
+        luts = constant(0.0, dtype, device).expand(batch, k, channels, 256)
         return stats, luts, flat_stats, None
-    flat_luts = torch.zeros(rows, channels, 256, dtype=torch.float32, device=device)
+    flat_luts = torch.zeros(rows, channels, 256, dtype=dtype, device=device)
     return stats, flat_luts[: batch * k].view(batch, k, channels, 256), flat_stats, flat_luts
 
 
@@ -125,7 +135,8 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     samples write the spare row of the flat tables), or, on a backend with ``reduce_into_tables`` (Triton), the
     round's reduction and its entries are two launches."""
     batch = src.shape[0]
-    stats, luts, flat_stats, flat_luts = _stage_buffers(stage, batch, channels, src.device)
+    work = table_dtype(src)
+    stats, luts, flat_stats, flat_luts = _stage_buffers(stage, batch, channels, src.device, work)
     if not stage.stat_slots:
         return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
@@ -150,13 +161,13 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
         if src.device.type == "cpu" and bool((stop == k_total).all()):
             break
         red = backend.reduce(src, stage, stats, luts, stop)
-        entry = torch.stack([red.minimum.to(torch.float32), red.maximum.to(torch.float32)], -1)  # [B,C,2]
+        entry = torch.stack([red.minimum.to(work), red.maximum.to(work)], -1)  # [B,C,2]
         if contrast:
-            mean = (red.gray_sum / (h * w)).to(torch.float32)
+            mean = (red.gray_sum / (h * w)).to(work)  # float64 division, rounded to the tables' dtype
             entry[:, 0, 0] = torch.where(is_contrast[r], mean, entry[:, 0, 0])
         flat_stats.index_put_((target[r],), entry)
         if flat_luts is not None:
-            flat_luts.index_put_((target[r],), equalize_luts(red.hist))
+            flat_luts.index_put_((target[r],), equalize_luts(red.hist, work))
     return stats, luts
 
 

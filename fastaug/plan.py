@@ -24,8 +24,9 @@ only the first stage of a Plan on a float64 image: ``engine.run_stage`` hands ev
 values, so later stages compute in float32 (the output dtype stays float64). The Plan's own tensors (params,
 matrix, window, fill, taps, kernel, displacement, mean / std, rect values) are float64 for a float64 image and
 are read in the stage's working dtype; the statistics tables (``stats``: CONTRAST's gray mean, AUTOCONTRAST's
-minima / maxima; ``luts``: EQUALIZE) are float32 on every backend (``engine.stage_tables``), widened when read
-(the gray sum itself is accumulated in float64). A value lives
+minima / maxima; ``luts``: EQUALIZE) are in that working dtype too on every backend (``engine.table_dtype``: float64
+in a float64 stage, so AUTOCONTRAST's extremes are pixel values exactly; else float32), and so are a reduction's
+minima / maxima (the gray sum itself is accumulated in float64). A value lives
 in one of two *domains*: the uint8 domain (values are integers in [0, 255], bound 255, each op
 truncates its result like torchvision's uint8 kernels) or the float domain (values in [0, 1], bound 1).
 An op's domain is ``params[..., 3]`` (1.0 = uint8). For POSTERIZE, SOLARIZE, AUTOCONTRAST and
@@ -138,8 +139,8 @@ class Reduction:
     """Raw statistics of each sample's chain before its stop (see ``reduce``; zeros where not asked)."""
 
     gray_sum: torch.Tensor  # [B] float64: sum over pixels of the gray value (C==3: trunc in uint8 domain) or of v (C==1)
-    minimum: torch.Tensor  # [B,C] float32, per channel
-    maximum: torch.Tensor  # [B,C] float32, per channel
+    minimum: torch.Tensor  # [B,C] per channel, in the working dtype (float64 in a float64 stage, else float32)
+    maximum: torch.Tensor  # [B,C] per channel, in the working dtype
     hist: torch.Tensor  # [B,C,256] int64 of the uint8 value (uint8 domain: v; float: floor(v*255.999))
 
 

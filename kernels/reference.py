@@ -4,8 +4,8 @@ It is the oracle every other backend is tested against and, being plain torch, t
 autograd. Everything is batched; per-sample programs are evaluated by computing each op for the whole
 batch and selecting per sample (no host sync). Math runs in float32, or float64 in a stage whose input is float64
 (only the first stage of a Plan on float64 input: ``engine.run_stage`` keeps intermediate stage outputs in float32);
-the statistics tables are float32 (``engine.stage_tables``), widened when read.
-"""
+the statistics tables are in the same working dtype (``engine.table_dtype``): float64 minima / maxima / gray means
+in a float64 stage, so AUTOCONTRAST's extremes are the pixels' own values."""
 
 from __future__ import annotations
 
@@ -433,7 +433,7 @@ def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Ten
     hist = torch.zeros(b, c, 256, dtype=torch.int64, device=v.device)
     hist.scatter_add_(2, u8, torch.ones_like(u8))
     lo, hi = _min_max(flat, 2)
-    return Reduction(gray_sum=gray_sum, minimum=lo.float(), maximum=hi.float(), hist=hist)
+    return Reduction(gray_sum=gray_sum, minimum=lo, maximum=hi, hist=hist)  # min / max in the working dtype
 
 
 def _min_max(v: torch.Tensor, dim) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,8 +48,9 @@ def test_min_max_leave_nan_pixels_out_on_every_backend(dtype):
     stage = _stage(b)
     stats, luts = torch.zeros(b, 1, c, 2), torch.zeros(b, 1, c, 256)
     flat = x.reshape(b, c, -1).double()
-    want_lo = torch.where(flat.isnan(), float("inf"), flat).amin(2).float()
-    want_hi = torch.where(flat.isnan(), -float("inf"), flat).amax(2).float()
+    work = engine.table_dtype(x)  # a reduction's minima / maxima: the working dtype, as the tables
+    want_lo = torch.where(flat.isnan(), float("inf"), flat).amin(2).to(work)
+    want_hi = torch.where(flat.isnan(), -float("inf"), flat).amax(2).to(work)
     assert want_lo[1, 2] == float("inf") and want_hi[1, 2] == -float("inf") and want_hi[2, 0] == 2.0
     for name, reduce in (("torch", reference.reduce), ("numba", numba_backend.reduce), ("triton", fused.reduce)):
         r = reduce(x, stage, stats, luts, 0)

@@ -4,7 +4,7 @@ Input dtypes: uint8, float32 and float64 are read in place through their strides
 (float16, bfloat16, ...) is first converted with one ``src.float()`` (the reference reads it as
 float32 too). Working values are float32, or float64 in a stage whose input is float64 (as the reference computes:
 only the first stage of a Plan on float64 input, ``engine.run_stage`` keeps intermediate stage outputs in float32;
-the statistics tables are float32 on every backend).
+the statistics tables and the reduction's minima / maxima are in the same working dtype, ``engine.table_dtype``).
 Outputs of dtype uint8 / float32 (float64 for float64 input) are written in place through their
 strides (contiguous, channels-last, any view); other dtypes go through a temporary and one
 ``out.copy_``.
@@ -334,7 +334,7 @@ def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Ten
     ranged = (whats & 2 != 0)[:, None]
     return Reduction(
         gray_sum=torch.from_numpy(gray.sum(0)),
-        minimum=torch.from_numpy(np.where(ranged, mn.min(0), 0)).float(),
-        maximum=torch.from_numpy(np.where(ranged, mx.max(0), 0)).float(),
+        minimum=torch.from_numpy(np.where(ranged, mn.min(0), ftype(0))),  # the working dtype, as the tables
+        maximum=torch.from_numpy(np.where(ranged, mx.max(0), ftype(0))),
         hist=torch.from_numpy(hist.sum(0)),
     )

@@ -22,7 +22,8 @@ bounds included, and HUE's max / min chains split ties evenly, as ``torch.minimu
 Everything runs and accumulates in float32 (float16 / bfloat16 inputs are read as float32), or in float64 in a stage
 whose input is float64 (Plan tensors read in float64, float64 maths and gradient buffers, as the reference): only the
 first stage of a Plan on float64 input, since ``engine.run_stage`` keeps intermediate stage outputs in float32 (a later
-stage's backward runs in float32); the statistics tables it reads are float32 on every backend (``engine.stage_tables``).
+stage's backward runs in float32); the statistics tables it reads are in the same working dtype (``engine.table_dtype``),
+so a float64 pixel at its channel's minimum / maximum equals the table's entry.
 C > 4, quantized geometry and SHARPNESS in a stage with geometry are declined (torch autograd fallback).
 """
 

@@ -12,8 +12,8 @@ so ``apply``/``reduce`` can be captured in a CUDA graph.
 
 Numerics follow ``kernels/reference.py``: float32 math, or float64 math in a stage whose input is float64 (every
 Plan tensor then read in float64: ``plan_dtype``). Only the first stage of a Plan on float64 input is such a stage
-(``engine.run_stage`` keeps intermediate stage outputs in float32), and the statistics tables are float32 on every
-backend (``engine.stage_tables``; read here widened): see ``fastaug/plan.py``. IEEE divisions, no FMA contraction
+(``engine.run_stage`` keeps intermediate stage outputs in float32), and the statistics tables and the reduction's
+minima / maxima are in that working dtype too (``engine.table_dtype``): see ``fastaug/plan.py``. IEEE divisions, no FMA contraction
 (launched with ``enable_fp_fusion=False``),
 ``rint`` = round half to even. One
 deliberate difference: normalize multiplies by ``1/std`` (within the 1e-4 tolerance) instead of
@@ -1025,8 +1025,8 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
     ok = pmask & (v == v)  # a NaN pixel is left out of the minimum / maximum (every backend, see the reference)
     lo = tl.reduce(tl.where(ok, v, float("inf")), None, _min2)
     hi = tl.reduce(tl.where(ok, v, -float("inf")), None, _max2)
-    tl.atomic_min(vmin + b * C + c, lo.to(tl.float32))
-    tl.atomic_max(vmax + b * C + c, hi.to(tl.float32))
+    tl.atomic_min(vmin + b * C + c, lo.to(vmin.dtype.element_ty))  # the tables' dtype: float32, float64 in a float64 stage
+    tl.atomic_max(vmax + b * C + c, hi.to(vmax.dtype.element_ty))
     x = tl.where(qk, v, tl.floor(v * 255.999))
     x = tl.where(x > 0.0, x, 0.0)
     x = tl.where(x < 255.0, x, 255.0)
@@ -1165,7 +1165,7 @@ def _tile_pixels(stage: Stage, stop: int) -> int:
 def plan_dtype(src: torch.Tensor) -> torch.dtype:
     """The dtype of the Plan tensors a kernel reads for stage input ``src``, and of its maths: float64 for float64
     input (as the reference), else float32 (a later stage's input is float32: ``engine.run_stage``). The statistics
-    tables come in float32 whatever this is (``engine.stage_tables``) and are converted to it."""
+    tables come in this dtype too (``engine.table_dtype``: no conversion); others are converted to it."""
     return torch.float64 if src.dtype == torch.float64 else torch.float32
 
 
@@ -1343,8 +1343,8 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
     if outputs is None:
         outputs = (
             torch.zeros(bsz, dtype=torch.float64, device=dev),
-            torch.full((bsz, c), float("inf"), dtype=torch.float32, device=dev),
-            torch.full((bsz, c), -float("inf"), dtype=torch.float32, device=dev),
+            torch.full((bsz, c), float("inf"), dtype=common["par"].dtype, device=dev),  # min / max in the working dtype
+            torch.full((bsz, c), -float("inf"), dtype=common["par"].dtype, device=dev),
             torch.zeros(bsz, c, 256, dtype=torch.int32, device=dev),
         )
     gsum, vmin, vmax, hist = outputs

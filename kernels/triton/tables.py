@@ -4,7 +4,8 @@ A round's ``reduce`` leaves per sample a gray sum, per-channel minima / maxima a
 :func:`stats_tables_kernel` turns them into the entries the apply kernel reads at each sample's stop: the
 (min, max) pair per channel, CONTRAST's gray mean in channel 0's first entry, and EQUALIZE's lookup table
 (``engine.equalize_luts``' integer rule, the same bits), one program per (sample, channel). On the host
-that is ~20 small torch ops per round; here it is one launch, and the histograms stay int32.
+that is ~20 small torch ops per round; here it is one launch, and the histograms stay int32. The tables and the
+minima / maxima are in the stage's working dtype (``engine.table_dtype``: float64 in a float64 stage, else float32).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def stats_tables_kernel(gsum, vmin, vmax, hist, stops, prog, flat_stats, flat_lu
     hi = tl.load(vmax + b * C + c)
     if CONTRAST:
         code = tl.load(prog + b * K + tl.where(inside, stop, 0))
-        mean = (tl.load(gsum + b) / pixels.to(tl.float64)).to(tl.float32)  # float64 division, then rounded (the host's rule)
+        mean = (tl.load(gsum + b) / pixels.to(tl.float64)).to(flat_stats.dtype.element_ty)  # float64 division, then rounded
         lo = tl.where(inside & (code == CONTRAST_CODE) & (c == 0), mean, lo)
     tl.store(flat_stats + (row * C + c) * 2, lo)
     tl.store(flat_stats + (row * C + c) * 2 + 1, hi)
@@ -63,7 +64,7 @@ def stats_tables_kernel(gsum, vmin, vmax, hist, stops, prog, flat_stats, flat_lu
         lut = (cum - h + step // 2) // tl.maximum(step, 1)  # bin i: (cum[i - 1] + step // 2) // step; bin 0: 0
         lut = tl.minimum(tl.maximum(lut, 0), 255)
         lut = tl.where(step != 0, lut, bins.to(tl.int64))
-        tl.store(flat_luts + (row * C + c) * 256 + bins, lut.to(tl.float32))
+        tl.store(flat_luts + (row * C + c) * 256 + bins, lut.to(flat_luts.dtype.element_ty))
 
 
 def kernel_module(interpret: bool | None = None):
