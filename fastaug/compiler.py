@@ -49,22 +49,24 @@ class _StageBuilder:
 
     def _program(self, b: int, device: torch.device) -> torch.Tensor:
         """[B,K] int32: one stack (a code for every sample is a cached constant's view)."""
-        rows = [constant(c, torch.int64, device).expand(b) if isinstance(c, int) else c for c in self.codes]
-        return torch.stack(rows, 1).to(torch.int32)
+        rows = [constant(c, torch.int32, device).expand(b) if isinstance(c, int) else c for c in self.codes]
+        return torch.stack(rows, 1).to(torch.int32)  # one op when every row is int32 already
 
     def _params(self, b: int, device: torch.device) -> torch.Tensor:
-        """[B,K,NUM_PARAMS] in the Plan dtype: the magnitudes (differentiable), zero-padded, and the uint8 flags."""
+        """[B,K,NUM_PARAMS] in the Plan dtype: the magnitudes (differentiable), zero-padded, and the uint8 flags: one cat
+        (each value rounded once to the Plan dtype, as one by one; a second op if some magnitudes are wider)."""
         width = NUM_PARAMS - 1
-        cols = []
-        for p in self.params:
+        pieces = []
+        for p, q in zip(self.params, self.quantized, strict=True):
             if p is None:
                 p = constant(0.0, self.dtype, device).expand(b, width)
-            elif p.shape[1] != width:
-                p = torch.nn.functional.pad(p[:, :width], (0, width - min(p.shape[1], width)))
-            cols.append(p)
-        flags = constant([1.0 if q else 0.0 for q in self.quantized], self.dtype, device)
-        stacked = torch.stack(cols, 1).to(self.dtype)  # each value rounded once to the Plan dtype, as one by one
-        return torch.cat([stacked, flags.view(1, -1, 1).expand(b, -1, 1)], 2)
+            elif p.shape[1] > width:
+                p = p[:, :width]
+            pieces.append(p)
+            if p.shape[1] < width:  # zero-padded by a constant's view: no op
+                pieces.append(constant(0.0, self.dtype, device).expand(b, width - p.shape[1]))
+            pieces.append(constant(1.0 if q else 0.0, self.dtype, device).expand(b, 1))
+        return torch.cat(pieces, 1).to(self.dtype).view(b, len(self.params), NUM_PARAMS)
 
     def build(self, b: int, device: torch.device, geometry: Geometry | None, in_scale: float, out_size) -> Stage:
         if self.codes:
@@ -123,8 +125,11 @@ def _per_sample_code(call: ColorCall) -> tuple[torch.Tensor | int, tuple[int, ..
         code, static = call.code, call.codes
     else:
         code, static = int(call.code), (int(call.code),)
-    if call.applied is not None:
-        code = torch.where(call.applied, code, 0)
+    if call.applied is not None:  # 0-dim cached constants: one op (a Python number costs a scalar tensor each)
+        dev = call.applied.device
+        dtype = code.dtype if isinstance(code, torch.Tensor) else torch.int32
+        value = code if isinstance(code, torch.Tensor) else constant(code, dtype, dev)
+        code = torch.where(call.applied, value, constant(0, dtype, dev))
         static = tuple(set(static) | {int(Op.IDENTITY)})
     return code, static
 
@@ -359,8 +364,15 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
     if out_dtype.is_floating_point and domain_u8 and not unscaled:
         ep.out_scale = 1.0 / 255.0
     if normalize is not None:
-        ep.mean = normalize.mean.to(device=device, dtype=pdtype).expand(b, c).contiguous()
-        ep.std = normalize.std.to(device=device, dtype=pdtype).expand(b, c).contiguous()
+        def per_sample(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=pdtype).expand(b, c).contiguous()
+
+        if normalize.values is None:
+            ep.mean, ep.std = per_sample(normalize.mean), per_sample(normalize.std)
+        else:  # constants: the [B,C] tables cached per batch size (no op per call)
+            key = ("normalize", normalize.values, b, c, pdtype, torch.device(device))
+            ep.mean = cached((*key, "mean"), lambda: per_sample(normalize.mean))
+            ep.std = cached((*key, "std"), lambda: per_sample(normalize.std))
     if rects:
         _fill_rects(ep, rects, rect_phase, b, c, domain_u8, device, pdtype)
     plan = Plan(stages=built, epilogue=ep, channels=c, out_size=out_size)

@@ -91,13 +91,13 @@ def _color(img, name: str, op: Op, kwargs: dict, params: list[torch.Tensor], bac
 def _positive(t: torch.Tensor, name: str) -> torch.Tensor:
     """``t`` > 0: a CPU tensor raises otherwise; a device tensor is kept >= 1e-6 (the device rule of
     ``fastaug.validation``: the op's near-identity, e.g. a blur with sigma 1e-6 keeps the image)."""
-    _check(t > 0, f"{name} must be > 0")
+    _check(lambda: t > 0, f"{name} must be > 0", on=t)
     return t if checks_values(t) else torch.clamp(t, min=1e-6)
 
 
 def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
     """``t`` finite: a CPU tensor raises otherwise; on a device NaN and +-inf become 0 (``fastaug.validation``)."""
-    _check(torch.isfinite(t.detach()), f"{name} must hold finite values" if name == "kernel" else f"{name} must be finite")
+    _check(lambda: torch.isfinite(t.detach()), f"{name} must hold finite values" if name == "kernel" else f"{name} must be finite", on=t)
     return t if checks_values(t) else torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -409,7 +409,7 @@ def motion_blur(img: torch.Tensor, kernel_size, angle, direction=0.0, shift=(0.0
     from the tensor: a host sync on CUDA; the MotionBlur transform knows it statically.)"""
     cv = _batch(img)
     ks = per_sample(kernel_size, cv.b, "kernel_size", cv.device, lo=3.0, integer=True)
-    _check(torch.remainder(ks, 2) == 1, "kernel_size must be odd")
+    _check(lambda: torch.remainder(ks, 2) == 1, "kernel_size must be odd", on=ks)
     if not checks_values(ks):  # the device rule (fastaug.validation): an even size becomes the next odd one
         ks = ks + 1 - torch.remainder(ks, 2)
     a = per_sample(angle, cv.b, "angle", cv.device)
@@ -533,7 +533,7 @@ def salt_and_pepper(
 def multiplicative_noise_call(cv: Canvas, low, high, per_channel: bool, keys: torch.Tensor) -> ColorCall:
     lo = per_sample(low, cv.b, "low", cv.device, lo=0.0, neutral=1.0)  # a device NaN: factor 1, the identity
     hi = per_sample(high, cv.b, "high", cv.device, lo=0.0, neutral=1.0)
-    _check(lo <= hi, "low must be <= high")
+    _check(lambda: lo <= hi, "low must be <= high", on=hi)
     if not checks_values(hi):  # the device rule (fastaug.validation): high below low is low
         hi = torch.maximum(lo, hi)
     pc = torch.full_like(lo, 1.0 if _flag(per_channel, "per_channel") else 0.0)
@@ -591,7 +591,7 @@ def superpixels_call(cv: Canvas, p_replace, n_segments, max_segments: int, keys:
     n = per_sample(n_segments, cv.b, "n_segments", cv.device, lo=1.0, integer=True)
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
-    _check(n <= max_segments, f"n_segments must be <= max_segments = {max_segments}")
+    _check(lambda: n <= max_segments, f"n_segments must be <= max_segments = {max_segments}", on=n)
     n = n if checks_values(n) else torch.clamp(n, max=float(max_segments))  # the device rule (fastaug.validation)
     if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
         raise ValueError(f"max_size must be None or an int >= 1, got {max_size!r}")
@@ -691,15 +691,17 @@ def affine(
     return run_calls(img, [affine_call(_batch(img), angle, translate, scale, shear, interpolation, fill, center)], backend)
 
 
-def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill=None, center=None) -> GeometricCall:
+def affine_call(cv: Canvas, angle, translate, scale, shear, mode="nearest", fill=None, center=None, *,
+                drawn: bool = False) -> GeometricCall:
+    """``drawn``: the tensors come from a transform's checked ranges (``validation.per_sample``: no op on a device)."""
     b, c, h, w, dev = cv
-    a = per_sample(angle, b, "angle", dev)
-    t = per_sample(translate, b, "translate", dev, width=2)
-    s = per_sample(scale, b, "scale", dev, neutral=1.0)
+    a = per_sample(angle, b, "angle", dev, drawn=drawn)
+    t = per_sample(translate, b, "translate", dev, width=2, drawn=drawn)
+    s = per_sample(scale, b, "scale", dev, neutral=1.0, drawn=drawn)
     if isinstance(shear, numbers.Number) and not isinstance(shear, bool):
         shear = [float(shear), 0.0]
-    sh = per_sample(shear, b, "shear", dev, width=2)
-    s = _positive(s, "scale")
+    sh = per_sample(shear, b, "shear", dev, width=2, drawn=drawn)
+    s = s if drawn and not checks_values(s) else _positive(s, "scale")
     ctr = _center(center, b, dev)
     args = G.AffineArgs(a, t, s, sh, (h, w), ctr)
     kwargs = {
@@ -735,9 +737,10 @@ def rotate(
     return run_calls(img, [rotate_call(_batch(img), angle, interpolation, center, fill)], backend)
 
 
-def rotate_call(cv: Canvas, angle, interpolation_mode="nearest", center=None, fill=None) -> GeometricCall:
+def rotate_call(cv: Canvas, angle, interpolation_mode="nearest", center=None, fill=None, *, drawn: bool = False) -> GeometricCall:
+    """``drawn``: as :func:`affine_call`."""
     b, c, h, w, dev = cv
-    a = per_sample(angle, b, "angle", dev)
+    a = per_sample(angle, b, "angle", dev, drawn=drawn)
     ctr = _center(center, b, dev)
     args = G.AffineArgs(a, None, None, None, (h, w), ctr, rotate=True)
     kwargs = {"angle": a, "interpolation": _interp_name(interpolation_mode), "fill": fill}
@@ -1104,9 +1107,9 @@ def check_mean_std(mean, std) -> None:
             raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, got {value!r}") from e
         if t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
-        _check(torch.isfinite(t), f"{name} must hold finite values (no NaN or inf)")
+        _check(lambda t=t: torch.isfinite(t), f"{name} must hold finite values (no NaN or inf)", on=t)
         if name == "std":
-            _check(t != 0, "std evaluated to zero, leading to division by zero")
+            _check(lambda t=t: t != 0, "std evaluated to zero, leading to division by zero", on=t)
 
 
 _TO_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -186,10 +186,10 @@ class RandomAffine(Transform):
         ranges = [self.degrees, (-mx, mx), (-my, my), tuple(self.scale) if self.scale is not None else (1.0, 1.0),
                   *((self.shear[:2], self.shear[2:]) if self.shear is not None else ((0.0, 0.0), (0.0, 0.0)))]  # fmt: skip
         v = _lerp_columns(u, ranges)  # absent options: lo + u * 0 = lo exactly (translate 0, scale 1, shear 0)
-        if self.translate is not None:  # whole pixels
-            v = torch.cat([v[:, :1], torch.round(v[:, 1:3]), v[:, 3:]], 1)
+        if self.translate is not None:  # whole pixels (v is this call's own tensor: rounded in place, one op)
+            v[:, 1:3].round_()
         center = None if self.center is None else list(self.center)
-        return [F.affine_call(cv, v[:, 0], v[:, 1:3], v[:, 3], v[:, 4:6], self.interpolation, self.fill, center)]
+        return [F.affine_call(cv, v[:, 0], v[:, 1:3], v[:, 3], v[:, 4:6], self.interpolation, self.fill, center, drawn=True)]
 
 
 class RandomRotation(Transform):
@@ -205,7 +205,7 @@ class RandomRotation(Transform):
     def calls(self, ctx):
         angle = _lerp(ctx.uniform(1)[:, 0], self.degrees)
         center = None if self.center is None else list(self.center)
-        return [F.rotate_call(ctx.canvas, angle, self.interpolation, center, self.fill)]
+        return [F.rotate_call(ctx.canvas, angle, self.interpolation, center, self.fill, drawn=True)]
 
 
 class SafeRotate(Transform):
@@ -332,10 +332,10 @@ class ColorJitter(Transform):
             return []
         u = ctx.uniform(8)
         n = len(parts)
-        codes = constant([int(op) for op, _ in parts], torch.int64, u.device)
+        codes = constant([int(op) for op, _ in parts], torch.int32, u.device)  # int32: the Plan's program, no cast
         values = _lerp_columns(u[:, :n], [r for _, r in parts])
         order = torch.argsort(u[:, 4 : 4 + n], dim=1)  # a random permutation per sample
-        picked = torch.nn.functional.pad(values.gather(1, order).to(torch.float32).unsqueeze(-1), (0, 2))  # [B,n,3]
+        picked = values.gather(1, order).to(torch.float32).unsqueeze(-1)  # [B,n,1] (the compiler pads with constants)
         ordered = codes[order]
         static = tuple(int(op) for op, _ in parts)
         token = object()  # each op once per sample: one statistics round for CONTRAST, wherever it lands
@@ -1055,7 +1055,7 @@ class Normalize(Transform):
             raise ValueError(f"mean and std need 1 or {c} values (one per channel), got {len(self.mean)} and {len(self.std)}")
         m, s = [float(v) for v in m], [float(v) for v in s]
         return [NormalizeCall(name="normalize", kwargs={"mean": m, "std": s}, mean=constant(m, torch.float32, dev),
-                              std=constant(s, torch.float32, dev))]  # fmt: skip
+                              std=constant(s, torch.float32, dev), values=(tuple(m), tuple(s)))]  # fmt: skip
 
 
 class ToDtype(Transform):

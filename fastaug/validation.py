@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 import torch
 
-from fastaug.constants import constant
+from fastaug.constants import cached, constant
 
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -37,9 +37,14 @@ def checks_values(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
-def _check(cond: torch.Tensor, message: str, exc: type[Exception] = ValueError) -> None:
+def _check(cond, message: str, exc: type[Exception] = ValueError, on: torch.Tensor | None = None) -> None:
     """CPU: raise ``exc(message)`` now unless ``cond`` holds everywhere. Accelerators and meta: nothing (the module
-    doc's device rule: no host sync, no device assert)."""
+    doc's device rule: no host sync, no device assert). ``cond``: a bool tensor, or a function returning one, called
+    only where the tensor ``on`` is checked (no op on a device)."""
+    if callable(cond):
+        if not checks_values(on):
+            return
+        cond = cond()
     if checks_values(cond) and not bool(cond.all()):
         raise exc(message)
 
@@ -87,9 +92,11 @@ def per_sample(
     hi: float | None = None,
     integer: bool = False,
     neutral: float = 0.0,
+    drawn: bool = False,
 ) -> torch.Tensor:
     """A number or per-sample tensor as a float64 tensor [B] (or [B, width]), range-checked (a device tensor: made
-    valid by :func:`sanitize`, NaN becoming ``neutral``, the argument's identity value)."""
+    valid by :func:`sanitize`, NaN becoming ``neutral``, the argument's identity value). ``drawn``: a transform drew
+    the tensor from its ranges checked at construction: valid by construction, used as given on a device (no op)."""
     if isinstance(value, bool) or (value is None):
         raise TypeError(f"{name} must be a number or a tensor, got {value!r}")
     if isinstance(value, numbers.Number):
@@ -121,6 +128,8 @@ def per_sample(
     else:
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if not checks_values(t):
+        if drawn:
+            return t
         return sanitize(t, lo, hi, integer, min(max(neutral, -math.inf if lo is None else lo), math.inf if hi is None else hi))
     d = t.detach()
     _check(~torch.isnan(d), f"{name} contains NaN")
@@ -178,7 +187,7 @@ def check_epoch(value, name: str = "epoch") -> torch.Tensor | int:
     message = f"{name} must be in [0, 2**32) (a non-negative int)"
     if isinstance(e, torch.Tensor):
         t = e.detach().to(torch.int64)
-        _check((t >= 0) & (t <= _KEY_MAX), message)
+        _check(lambda: (t >= 0) & (t <= _KEY_MAX), message, on=t)
     elif not 0 <= e <= _KEY_MAX:
         raise ValueError(f"{message}, got {e}")
     return e
@@ -219,6 +228,12 @@ def interpolation(mode) -> bool:
     return name == "bilinear"
 
 
+def _constant_fill(values: list[float], b: int, device: torch.device) -> torch.Tensor:
+    """A host fill as a cached contiguous float32 [B,C] (no op and no host -> device copy per call; read-only)."""
+    return cached(("fill", tuple(values), b, torch.device(device)),
+                  lambda: constant(values, torch.float32, device).expand(b, len(values)).contiguous())
+
+
 def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") -> torch.Tensor | None:
     """None, a number, one value per channel, or per-sample [B,C] -> [B,C] float32 (a float64 tensor stays
     float64, and a tensor stays in the autograd graph: exact gradients to the fill)."""
@@ -228,20 +243,20 @@ def fill_values(fill, b: int, c: int, device: torch.device, name: str = "fill") 
     if isinstance(fill, numbers.Number) and not isinstance(fill, bool):
         if not math.isfinite(fill):
             raise ValueError(f"{finite}, got {fill!r}")
-        return torch.full((b, c), float(fill), dtype=torch.float32, device=device)
+        return _constant_fill([float(fill)] * c, b, device)
     if isinstance(fill, (list, tuple)):
         if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in fill):
             raise TypeError(f"{name} must be None, a number or a sequence of numbers, got {fill!r}")
         if not all(math.isfinite(v) for v in fill):
             raise ValueError(f"{finite}, got {fill!r}")
         if len(fill) == 1:
-            return torch.full((b, c), float(fill[0]), dtype=torch.float32, device=device)
+            return _constant_fill([float(fill[0])] * c, b, device)
         if len(fill) != c:
             raise ValueError(f"{name} has {len(fill)} values but the image has {c} channels")
-        return torch.tensor([float(v) for v in fill], dtype=torch.float32, device=device).expand(b, c).contiguous()
+        return _constant_fill([float(v) for v in fill], b, device)
     if isinstance(fill, torch.Tensor):
         t = fill.to(device=device, dtype=torch.float64 if fill.dtype == torch.float64 else torch.float32)
-        _check(torch.isfinite(t.detach()), finite)
+        _check(lambda: torch.isfinite(t.detach()), finite, on=t)
         if t.dim() == 0:
             return t.expand(b, c).contiguous()
         if t.dim() == 1 and t.shape[0] == c:

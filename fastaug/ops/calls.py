@@ -23,7 +23,7 @@ class Call:
 @dataclass
 class ColorCall(Call):
     code: torch.Tensor | int = 0  # [B] op codes or one code
-    params: torch.Tensor | None = None  # [B,3]
+    params: torch.Tensor | None = None  # [B, <= 3]: the op's arguments (absent trailing columns are zeros)
     codes: tuple[int, ...] = ()  # static: every code this call may produce
     rgb_only: bool = False  # needs C == 3 (C == 1 is identity)
     stat_channels_ok: tuple[int, ...] | None = None  # allowed channel counts (None: any)
@@ -72,6 +72,7 @@ class RectCall(Call):
 class NormalizeCall(Call):
     mean: torch.Tensor | None = None  # [C]
     std: torch.Tensor | None = None  # [C]
+    values: tuple | None = None  # (mean, std) as tuples of numbers when they are constants (the Plan's [B,C] cached)
 
 
 @dataclass

@@ -62,7 +62,7 @@ def compose_kernel(rows, kinds, applied, out64, out, B, N: tl.constexpr, APPLIED
     b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = b < B
     one = tl.full((BLOCK,), 1.0, tl.float64)
-    zero = tl.zeros((BLOCK,), tl.float64)
+    zero = tl.full((BLOCK,), 0.0, tl.float64)  # (tl.zeros is a jit helper: interpreted only if Triton was imported so)
     deg = tl.full((BLOCK,), DEG, tl.float64)  # pi / 180 as a float64 constant (a bare float constexpr is float32)
     a00, a01, a02, a10, a11, a12, a20, a21, a22 = one, zero, zero, zero, one, zero, zero, zero, one
     for n in tl.static_range(N):
@@ -137,8 +137,12 @@ def prepare_compose(rows: torch.Tensor, kinds: torch.Tensor, applied: torch.Tens
     """The outputs [B,3,3] (float64, ``dtype``) and the launch of :func:`compose_kernel` for ``rows`` [B,N,9]
     (float32 or float64, contiguous), ``kinds`` [N] int32 and ``applied`` [B,N] bool (None: every op applied)."""
     b, n = rows.shape[:2]
-    out64 = torch.empty(b, 3, 3, dtype=torch.float64, device=rows.device)
-    out = out64 if dtype == torch.float64 else torch.empty(b, 3, 3, dtype=dtype, device=rows.device)
+    if dtype == torch.float64:
+        out64 = out = torch.empty(b, 3, 3, dtype=torch.float64, device=rows.device)
+    else:  # one allocation for both (views of its bytes; the float64 part first: aligned)
+        raw = torch.empty(b * 9 * (8 + dtype.itemsize), dtype=torch.uint8, device=rows.device)
+        out64 = raw[: b * 72].view(torch.float64).view(b, 3, 3)
+        out = raw[b * 72 :].view(dtype).view(b, 3, 3)
     args = {"rows": rows, "kinds": kinds, "applied": rows if applied is None else applied, "out64": out64, "out": out,
             "B": b}
     cx = {"N": n, "APPLIED": applied is not None, "DEG": _DEG, "BLOCK": BLOCK}
