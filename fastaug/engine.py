@@ -76,6 +76,14 @@ def stat_positions(stage: Stage) -> torch.Tensor:
     return (hit & constant(allowed, torch.bool, prog.device)).any(-1)
 
 
+def allowed_stat_codes(stage: Stage, device: torch.device) -> torch.Tensor:
+    """[K] int64, a cached constant: bit ``code`` set where statistics op ``code`` may run at position k (the rule of
+    :func:`stat_positions` as bits, for a kernel)."""
+    stat = [int(op) for op in STAT_OPS]
+    bits = [sum(1 << code for code in stat if k in stage.stat_slots and code in stage.codes_at(k)) for k in range(stage.program.shape[1])]
+    return constant(bits, torch.int64, device)
+
+
 def _can_equalize(stage: Stage) -> bool:
     return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
 
@@ -141,16 +149,23 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
         return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
     k_total = stage.program.shape[1]
-    found = stat_positions(stage)
-    if src.device.type == "cpu" and stage.rounds() < len(stage.stat_slots) and bool((found.sum(1) > stage.rounds()).any()):
+    setup = getattr(backend, "round_setup", None)
+    found = stat_positions(stage) if src.device.type == "cpu" or setup is None else None
+    if found is not None and src.device.type == "cpu" and stage.rounds() < len(stage.stat_slots) and bool(
+        (found.sum(1) > stage.rounds()).any()
+    ):
         raise RuntimeError(f"a sample runs more statistics ops than the stage's bound of {stage.rounds()} rounds (a compiler bug)")
-    stops = _round_stops(stage, found)  # [R,B]
     contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
     on_device = getattr(backend, "reduce_into_tables", None)  # a backend that writes the entries itself (one launch)
     if on_device is not None:
+        if setup is not None:  # the stops and the rounds' reduction buffers: one allocation and one launch
+            stops, outputs = setup(stage, allowed_stat_codes(stage, src.device), batch, channels, work, src.device)
+        else:
+            stops, outputs = _round_stops(stage, found), [None] * stage.rounds()
         for r in range(stage.rounds()):
-            on_device(src, stage, stats, luts, stops[r], flat_stats, flat_luts, h * w, contrast)
+            on_device(src, stage, stats, luts, stops[r], flat_stats, flat_luts, h * w, contrast, outputs[r])
         return stats, luts
+    stops = _round_stops(stage, found)  # [R,B]
     rows = cached(("flat rows", batch, k_total, src.device), lambda: torch.arange(0, batch * k_total, k_total, device=src.device))
     target = torch.where(stops < k_total, rows + stops, batch * k_total)  # [R,B]: flat row, or the spare one
     if contrast:  # CONTRAST reads the gray mean from channel 0's first entry; other statistics ops their own entries

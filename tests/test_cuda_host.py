@@ -11,18 +11,16 @@ import fastaug
 import fastaug.compose
 import fastaug.functional
 
-# torch kernel ops per call measured on 2026-12-02 (B=8; one statistics round for ColorJitter, an affine map in ~20 ops,
-# each round's table entries written by one Triton launch;
-# all draws of a call in one launch, the Plan's tables built with a few stacks, the statistics rounds' books vectorised,
-# no device-side checks): ceilings against regressions, lowered as the parameter mapping moves into kernels (the goal:
-# <= 30 for the reference pipeline, <= 40 for RandAugment + Normalize)
+# torch ops that run a kernel, per call (B=8), measured on 2026-12-02: ceilings against regressions. The reference
+# pipeline's is the issue's goal (<= 30); RandAugment + Normalize's goal is <= 40 (not met: its slots' parameter
+# mapping is ~60 torch ops)
 CEILING = {
-    "reference pipeline": 42,
-    "blur-noise pipeline": 116,
-    "RandAugment + Normalize": 124,
-    "TrivialAugmentWide + Normalize": 80,
-    "AutoAugment + Normalize": 98,
-    "MarkovPolicy(length=3) + Normalize": 208,
+    "reference pipeline": 30,
+    "blur-noise pipeline": 104,
+    "RandAugment + Normalize": 101,
+    "TrivialAugmentWide + Normalize": 68,
+    "AutoAugment + Normalize": 82,
+    "MarkovPolicy(length=3) + Normalize": 172,
     "XYMasking + RandomErasing": 116,
     "RandomPerspective + RandomResizedCrop": 120,
     "ElasticTransform + RandomFog": 110,
@@ -58,7 +56,9 @@ def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
     assert draw_launches(log) == 1  # every parameter draw of the call in one launch (rng.bank)
     geometric = sum(plan.stages[0].geometry is not None for plan in second)
     assert log.launches.count("compose_kernel") == geometric  # a plan's geometric maps built and composed in one launch
-    assert len(log.launches) == len(stages) + 2 * reduce_rounds + 1 + geometric
+    with_stats = sum(stage.rounds() > 0 for stage in stages)
+    assert log.launches.count("round_setup_kernel") == with_stats  # a stage's round stops and reduction buffers: one launch
+    assert len(log.launches) == len(stages) + 2 * reduce_rounds + 1 + geometric + with_stats
     assert log.kernel_ops <= CEILING[name], dict(log.kernels.most_common(8))
     assert not [op for op in log.ops if "_assert_async" in op]  # no sticky device assert (fastaug.validation)
 

@@ -19,10 +19,13 @@ from fastaug.plan import Op
 
 HOST_BOOKS = types.SimpleNamespace(reduce=triton_backend.reduce)  # the same reduction, the entries written by torch
 DEVICE_BOOKS = types.SimpleNamespace(reduce=triton_backend.reduce, reduce_into_tables=tables.reduce_into_tables)
+DEVICE_SETUP = triton_backend  # the stops and reduction buffers from round_setup_kernel too
 
 
-@pytest.mark.parametrize(("seed", "dtype"), [(0, torch.uint8), (1, torch.uint8), (2, torch.uint8), (3, torch.float32)])
-def test_tables_kernel_writes_the_host_entries(seed, dtype):
+@pytest.mark.parametrize("books", [DEVICE_BOOKS, DEVICE_SETUP], ids=["host stops", "device stops"])
+@pytest.mark.parametrize(("seed", "dtype"), [(0, torch.uint8), (1, torch.uint8), (2, torch.uint8), (3, torch.float32),
+                                             (4, torch.float64)])  # fmt: skip
+def test_tables_kernel_writes_the_host_entries(seed, dtype, books):
     g = torch.Generator().manual_seed(seed)
     b, c, h, w = 4, 3 if seed % 3 else 1, 24, 24  # > 2 * 255 pixels: EQUALIZE steps of 2 or more
     x = torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
@@ -37,10 +40,39 @@ def test_tables_kernel_writes_the_host_entries(seed, dtype):
     stage.slot_codes = tuple(tuple(sorted(s)) for s in codes)
     stage.stat_slots = tuple(k for k in range(4) if any(o in stage.slot_codes[k] for o in stat))
     src = x if stage.geometry is None else x
-    got = engine.run_stage_stats(DEVICE_BOOKS, src, stage, c)
+    got = engine.run_stage_stats(books, src, stage, c)
     want = engine.run_stage_stats(HOST_BOOKS, src, stage, c)
     found = engine.stat_positions(stage)
     for table_got, table_want in zip(got, want, strict=True):
         if table_want.dim() == 4 and table_want.shape[-1] == 256 and table_want.stride(-1) == 0:
             continue  # no EQUALIZE possible: a zero view
         assert torch.equal(table_got[found], table_want[found])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_round_setup_stops_and_buffers(seed):
+    """``round_setup_kernel``'s stops equal the host rule (``engine._round_stops``) for random programs, including
+    samples with no or several statistics ops and positions where a statistics code is not allowed, and every round's
+    buffers are initialised whatever the memory held (filled with junk first)."""
+    g = torch.Generator().manual_seed(seed)
+    b, k, c = 37 + seed * 20, 6, 3  # two blocks of samples for seed >= 1
+    stat = [int(Op.CONTRAST), int(Op.AUTOCONTRAST), int(Op.EQUALIZE)]
+    x = torch.randint(0, 256, (b, c, 8, 8), generator=g, dtype=torch.uint8)
+    plan = random_plan(x, seed, geometry=False, ops_per_stage=k, rects=0)
+    stage = plan.stages[0]
+    pool = torch.tensor([0, int(Op.BRIGHTNESS), *stat])
+    stage.program = pool[torch.randint(0, len(pool), (b, k), generator=g)].to(torch.int32)
+    stage.slot_codes = tuple(tuple(sorted({0, int(Op.BRIGHTNESS), *stat} - ({int(Op.EQUALIZE)} if j == 2 else set())))
+                             for j in range(k))  # fmt: skip
+    stage.stat_slots = (0, 1, 2, 4, 5)  # position 3 may hold statistics codes the stage does not run there
+    stage.stat_rounds = 3
+    want = engine._round_stops(stage, engine.stat_positions(stage))
+    stops, outputs, spec = tables.prepare_round_setup(stage, engine.allowed_stat_codes(stage, "cpu"), b, c, torch.float32, "cpu")
+    stops.fill_(-5)
+    for out in outputs:
+        for t in out:
+            t.fill_(7)
+    tables.launch(spec)
+    assert torch.equal(stops, want)
+    for gsum, vmin, vmax, hist in outputs:
+        assert (gsum == 0).all() and (vmin == float("inf")).all() and (vmax == -float("inf")).all() and (hist == 0).all()

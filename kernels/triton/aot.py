@@ -174,6 +174,9 @@ def representative_launches() -> dict[str, Launch]:
     flat_stats, flat_luts = torch.zeros(b * k + 1, c, 2), torch.zeros(b * k + 1, c, 256)
     specs["tables_contrast"] = tables.prepare_tables(*bookkeeping, flat_stats, None, ho * wo, True)
     specs["tables_equalize"] = tables.prepare_tables(*bookkeeping, flat_stats, flat_luts, ho * wo, False)
+    allowed = torch.tensor([1 << int(Op.CONTRAST)] * k, dtype=torch.int64)
+    specs["round_setup_f32"] = tables.prepare_round_setup(st, allowed, b, c, torch.float32, "cpu")[2]
+    specs["round_setup_f64"] = tables.prepare_round_setup(st, allowed, b, c, torch.float64, "cpu")[2]
 
     rows = torch.zeros(b, 4, 9)
     kinds = torch.tensor([geometry.AFFINE, geometry.MATRIX, geometry.ROTATE, geometry.AFFINE], dtype=torch.int32)
@@ -184,7 +187,7 @@ def representative_launches() -> dict[str, Launch]:
 
 def kernel_of(spec: Launch, interpret: bool = False):
     """The jit function a launch runs (the forward kernels' module, the tables' or the geometry's)."""
-    own = {"stats_tables_kernel": tables, "compose_kernel": geometry}.get(spec.kernel)
+    own = {"stats_tables_kernel": tables, "round_setup_kernel": tables, "compose_kernel": geometry}.get(spec.kernel)
     mod = kernel_module(interpret) if own is None else own.kernel_module(interpret)
     return getattr(mod, spec.kernel)
 

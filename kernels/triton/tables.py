@@ -67,6 +67,82 @@ def stats_tables_kernel(gsum, vmin, vmax, hist, stops, prog, flat_stats, flat_lu
         tl.store(flat_luts + (row * C + c) * 256 + bins, lut.to(flat_luts.dtype.element_ty))
 
 
+SETUP_PLAIN = ("B", "K")  # batch size and program length: one compiled kernel for all
+SETUP_BLOCK = 32
+
+
+@triton.jit(do_not_specialize=SETUP_PLAIN)
+def round_setup_kernel(prog, allowed, stops, gsum, vmin, vmax, hist, B, K, R: tl.constexpr, C: tl.constexpr,
+                       CP: tl.constexpr, BLOCK: tl.constexpr):
+    """The statistics rounds of a stage, set up for a block of samples (program 0) and round ``r`` (program 1):
+    ``stops[r, b]``, the position of sample b's (r+1)-th statistics op or K (skipped; ``engine.stat_positions``'
+    rule: a statistics code that ``allowed[k]``, a bit per code, admits at k), and round r's zeroed reduction
+    buffers (gray sum 0, minima +inf, maxima -inf, histograms 0)."""
+    r = tl.program_id(1)
+    b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = b < B
+    rb = r * B + b
+    if r == 0:
+        for q in tl.static_range(R):
+            tl.store(stops + q * B + b, K, mask=live)
+        count = tl.full((BLOCK,), 0, tl.int32)
+        for k in range(K):
+            code = tl.load(prog + b.to(tl.int64) * K + k, mask=live, other=0)
+            bits = tl.load(allowed + k)
+            hit = ((bits >> code.to(tl.int64)) & 1) != 0
+            count += hit.to(tl.int32)
+            tl.store(stops + (count - 1) * B + b, k, mask=live & hit & (count <= R))
+    tl.store(gsum + rb, tl.full((BLOCK,), 0.0, tl.float64), mask=live)
+    ch = tl.arange(0, CP)
+    at = rb[:, None] * C + ch[None, :]
+    inside = live[:, None] & (ch[None, :] < C)
+    big = tl.full((BLOCK, CP), float("inf"), vmin.dtype.element_ty)
+    tl.store(vmin + at, big, mask=inside)
+    tl.store(vmax + at, -big, mask=inside)
+    bins = tl.arange(0, 256)
+    for c in tl.static_range(C):
+        tl.store(hist + (rb[:, None].to(tl.int64) * C + c) * 256 + bins[None, :], tl.full((BLOCK, 256), 0, tl.int32),
+                 mask=live[:, None])
+
+
+def _aligned(n_bytes: int) -> int:
+    return -(-n_bytes // 16) * 16
+
+
+def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
+                        device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]], fused.Launch]:
+    """``stops`` [R,B] int32, each round's reduction buffers (gray sum, min, max, hist: ``fused.prepare_reduce``'s
+    ``outputs``), all views of one allocation (16-byte aligned parts), and the launch that fills them. ``allowed``
+    [K] int64: bit ``code`` set where statistics op ``code`` may run at position k."""
+    rounds, k = stage.rounds(), stage.program.shape[1]
+    sizes = [rounds * batch * 4, rounds * batch * 8, 2 * rounds * batch * channels * dtype.itemsize,
+             rounds * batch * channels * 256 * 4]  # stops, gsum, vmin + vmax, hist
+    raw = torch.empty(sum(_aligned(n) for n in sizes), dtype=torch.uint8, device=device)
+    parts, at = [], 0
+    for n in sizes:
+        parts.append(raw[at : at + n])
+        at += _aligned(n)
+    stops = parts[0].view(torch.int32).view(rounds, batch)
+    gsum = parts[1].view(torch.float64).view(rounds, batch)
+    extremes = parts[2].view(dtype).view(2, rounds, batch, channels)
+    hist = parts[3].view(torch.int32).view(rounds, batch, channels, 256)
+    outputs = [(gsum[r], extremes[0, r], extremes[1, r], hist[r]) for r in range(rounds)]
+    args = {"prog": stage.program, "allowed": allowed, "stops": stops, "gsum": gsum, "vmin": extremes[0],
+            "vmax": extremes[1], "hist": hist, "B": batch, "K": k}
+    cx = {"R": rounds, "C": channels, "CP": triton.next_power_of_2(channels), "BLOCK": SETUP_BLOCK}
+    return stops, outputs, fused.Launch("round_setup_kernel", (triton.cdiv(batch, SETUP_BLOCK), rounds), args, cx, num_warps=4)
+
+
+def round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
+    """The stops [R,B] of every statistics round of ``stage`` and their zeroed reduction buffers: one allocation,
+    one launch (instead of ~9 torch ops for the stops and 4 allocations per round)."""
+    stops, outputs, spec = prepare_round_setup(stage, allowed, batch, channels, dtype, device)
+    if batch and stage.rounds():
+        launch(spec)
+    return stops, outputs
+
+
 def kernel_module(interpret: bool | None = None):
     """This module with its kernels built for the interpreter or the compiler (``None``: current mode)."""
     return fused.module_copy(__name__, __file__, _INTERPRETED, interpret)
@@ -92,9 +168,11 @@ def launch(spec: fused.Launch) -> None:
 
 
 def reduce_into_tables(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: torch.Tensor,
-                       flat_stats: torch.Tensor, flat_luts: torch.Tensor | None, pixels: int, contrast: bool) -> None:
-    """One statistics round on the device: ``reduce_kernel`` for the per-sample stops, then the tables, two launches."""
-    spec = fused.prepare_reduce(src, stage, stats, luts, stop)
+                       flat_stats: torch.Tensor, flat_luts: torch.Tensor | None, pixels: int, contrast: bool,
+                       outputs: tuple[torch.Tensor, ...] | None = None) -> None:
+    """One statistics round on the device: ``reduce_kernel`` for the per-sample stops, then the tables, two launches
+    (``outputs``: the round's initialised reduction buffers from :func:`round_setup`; None: allocated here)."""
+    spec = fused.prepare_reduce(src, stage, stats, luts, stop, outputs)
     if spec.grid[0] * spec.grid[1]:
         fused.launch(spec)
     a = spec.args
