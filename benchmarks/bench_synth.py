@@ -6,12 +6,15 @@ part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in im
 - ``engine``: the policy alone on synth's first batch (outputs ``0 <= k < --batch``), a contiguous uint8
   [batch, 3, 224, 224] already in memory, one call on all the cores (best of 5: the classic figure; the median beside);
 - ``engine_same_outputs``: the policy alone on exactly the outputs synth makes (``0 <= k < --count``, source ``k % n``,
-  dataset index ``k``, epoch 0), sources already in memory as synth keeps them, each batch through synth's own engine
-  step (``fastaug.synth._augment``: the same layout and copies): ``one_call`` one batch at a time on all the cores,
+  dataset index ``k``, epoch 0), sources already in memory as synth keeps them, in synth's batches (``--batch`` at most,
+  evened out over the cores: ``fastaug.synth._batch_size``), each through synth's own engine step
+  (``fastaug.synth._augment``: the same layout and copies): ``one_call`` one batch at a time on all the cores,
   ``side_by_side`` one batch per core at once, one thread each (how synth runs the engine): the engine's share of a
   synthesis, its ceiling;
-- ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) one after another; ``png_encode_cores``: one
-  such thread per core at once (Pillow releases the GIL): the most a PNG synthesis could write;
+- ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) with Pillow one after another;
+  ``png_encode_cores``: one such thread per core at once (Pillow releases the GIL): the reference of the PNG goal;
+  ``png_encode_fastaug_1`` / ``_cores``: the same with the encoder synth uses (``fastaug.imagefiles.encode``: Pillow's
+  bytes, its row filtering done by fastaug), the most a PNG synthesis could write;
 - ``synth_<format>``: a whole ``fastaug.synth.synthesize`` run of ``--count`` outputs from the PNG sources into an
   empty folder (decode, augment, encode, write, manifest), one worker process.
 
@@ -84,6 +87,7 @@ def same_outputs_rate(policy, crops: list[np.ndarray], count: int, batch: int, s
     cores = os.cpu_count() or 1
     planar = [S._planar(c) for c in crops]
     job = S.Job([], "", count, policy, S.Options("npy"), batch=batch, backend="numba")
+    batch = S._batch_size(batch, count, cores)  # synth's batches: evened out over its engine threads (one per core)
 
     def one(a: int) -> None:
         S._augment(job, [(k, planar[k % len(planar)], None) for k in range(a, min(a + batch, count))])
@@ -114,10 +118,14 @@ def augmented_outputs(policy, crops: list[np.ndarray], count: int, batch: int) -
     return out
 
 
-def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thread: int = 60) -> float:
-    """PNG encode rate of ``images`` (the engine's augmented outputs: encode speed depends on the content)."""
+def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thread: int = 60, encoder: str = "pillow") -> float:
+    """PNG encode rate of ``images`` (the engine's augmented outputs: encode speed depends on the content), with Pillow or
+    with synth's encoder (``fastaug.imagefiles.encode``: the same bytes)."""
+    from fastaug import imagefiles
 
     def encode(i: int) -> int:
+        if encoder == "fastaug":
+            return len(imagefiles.encode(images[i % len(images)], "png", level))
         buf = io.BytesIO()
         Image.fromarray(images[i % len(images)]).save(buf, format="PNG", compress_level=level)
         return len(buf.getvalue())
@@ -168,6 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
             "engine_img_per_s": None,
             "png_encode_1_img_per_s": png_encode_rate(outputs, args.png_level, 1),
             "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores),
+            "png_encode_fastaug_1_img_per_s": png_encode_rate(outputs, args.png_level, 1, encoder="fastaug"),
+            "png_encode_fastaug_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores, encoder="fastaug"),
             "synth": {},
         }
         result["engine_img_per_s"], result["engine_median_img_per_s"] = engine_rate(policy, crops, args.batch)
@@ -202,9 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
     png = result["synth"].get("png")
     if png:
         result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]
+        result["png_vs_fastaug_encode_cores"] = png["img_per_s"] / result["png_encode_fastaug_cores_img_per_s"]
     print(f"engine only (one call, best of 5 / median): {result['engine_img_per_s']:.0f} / {result['engine_median_img_per_s']:.0f} img/s; "
           f"PNG encode: "
-          f"{result['png_encode_1_img_per_s']:.0f} img/s on one thread, {result['png_encode_cores_img_per_s']:.0f} on {cores}")  # fmt: skip
+          f"{result['png_encode_1_img_per_s']:.0f} img/s on one thread, {result['png_encode_cores_img_per_s']:.0f} on {cores} (Pillow); "
+          f"{result['png_encode_fastaug_1_img_per_s']:.0f} / {result['png_encode_fastaug_cores_img_per_s']:.0f} (synth's)")  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"synth-{cores}c-{result['date']}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -11,12 +11,15 @@ pipeline (a local process or a Ray task gets one range at a time; a single-proce
 goes on with the next range's images while a range's last outputs are encoded and its shard closed, so no core idles
 at a range's end (a batch may hold outputs of two ranges: output ``k`` depends on ``k`` only). Decode threads read the
 sources ahead (about 128 MiB of decoded pixels), images of one size and channel count gather into a batch (a batch runs when it
-holds ``batch`` images or 64 MiB of pixels, when too many images wait, or, with an engine thread idle, when the next
-source is still decoding and it holds ``batch / 8``: memory stays flat and the engine busy), engine threads augment
-batches side by side (one per core of the worker, each call on one thread: torch's thread count is 1 meanwhile;
+holds ``batch`` images or 64 MiB of pixels, when too many images wait, or, with a core idle (an engine thread idle and
+the decodes under way fewer than the cores), when the next source is still decoding and it holds ``batch / 8``: memory
+stays flat and the engine busy). The batch is evened out over the outputs to write (at most ``batch``, the number of
+batches a multiple of the engine threads: :func:`_batch_size`), so the engine threads finish together. Engine threads
+augment batches side by side (one per core of the worker, each call on one thread: torch's thread count is 1 meanwhile;
 a contiguous [B,C,H,W] batch: sources are transposed to CxHxW once, when decoded, and the outputs back to HxWxC by a
 numba loop; the kernels run 1.6x slower on channels-last views), and encode threads write the results (Pillow's codecs
-release the GIL; ``npy`` needs no encoding: its pixels go straight to the shard's writer thread). Batches side by
+release the GIL; PNG is filtered by fastaug and deflated by zlib, Pillow's bytes: :mod:`fastaug.imagefiles`; ``npy``
+needs no encoding: a batch's consecutive outputs go straight to the shard's writer thread as one block). Batches side by
 side rather than each call on every core: on 2 cores a call's many small torch ops (draws, equalize tables) woke
 torch's OpenMP threads, which spun on the cores the numba kernels needed (measured 2-3x slower under load; see
 ``benchmarks/README.md``), and one call's Python work now overlaps the other's kernels.
@@ -61,6 +64,7 @@ import uuid
 import warnings
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -389,6 +393,10 @@ class _Shard:
     def accept(self, k: int, payload) -> None:
         self.writer.add(self.job.meta(k), payload)
 
+    def accept_block(self, ks: list[int], block: np.ndarray) -> None:
+        """npy: the outputs ``ks`` (this shard's next ones, in order), ``block`` their pixels [len(ks),H,W,C], one write."""
+        self.writer.add_block([self.job.meta(k) for k in ks], block)
+
     def skip(self, k: int) -> None:
         self.writer.skip(k)
 
@@ -469,6 +477,13 @@ class _Decoder:
         self.job, self.pool, self.entries = job, pool, entries
         self.cache: OrderedDict[int, object] = OrderedDict()
         self.shared = job.run and job.cache_bytes > 0
+        self.submitted: deque = deque()  # decode futures, in the order submitted (the pool runs them in this order)
+
+    def decoding(self) -> int:
+        """Decodes submitted and not finished (running or queued)."""
+        while self.submitted and self.submitted[0].done():
+            self.submitted.popleft()
+        return len(self.submitted)
 
     def _decode(self, i: int):
         color, alpha = self.job.sources[i].planes(self.job.options.decode)
@@ -482,7 +497,11 @@ class _Decoder:
         f = self.cache.get(i)
         if f is None:
             planes = _SOURCES.get((self.job.run, self.job.options.decode, i)) if self.shared else None
-            f = _Ready(planes) if planes is not None else self.pool.submit(self._decode, i)
+            if planes is not None:
+                f = _Ready(planes)
+            else:
+                f = self.pool.submit(self._decode, i)
+                self.submitted.append(f)
             self.cache[i] = f
             while len(self.cache) > self.entries:
                 self.cache.popitem(last=False)
@@ -526,6 +545,17 @@ def _layout_kernels():
     def interleave(src, alpha, dst):  # src BxCxHxW (+ alpha BxHxW when dst has C + 1 channels) -> dst BxHxWx(C [+ 1])
         n, c, h, w = src.shape
         extra = dst.shape[3] > c
+        if c == 3 and not extra:  # RGB: each image as flat planes, one loop over its pixels (2x the per-row loop below)
+            hw = h * w
+            s3 = src.reshape(n, 3, hw)
+            d3 = dst.reshape(n, 3 * hw)
+            for i in range(n):
+                r, g, b, d = s3[i, 0], s3[i, 1], s3[i, 2], d3[i]
+                for p in range(hw):
+                    d[3 * p] = r[p]
+                    d[3 * p + 1] = g[p]
+                    d[3 * p + 2] = b[p]
+            return
         for i in range(n):
             for y in range(h):
                 d = dst[i, y]
@@ -593,11 +623,12 @@ class _Range:
         self.pending = len(self.sink.todo)  # outputs to write, skip or fail: the range is done at 0
 
 
-def run_units(job: Job, units: list[tuple[int, int]], reporter=None, on_done=None) -> None:
+def run_units(job: Job, units: list[tuple[int, int]], reporter=None, on_done=None, expected: int | None = None) -> None:
     """Write the outputs of ``units`` (ranges ``(start, end)``) not yet done, in order, through one pipeline: the engine
     goes on with the next range's images while a range's last outputs are encoded and its shard closed (no idle cores
     at a range's end). ``reporter(start)``: the range's ``on_written`` callback (or None); ``on_done(unit, result)``
-    once a range is finished (its files in place, its shard and index written), ``result`` as :func:`run_unit`'s."""
+    once a range is finished (its files in place, its shard and index written), ``result`` as :func:`run_unit`'s.
+    ``expected``: about how many outputs are still to write (default: all of the ranges'), to even out the batches."""
     opened: list[_Range] = []
 
     def ranges():
@@ -617,7 +648,7 @@ def run_units(job: Job, units: list[tuple[int, int]], reporter=None, on_done=Non
             on_done(rng.unit, rng.result)
 
     try:
-        _pipeline(job, ranges(), finish)
+        _pipeline(job, ranges(), finish, sum(b - a for a, b in units) if expected is None else expected)
     except BaseException:
         for rng in opened:
             rng.sink.abort()
@@ -641,38 +672,36 @@ class _Failed:
         self.error = error
 
 
-class _Output:
-    """Output ``k`` of a batch on an engine thread: done once the batch is (raw pixels) and, if encoded, its encoding."""
-
-    __slots__ = ("batch", "k")
-
-    def __init__(self, batch, k: int):
-        self.batch, self.k = batch, k
-
-    def done(self) -> bool:
-        return self.batch.done() and self.batch.result()[self.k].done()
-
-    def result(self):
-        return self.batch.result()[self.k].result()
-
-
-def _pipeline(job: Job, ranges, finish) -> None:
+def _pipeline(job: Job, ranges, finish, expected: int | None = None) -> None:
     threads = torch.get_num_threads()
     if job.engine_threads > 1:
         torch.set_num_threads(1)  # batches run side by side, one thread each (see Job.engine_threads)
     try:
-        _stages(job, ranges, finish)
+        _stages(job, ranges, finish, expected)
     finally:
         torch.set_num_threads(threads)
 
 
 BATCH_BYTES = 64 << 20  # a batch runs when it holds --batch images or this many bytes of pixels (large photos)
+STALL_SECONDS = 0.05  # a decode keeping an engine thread idle this long: the waiting images run (see feed_idle)
 
 
-def _stages(job: Job, ranges, finish) -> None:
+def _batch_size(batch: int, expected: int | None, threads: int) -> int:
+    """The engine's batch for ``expected`` outputs: at most ``batch``, the batches evened out and their number a multiple
+    of the engine threads, so the threads finish together (2,000 outputs at 128 on 2 threads: 16 batches of 125, where
+    15 of 128 and one of 80 left a core idle for most of a batch at the end)."""
+    if not expected or expected <= 0 or threads < 1:
+        return batch
+    n = -(-expected // batch)
+    n = -(-n // threads) * threads
+    return max(1, -(-expected // n))
+
+
+def _stages(job: Job, ranges, finish, expected: int | None = None) -> None:
     """The pipeline over the outputs of ``ranges`` (:class:`_Range` s, in order); ``finish(range)`` once all its outputs
-    are settled. Batches may hold the images of two ranges (outputs depend on ``k`` only)."""
-    batch = job.batch
+    are settled. Batches may hold the images of two ranges (outputs depend on ``k`` only). ``expected``: about how many
+    outputs the ranges hold (None: unknown), to even out the batches (:func:`_batch_size`)."""
+    batch = _batch_size(job.batch, expected, job.engine_threads)
     raw = job.options.codec is None  # npy: the pixels themselves go to the shard
     lookahead, max_waiting, small = 2 * batch, 2 * batch, max(1, batch // 8)
     max_encoding = (job.engine_threads + 1) * batch + 4 * job.encode_threads
@@ -689,7 +718,7 @@ def _stages(job: Job, ranges, finish) -> None:
         buckets: dict[tuple, list] = {}  # (shape, alpha?) -> [(k, color, alpha)]
         bucket_of: dict[int, tuple] = {}
         order: deque = deque()  # ks in k order, not yet accepted (skipped ones are settled at once)
-        encoding: dict[int, object] = {}
+        encoding: dict[int, tuple] = {}  # k -> (its batch's future, its place in the batch)
         running: list = []  # futures of the batches on the engine threads
 
         def read_ahead():
@@ -702,10 +731,10 @@ def _stages(job: Job, ranges, finish) -> None:
                 range_of[item[1]] = item[0]
                 ahead.append((item[1], decoder.get(item[1])))
 
-        def settled(rng: _Range) -> None:
+        def settled(rng: _Range, n: int = 1) -> None:
             if rng.on_written:
-                rng.on_written(1)
-            rng.pending -= 1
+                rng.on_written(n)
+            rng.pending -= n
             if not rng.pending:
                 finish(rng)
 
@@ -717,45 +746,75 @@ def _stages(job: Job, ranges, finish) -> None:
                     raise
                 return _Failed(e)
 
-        def augment(items, sinks) -> dict:  # on an engine thread: k -> the output's (encoding) future
+        def augment(items, sinks):  # on an engine thread: the outputs [n,H,W,C] (raw), else their encodings' futures
             y = _augment(job, items)
-            return {k: _Ready(img) if raw else epool.submit(encode, sink, k, img) for (k, _, _), img, sink in zip(items, y, sinks)}
+            if raw:
+                return y
+            return [epool.submit(encode, sink, k, img) for (k, _, _), img, sink in zip(items, y, sinks)]
 
-        def run(key):
+        def submit(items):
+            f = xpool.submit(augment, items, None if raw else [range_of[k].sink for k, _, _ in items])
+            running[:] = [*(r for r in running if not r.done()), f]  # finished batches let go (their outputs too)
+            for i, (k, _, _) in enumerate(items):
+                encoding[k] = (f, i)
+
+        def run(key, parts: int = 1):
             items = buckets.pop(key)
             for k, _, _ in items:
                 del bucket_of[k]
-            f = xpool.submit(augment, items, [range_of[k].sink for k, _, _ in items])
-            running[:] = [*(r for r in running if not r.done()), f]  # finished batches let go (their outputs too)
-            for k, _, _ in items:
-                encoding[k] = _Output(f, k)
+            n = len(items)
+            for j in range(parts):  # near-equal parts, in k order
+                submit(items[j * n // parts : (j + 1) * n // parts])
 
-        def feed_idle():
-            """While the next source is still decoding, an idle engine thread takes the oldest waiting images (at least
-            batch / 8 of them): the first sources of a run (or sources that do not fit the cache) keep both busy."""
-            if bucket_of and sum(not f.done() for f in running) < job.engine_threads:
+        def feed_idle(stalled: bool = False) -> bool:
+            """While the next source is still decoding and a core is idle (the engine threads and the decodes under way
+            fewer than the cores; or ``stalled``: the decode has kept an engine thread waiting for STALL_SECONDS, e.g. a
+            slow disk), an idle engine thread takes the oldest waiting images (at least batch / 8 of them): the first
+            sources of a run (or sources that do not fit the cache) do not leave a core idle. While the decodes keep the
+            cores busy a small batch would only cost its call's overhead (a 16-image call took 2.3x the CPU per image of a
+            128-image one). Returns whether an engine thread is idle."""
+            busy = sum(not f.done() for f in running)
+            if busy >= job.engine_threads or not bucket_of:
+                return busy < job.engine_threads
+            if stalled or busy + min(decoder.decoding(), job.decode_threads) < job.engine_threads:
                 key = bucket_of[min(bucket_of)]
                 if len(buckets[key]) >= small:
                     run(key)
+            return True
 
         def drain(limit: int):
             """Accept finished outputs in k order; block until at most ``limit`` are encoding or waiting."""
             while order:
                 k = order[0]
-                if k is None:
-                    order.popleft()
-                    continue
-                if k not in encoding:
+                entry = encoding.get(k)
+                if entry is None:
                     if len(encoding) + len(bucket_of) <= limit:
                         return
                     run(bucket_of[k])
-                f = encoding[k]
-                if not f.done() and len(encoding) + len(bucket_of) <= limit:
+                    entry = encoding[k]
+                f, i = entry
+                if len(encoding) + len(bucket_of) <= limit and not (f.done() and (raw or f.result()[i].done())):
                     return
-                payload = f.result()
-                del encoding[k]
+                out = f.result()  # the engine's error, if any, is raised here
+                rng = range_of[k]
+                if raw:  # the outputs next in order from this batch (its consecutive places) and range: one block
+                    ks = [order.popleft()]
+                    del encoding[k], range_of[k]
+                    j = i + 1
+                    while order:
+                        k2 = order[0]
+                        if encoding.get(k2) != (f, j) or range_of[k2] is not rng:
+                            break
+                        ks.append(order.popleft())
+                        del encoding[k2], range_of[k2]
+                        j += 1
+                    rng.sink.accept_block(ks, out[i:j])
+                    rng.result["written"] += j - i
+                    settled(rng, j - i)
+                    continue
+                payload = out[i].result()
+                del encoding[k], range_of[k]
                 order.popleft()
-                rng = range_of.pop(k)
                 if isinstance(payload, _Failed):
                     reason = f"{type(payload.error).__name__}: {payload.error}"  # a bare KeyError('webp') says little
                     if job.strict:
@@ -772,8 +831,8 @@ def _stages(job: Job, ranges, finish) -> None:
         while ahead:
             k, f = ahead.popleft()
             read_ahead()
-            if not f.done():
-                feed_idle()
+            if not f.done() and feed_idle() and bucket_of and not futures_wait([f], STALL_SECONDS).done:
+                feed_idle(stalled=True)
             try:
                 color, alpha = f.result()
             except IF.UnreadableImage as e:
@@ -797,8 +856,8 @@ def _stages(job: Job, ranges, finish) -> None:
             elif len(bucket_of) > max_waiting:  # run the batch holding the oldest waiting image
                 run(bucket_of[min(bucket_of)])
             drain(max_encoding)
-        for key in sorted(buckets, key=lambda key: buckets[key][0][0]):
-            run(key)
+        for key in sorted(buckets, key=lambda key: buckets[key][0][0]):  # the last images: split over the engine threads
+            run(key, max(1, min(job.engine_threads, len(buckets[key]) // (2 * small))))
         drain(0)
 
 
@@ -1113,7 +1172,7 @@ def synthesize(
             collect(unit, r)
     else:
         try:
-            run_units(job, units, lambda a: _Reporter(lambda item: report(*item), a), collect)
+            run_units(job, units, lambda a: _Reporter(lambda item: report(*item), a), collect, expected=count - summary.existing)
         finally:
             _SOURCES.drop(job.run)
     summary.seconds = time.perf_counter() - t0

@@ -392,3 +392,85 @@ def test_one_process_runs_its_ranges_through_one_pipeline_batches_spanning_range
     assert any(len({k // 5 for k in b}) > 1 for b in batches)  # a batch held outputs of two ranges
     got, want = tree(tmp_path / "one"), tree(ref)
     assert {k: v for k, v in got.items() if k != S.SETTINGS} == want
+
+
+def test_batch_size_evens_the_batches_over_the_engine_threads():
+    """2,000 outputs at --batch 128 on 2 engine threads: 16 batches of 125 (8 each), not 15 of 128 and one of 80 that one
+    thread runs while the other idles."""
+    assert S._batch_size(128, 2000, 2) == 125 and S._batch_size(128, 1000, 1) == 125 and S._batch_size(128, 100, 2) == 50
+    assert S._batch_size(128, None, 2) == 128 and S._batch_size(128, 0, 2) == 128
+    for n in range(1, 700, 13):
+        for threads in (1, 2, 3):
+            b = S._batch_size(64, n, threads)
+            needed = -(-n // 64)  # batches of --batch
+            batches = -(-needed // threads) * threads  # rounded up to a multiple of the threads
+            assert b <= 64 and 0 <= b * batches - n < batches  # equal batches, the last one short by less than one per batch
+
+
+def test_shard_blocks_write_the_bytes_of_samples_added_one_by_one(tmp_path):
+    g = np.random.default_rng(3)
+    images = g.integers(0, 256, (5, 6, 7, 3), dtype=np.uint8)
+    metas = [{"index": k, "label": "a", "class": 0, "source": f"s{k}"} for k in range(10, 15)]
+    one, blocks = tmp_path / "one", tmp_path / "blocks"
+    one.mkdir(), blocks.mkdir()
+    writer = SH.ShardWriter(one, 10, 16, "npy")
+    for m, img in zip(metas, images):
+        writer.add(m, img)
+    writer.skip(15)
+    writer.close()
+    writer = SH.ShardWriter(blocks, 10, 16, "npy")
+    writer.add_block(metas[:2], images[:2])
+    writer.add_block(metas[2:3], images[2:3])
+    writer.add(metas[3], images[3])
+    writer.add_block(metas[4:], images[4:])
+    writer.skip(15)
+    writer.close()
+    assert {p.name: p.read_bytes() for p in one.iterdir()} == {p.name: p.read_bytes() for p in blocks.iterdir()}
+    assert [np.array_equal(a, b) for (a, _), b in zip(SH.read_npy_shard(blocks / "shard-0000010-0000016.npy"), images)] == [True] * 5
+    assert metas[0] == {"index": 10, "label": "a", "class": 0, "source": "s10"}  # the caller's dicts untouched
+
+
+def test_npy_shards_are_the_same_bytes_whatever_the_batch(folder, tmp_path):
+    """Outputs accepted in blocks (a batch's consecutive outputs of one range, one write) at any batch size: the same
+    shards and index as batches of one image."""
+    opts = S.Options("npy", shard_size=7)
+    for batch in (1, 3, 16):
+        S.synthesize(S.folder_sources(folder), tmp_path / f"b{batch}", 17, policy(), {"seed": 0}, batch=batch, backend="numba",
+                     progress=False, options=opts)  # fmt: skip
+    assert tree(tmp_path / "b3") == tree(tmp_path / "b1") == tree(tmp_path / "b16")
+
+
+def test_an_engine_thread_takes_the_waiting_images_when_decodes_stall(tmp_path, monkeypatch):
+    """Decodes that keep the cores idle (a slow disk: every decode thread waiting) do not keep the engine threads
+    idle: after STALL_SECONDS the images already decoded run, before the slow sources arrive."""
+    import threading
+    import time
+
+    from fastaug import imagefiles
+
+    root = tmp_path / "in" / "a"
+    root.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / f"s{i}.png")
+    events, lock = [], threading.Lock()
+    decode, augment = imagefiles.decode, S._augment
+
+    def slow_decode(path, options=None):
+        time.sleep(0.3)  # waiting, not computing: the cores are idle
+        out = decode(path, options)
+        with lock:
+            events.append(("decoded", time.monotonic()))
+        return out
+
+    def timed_augment(job, items):
+        with lock:
+            events.append(("augment", time.monotonic()))
+        return augment(job, items)
+
+    monkeypatch.setattr(imagefiles, "decode", slow_decode)
+    monkeypatch.setattr(S, "_augment", timed_augment)
+    summary = S.synthesize(S.folder_sources(tmp_path / "in"), tmp_path / "out", 12, policy(), {"seed": 0}, batch=8,
+                           backend="numba", progress=False, options=S.Options("npy"), threads=2)  # fmt: skip
+    assert summary.written == 12
+    first_augment = min(t for e, t in events if e == "augment")
+    assert first_augment < max(t for e, t in events if e == "decoded")  # the engine did not wait for every source

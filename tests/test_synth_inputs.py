@@ -376,3 +376,23 @@ def test_policy_accepts_a_converted_pipeline_with_fallback_ops(tmp_path, capsys)
     assert loaded.seed == 7 and all(s.seed == 7 for s in loaded.segments)
     main(["synth", "--out", str(tmp_path / "o"), "--count", "3", "--policy", str(tmp_path / "pipe.json"), "--no-progress"])
     assert "3 written now" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_encoder_writes_pillows_bytes(channels, monkeypatch):
+    """PNG outputs are filtered by fastaug and deflated by zlib with Pillow's settings: Pillow's bytes exactly (each row's
+    filter, the IDAT cuts at 65,536 or 4 x width bytes), at every level; level 0 is Pillow's own."""
+    g = np.random.default_rng(channels)
+    images = [g.integers(0, 256, (23, 31, channels), dtype=np.uint8), np.full((8, 9, channels), 201, np.uint8),
+              np.cumsum(g.integers(0, 3, (64, 48, channels)), axis=1).astype(np.uint8),  # smooth: up / sub / Paeth rows
+              (np.arange(1 * 5 * channels) % 256).astype(np.uint8).reshape(1, 5, channels),
+              g.integers(0, 256, (3, 17000, channels), dtype=np.uint8)]  # fmt: skip  (several IDAT chunks, 4 * width each)
+    for level in (1, 6, 9):
+        assert IF._png_like_pillow(level)
+        for image in images:
+            assert IF.encode(image, "png", level) == IF._pillow_encode(image, "png", level), (image.shape, level)
+    assert not IF._png_like_pillow(0)
+    called = []
+    monkeypatch.setattr(IF, "_pillow_encode", lambda *a: called.append(a[2]) or b"pillow")
+    assert IF.encode(images[0], "png", 6) != b"pillow" and IF.encode(images[0], "png", 0) == b"pillow" and called == [0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(IF.encode(images[2], "png", 6)))).reshape(images[2].shape), images[2])
