@@ -73,8 +73,8 @@ class _StageBuilder:
             program = self._program(b, device)
             params = self._params(b, device)
         else:
-            program = torch.zeros(b, 0, dtype=torch.int32, device=device)
-            params = torch.zeros(b, 0, NUM_PARAMS, dtype=self.dtype, device=device)
+            program = constant(0, torch.int32, device).expand(b, 0)  # empty views of cached constants: no op
+            params = constant(0.0, self.dtype, device).expand(b, 0, NUM_PARAMS)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
         rounds = self._stat_rounds(slots)
         radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)

@@ -108,7 +108,10 @@ def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device
     """(stats, luts, their flat buffers or None) where the flat buffers hold one more row than ``B*K``: the row that
     the statistics rounds write for the samples they skip (one ``index_put`` per round, no read-modify-write)."""
     k = stage.program.shape[1]
-    rows = batch * k + (1 if stage.stat_slots else 0)
+    if not stage.stat_slots:  # nothing written or read: zero views of one cached element (no op, no memory)
+        zero = constant(0.0, dtype, device)
+        return zero.expand(batch, k, channels, 2), zero.expand(batch, k, channels, 256), None, None
+    rows = batch * k + 1
     flat_stats = torch.zeros(rows, channels, 2, dtype=dtype, device=device)
     stats = flat_stats[: batch * k].view(batch, k, channels, 2)
     if not _can_equalize(stage):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from fastaug.compose import Compose
+from fastaug.constants import constant
 from fastaug.policies.ops import (
     AUTO_AUGMENT_SPACE,
     RAND_AUGMENT_SPACE,
@@ -25,7 +26,7 @@ from fastaug.policies.ops import (
     SpaceTables,
     build_tables,
     signed_magnitude,
-    slot_calls,
+    slots_calls,
 )
 from fastaug.transforms import Context, Transform
 from fastaug.validation import fill_values
@@ -67,8 +68,9 @@ def _check_fill(fill):
 
 
 def _pick(u: torch.Tensor, n: int) -> torch.Tensor:
-    """Uniform integer in [0, n) from uniforms in [0, 1)."""
-    return torch.clamp(torch.floor(u * n), max=n - 1).to(torch.int64)
+    """Uniform integer in [0, n) from uniforms in [0, 1): the product truncated (``rng``'s uniforms have 24 bits, so
+    u * n is exact and below n for any n < 2**29; the same integers as floor)."""
+    return (u * n).to(torch.int64)
 
 
 def module_pipeline(policy, backend: str | None) -> Compose:
@@ -130,13 +132,8 @@ class _Policy(Transform, torch.nn.Module):
         d = self.draw(ctx)
         tables = self.tables(ctx, self._num_bins())
         fill = self._fill_values(ctx)
-        out = []
-        for s in range(d.op.shape[1]):
-            out += slot_calls(
-                cv, tables, d.op[:, s], d.magnitude[:, s], d.applied[:, s], self.slot_space(s), self.interpolation,
-                self._bilinear, self.fill, fill,
-            )  # fmt: skip
-        return out
+        statics = [self.slot_space(s) for s in range(d.op.shape[1])]
+        return slots_calls(cv, tables, d.op, d.magnitude, d.applied, statics, self.interpolation, self._bilinear, self.fill, fill)
 
     def _num_bins(self) -> int:
         return self.num_magnitude_bins
@@ -194,9 +191,9 @@ class RandAugment(_Policy):
         tables = self.tables(ctx, self.num_magnitude_bins)
         u = ctx.uniform(2 * n).view(b, n, 2)
         op = _pick(u[..., 0], len(self.space))
-        bins = torch.full_like(op, self.magnitude)
+        bins = constant(self.magnitude, torch.int64, op.device).expand_as(op)  # cached constants' views: no op
         mag = signed_magnitude(tables, op, bins, u[..., 1])
-        return PolicyDraw(tuple(o.name for o in self.space), op, bins, mag, torch.ones_like(op, dtype=torch.bool))
+        return PolicyDraw(tuple(o.name for o in self.space), op, bins, mag, constant(True, torch.bool, op.device).expand_as(op))
 
 
 class TrivialAugmentWide(_Policy):
@@ -216,7 +213,7 @@ class TrivialAugmentWide(_Policy):
         op = _pick(u[:, 0:1], len(self.space))
         bins = _pick(u[:, 1:2], self.num_magnitude_bins)
         mag = signed_magnitude(tables, op, bins, u[:, 2:3])
-        return PolicyDraw(tuple(o.name for o in self.space), op, bins, mag, torch.ones_like(op, dtype=torch.bool))
+        return PolicyDraw(tuple(o.name for o in self.space), op, bins, mag, constant(True, torch.bool, op.device).expand_as(op))
 
 
 # AutoAugment's published sub-policies: "op probability [magnitude bin of 10]", two ops per line.

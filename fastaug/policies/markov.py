@@ -240,7 +240,7 @@ class MarkovPolicy(_Policy):
         if cv.c not in (1, 3):
             raise ValueError(f"MarkovPolicy needs images with 1 or 3 channels, got {cv.c}")
         d = self.draw(ctx)
-        static = [self.reachable] * self.num_slots  # the other ops are no-ops in the tables: slot_calls skips them
+        static = [self.reachable] * self.num_slots  # the other ops are no-ops in the tables: slots_calls skips them
         return search_calls(self, ctx, d, static, list(d.op.unbind(1)), list(d.applied.unbind(1)))
 
     # -- files --------------------------------------------------------------------------------------

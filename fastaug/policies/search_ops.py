@@ -4,7 +4,7 @@ Each :class:`SearchOp` maps a normalised magnitude ``m`` in [0, 1] onto its op's
 ``lo + m * (hi - lo)`` (negated with probability 1/2 per sample for ``signed`` ops, torchvision's rule).
 AutoAugment's ops keep torchvision's ranges (RandAugment's magnitudes: the ends of its bins, so a magnitude
 ``m`` of a found policy means what bin ``9 m`` means in AutoAugment's tables) and run through the policies'
-shared :func:`~fastaug.policies.ops.slot_calls`. The other ops build their calls from a value per sample
+shared :func:`~fastaug.policies.ops.slots_calls`. The other ops build their calls from a value per sample
 (``calls(ctx, value [B], interpolation, fill)``: one call set serves every sample of a slot, whatever its value);
 their ranges are chosen for augmentation search (moderate at ``m = 1``) and their other arguments are fixed or drawn
 as written next to each op.
@@ -39,7 +39,7 @@ MOTION_KERNEL = 9  # MotionBlur's largest kernel
 @dataclass(frozen=True)
 class SearchOp:
     """One op of the search space. ``function``: the fastaug.functional op it runs; ``lo``/``hi``: the value at
-    ``m = 0`` and ``m = 1``; ``calls`` None: an AutoAugment op (drawn through ``slot_calls``); ``rgb``: needs
+    ``m = 0`` and ``m = 1``; ``calls`` None: an AutoAugment op (drawn through ``slots_calls``); ``rgb``: needs
     3 channels (an identity, or an error, on gray images: left out of a gray space)."""
 
     name: str

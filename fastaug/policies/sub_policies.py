@@ -19,7 +19,7 @@ from fastaug.atomic import write_text
 from fastaug.constants import constant
 from fastaug.ops.calls import Call
 from fastaug.policies.auto import PolicyDraw, _pick, _Policy
-from fastaug.policies.ops import AUTO_AUGMENT_SPACE, slot_calls
+from fastaug.policies.ops import AUTO_AUGMENT_SPACE, slots_calls
 from fastaug.policies.search_ops import BY_NAME, SEARCH_OPS
 from fastaug.transforms import Context
 
@@ -59,7 +59,7 @@ def check_subpolicies(policies) -> list[list[tuple[str, float, float | None]]]:
 
 def search_calls(policy: _Policy, ctx: Context, d: PolicyDraw, static: list[list[str]], aa_op: list, aa_applied: list) -> list[Call]:
     """Calls for per-sample draws over the search ops (a SubPolicies' or a MarkovPolicy's): per slot ``s``, AutoAugment's
-    ops through ``slot_calls`` (``aa_op[s]``: indices into its space, ``aa_applied[s]``), then each other op in
+    ops through ``slots_calls`` (``aa_op[s]``: indices into its space, ``aa_applied[s]``), then each other op in
     ``static[s]`` (the op names the slot may hold) once, for the samples that drew it (``d.op``: indices into
     ``d.space``, ``d.magnitude``: their signed values); ElasticTransform's entries add into one field after every other
     geometric op. Each op's own draws come from slots of their own (``ctx.slot + (64 s + op + 1) 2^20``; the field:
@@ -69,11 +69,14 @@ def search_calls(policy: _Policy, ctx: Context, d: PolicyDraw, static: list[list
     fill = policy._fill_values(ctx)
     out: list[Call] = []
     alpha = None  # ElasticTransform: one field per sample (linear in alpha)
+    aa_statics = [tuple(AUTO_AUGMENT_SPACE[_AA_INDEX[n]] for n in sorted(set(names) & set(_AA_INDEX), key=_AA_INDEX.get))
+                  for names in static]  # fmt: skip
+    aa_calls = [[] for _ in static]
+    if any(aa_statics):  # every slot's AutoAugment ops at once
+        aa_calls = slots_calls(cv, tables, torch.stack(aa_op, 1), d.magnitude[:, : len(static)], torch.stack(aa_applied, 1),
+                               aa_statics, policy.interpolation, policy._bilinear, policy.fill, fill, by_slot=True)  # fmt: skip
     for s, names in enumerate(static):
-        aa_static = tuple(AUTO_AUGMENT_SPACE[_AA_INDEX[n]] for n in sorted(set(names) & set(_AA_INDEX), key=_AA_INDEX.get))
-        if aa_static:
-            out += slot_calls(cv, tables, aa_op[s], d.magnitude[:, s], aa_applied[s], aa_static, policy.interpolation,
-                              policy._bilinear, policy.fill, fill)  # fmt: skip
+        out += aa_calls[s]
         for name in sorted(set(names) - set(_AA_INDEX) - {IDENTITY}, key=d.space.index):
             op, k = BY_NAME[name], d.space.index(name)
             if op.rgb and cv.c != 3:
