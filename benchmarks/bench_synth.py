@@ -14,7 +14,8 @@ part of the measured path). Policy: RandAugment(2, 9), bilinear. Rows, all in im
 - ``png_encode_1``: one thread encoding 224x224 PNGs (``--png-level``) with Pillow one after another;
   ``png_encode_cores``: one such thread per core at once (Pillow releases the GIL): the reference of the PNG goal;
   ``png_encode_fastaug_1`` / ``_cores``: the same with the encoder synth uses (``fastaug.imagefiles.encode``: Pillow's
-  bytes, its row filtering done by fastaug), the most a PNG synthesis could write;
+  bytes, its row filtering done by fastaug), the most a PNG synthesis could write; ``png_vs_encode_cores`` (img/s) and
+  ``png_vs_encode_cores_per_cpu_s`` (img per CPU second, less sensitive to other load) compare the synthesis with Pillow's;
 - ``synth_<format>``: a whole ``fastaug.synth.synthesize`` run of ``--count`` outputs from the PNG sources into an
   empty folder (decode, augment, encode, write, manifest), one worker process.
 
@@ -118,9 +119,11 @@ def augmented_outputs(policy, crops: list[np.ndarray], count: int, batch: int) -
     return out
 
 
-def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thread: int = 60, encoder: str = "pillow") -> float:
+def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thread: int = 60, encoder: str = "pillow",
+                    cpu: dict | None = None) -> float:
     """PNG encode rate of ``images`` (the engine's augmented outputs: encode speed depends on the content), with Pillow or
-    with synth's encoder (``fastaug.imagefiles.encode``: the same bytes)."""
+    with synth's encoder (``fastaug.imagefiles.encode``: the same bytes); ``cpu["img_per_cpu_s"]``: the same per CPU
+    second of the process (other load on the machine disturbs it less)."""
     from fastaug import imagefiles
 
     def encode(i: int) -> int:
@@ -132,9 +135,11 @@ def png_encode_rate(images: list[np.ndarray], level: int, threads: int, per_thre
 
     for i in range(4):
         encode(i)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(encode, range(per_thread * threads)))
+    if cpu is not None:
+        cpu["img_per_cpu_s"] = per_thread * threads / (time.process_time() - c0)
     return per_thread * threads / (time.perf_counter() - t0)
 
 
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         crops = make_sources(src, args.sources)
         outputs = augmented_outputs(policy, crops, max(args.sources, 128), args.batch)  # what synth encodes, not the sources
         warm_up(policy, crops[0], args.png_level)
+        encode_cpu: dict = {}  # Pillow's encode on every core, per CPU second
         result = {
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": cores, "torch_threads": torch.get_num_threads()},
             "device": device_info(torch.device("cpu")), "cpu_isa": cpu_isa(),
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "repeat": args.repeat, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},  # fmt: skip
             "engine_img_per_s": None,
             "png_encode_1_img_per_s": png_encode_rate(outputs, args.png_level, 1),
-            "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores),
+            "png_encode_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores, cpu=encode_cpu),
             "png_encode_fastaug_1_img_per_s": png_encode_rate(outputs, args.png_level, 1, encoder="fastaug"),
             "png_encode_fastaug_cores_img_per_s": png_encode_rate(outputs, args.png_level, cores, encoder="fastaug"),
             "synth": {},
@@ -223,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     png = result["synth"].get("png")
     if png:
         result["png_vs_encode_cores"] = png["img_per_s"] / result["png_encode_cores_img_per_s"]
+        result["png_encode_cores_img_per_cpu_s"] = encode_cpu["img_per_cpu_s"]
+        result["png_vs_encode_cores_per_cpu_s"] = png["img_per_cpu_s"] / encode_cpu["img_per_cpu_s"]  # the work, less load-sensitive
         result["png_vs_fastaug_encode_cores"] = png["img_per_s"] / result["png_encode_fastaug_cores_img_per_s"]
     print(f"engine only (one call, best of 5 / median): {result['engine_img_per_s']:.0f} / {result['engine_median_img_per_s']:.0f} img/s; "
           f"PNG encode: "
