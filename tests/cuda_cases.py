@@ -65,6 +65,44 @@ def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.u
     return log, out
 
 
+BACKWARD_CASES = ("reference pipeline", "RandAugment + Normalize", "TrivialAugmentWide + Normalize", "XYMasking + RandomErasing")
+
+
+def run_backward(name: str) -> tuple[CudaLog, object, object]:
+    """The image gradient of the case's second call on a float32 batch: ``fastaug.autograd.plan_backward`` on the call's
+    Plan with the forward's statistics tables, as ``PlanFunction.backward`` runs it (the autograd engine itself cannot
+    run on fake CUDA tensors). Returns the log of the second backward alone, the gradient and the Plan."""
+    import fastaug.compose
+    from fastaug import autograd
+
+    pipe = CASES[name](float_input=True) if name in _FLOAT_AWARE else CASES[name]()
+    plans = []
+    compile_plan = fastaug.compose.compile_plan
+
+    def spy(*args, **kwargs):
+        plans.append(compile_plan(*args, **kwargs))
+        return plans[-1]
+
+    fastaug.compose.compile_plan = spy
+    try:
+        with fake_cuda() as log:
+            idx = torch.arange(B, device="cuda")
+            x = torch.empty(B, 3, H, W, dtype=torch.float32, device="cuda")
+            for epoch in range(2):
+                out = pipe(x, indices=idx, epoch=epoch)
+            plan = plans[-1]
+            tensors = autograd.plan_tensors(plan)
+            _, tables = autograd._fused_forward(plan, x, "triton")
+            grad = torch.empty(out.shape, dtype=out.dtype, device="cuda")
+            for _ in range(2):  # the second is logged (the first builds the backward's cached constants)
+                log.reset()
+                gx, _ = autograd.plan_backward(autograd._Spec(plan, "triton", False), x, tensors, grad, True,
+                                               [False] * len(tensors), tables)  # fmt: skip
+    finally:
+        fastaug.compose.compile_plan = compile_plan
+    return log, gx, plan
+
+
 def draw_launches(log: CudaLog) -> int:
     """The parameter-draw launches of a logged call (``rng.bank``'s one, and any single draw)."""
     return log.launches.count("hash32_kernel") + log.launches.count("hash32_table_kernel")
@@ -81,6 +119,11 @@ def table() -> str:
                                                   "round_setup_kernel")]
         rows.append(f"| {name} | {s['torch_ops']} | {s['torch_kernel_ops']} | {' + '.join(map(str, kinds))} | {draws} | "
                     f"{s['host_to_device']} | {s['device_to_host']} |")  # fmt: skip
+    for name in BACKWARD_CASES:
+        log, _, _ = run_backward(name)
+        s = log.summary()
+        rows.append(f"| backward of {name} (image gradient) | {s['torch_ops']} | {s['torch_kernel_ops']} | "
+                    f"{log.launches.count('backward_kernel')} backward | 0 | {s['host_to_device']} | {s['device_to_host']} |")  # fmt: skip
     return "\n".join(rows)
 
 

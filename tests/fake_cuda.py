@@ -208,6 +208,7 @@ _METHODS = {
 @contextlib.contextmanager
 def fake_cuda():
     """``with fake_cuda() as log:`` create tensors with ``device="cuda"`` and run the code under test."""
+    from fastaug.kernels.triton import backward as triton_backward
     from fastaug.kernels.triton import fused as triton_fused
     from fastaug.kernels.triton import geometry as triton_geometry
     from fastaug.kernels.triton import tables as triton_tables
@@ -215,10 +216,13 @@ def fake_cuda():
     log = CudaLog()
     constants.clear()  # no real tensor cached before, no fake one after
     saved = {name: torch.Tensor.__dict__.get(name) for name in _METHODS}
-    saved_launch = triton_fused.launch, triton_tables.launch, triton_geometry.launch
+    saved_launch = triton_fused.launch, triton_tables.launch, triton_geometry.launch, triton_backward.launch
     for name, method in _METHODS.items():
         setattr(torch.Tensor, name, method)
-    triton_fused.launch = triton_tables.launch = triton_geometry.launch = lambda spec: log.launches.append(spec.kernel)
+    def count(spec) -> None:
+        log.launches.append(spec.kernel)
+
+    triton_fused.launch = triton_tables.launch = triton_geometry.launch = triton_backward.launch = count
     try:
         with FakeTensorMode(allow_non_fake_inputs=True), _Recorder(log):
             yield log
@@ -228,5 +232,5 @@ def fake_cuda():
                 delattr(torch.Tensor, name)  # back to the inherited C++ method
             else:
                 setattr(torch.Tensor, name, method)
-        triton_fused.launch, triton_tables.launch, triton_geometry.launch = saved_launch
+        triton_fused.launch, triton_tables.launch, triton_geometry.launch, triton_backward.launch = saved_launch
         constants.clear()

@@ -182,3 +182,23 @@ def test_keypoints_and_boxes_are_mapped_on_the_device():
     assert log.host_to_device == [] and log.device_to_host == []
     assert [p.shape[0] for p in points] == [3, 0] and all(p.device.type == "cuda" for p in points + visible + mapped)
     assert [tuple(m.shape) for m in mapped] == [(2, 4), (1, 4)]
+
+
+BACKWARD_CEILING = {"reference pipeline": 16, "RandAugment + Normalize": 40, "TrivialAugmentWide + Normalize": 28,
+                    "XYMasking + RandomErasing": 16}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BACKWARD_CEILING))
+def test_backward_copies_nothing(name):
+    """The image gradient of a call (``autograd.plan_backward``, as ``PlanFunction.backward`` runs it, with the forward's
+    tables): no host <-> device copy (its per-position op tables were ``torch.tensor(..., device=...)`` copies), the
+    launches the Plan implies, a few torch ops."""
+    from cuda_cases import run_backward
+
+    log, gx, plan = run_backward(name)
+    assert log.host_to_device == [] and log.host_to_device_async == [] and log.device_to_host == []
+    assert gx.device.type == "cuda" and tuple(gx.shape) == (B, 3, H, W)
+    # each stage's backward, and the forward of every stage but the last again (the stage inputs are recomputed)
+    assert log.launches.count("apply_kernel") == len(plan.stages) - 1 and log.launches.count("backward_kernel") >= len(plan.stages)
+    assert set(log.launches) <= {"backward_kernel", "apply_kernel"}
+    assert log.kernel_ops <= BACKWARD_CEILING[name], dict(log.kernels.most_common(8))

@@ -29,6 +29,7 @@ C > 4, quantized geometry and SHARPNESS in a stage with geometry are declined (t
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 import torch
@@ -37,6 +38,7 @@ import triton.language as tl
 from triton import knobs
 
 from fastaug.autograd import StageGrads, StageNeeds
+from fastaug.constants import constant
 from fastaug.ops.catalogue import LIVE_OPS, NEIGHBOURHOOD_OPS, RANDOM_OPS, ST_OPS
 from fastaug.plan import NUM_PARAMS, RGB_OPS, Epilogue, Op, Stage, reference_backward
 
@@ -871,6 +873,12 @@ def _equalizes(stage: Stage) -> bool:
     return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in range(stage.program.shape[1]))
 
 
+def launch(spec) -> None:
+    """Run a prepared launch with this module's kernels of the current mode (compiled or interpreted)."""
+    getattr(kernel_module(), spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps,
+                                                     enable_fp_fusion=False)
+
+
 def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, epilogue: Epilogue | None,
                      grad: torch.Tensor, needs: StageNeeds, straight_through: bool = False):
     """The launches of ``backward_kernel`` (statistics passes, last first, then the final pass) and the
@@ -883,15 +891,14 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     work = _fused_any.plan_dtype(src)  # a float64 stage input: Plan tensors, maths and gradient buffers in float64
     fw = dict(device=dev, dtype=work)
     prog = stage.program.to(device=dev, dtype=torch.int32)
-    eff = torch.zeros_like(prog)
+    bits = [sum(1 << code for code in _allowed(stage, i, c)) for i in range(k)]  # per position: the codes that run
     codes = 0
-    for i in range(k):
-        allowed = sorted(_allowed(stage, i, c))
-        for code in allowed:
-            codes |= 1 << code
-        eff[:, i] = torch.where(torch.isin(prog[:, i], torch.tensor(allowed, device=dev, dtype=torch.int32)), prog[:, i], 0)
+    for mask in bits:
+        codes |= mask
+    # the codes that do not run at their position become IDENTITY; cached per-position bitmasks: no host -> device copy
+    eff = torch.where((constant(bits, torch.int64, dev) >> prog) & 1 != 0, prog, constant(0, torch.int32, dev))
     par = stage.params.detach().to(**fw).reshape(b, k, NUM_PARAMS).contiguous()
-    st_flag = torch.isin(eff, torch.tensor(ST_CODES, device=dev, dtype=torch.int32))
+    st_flag = (constant(sum(1 << code for code in ST_CODES), torch.int64, dev) >> eff) & 1 != 0
     if not straight_through:
         st_flag = st_flag & (par[..., 2] > 0.5)
     ep = epilogue
@@ -908,7 +915,11 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
         "gmean": (b, c), "gstd": (b, c), "grv": (b, max(nr, 1), c), "gm": (b, max(k, 1)), "glo": (b, max(k, 1), c),
         "ghi": (b, max(k, 1), c), "nlo": (b, max(k, 1), c), "nhi": (b, max(k, 1), c),
     }  # fmt: skip
-    bufs = {n: torch.zeros(s, **fw) for n, s in zeros.items()}
+    flat = torch.zeros(sum(math.prod(s) for s in zeros.values()), **fw)  # one allocation, views per buffer
+    bufs, at = {}, 0
+    for n, shape in zeros.items():
+        bufs[n] = flat[at : at + math.prod(shape)].view(shape)
+        at += math.prod(shape)
     args = dict(
         src=src, gout=grad, prog=eff.contiguous(), par=par, stf=st_flag.to(torch.int32).contiguous(),
         stats=stats.detach().to(**fw).reshape(b, k, c, 2).contiguous() if k else par,
@@ -967,11 +978,9 @@ def stage_backward(
     b, c = src.shape[:2]
     geo, ep = stage.geometry, epilogue
     launches, bufs = prepare_backward(src, stage, stats, luts, epilogue, grad.detach(), needs, straight_through)
-    mod = kernel_module()
     if grad.numel():
         for spec in launches:
-            getattr(mod, spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps,
-                                                 enable_fp_fusion=False)
+            launch(spec)
 
     def back(name: str, ref: torch.Tensor | None, want: bool, cols: slice = slice(None)) -> torch.Tensor | None:
         if not want or ref is None:
