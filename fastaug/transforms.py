@@ -161,17 +161,19 @@ class RandomAffine(Transform):
         if translate is not None and (len(translate) != 2 or not all(0.0 <= t <= 1.0 for t in translate)):
             raise ValueError(f"translate must be two fractions in [0, 1], got {translate!r}")
         self.translate = translate
-        if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1]):
-            raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale!r}")
+        if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1] < math.inf):
+            raise ValueError(f"scale must be finite (min, max) with 0 < min <= max, got {scale!r}")
         self.scale = scale
+        # every range checked here (finite, min <= max): the draws are then valid by construction, and a device uses
+        # them as given (per_sample(drawn=True): no sanitizer)
         if shear is None:
             self.shear = None
         elif isinstance(shear, numbers.Number):
             self.shear = (*_range(shear, "shear"), 0.0, 0.0)
         elif len(shear) == 2:
-            self.shear = (float(shear[0]), float(shear[1]), 0.0, 0.0)
+            self.shear = (*_range(tuple(shear), "shear"), 0.0, 0.0)
         elif len(shear) == 4:
-            self.shear = tuple(float(s) for s in shear)
+            self.shear = (*_range(tuple(shear[:2]), "shear (x)"), *_range(tuple(shear[2:]), "shear (y)"))
         else:
             raise ValueError(f"shear must be a number or 2 or 4 values, got {shear!r}")
         check_interpolation(interpolation)

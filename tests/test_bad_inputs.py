@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fastaug
 import fastaug.functional as FA
 
 B = 3
@@ -491,3 +492,16 @@ def test_property_invalid_dtype_raises(name, dtype):
     with pytest.raises(TypeError) as info:
         op(x, torch.full((2,), 0.5))
     assert "img" in str(info.value), f"{name}: {info.value!r} does not name img"
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"shear": (float("nan"), 0.0)}, "shear"), ({"shear": (0.0, float("inf"))}, "shear"), ({"shear": (5.0, -5.0)}, "shear"),
+    ({"shear": (0.0, 1.0, float("nan"), 2.0)}, "shear"), ({"scale": (0.5, float("inf"))}, "scale"),
+    ({"scale": (float("nan"), 1.0)}, "scale"),
+])  # fmt: skip
+def test_random_affine_ranges_are_checked_when_built(kwargs, name):
+    """RandomAffine's draws skip the device sanitizer (valid by construction): every range is checked when the
+    transform is built (a NaN / inf shear pair or scale bound reached the device maps: NaN maps, or an out-of-range
+    gather, a sticky device assert)."""
+    with pytest.raises(ValueError, match=name):
+        fastaug.RandomAffine(10, **kwargs)

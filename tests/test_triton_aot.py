@@ -36,14 +36,15 @@ def test_every_kernel_has_ptx_and_cubin(compiled):
 
 
 def test_geometry_degrees_are_a_float64_constant(compiled):
-    """pi / 180 in the composition kernel is the float64 constant (a bare float constexpr would be rounded to float32:
-    a 3e-8 relative error in every angle)."""
+    """pi / 180 in the composition kernel is the float64 constant for float64 rows (a bare float constexpr would be
+    rounded to float32: a 3e-8 relative error in every angle), the float32 one for float32 rows (as the torch path)."""
     import struct
 
     _, kernels = compiled
-    bits = struct.unpack("<Q", struct.pack("<d", math.pi / 180.0))[0]
-    ptx = kernels["geometry_compose_masked"].kernel.asm["ptx"]
-    assert f"0d{bits:016X}" in ptx
+    bits64 = struct.unpack("<Q", struct.pack("<d", math.pi / 180.0))[0]
+    assert f"0d{bits64:016X}" in kernels["geometry_compose_f64"].kernel.asm["ptx"]
+    bits32 = struct.unpack("<I", struct.pack("<f", math.pi / 180.0))[0]
+    assert f"0f{bits32:08X}" in kernels["geometry_compose_masked"].kernel.asm["ptx"]
 
 
 def test_hot_kernels_do_not_spill(compiled):

@@ -39,14 +39,14 @@ def _calls(dtype: torch.dtype, seed: int) -> list[GeometricCall]:
     ]
 
 
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-11), (torch.float32, 2e-4)])
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-11), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_kernel_composes_the_torch_maps(dtype, tol, seed):
     calls = _calls(dtype, seed)
     want64, want = compiler._compose_maps(calls, B, torch.device("cpu"), dtype)  # torch ops on the CPU
     got64, got = geometry.compose(*compiler._map_rows(calls, B, "cpu", geometry), dtype)
     assert got64.dtype == torch.float64 and got.dtype == dtype and got.shape == (B, 3, 3)
-    # float32 arguments: the torch path builds each map in float32, the kernel in float64 (closer to the exact map)
+    # float32 arguments: both build each map in float32 (sin / cos may differ in the last bit), the product in float64
     torch.testing.assert_close(got64, want64, atol=tol * 50, rtol=tol)
     torch.testing.assert_close(got, want, atol=tol * 50, rtol=tol)
 
@@ -58,3 +58,10 @@ def test_single_ops_and_no_applied_mask():
         call.applied = None
         got64, _ = geometry.compose(*compiler._map_rows([call], B, "cpu", geometry), torch.float32)
         torch.testing.assert_close(got64, call.pixel_map(), atol=1e-10, rtol=1e-11)
+
+
+def test_outputs_are_aligned_for_any_batch():
+    """The float64 and the Plan-dtype maps share one allocation, each 16-byte aligned for odd batch sizes too."""
+    for b in (1, 3, 5):
+        out64, out, _ = geometry.prepare_compose(torch.zeros(b, 1, 9), torch.zeros(1, dtype=torch.int32), None, torch.float32)
+        assert out64.data_ptr() % 16 == 0 and out.data_ptr() % 16 == 0

@@ -23,7 +23,7 @@ CHOSEN = {
     "backward_kernel": ("KT", "H", "W", "Ho", "Wo", "ssb", "ssc", "ssh", "gsb", "gsc", "gsh"),
     "stats_tables_kernel": ("B", "K", "pixels"),
     "compose_kernel": ("B",),
-    "round_setup_kernel": ("B", "K"),
+    "round_setup_kernel": ("B", "K", "SS", "GS", "ES"),
 }
 
 

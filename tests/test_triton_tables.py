@@ -76,3 +76,16 @@ def test_round_setup_stops_and_buffers(seed):
     assert torch.equal(stops, want)
     for gsum, vmin, vmax, hist in outputs:
         assert (gsum == 0).all() and (vmin == float("inf")).all() and (vmax == -float("inf")).all() and (hist == 0).all()
+
+
+def test_round_setup_views_are_aligned():
+    """Every round's stops and reduction buffers start 16-byte aligned whatever B (Triton specialises a pointer on
+    16-byte alignment: an unaligned round or odd batch would compile another variant mid-run)."""
+    x = torch.zeros(7, 3, 8, 8, dtype=torch.uint8)
+    stage = random_plan(x, 0, geometry=False, ops_per_stage=3, rects=0).stages[0]
+    stage.stat_slots, stage.stat_rounds = (0, 1, 2), 3
+    for b in (5, 7, 8):
+        for dtype in (torch.float32, torch.float64):
+            stops, outputs, _ = tables.prepare_round_setup(stage, torch.zeros(3, dtype=torch.int64), b, 3, dtype, "cpu")
+            for t in [stops[r] for r in range(3)] + [t for out in outputs for t in out]:
+                assert t.data_ptr() % 16 == 0 and t.is_contiguous()

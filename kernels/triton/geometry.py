@@ -57,38 +57,40 @@ def _affine(r0, r1, r2, r3, r4, r5, r6, r7, sign, deg):
 
 @triton.jit(do_not_specialize=("B",))
 def compose_kernel(rows, kinds, applied, out64, out, B, N: tl.constexpr, APPLIED: tl.constexpr, DEG: tl.constexpr,
-                   BLOCK: tl.constexpr):
-    """``out64`` / ``out`` [B, 9] (float64 / the Plan dtype): the product of the N maps of each sample, in order."""
+                   WORK: tl.constexpr, BLOCK: tl.constexpr):
+    """``out64`` / ``out`` [B, 9] (float64 / the Plan dtype): the product of the N maps of each sample, in order. An
+    affine map is built in WORK (the rows' dtype: float32 rows as the torch path builds float32 arguments' maps), the
+    product in float64."""
     b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = b < B
     one = tl.full((BLOCK,), 1.0, tl.float64)
     zero = tl.full((BLOCK,), 0.0, tl.float64)  # (tl.zeros is a jit helper: interpreted only if Triton was imported so)
-    deg = tl.full((BLOCK,), DEG, tl.float64)  # pi / 180 as a float64 constant (a bare float constexpr is float32)
+    deg = tl.full((BLOCK,), DEG, WORK)  # pi / 180 in WORK (a bare float constexpr would be float32)
     a00, a01, a02, a10, a11, a12, a20, a21, a22 = one, zero, zero, zero, one, zero, zero, zero, one
     for n in tl.static_range(N):
         kind = tl.load(kinds + n)
         base = rows + (b.to(tl.int64) * N + n) * 9
-        r0 = tl.load(base + 0, mask=live, other=0.0).to(tl.float64)
-        r1 = tl.load(base + 1, mask=live, other=0.0).to(tl.float64)
-        r2 = tl.load(base + 2, mask=live, other=0.0).to(tl.float64)
-        r3 = tl.load(base + 3, mask=live, other=1.0).to(tl.float64)
-        r4 = tl.load(base + 4, mask=live, other=0.0).to(tl.float64)
-        r5 = tl.load(base + 5, mask=live, other=0.0).to(tl.float64)
-        r6 = tl.load(base + 6, mask=live, other=0.0).to(tl.float64)
-        r7 = tl.load(base + 7, mask=live, other=0.0).to(tl.float64)
-        r8 = tl.load(base + 8, mask=live, other=1.0).to(tl.float64)
+        r0 = tl.load(base + 0, mask=live, other=0.0).to(WORK)
+        r1 = tl.load(base + 1, mask=live, other=0.0).to(WORK)
+        r2 = tl.load(base + 2, mask=live, other=0.0).to(WORK)
+        r3 = tl.load(base + 3, mask=live, other=1.0).to(WORK)
+        r4 = tl.load(base + 4, mask=live, other=0.0).to(WORK)
+        r5 = tl.load(base + 5, mask=live, other=0.0).to(WORK)
+        r6 = tl.load(base + 6, mask=live, other=0.0).to(WORK)
+        r7 = tl.load(base + 7, mask=live, other=0.0).to(WORK)
+        r8 = tl.load(base + 8, mask=live, other=1.0).to(WORK)
         is_affine = kind != 0
-        sign = tl.where(kind == 2, -1.0, 1.0).to(tl.float64)
+        sign = tl.where(kind == 2, -1.0, 1.0).to(WORK)
         f00, f01, f02, f10, f11, f12 = _affine(r0, r1, r2, tl.where(is_affine, r3, 1.0), r4, r5, r6, r7, sign, deg)
-        m00 = tl.where(is_affine, f00, r0)
-        m01 = tl.where(is_affine, f01, r1)
-        m02 = tl.where(is_affine, f02, r2)
-        m10 = tl.where(is_affine, f10, r3)
-        m11 = tl.where(is_affine, f11, r4)
-        m12 = tl.where(is_affine, f12, r5)
-        m20 = tl.where(is_affine, 0.0, r6)
-        m21 = tl.where(is_affine, 0.0, r7)
-        m22 = tl.where(is_affine, 1.0, r8)
+        m00 = tl.where(is_affine, f00, r0).to(tl.float64)
+        m01 = tl.where(is_affine, f01, r1).to(tl.float64)
+        m02 = tl.where(is_affine, f02, r2).to(tl.float64)
+        m10 = tl.where(is_affine, f10, r3).to(tl.float64)
+        m11 = tl.where(is_affine, f11, r4).to(tl.float64)
+        m12 = tl.where(is_affine, f12, r5).to(tl.float64)
+        m20 = tl.where(is_affine, 0.0, r6).to(tl.float64)
+        m21 = tl.where(is_affine, 0.0, r7).to(tl.float64)
+        m22 = tl.where(is_affine, 1.0, r8).to(tl.float64)
         if APPLIED:
             on = tl.load(applied + b.to(tl.int64) * N + n, mask=live, other=0) != 0
             m00 = tl.where(on, m00, 1.0)
@@ -134,18 +136,21 @@ def compose_kernel(rows, kinds, applied, out64, out, B, N: tl.constexpr, APPLIED
 
 def prepare_compose(rows: torch.Tensor, kinds: torch.Tensor, applied: torch.Tensor | None,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, fused.Launch]:
-    """The outputs [B,3,3] (float64, ``dtype``) and the launch of :func:`compose_kernel` for ``rows`` [B,N,9]
-    (float32 or float64, contiguous), ``kinds`` [N] int32 and ``applied`` [B,N] bool (None: every op applied)."""
+    """The outputs [B,3,3] (float64, ``dtype``) and the launch of :func:`compose_kernel` for ``rows`` [B,N,9] (float32
+    or float64, contiguous; float16 / bfloat16 rows are read as float32), ``kinds`` [N] int32 and ``applied`` [B,N]
+    bool (None: every op applied)."""
     b, n = rows.shape[:2]
     if dtype == torch.float64:
         out64 = out = torch.empty(b, 3, 3, dtype=torch.float64, device=rows.device)
-    else:  # one allocation for both (views of its bytes; the float64 part first: aligned)
-        raw = torch.empty(b * 9 * (8 + dtype.itemsize), dtype=torch.uint8, device=rows.device)
+    else:  # one allocation for both (views of its bytes, each 16-byte aligned: one compiled variant for every B)
+        at = -(-b * 72 // 16) * 16
+        raw = torch.empty(at + b * 9 * dtype.itemsize, dtype=torch.uint8, device=rows.device)
         out64 = raw[: b * 72].view(torch.float64).view(b, 3, 3)
-        out = raw[b * 72 :].view(dtype).view(b, 3, 3)
+        out = raw[at:].view(dtype).view(b, 3, 3)
     args = {"rows": rows, "kinds": kinds, "applied": rows if applied is None else applied, "out64": out64, "out": out,
             "B": b}
-    cx = {"N": n, "APPLIED": applied is not None, "DEG": _DEG, "BLOCK": BLOCK}
+    cx = {"N": n, "APPLIED": applied is not None, "DEG": _DEG, "WORK": tl.float64 if rows.dtype == torch.float64 else tl.float32,
+          "BLOCK": BLOCK}
     return out64, out, fused.Launch("compose_kernel", (max(triton.cdiv(b, BLOCK), 1), 1), args, cx, num_warps=4)
 
 

@@ -67,39 +67,40 @@ def stats_tables_kernel(gsum, vmin, vmax, hist, stops, prog, flat_stats, flat_lu
         tl.store(flat_luts + (row * C + c) * 256 + bins, lut.to(flat_luts.dtype.element_ty))
 
 
-SETUP_PLAIN = ("B", "K")  # batch size and program length: one compiled kernel for all
+SETUP_PLAIN = ("B", "K", "SS", "GS", "ES")  # batch size, program length, row strides: one compiled kernel for all
 SETUP_BLOCK = 32
 
 
 @triton.jit(do_not_specialize=SETUP_PLAIN)
-def round_setup_kernel(prog, allowed, stops, gsum, vmin, vmax, hist, B, K, R: tl.constexpr, C: tl.constexpr,
+def round_setup_kernel(prog, allowed, stops, gsum, vmin, vmax, hist, B, K, SS, GS, ES, R: tl.constexpr, C: tl.constexpr,
                        CP: tl.constexpr, BLOCK: tl.constexpr):
     """The statistics rounds of a stage, set up for a block of samples (program 0) and round ``r`` (program 1):
     ``stops[r, b]``, the position of sample b's (r+1)-th statistics op or K (skipped; ``engine.stat_positions``'
     rule: a statistics code that ``allowed[k]``, a bit per code, admits at k), and round r's zeroed reduction
-    buffers (gray sum 0, minima +inf, maxima -inf, histograms 0)."""
+    buffers (gray sum 0, minima +inf, maxima -inf, histograms 0). Rows of round r start at r * SS (stops), r * GS
+    (gray sums), r * ES (minima / maxima), r * B * C * 256 (histograms)."""
     r = tl.program_id(1)
     b = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = b < B
-    rb = r * B + b
     if r == 0:
         for q in tl.static_range(R):
-            tl.store(stops + q * B + b, K, mask=live)
+            tl.store(stops + q * SS + b, K, mask=live)
         count = tl.full((BLOCK,), 0, tl.int32)
         for k in range(K):
             code = tl.load(prog + b.to(tl.int64) * K + k, mask=live, other=0)
             bits = tl.load(allowed + k)
             hit = ((bits >> code.to(tl.int64)) & 1) != 0
             count += hit.to(tl.int32)
-            tl.store(stops + (count - 1) * B + b, k, mask=live & hit & (count <= R))
-    tl.store(gsum + rb, tl.full((BLOCK,), 0.0, tl.float64), mask=live)
+            tl.store(stops + (count - 1) * SS + b, k, mask=live & hit & (count <= R))
+    tl.store(gsum + r * GS + b, tl.full((BLOCK,), 0.0, tl.float64), mask=live)
     ch = tl.arange(0, CP)
-    at = rb[:, None] * C + ch[None, :]
+    at = r * ES + b[:, None] * C + ch[None, :]
     inside = live[:, None] & (ch[None, :] < C)
     big = tl.full((BLOCK, CP), float("inf"), vmin.dtype.element_ty)
     tl.store(vmin + at, big, mask=inside)
     tl.store(vmax + at, -big, mask=inside)
     bins = tl.arange(0, 256)
+    rb = r * B + b
     for c in tl.static_range(C):
         tl.store(hist + (rb[:, None].to(tl.int64) * C + c) * 256 + bins[None, :], tl.full((BLOCK, 256), 0, tl.int32),
                  mask=live[:, None])
@@ -112,23 +113,24 @@ def _aligned(n_bytes: int) -> int:
 def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
                         device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]], fused.Launch]:
     """``stops`` [R,B] int32, each round's reduction buffers (gray sum, min, max, hist: ``fused.prepare_reduce``'s
-    ``outputs``), all views of one allocation (16-byte aligned parts), and the launch that fills them. ``allowed``
-    [K] int64: bit ``code`` set where statistics op ``code`` may run at position k."""
+    ``outputs``), all views of one allocation, each round's row 16-byte aligned (the kernels that read them compile
+    one variant whatever B and the round), and the launch that fills them. ``allowed`` [K] int64: bit ``code`` set
+    where statistics op ``code`` may run at position k."""
     rounds, k = stage.rounds(), stage.program.shape[1]
-    sizes = [rounds * batch * 4, rounds * batch * 8, 2 * rounds * batch * channels * dtype.itemsize,
-             rounds * batch * channels * 256 * 4]  # stops, gsum, vmin + vmax, hist
-    raw = torch.empty(sum(_aligned(n) for n in sizes), dtype=torch.uint8, device=device)
-    parts, at = [], 0
-    for n in sizes:
-        parts.append(raw[at : at + n])
-        at += _aligned(n)
-    stops = parts[0].view(torch.int32).view(rounds, batch)
-    gsum = parts[1].view(torch.float64).view(rounds, batch)
-    extremes = parts[2].view(dtype).view(2, rounds, batch, channels)
-    hist = parts[3].view(torch.int32).view(rounds, batch, channels, 256)
-    outputs = [(gsum[r], extremes[0, r], extremes[1, r], hist[r]) for r in range(rounds)]
-    args = {"prog": stage.program, "allowed": allowed, "stops": stops, "gsum": gsum, "vmin": extremes[0],
-            "vmax": extremes[1], "hist": hist, "B": batch, "K": k}
+    parts = [(torch.int32, batch), (torch.float64, batch), (dtype, batch * channels), (dtype, batch * channels),
+             (torch.int32, batch * channels * 256)]  # (dtype, elements per round): stops, gsum, vmin, vmax, hist
+    strides = [_aligned(n * t.itemsize) for t, n in parts]  # bytes per round's row
+    raw = torch.empty(rounds * sum(strides), dtype=torch.uint8, device=device)
+    views, at = [], 0
+    for (t, n), stride in zip(parts, strides, strict=True):
+        rows = raw[at : at + rounds * stride].view(t).view(rounds, stride // t.itemsize)
+        views.append(rows[:, :n])
+        at += rounds * stride
+    stops, gsum, vmin, vmax, hist = views
+    outputs = [(gsum[r], vmin[r].view(batch, channels), vmax[r].view(batch, channels), hist[r].view(batch, channels, 256))
+               for r in range(rounds)]  # fmt: skip
+    args = {"prog": stage.program, "allowed": allowed, "stops": stops, "gsum": gsum, "vmin": vmin, "vmax": vmax, "hist": hist,
+            "B": batch, "K": k, "SS": stops.stride(0), "GS": gsum.stride(0), "ES": vmin.stride(0)}  # fmt: skip
     cx = {"R": rounds, "C": channels, "CP": triton.next_power_of_2(channels), "BLOCK": SETUP_BLOCK}
     return stops, outputs, fused.Launch("round_setup_kernel", (triton.cdiv(batch, SETUP_BLOCK), rounds), args, cx, num_warps=4)
 
