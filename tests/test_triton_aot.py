@@ -47,6 +47,24 @@ def test_geometry_degrees_are_a_float64_constant(compiled):
     assert f"0f{bits32:08X}" in kernels["geometry_compose_masked"].kernel.asm["ptx"]
 
 
+def test_reductions_use_relaxed_atomics_and_only_what_they_need(compiled):
+    """Every reduce variant folds its statistics with relaxed atomics (no acquire / release ordering), and ColorJitter's
+    CONTRAST-only round adds its gray sums alone (no min / max, no histogram atomics)."""
+    import re
+
+    _, kernels = compiled
+
+    def global_atomics(name: str) -> set[str]:  # (tl.histogram's own shared-memory atomics are Triton's)
+        return set(re.findall(r"\b(?:atom|red)\.global\.[\w.]+", kernels[name].kernel.asm["ptx"]))
+
+    for name, k in kernels.items():
+        if k.launch.kernel == "reduce_kernel":
+            ops = global_atomics(name)
+            assert ops and all(".relaxed." in op for op in ops), (name, ops)
+    ops = global_atomics("reduce_u8_geo_contrast_only")  # red (newer Triton) or atom (3.6)
+    assert len(ops) == 1 and ops.pop().endswith(".global.gpu.relaxed.add.f64"), ops
+
+
 def test_hot_kernels_do_not_spill(compiled):
     arch, kernels = compiled
     for name in aot.HOT:

@@ -89,3 +89,27 @@ def test_round_setup_views_are_aligned():
             stops, outputs, _ = tables.prepare_round_setup(stage, torch.zeros(3, dtype=torch.int64), b, 3, dtype, "cpu")
             for t in [stops[r] for r in range(3)] + [t for out in outputs for t in out]:
                 assert t.data_ptr() % 16 == 0 and t.is_contiguous()
+
+
+@pytest.mark.parametrize("only", [Op.CONTRAST, Op.AUTOCONTRAST, Op.EQUALIZE], ids=lambda o: o.name)
+def test_reduce_computes_only_what_the_stage_reads(only):
+    """A stage whose statistics op is only CONTRAST (ColorJitter) reduces only the gray sum, only AUTOCONTRAST only the
+    minima / maxima, only EQUALIZE only the histograms (the other buffers keep their initial values), and the entries
+    the op reads equal the host bookkeeping's."""
+    g = torch.Generator().manual_seed(int(only))
+    b, c = 3, 3
+    x = torch.randint(0, 256, (b, c, 16, 16), generator=g, dtype=torch.uint8)
+    stage = random_plan(x, 5, geometry=False, ops_per_stage=2, rects=0).stages[0]
+    stage.program = torch.tensor([[int(only), 0]] * b, dtype=torch.int32)
+    stage.slot_codes, stage.stat_slots, stage.stat_rounds = ((0, int(only)), (0,)), (0,), 1
+    got = engine.run_stage_stats(DEVICE_SETUP, x, stage, c)
+    want = engine.run_stage_stats(HOST_BOOKS, x, stage, c)
+    read = {Op.CONTRAST: lambda t: t[0][:, 0, 0, 0], Op.AUTOCONTRAST: lambda t: t[0][:, 0], Op.EQUALIZE: lambda t: t[1][:, 0]}[only]
+    assert torch.equal(read(got), read(want))
+    stats, luts, flat_stats, flat_luts = engine._stage_buffers(stage, b, c, "cpu", torch.float32)
+    stops, outputs = tables.round_setup(stage, engine.allowed_stat_codes(stage, "cpu"), b, c, torch.float32, "cpu")
+    tables.reduce_into_tables(x, stage, stats, luts, stops[0], flat_stats, flat_luts, 256, only == Op.CONTRAST, outputs[0])
+    gsum, vmin, vmax, hist = outputs[0]
+    assert bool((gsum != 0).all()) == (only == Op.CONTRAST) and bool((gsum == 0).all()) == (only != Op.CONTRAST)
+    assert bool(torch.isinf(vmin).all() and torch.isinf(vmax).all()) == (only != Op.AUTOCONTRAST)
+    assert int(hist.sum()) == (b * c * 256 if only == Op.EQUALIZE else 0)

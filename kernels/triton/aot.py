@@ -162,6 +162,10 @@ def representative_launches() -> dict[str, Launch]:
 
     st = _stage(b, [PER_CHANNEL_CODES] * 2, 2)
     specs["reduce_f32_per_channel"] = prepare_reduce(f32, st, *_tables(b, 2, c), 1)
+    # ColorJitter's round: CONTRAST only, so the gray sum only (no minima / maxima, no histograms)
+    st = _stage(b, [(0, 1, 2, 3, 4)] * 4, 4, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
+    specs["reduce_u8_geo_contrast_only"] = prepare_reduce(u8_big, st, *_tables(b, 4, c), torch.zeros(b, dtype=torch.int32),
+                                                          needs=(False, False, True))
 
     specs["hash32_draws"] = prepare_hash32(0x9E3779B9, torch.arange(256), 70, 8)[1]
     table = torch.tensor([[64, 64, 128], [0, 1, 0], [0, 1, 512], [2, 2, 1]])  # (slot 64, n 2), (slot 128, n 1), B = 256

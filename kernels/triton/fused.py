@@ -1020,18 +1020,23 @@ def _add2(a, b):
 
 
 @triton.jit
-def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
-    """Tile minimum, maximum and 256-bin histogram of channel ``c``, folded in with atomics."""
-    ok = pmask & (v == v)  # a NaN pixel is left out of the minimum / maximum (every backend, see the reference)
-    lo = tl.reduce(tl.where(ok, v, float("inf")), None, _min2)
-    hi = tl.reduce(tl.where(ok, v, -float("inf")), None, _max2)
-    tl.atomic_min(vmin + b * C + c, lo.to(vmin.dtype.element_ty))  # the tables' dtype: float32, float64 in a float64 stage
-    tl.atomic_max(vmax + b * C + c, hi.to(vmax.dtype.element_ty))
-    x = tl.where(qk, v, tl.floor(v * 255.999))
-    x = tl.where(x > 0.0, x, 0.0)
-    x = tl.where(x < 255.0, x, 255.0)
-    counts = tl.histogram(tl.reshape(x.to(tl.int32), [BH * BW]), 256, mask=tl.reshape(pmask, [BH * BW]))
-    tl.atomic_add(hist + (b * C + c) * 256 + tl.arange(0, 256), counts)
+def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+            MINMAX: tl.constexpr, HIST: tl.constexpr):
+    """Tile minimum and maximum (MINMAX) and 256-bin histogram (HIST) of channel ``c``, folded in with relaxed atomics
+    (their order does not matter: min, max and sums; the buffers are read by the next launch); empty bins add nothing."""
+    if MINMAX:
+        ok = pmask & (v == v)  # a NaN pixel is left out of the minimum / maximum (every backend, see the reference)
+        lo = tl.reduce(tl.where(ok, v, float("inf")), None, _min2)
+        hi = tl.reduce(tl.where(ok, v, -float("inf")), None, _max2)
+        # the tables' dtype: float32, float64 in a float64 stage
+        tl.atomic_min(vmin + b * C + c, lo.to(vmin.dtype.element_ty), sem="relaxed")
+        tl.atomic_max(vmax + b * C + c, hi.to(vmax.dtype.element_ty), sem="relaxed")
+    if HIST:
+        x = tl.where(qk, v, tl.floor(v * 255.999))
+        x = tl.where(x > 0.0, x, 0.0)
+        x = tl.where(x < 255.0, x, 255.0)
+        counts = tl.histogram(tl.reshape(x.to(tl.int32), [BH * BW]), 256, mask=tl.reshape(pmask, [BH * BW]))
+        tl.atomic_add(hist + (b * C + c) * 256 + tl.arange(0, 256), counts, mask=counts != 0, sem="relaxed")
 
 
 @triton.jit(do_not_specialize=REDUCE_PLAIN)
@@ -1042,7 +1047,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                   WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr,
-                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr):
+                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr,
+                  MINMAX: tl.constexpr = True, HIST: tl.constexpr = True, GRAY: tl.constexpr = True):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -1065,19 +1071,20 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                 C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
-        _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+        _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
         if NCH > 1:
-            _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+            _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
         if NCH > 2:
-            _stats1(v2, 2, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+            _stats1(v2, 2, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
         if NCH > 3:
-            _stats1(v3, 3, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
-        if C == 3:
-            gray = _trunc(_gray(v0, v1, v2), qk)
-        else:
-            gray = v0
-        tl.atomic_add(gsum + b, tl.reduce(tl.where(pmask, gray.to(tl.float64), 0.0), None, _add2))
-        if C > 4:
+            _stats1(v3, 3, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
+        if GRAY:
+            if C == 3:
+                gray = _trunc(_gray(v0, v1, v2), qk)
+            else:
+                gray = v0
+            tl.atomic_add(gsum + b, tl.reduce(tl.where(pmask, gray.to(tl.float64), 0.0), None, _add2), sem="relaxed")
+        if C > 4 and (MINMAX or HIST):
             for c in range(1, C):
                 v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                                           o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
@@ -1085,7 +1092,7 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                           C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                           taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
-                _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW)
+                _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1324,10 +1331,11 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
 
 
 def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor,
-                   outputs: tuple[torch.Tensor, ...] | None = None) -> Launch:
+                   outputs: tuple[torch.Tensor, ...] | None = None, needs: tuple[bool, bool, bool] = (True, True, True)) -> Launch:
     """The launch of ``reduce_kernel`` for the chain before op ``k`` (an int, or per-sample stops [B]:
     samples with a stop outside [0, K) are skipped); ``outputs`` = (gray_sum, min, max, hist int32)
-    buffers, freshly initialised when ``None``. No device work, no synchronisation."""
+    buffers, freshly initialised when ``None``; ``needs``: which of (min / max, histograms, gray sum) to compute (the
+    others keep their initial values). No device work, no synchronisation."""
     k_total = stage.program.shape[1]
     dev = src.device
     bsz, c = src.shape[:2]
@@ -1386,6 +1394,9 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         CONV=cx["CONV"],
         KRAD=cx["KRAD"],
         HASD=cx["HASD"],
+        MINMAX=bool(needs[0]),
+        HIST=bool(needs[1]),
+        GRAY=bool(needs[2]),
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 
