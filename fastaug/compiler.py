@@ -209,8 +209,9 @@ def _compose_maps(calls: list[GeometricCall], b: int, device, pdtype: torch.dtyp
     On CUDA without gradients to the maps: one Triton launch (``kernels.triton.geometry``) on a single row table;
     otherwise torch ops (affine maps built one by one, a masked matrix product per call)."""
     kernel = _geometry_kernels() if device.type == "cuda" else None
-    tensors = [t for call in calls for t in (call.affine.tensors() if call.affine is not None else [call.matrix])]
-    if kernel is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+    if kernel is not None and not (torch.is_grad_enabled() and any(
+        t.requires_grad for call in calls for t in (call.affine.tensors() if call.affine is not None else [call.matrix])
+    )):
         return kernel.compose(*_map_rows(calls, b, device, kernel), pdtype)
     matrix = G.identity_view(b, device)
     for call in calls:

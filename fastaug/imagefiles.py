@@ -172,6 +172,14 @@ def _png_filter_kernel():
     """numba: each row of ``rows`` (H x W*C) with its filter byte in front, the filter chosen as Pillow chooses it."""
     from numba import njit
 
+    @njit(cache=True, nogil=True, inline="always")
+    def neighbours(cur, prev, i, bpp):
+        """Byte i of the row (x), the byte above (b), to the left (a) and above-left (c); 0 outside the image."""
+        x, b = np.int32(cur[i]), np.int32(prev[i])
+        if i >= bpp:
+            return x, np.int32(cur[i - bpp]), b, np.int32(prev[i - bpp])
+        return x, np.int32(0), b, np.int32(0)
+
     @njit(cache=True, nogil=True)
     def png_filter(rows, bpp, out):  # rows H x N uint8 -> out H x (N + 1)
         h, n = rows.shape
@@ -181,11 +189,7 @@ def _png_filter_kernel():
             prev = rows[y - 1] if y > 0 else zero
             s_none = s_up = s_sub = s_paeth = 0  # sums of |signed byte| per filter (Pillow: v < 128 ? v : 256 - v)
             for i in range(n):
-                x, b = np.int32(cur[i]), np.int32(prev[i])
-                if i >= bpp:
-                    a, c = np.int32(cur[i - bpp]), np.int32(prev[i - bpp])
-                else:
-                    a, c = np.int32(0), np.int32(0)
+                x, a, b, c = neighbours(cur, prev, i, bpp)
                 pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
                 p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
                 v = x
@@ -206,11 +210,7 @@ def _png_filter_kernel():
             o = out[y]
             o[0] = kind
             for i in range(n):
-                x, b = np.int32(cur[i]), np.int32(prev[i])
-                if i >= bpp:
-                    a, c = np.int32(cur[i - bpp]), np.int32(prev[i - bpp])
-                else:
-                    a, c = np.int32(0), np.int32(0)
+                x, a, b, c = neighbours(cur, prev, i, bpp)
                 if kind == 0:
                     v = x
                 elif kind == 2:

@@ -875,8 +875,7 @@ def _equalizes(stage: Stage) -> bool:
 
 def launch(spec) -> None:
     """Run a prepared launch with this module's kernels of the current mode (compiled or interpreted)."""
-    getattr(kernel_module(), spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps,
-                                                     enable_fp_fusion=False)
+    _fused_any.run_launch(kernel_module(), spec)
 
 
 def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, epilogue: Epilogue | None,

@@ -1401,10 +1401,21 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
     return Launch("reduce_kernel", grid, args, constexprs)
 
 
+def run_launch(module: ModuleType, spec: Launch) -> None:
+    """Run ``spec`` with ``module``'s kernel of that name (one of the modules' copies for the current mode). No
+    floating-point contraction, as the kernels are compiled ahead of time (``aot``) and as the CPU backends compute."""
+    getattr(module, spec.kernel)[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps, enable_fp_fusion=False)
+
+
+def aligned16(n_bytes: int) -> int:
+    """``n_bytes`` rounded up to 16 (Triton specialises a pointer on 16-byte alignment: views of one allocation placed
+    at such offsets compile one kernel variant whatever the sizes)."""
+    return -(-n_bytes // 16) * 16
+
+
 def launch(spec: Launch) -> None:
     """Run a prepared launch with the kernels of the current mode (compiled or interpreted)."""
-    kernel = getattr(kernel_module(), spec.kernel)
-    kernel[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps, enable_fp_fusion=False)
+    run_launch(kernel_module(), spec)
 
 
 def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,

@@ -143,7 +143,7 @@ def prepare_compose(rows: torch.Tensor, kinds: torch.Tensor, applied: torch.Tens
     if dtype == torch.float64:
         out64 = out = torch.empty(b, 3, 3, dtype=torch.float64, device=rows.device)
     else:  # one allocation for both (views of its bytes, each 16-byte aligned: one compiled variant for every B)
-        at = -(-b * 72 // 16) * 16
+        at = fused.aligned16(b * 72)
         raw = torch.empty(at + b * 9 * dtype.itemsize, dtype=torch.uint8, device=rows.device)
         out64 = raw[: b * 72].view(torch.float64).view(b, 3, 3)
         out = raw[at:].view(dtype).view(b, 3, 3)
@@ -161,8 +161,7 @@ def kernel_module(interpret: bool | None = None):
 
 def launch(spec: fused.Launch) -> None:
     """Run a prepared launch with this module's kernels of the current mode (compiled or interpreted)."""
-    kernel = getattr(kernel_module(), spec.kernel)
-    kernel[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps)
+    fused.run_launch(kernel_module(), spec)
 
 
 def compose(rows: torch.Tensor, kinds: torch.Tensor, applied: torch.Tensor | None,

@@ -106,10 +106,6 @@ def round_setup_kernel(prog, allowed, stops, gsum, vmin, vmax, hist, B, K, SS, G
                  mask=live[:, None])
 
 
-def _aligned(n_bytes: int) -> int:
-    return -(-n_bytes // 16) * 16
-
-
 def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
                         device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]], fused.Launch]:
     """``stops`` [R,B] int32, each round's reduction buffers (gray sum, min, max, hist: ``fused.prepare_reduce``'s
@@ -119,7 +115,7 @@ def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channel
     rounds, k = stage.rounds(), stage.program.shape[1]
     parts = [(torch.int32, batch), (torch.float64, batch), (dtype, batch * channels), (dtype, batch * channels),
              (torch.int32, batch * channels * 256)]  # (dtype, elements per round): stops, gsum, vmin, vmax, hist
-    strides = [_aligned(n * t.itemsize) for t, n in parts]  # bytes per round's row
+    strides = [fused.aligned16(n * t.itemsize) for t, n in parts]  # bytes per round's row
     raw = torch.empty(rounds * sum(strides), dtype=torch.uint8, device=device)
     views, at = [], 0
     for (t, n), stride in zip(parts, strides, strict=True):
@@ -165,8 +161,7 @@ def prepare_tables(gsum: torch.Tensor, vmin: torch.Tensor, vmax: torch.Tensor, h
 
 def launch(spec: fused.Launch) -> None:
     """Run a prepared launch with this module's kernels of the current mode (compiled or interpreted)."""
-    kernel = getattr(kernel_module(), spec.kernel)
-    kernel[spec.grid](**spec.args, **spec.constexprs, num_warps=spec.num_warps)
+    fused.run_launch(kernel_module(), spec)
 
 
 def reduce_into_tables(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: torch.Tensor,
