@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import torch
 
 from fastaug import engine
-from fastaug.plan import Epilogue, Op, Plan, Stage
+from fastaug.plan import Epilogue, Op, Plan, Stage, unfold
 
 __all__ = ["PlanFunction", "StageGrads", "StageNeeds", "execute", "plan_tensors", "requires_grad", "with_tensors"]
 
@@ -143,6 +143,7 @@ def execute(plan: Plan, x: torch.Tensor, backend: str = "auto", straight_through
     if not plan.epilogue.out_dtype.is_floating_point:
         return engine.execute(plan, x, backend)  # an integer output carries no gradient
     name = engine.resolve_backend(backend, x.device)
+    plan = unfold(plan)  # backward passes run neighbourhood ops at k = 0 of a stage without geometry only
     return PlanFunction.apply(_Spec(plan, name, straight_through), x, *plan_tensors(plan))
 
 

@@ -3,7 +3,8 @@
 Rules (the documented difference from sequential torchvision): all geometric ops of a sample compose
 into one resampling that runs first; color ops then run in order on the resampled image; erasing
 runs after the color ops. A neighbourhood op (sharpness, blur) opens a new stage (it reads its neighbours
-in the stage input); statistics ops
+in the stage input), but for one SHARPNESS per stage, which is folded in (``plan.Fold``: it recomputes the chain at its
+neighbours); statistics ops
 (contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
 """
 
@@ -17,7 +18,7 @@ from fastaug.constants import cached, constant
 from fastaug.ops import geometry as G
 from fastaug.ops.calls import Call, ChannelsCall, ColorCall, DtypeCall, GeometricCall, NormalizeCall, RectCall
 from fastaug.ops.catalogue import CHANNELS, FIXED_RADIUS, NEIGHBOURHOOD_OPS, RANDOM_OPS
-from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Geometry, Op, Plan, Stage
+from fastaug.plan import NUM_PARAMS, STAT_OPS, Epilogue, Fold, Geometry, Op, Plan, Stage
 
 
 @dataclass
@@ -32,6 +33,8 @@ class _StageBuilder:
     segment_size: int = 0  # SUPERPIXELS: its segmentation size (0: full resolution)
     integral: bool = False  # the stage ends in the uint8 domain (set when the next stage opens)
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
+    fold_at: int | None = None  # the position of a folded SHARPNESS (see plan.Fold)
+    fold_integral: bool = False  # the part before it ends in the uint8 domain
 
     quantized: list = field(default_factory=list)  # per position: the op runs in uint8's range (params[..., 3])
     permutations: list = field(default_factory=list)  # per position: the call's permutation token (distinct codes), or None
@@ -77,6 +80,10 @@ class _StageBuilder:
             params = constant(0.0, self.dtype, device).expand(b, 0, NUM_PARAMS)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
         rounds = self._stat_rounds(slots)
+        fold = None
+        if self.fold_at is not None:
+            parts = (tuple(k for k in slots if k < self.fold_at), tuple(k for k in slots if k >= self.fold_at))
+            fold = Fold(self.fold_at, self.fold_integral, (self._stat_rounds(parts[0]), self._stat_rounds(parts[1])))
         radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)
         for t in (self.taps, self.kernel):
             if t is not None:
@@ -97,7 +104,18 @@ class _StageBuilder:
             max_segments=self.max_segments,
             segment_size=self.segment_size,
             integral=self.integral,
+            fold=fold,
         )
+
+    def can_fold(self, static: tuple[int, ...]) -> bool:
+        """A call that may hold ``static`` codes can run here as a folded SHARPNESS (see plan.Fold): SHARPNESS is its one
+        neighbourhood op, this stage holds no neighbourhood op or fold yet, and the maths is float32 (a float64 stage's
+        later parts compute in float32 once split: folding would change their values)."""
+        if self.dtype != torch.float32 or self.fold_at is not None:
+            return False
+        if {int(op) for op in NEIGHBOURHOOD_OPS} & set(static) != {int(Op.SHARPNESS)}:
+            return False
+        return not any(int(op) in codes for codes in self.static for op in NEIGHBOURHOOD_OPS)
 
     def _stat_rounds(self, slots: tuple[int, ...]) -> int:
         """The most statistics ops one sample may run: a slot each, but positions of one permutation hold each of its
@@ -287,8 +305,12 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
             if any(int(op) in static for op in NEIGHBOURHOOD_OPS):  # k = 0 of a stage without geometry
                 cur = stages[-1]
                 if cur.codes or len(stages) > 1 or geo_calls:
-                    cur.integral = domain_u8 and not (len(stages) == 1 and in_scale != 1.0)
-                    stages.append(_StageBuilder(dtype=pdtype))
+                    integral = domain_u8 and not (len(stages) == 1 and in_scale != 1.0)
+                    if cur.can_fold(static):  # SHARPNESS reads its neighbours' chain in this stage: no boundary image
+                        cur.fold_at, cur.fold_integral = len(cur.codes), integral
+                    else:
+                        cur.integral = integral
+                        stages.append(_StageBuilder(dtype=pdtype))
                 if int(Op.GAUSSIAN_BLUR) in static:
                     if call.taps is None:
                         raise ValueError(f"{call.name}: a gaussian blur call needs its kernels (taps)")

@@ -20,7 +20,7 @@ import torch
 
 from fastaug.constants import cached, constant
 from fastaug.ops.catalogue import NEIGHBOURHOOD_OPS
-from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage
+from fastaug.plan import STAT_OPS, Epilogue, Op, Plan, Stage, unfold
 
 BACKENDS = ("torch", "numba", "triton")
 _MODULES = {"torch": "fastaug.kernels.reference", "numba": "fastaug.kernels.numba", "triton": "fastaug.kernels.triton"}
@@ -266,6 +266,8 @@ def run_stage(
 def execute(plan: Plan, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Run every stage of the plan on ``x`` [B,C,H,W]; returns the output batch."""
     mod = load_backend(resolve_backend(backend, x.device))
+    if not getattr(mod, "FOLDS_SHARPNESS", False):  # the backend runs neighbourhood ops at k = 0 only: split the folds
+        plan = unfold(plan)
     src = x
     for s, stage in enumerate(plan.stages):
         src, _, _ = run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x, compact=True)

@@ -52,7 +52,10 @@ Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel v
 ``stats[b, k]`` / ``luts[b, k]``, which the engine filled (only where sample b runs such an op at k) from
 a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR,
 CONVOLVE, DOWNSCALE, SUPERPIXELS) run only at k = 0 of a stage without geometry (elsewhere they are identities) and read the
-stage input around the pixel: SHARPNESS its 3x3 stencil (border pixels unchanged); GAUSSIAN_BLUR its
+stage input around the pixel: SHARPNESS its 3x3 stencil (border pixels unchanged); the one exception is a *folded*
+SHARPNESS (``stage.fold``): at position ``fold.position`` (any k, with or without geometry) it reads the chain before
+that position (geometry and ops 0..k-1) at its 3x3 neighbours in the stage's output frame (border pixels of that frame
+unchanged): what a stage split there would read from the stage boundary (see :class:`Fold`, :func:`unfold`); GAUSSIAN_BLUR its
 per-sample separable kernel ``taps[b]`` ([2, T]: x kernel, y kernel, centred, zero beyond the op's own
 size; absent ``taps``: an identity) and CONVOLVE its per-sample ``kernel[b]`` ([T, T], centred), both
 mirroring the image at its borders without repeating the edge. ``radius`` is the widest of these
@@ -75,6 +78,7 @@ Later rects win over earlier ones.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -82,7 +86,8 @@ import torch
 from fastaug.ops import catalogue as _catalogue
 from fastaug.ops.catalogue import Op
 
-__all__ = ["NUM_PARAMS", "EPS_TO_UINT8", "Op", "STAT_OPS", "RGB_OPS", "Geometry", "Stage", "Reduction", "Epilogue", "Plan"]
+__all__ = ["NUM_PARAMS", "EPS_TO_UINT8", "Op", "STAT_OPS", "RGB_OPS", "Geometry", "Fold", "Stage", "Reduction", "Epilogue",
+           "Plan", "unfold"]
 
 NUM_PARAMS = 4  # params[..., :3] are per-op values, params[..., 3] the domain flag
 
@@ -105,6 +110,21 @@ class Geometry:
     displacement: torch.Tensor | None = None  # [B,Ho,Wo,2] per output pixel (dx, dy), added before the matrix (elastic)
 
 
+@dataclass(frozen=True)
+class Fold:
+    """A SHARPNESS folded into a stage at ``position`` instead of opening the next stage there (static).
+
+    The kernel recomputes the chain before ``position`` at the 3x3 neighbours of a pixel (only for the samples whose op
+    there is SHARPNESS), so the stage boundary's intermediate image is neither written nor read. A stage holds at most
+    one fold, and no other neighbourhood op. :func:`unfold` splits the stage at ``position`` again: the same values (the
+    split stage's intermediate holds exactly the chain's values), for backends and backward passes that run
+    neighbourhood ops only at k = 0 of a stage without geometry."""
+
+    position: int  # k of the folded op
+    integral: bool  # the part before ``position`` ends in the uint8 domain (its split intermediate may be uint8)
+    rounds: tuple[int, int]  # the statistics rounds of the parts before and from ``position``
+
+
 @dataclass
 class Stage:
     """One fused pass: optional geometry, then a per-sample program of pixel ops."""
@@ -124,6 +144,7 @@ class Stage:
     max_segments: int = 0  # SUPERPIXELS at k = 0: the most segments a sample may ask for (static)
     segment_size: int = 0  # SUPERPIXELS: segment a copy whose larger side is at most this (0: full resolution)
     integral: bool = False  # its output values are integers in [0, 255] (uint8 domain at the end): uint8 holds them
+    fold: Fold | None = None  # a SHARPNESS folded in at fold.position (see Fold); None: none
 
     def rounds(self) -> int:
         """Reduction rounds the stage needs: the most statistics ops one sample may run in it (static)."""
@@ -167,6 +188,35 @@ class Plan:
     channels: int
     out_size: tuple[int, int]
     notes: dict = field(default_factory=dict)
+
+
+def _split(stage: Stage) -> list[Stage]:
+    """``stage`` as the stages a split at its fold would make (views of its tensors: no device work)."""
+    fold = stage.fold
+    if fold is None:
+        return [stage]
+    k = fold.position
+    codes = stage.slot_codes if stage.slot_codes is not None else (tuple(int(o) for o in Op),) * stage.program.shape[1]
+    keys = (None, None) if stage.keys is None else (stage.keys[:, :k], stage.keys[:, k:])
+    first = dataclasses.replace(
+        stage, program=stage.program[:, :k], params=stage.params[:, :k], stat_slots=tuple(s for s in stage.stat_slots if s < k),
+        stat_rounds=fold.rounds[0], slot_codes=codes[:k], radius=0, keys=keys[0], integral=fold.integral, fold=None,
+    )
+    second = Stage(
+        program=stage.program[:, k:], params=stage.params[:, k:], stat_slots=tuple(s - k for s in stage.stat_slots if s >= k),
+        stat_rounds=fold.rounds[1], slot_codes=codes[k:], radius=_catalogue.FIXED_RADIUS[Op.SHARPNESS], keys=keys[1],
+        integral=stage.integral,
+    )
+    return [first, second]
+
+
+def unfold(plan: Plan) -> Plan:
+    """``plan`` with every folded SHARPNESS (:class:`Fold`) opening a stage again: neighbourhood ops only at k = 0 of
+    stages without geometry, as the numba backend and every backward pass run them. The same values; views only."""
+    if all(st.fold is None for st in plan.stages):
+        return plan
+    stages = [part for st in plan.stages for part in _split(st)]
+    return dataclasses.replace(plan, stages=stages)
 
 
 # ops whose backward the fused kernels do not cover yet: stages with them take the reference's (torch autograd)

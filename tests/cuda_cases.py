@@ -74,6 +74,7 @@ def run_backward(name: str) -> tuple[CudaLog, object, object]:
     run on fake CUDA tensors). Returns the log of the second backward alone, the gradient and the Plan."""
     import fastaug.compose
     from fastaug import autograd
+    from fastaug.plan import unfold
 
     pipe = CASES[name](float_input=True) if name in _FLOAT_AWARE else CASES[name]()
     plans = []
@@ -90,7 +91,7 @@ def run_backward(name: str) -> tuple[CudaLog, object, object]:
             x = torch.empty(B, 3, H, W, dtype=torch.float32, device="cuda")
             for epoch in range(2):
                 out = pipe(x, indices=idx, epoch=epoch)
-            plan = plans[-1]
+            plan = unfold(plans[-1])  # as autograd.execute runs it
             tensors = autograd.plan_tensors(plan)
             _, tables = autograd._fused_forward(plan, x, "triton")
             grad = torch.empty(out.shape, dtype=out.dtype, device="cuda")

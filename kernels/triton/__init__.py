@@ -3,4 +3,7 @@
 from .fused import apply, reduce
 from .tables import reduce_into_tables, round_setup
 
-__all__ = ["apply", "reduce", "reduce_into_tables", "round_setup"]
+# a folded SHARPNESS (``fastaug.plan.Fold``) runs in the stage: the kernels recompute the chain at its neighbours
+FOLDS_SHARPNESS = True
+
+__all__ = ["apply", "reduce", "reduce_into_tables", "round_setup", "FOLDS_SHARPNESS"]

@@ -724,7 +724,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
-                                        par_b, False, 0, keys_b, par_b, False, 0, MX)
+                                        par_b, False, 0, keys_b, par_b, False, 0, MX,
+                                        mat, mat, mat, Ho, Wo, CLAMP, False, -1)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG, WORK)
             if OC > 1:
@@ -743,7 +744,8 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
-                                        par_b, False, 0, keys_b, par_b, False, 0, MX)
+                                        par_b, False, 0, keys_b, par_b, False, 0, MX,
+                                        mat, mat, mat, Ho, Wo, CLAMP, False, -1)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
                 cc = tl.load(par_b + k * 4 + 2).to(WORK)
                 st = tl.load(stf_b + k)
@@ -853,8 +855,9 @@ def _allowed(stage: Stage, k: int, channels: int) -> set[int]:
 
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 / float64 with C <= 4;
-    no quantized geometry; not a stage of ``fastaug.plan.reference_backward`` (random ops: covered)."""
-    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    no quantized geometry; no folded SHARPNESS (``fastaug.plan.unfold`` first); not a stage of
+    ``fastaug.plan.reference_backward`` (random ops: covered)."""
+    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or stage.fold is not None:
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
         return False

@@ -308,6 +308,12 @@ def _sharpen(v, src_c, o00, ys, xs, pmask, H, W, ssh, ssw, a, q, bound,
         for dx in tl.static_range(3):
             if dy * 3 + dx != 4:
                 n = n + _read(src_c + o00 + (dy - 1) * ssh + (dx - 1) * ssw, inner, IN_SCALE, WORK)
+    return _sharp_mix(v, n, inner, a, q, bound)
+
+
+@triton.jit
+def _sharp_mix(v, n, inner, a, q, bound):
+    """SHARPNESS from the centre value ``v`` and the sum ``n`` of its 8 neighbours (``inner``: else ``v`` unchanged)."""
     blur = n * (1.0 / 13.0) + v * (5.0 / 13.0)
     blur = tl.where(q, _rint(blur), blur)
     res = _trunc(_clip(v + (1.0 - a) * (blur - v), bound), q)
@@ -727,6 +733,159 @@ def _load_op(prog_b, par_b, k, WORK: tl.constexpr):
 
 
 @triton.jit
+def _op(v0, v1, v2, v3, k, code, a, bb, q, bound, st, lu, par_b, keys_b, C0, ys, xs, MX,
+        NCH: tl.constexpr, CODES: tl.constexpr, RGB: tl.constexpr, WORK: tl.constexpr):
+    """Op ``code`` (position ``k``, its values a, bb, q, bound; statistics ``st`` / ``lu``) on channels C0..C0+NCH-1 of
+    the pixels (ys, xs): one branch on the sample's op code; ops outside ``CODES`` and the neighbourhood ops are
+    identities here."""
+    if (CODES >> BRIGHTNESS) & 1:
+        if code == BRIGHTNESS:
+            v0, v1, v2, v3 = _each(_brightness, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> CONTRAST) & 1:
+        if code == CONTRAST:
+            v0, v1, v2, v3 = _each(_contrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> GAMMA) & 1:
+        if code == GAMMA:
+            v0, v1, v2, v3 = _each(_gamma, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> INVERT) & 1:
+        if code == INVERT:
+            v0, v1, v2, v3 = _each(_invert, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> POSTERIZE) & 1:
+        if code == POSTERIZE:
+            v0, v1, v2, v3 = _each(_posterize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> SOLARIZE) & 1:
+        if code == SOLARIZE:
+            v0, v1, v2, v3 = _each(_solarize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> AUTOCONTRAST) & 1:
+        if code == AUTOCONTRAST:
+            v0, v1, v2, v3 = _each(_autocontrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> EQUALIZE) & 1:
+        if code == EQUALIZE:
+            v0, v1, v2, v3 = _each(_equalize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> TO_FLOAT) & 1:
+        if code == TO_FLOAT:
+            v0, v1, v2, v3 = _each(_to_float, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if (CODES >> TO_UINT8) & 1:
+        if code == TO_UINT8:
+            v0, v1, v2, v3 = _each(_to_uint8, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
+    if ((CODES >> PIXEL_DROPOUT) & 1) | ((CODES >> SALT_AND_PEPPER) & 1) | ((CODES >> MULTIPLICATIVE_NOISE) & 1):
+        if (code == PIXEL_DROPOUT) | (code == SALT_AND_PEPPER) | (code == MULTIPLICATIVE_NOISE):
+            key = tl.load(keys_b + k).to(tl.uint32)
+            own, target = _dropout_mode(tl.load(par_b + k * 4 + 2))
+            own = own & (code != SALT_AND_PEPPER)
+            # a slot of one drop value per channel (target >= 0) hashes and changes its channel only, as numba
+            if (target < 0) | (target == C0):
+                v0 = _uniform_op(v0, code, key, C0, own, target, ys, xs, a, bb, q, bound, WORK)
+            if NCH > 1:
+                if (target < 0) | (target == C0 + 1):
+                    v1 = _uniform_op(v1, code, key, C0 + 1, own, target, ys, xs, a, bb, q, bound, WORK)
+            if NCH > 2:
+                if (target < 0) | (target == C0 + 2):
+                    v2 = _uniform_op(v2, code, key, C0 + 2, own, target, ys, xs, a, bb, q, bound, WORK)
+            if NCH > 3:
+                if (target < 0) | (target == C0 + 3):
+                    v3 = _uniform_op(v3, code, key, C0 + 3, own, target, ys, xs, a, bb, q, bound, WORK)
+    if (CODES >> FOG) & 1:
+        if code == FOG:
+            key = tl.load(keys_b + k).to(tl.uint32)
+            alpha = _fog_alpha(key, ys, xs, a, bb, tl.load(par_b + k * 4 + 2).to(WORK), MX, WORK)
+            v0 = _trunc(v0 + alpha * (bound - v0), q)
+            if NCH > 1:
+                v1 = _trunc(v1 + alpha * (bound - v1), q)
+            if NCH > 2:
+                v2 = _trunc(v2 + alpha * (bound - v2), q)
+            if NCH > 3:
+                v3 = _trunc(v3 + alpha * (bound - v3), q)
+    if (CODES >> GAUSSIAN_NOISE) & 1:
+        if code == GAUSSIAN_NOISE:
+            key = tl.load(keys_b + k).to(tl.uint32)
+            clip = tl.load(par_b + k * 4 + 2) > 0.5
+            v0 = _noise(v0, key, C0, ys, xs, a, bb, clip, q, bound, WORK)
+            if NCH > 1:
+                v1 = _noise(v1, key, C0 + 1, ys, xs, a, bb, clip, q, bound, WORK)
+            if NCH > 2:
+                v2 = _noise(v2, key, C0 + 2, ys, xs, a, bb, clip, q, bound, WORK)
+            if NCH > 3:
+                v3 = _noise(v3, key, C0 + 3, ys, xs, a, bb, clip, q, bound, WORK)
+    if RGB:
+        if (CODES >> SATURATION) & 1:
+            if code == SATURATION:
+                gray = _trunc(_gray(v0, v1, v2), q)
+                v0 = _trunc(_clip(v0 * a + gray * (1.0 - a), bound), q)
+                v1 = _trunc(_clip(v1 * a + gray * (1.0 - a), bound), q)
+                v2 = _trunc(_clip(v2 * a + gray * (1.0 - a), bound), q)
+        if (CODES >> GRAYSCALE) & 1:
+            if code == GRAYSCALE:
+                gray = _trunc(_gray(v0, v1, v2), q)
+                v0 = gray
+                v1 = gray
+                v2 = gray
+        if (CODES >> HUE) & 1:
+            if code == HUE:
+                v0, v1, v2 = _hue(v0, v1, v2, a, q)
+        if ((CODES >> RGB_SHIFT) & 1) | ((CODES >> RGB_GAIN) & 1):
+            if (code == RGB_SHIFT) | (code == RGB_GAIN):
+                cc = tl.load(par_b + k * 4 + 2).to(WORK)
+                gain = code == RGB_GAIN
+                v0 = _trunc(_clip(tl.where(gain, v0 * a, v0 + a), bound), q)
+                v1 = _trunc(_clip(tl.where(gain, v1 * bb, v1 + bb), bound), q)
+                v2 = _trunc(_clip(tl.where(gain, v2 * cc, v2 + cc), bound), q)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _folded_sharpen(v0, v1, v2, v3, k, a, q, bound, src0, fill_c, mat_b, win_b, disp_b, prog_b, par_b, stats_b, luts_b,
+                    keys_b, ys, xs, pmask, H, W, Ho, Wo, ssc, ssh, ssw, C0, MX, C: tl.constexpr, NCH: tl.constexpr,
+                    CODES: tl.constexpr, RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr,
+                    CLAMP: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr, HASD: tl.constexpr,
+                    IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """SHARPNESS at position ``k`` of the chain (a folded one, ``plan.Fold``) on the values v0..v3: its 3x3 stencil reads
+    the chain before ``k`` (geometry and ops 0..k-1, no neighbourhood op) recomputed at each neighbour; the pixels on
+    the border of the stage's output frame (Ho, Wo) are unchanged. The same sums in the same order as ``_sharpen``."""
+    inner = pmask & (ys >= 1) & (ys < Ho - 1) & (xs >= 1) & (xs < Wo - 1)
+    n0 = tl.full(v0.shape, 0.0, WORK)
+    n1 = n0
+    n2 = n0
+    n3 = n0
+    for t in range(9):
+        if t != 4:
+            yy = ys + (t // 3 - 1)
+            xx = xs + (t % 3 - 1)
+            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+                mat_b, win_b, yy, xx, inner, H, W, ssh, ssw, disp_b, Wo, HASD, GEO, BILINEAR, CLAMP, WORK)
+            u0 = _sample(src0, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                         GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+            u1 = u0
+            u2 = u0
+            u3 = u0
+            if NCH > 1:
+                u1 = _sample(src0 + ssc, fill_c + 1, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                             GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+            if NCH > 2:
+                u2 = _sample(src0 + 2 * ssc, fill_c + 2, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                             m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+            if NCH > 3:
+                u3 = _sample(src0 + 3 * ssc, fill_c + 3, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                             m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+            for j in range(k):
+                code, aj, bj, qj, boundj = _load_op(prog_b, par_b, j, WORK)
+                u0, u1, u2, u3 = _op(u0, u1, u2, u3, j, code, aj, bj, qj, boundj, stats_b + j * (C * 2),
+                                     luts_b + j * (C * 256), par_b, keys_b, C0, yy, xx, MX, NCH, CODES, RGB, WORK)
+            n0 = n0 + u0
+            n1 = n1 + u1
+            n2 = n2 + u2
+            n3 = n3 + u3
+    v0 = _sharp_mix(v0, n0, inner, a, q, bound)
+    if NCH > 1:
+        v1 = _sharp_mix(v1, n1, inner, a, q, bound)
+    if NCH > 2:
+        v2 = _sharp_mix(v2, n2, inner, a, q, bound)
+    if NCH > 3:
+        v3 = _sharp_mix(v3, n3, inner, a, q, bound)
+    return v0, v1, v2, v3
+
+
+@triton.jit
 def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
            ys, xs, pmask, H, W, ssc, ssh, ssw,
@@ -734,7 +893,8 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
            SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr,
            taps_b, BLUR: tl.constexpr, RAD: tl.constexpr, keys_b,
-           kern_b, CONV: tl.constexpr, KRAD: tl.constexpr, MX):
+           kern_b, CONV: tl.constexpr, KRAD: tl.constexpr, MX,
+           mat_b, win_b, disp_b, Ho, Wo, CLAMP: tl.constexpr, HASD: tl.constexpr, FOLD: tl.constexpr):
     """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1`` (``MX`` = max(Ho, Wo)).
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
@@ -798,100 +958,14 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
         code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
-        st = stats_b + k * (C * 2)
-        lu = luts_b + k * (C * 256)
-        if (CODES >> BRIGHTNESS) & 1:
-            if code == BRIGHTNESS:
-                v0, v1, v2, v3 = _each(_brightness, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> CONTRAST) & 1:
-            if code == CONTRAST:
-                v0, v1, v2, v3 = _each(_contrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> GAMMA) & 1:
-            if code == GAMMA:
-                v0, v1, v2, v3 = _each(_gamma, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> INVERT) & 1:
-            if code == INVERT:
-                v0, v1, v2, v3 = _each(_invert, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> POSTERIZE) & 1:
-            if code == POSTERIZE:
-                v0, v1, v2, v3 = _each(_posterize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> SOLARIZE) & 1:
-            if code == SOLARIZE:
-                v0, v1, v2, v3 = _each(_solarize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> AUTOCONTRAST) & 1:
-            if code == AUTOCONTRAST:
-                v0, v1, v2, v3 = _each(_autocontrast, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> EQUALIZE) & 1:
-            if code == EQUALIZE:
-                v0, v1, v2, v3 = _each(_equalize, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> TO_FLOAT) & 1:
-            if code == TO_FLOAT:
-                v0, v1, v2, v3 = _each(_to_float, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if (CODES >> TO_UINT8) & 1:
-            if code == TO_UINT8:
-                v0, v1, v2, v3 = _each(_to_uint8, v0, v1, v2, v3, C0, NCH, a, bb, q, bound, st, lu, WORK)
-        if ((CODES >> PIXEL_DROPOUT) & 1) | ((CODES >> SALT_AND_PEPPER) & 1) | ((CODES >> MULTIPLICATIVE_NOISE) & 1):
-            if (code == PIXEL_DROPOUT) | (code == SALT_AND_PEPPER) | (code == MULTIPLICATIVE_NOISE):
-                key = tl.load(keys_b + k).to(tl.uint32)
-                own, target = _dropout_mode(tl.load(par_b + k * 4 + 2))
-                own = own & (code != SALT_AND_PEPPER)
-                # a slot of one drop value per channel (target >= 0) hashes and changes its channel only, as numba
-                if (target < 0) | (target == C0):
-                    v0 = _uniform_op(v0, code, key, C0, own, target, ys, xs, a, bb, q, bound, WORK)
-                if NCH > 1:
-                    if (target < 0) | (target == C0 + 1):
-                        v1 = _uniform_op(v1, code, key, C0 + 1, own, target, ys, xs, a, bb, q, bound, WORK)
-                if NCH > 2:
-                    if (target < 0) | (target == C0 + 2):
-                        v2 = _uniform_op(v2, code, key, C0 + 2, own, target, ys, xs, a, bb, q, bound, WORK)
-                if NCH > 3:
-                    if (target < 0) | (target == C0 + 3):
-                        v3 = _uniform_op(v3, code, key, C0 + 3, own, target, ys, xs, a, bb, q, bound, WORK)
-        if (CODES >> FOG) & 1:
-            if code == FOG:
-                key = tl.load(keys_b + k).to(tl.uint32)
-                alpha = _fog_alpha(key, ys, xs, a, bb, tl.load(par_b + k * 4 + 2).to(WORK), MX, WORK)
-                v0 = _trunc(v0 + alpha * (bound - v0), q)
-                if NCH > 1:
-                    v1 = _trunc(v1 + alpha * (bound - v1), q)
-                if NCH > 2:
-                    v2 = _trunc(v2 + alpha * (bound - v2), q)
-                if NCH > 3:
-                    v3 = _trunc(v3 + alpha * (bound - v3), q)
-        if (CODES >> GAUSSIAN_NOISE) & 1:
-            if code == GAUSSIAN_NOISE:
-                key = tl.load(keys_b + k).to(tl.uint32)
-                clip = tl.load(par_b + k * 4 + 2) > 0.5
-                v0 = _noise(v0, key, C0, ys, xs, a, bb, clip, q, bound, WORK)
-                if NCH > 1:
-                    v1 = _noise(v1, key, C0 + 1, ys, xs, a, bb, clip, q, bound, WORK)
-                if NCH > 2:
-                    v2 = _noise(v2, key, C0 + 2, ys, xs, a, bb, clip, q, bound, WORK)
-                if NCH > 3:
-                    v3 = _noise(v3, key, C0 + 3, ys, xs, a, bb, clip, q, bound, WORK)
-        if RGB:
-            if (CODES >> SATURATION) & 1:
-                if code == SATURATION:
-                    gray = _trunc(_gray(v0, v1, v2), q)
-                    v0 = _trunc(_clip(v0 * a + gray * (1.0 - a), bound), q)
-                    v1 = _trunc(_clip(v1 * a + gray * (1.0 - a), bound), q)
-                    v2 = _trunc(_clip(v2 * a + gray * (1.0 - a), bound), q)
-            if (CODES >> GRAYSCALE) & 1:
-                if code == GRAYSCALE:
-                    gray = _trunc(_gray(v0, v1, v2), q)
-                    v0 = gray
-                    v1 = gray
-                    v2 = gray
-            if (CODES >> HUE) & 1:
-                if code == HUE:
-                    v0, v1, v2 = _hue(v0, v1, v2, a, q)
-            if ((CODES >> RGB_SHIFT) & 1) | ((CODES >> RGB_GAIN) & 1):
-                if (code == RGB_SHIFT) | (code == RGB_GAIN):
-                    cc = tl.load(par_b + k * 4 + 2).to(WORK)
-                    gain = code == RGB_GAIN
-                    v0 = _trunc(_clip(tl.where(gain, v0 * a, v0 + a), bound), q)
-                    v1 = _trunc(_clip(tl.where(gain, v1 * bb, v1 + bb), bound), q)
-                    v2 = _trunc(_clip(tl.where(gain, v2 * cc, v2 + cc), bound), q)
+        if FOLD >= 0:  # a folded SHARPNESS (plan.Fold): the chain before k at the 3x3 neighbours, recomputed
+            if (k == FOLD) & (code == SHARPNESS):
+                v0, v1, v2, v3 = _folded_sharpen(v0, v1, v2, v3, k, a, q, bound, src0, fill_b + C0, mat_b, win_b, disp_b,
+                                                 prog_b, par_b, stats_b, luts_b, keys_b, ys, xs, pmask, H, W, Ho, Wo,
+                                                 ssc, ssh, ssw, C0, MX, C, NCH, CODES, RGB, GEO, BILINEAR, CLAMP, FILL,
+                                                 QUANT, HASD, IN_SCALE, WORK)
+        v0, v1, v2, v3 = _op(v0, v1, v2, v3, k, code, a, bb, q, bound, stats_b + k * (C * 2), luts_b + k * (C * 256),
+                             par_b, keys_b, C0, ys, xs, MX, NCH, CODES, RGB, WORK)
     return v0, v1, v2, v3
 
 
@@ -958,7 +1032,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                  EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
                  OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
                  BLUR: tl.constexpr, RAD: tl.constexpr,
-                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr):
+                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr, FOLD: tl.constexpr = -1):
     """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
 
     C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
@@ -980,7 +1054,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
+                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
         _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                       C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
         if OC > 1:
@@ -999,7 +1074,8 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                       ys, xs, pmask, H, W, ssc, ssh, ssw,
                                       C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                       taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
+                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
             _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
 
@@ -1048,7 +1124,7 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                   WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr,
                  CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr,
-                  MINMAX: tl.constexpr = True, HIST: tl.constexpr = True, GRAY: tl.constexpr = True):
+                  MINMAX: tl.constexpr = True, HIST: tl.constexpr = True, GRAY: tl.constexpr = True, FOLD: tl.constexpr = -1):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -1070,7 +1146,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                 ys, xs, pmask, H, W, ssc, ssh, ssw,
                                 C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
+                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
         _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
         if NCH > 1:
             _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
@@ -1091,7 +1168,8 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                           ys, xs, pmask, H, W, ssc, ssh, ssw,
                                           C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                           taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
-                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo))
+                                kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
+                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
                 _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
 
 
@@ -1162,7 +1240,7 @@ def _blocks(ho: int, wo: int, pixels: int) -> tuple[int, int]:
 def _tile_pixels(stage: Stage, stop: int) -> int:
     """Pixels per program instance: 16 per thread for plain passes (16-byte uint8 loads), 4 with a program,
     2 with a geometry or a neighbourhood op (taps keep many values live per pixel); chosen so that nothing spills."""
-    if stage.geometry is not None or (stop > 0 and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS)):
+    if stage.geometry is not None or stage.fold is not None or (stop > 0 and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS)):
         per_thread = 2
     else:
         per_thread = 16 if stop == 0 else 4
@@ -1198,7 +1276,8 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     k_total = prog.shape[1]
     codes = _codes_mask(stage, stop)
     rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
-    sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0)
+    sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0) and stage.fold is None
+    fold = stage.fold.position if stage.fold is not None and stage.fold.position < stop else -1
     blur = geo is None and stop > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0) and stage.taps is not None
     conv = geo is None and stop > 0 and int(Op.CONVOLVE) in stage.codes_at(0) and stage.kernel is not None
     random = sum(1 << int(op) for op in RANDOM_OPS)
@@ -1239,6 +1318,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         CONV=conv,
         KRAD=(int(stage.kernel.shape[-1]) - 1) // 2 if conv else 0,
         HASD=bool(geo is not None and geo.displacement is not None),
+        FOLD=fold,
         IN_SCALE=float(stage.in_scale),
         WORK=tl.float64 if fdt == torch.float64 else tl.float32,
         BH=bh,
@@ -1326,6 +1406,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         CONV=cx["CONV"],
         KRAD=cx["KRAD"],
         HASD=cx["HASD"],
+        FOLD=cx["FOLD"],
     )
     return Launch("apply_kernel", grid, args, constexprs)
 
@@ -1397,6 +1478,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         MINMAX=bool(needs[0]),
         HIST=bool(needs[1]),
         GRAY=bool(needs[2]),
+        FOLD=cx["FOLD"],
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 

@@ -1,0 +1,166 @@
+"""A SHARPNESS folded into a stage (``fastaug.plan.Fold``) gives the values of the stage split there, on every backend.
+
+The compiler folds one SHARPNESS per stage (after the geometry, or after other ops) instead of opening a stage: the
+kernels recompute the chain before it at its 3x3 neighbours. Checked: which calls fold (and which do not: a second
+SHARPNESS, a blur, float64 maths); ``unfold`` gives back the split Plan; the reference's folded stage equals the split
+Plan bit for bit; the Triton kernels (interpreter) and numba (which runs the unfolded Plan) match the reference on random
+folded stages (geometry nearest / bilinear with fill, statistics ops before and after the fold, random ops, 1 / 3 / 4 / 5
+channels); gradients (autograd runs the unfolded Plan) equal the split Plan's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from interpreted_triton import interpret  # noqa: F401  (first: Triton imported for the interpreter)
+
+# isort: split
+from fastaug.kernels.numba import backend as numba_backend
+from random_plans import _param, random_plan
+from test_triton_backend import assert_matches
+
+import fastaug
+from fastaug import engine
+from fastaug.compiler import compile_plan
+from fastaug.plan import Fold, Op, Plan, unfold
+from fastaug.policies import RandAugment
+
+SHARP = int(Op.SHARPNESS)
+
+
+def _plan(transforms, x: torch.Tensor, seed: int = 0) -> Plan:
+    pipe = fastaug.Compose(transforms, seed=seed)
+    calls = pipe.draw(x, torch.arange(x.shape[0]), 1)
+    return compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+
+
+def _images(dtype=torch.uint8, b=6, c=3, h=11, w=13, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
+    return torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(dtype)
+
+
+def test_compiler_folds_one_sharpness_per_stage():
+    x = _images()
+    sharp = fastaug.RandomAdjustSharpness(2.0, p=0.7)
+    norm = fastaug.Normalize([0.5] * 3, [0.2] * 3)
+    plan = _plan([fastaug.RandomAffine(degrees=20), sharp, fastaug.ColorJitter(contrast=0.4), sharp, norm], x)
+    assert len(plan.stages) == 2  # split: geometry | SHARPNESS, contrast | SHARPNESS (three stages before)
+    assert plan.stages[0].fold == Fold(position=0, integral=True, rounds=(0, 1))
+    assert plan.stages[0].geometry is not None and plan.stages[1].fold is None
+    split = unfold(plan)
+    assert [st.program.shape[1] for st in split.stages] == [0, 2, 1]
+    assert [st.geometry is not None for st in split.stages] == [True, False, False]
+    assert [st.stat_slots for st in split.stages] == [(), (1,), ()] and [st.rounds() for st in split.stages] == [0, 1, 0]
+    assert split.stages[1].program.data_ptr() == plan.stages[0].program.data_ptr()  # views, no copy
+    assert unfold(split) is split
+    # without geometry, a SHARPNESS after a color op folds at its position
+    plan = _plan([fastaug.ColorJitter(brightness=0.3), sharp], x)
+    assert len(plan.stages) == 1 and plan.stages[0].fold.position == 1
+    # a blur opens a stage; so does a SHARPNESS after it; float64 maths never folds
+    plan = _plan([fastaug.ColorJitter(brightness=0.3), fastaug.GaussianBlur(3), sharp], x)
+    assert [st.fold for st in plan.stages] == [None, None, None]
+    plan = _plan([fastaug.RandomAffine(degrees=20), sharp], _images(torch.float64))
+    assert len(plan.stages) == 2 and plan.stages[0].fold is None
+
+
+def test_randaugment_runs_two_stages():
+    """RandAugment(2): each slot may hold SHARPNESS; the first folds into the geometry's stage."""
+    plan = _plan([RandAugment(num_ops=2, magnitude=9), fastaug.Normalize([0.5] * 3, [0.2] * 3)], _images(b=8))
+    assert len(plan.stages) == 2 and plan.stages[0].fold == Fold(0, True, (0, 1)) and plan.stages[1].fold is None
+    assert len(unfold(plan).stages) == 3
+
+
+def _folded(plan: Plan) -> Plan:
+    """The two stages of ``plan`` (the second opening with SHARPNESS) as one stage with a fold."""
+    a, b = plan.stages
+    k = a.program.shape[1]
+    keys = None if a.keys is None else torch.cat([a.keys, b.keys], 1)
+    stage = dataclasses.replace(
+        a, program=torch.cat([a.program, b.program], 1), params=torch.cat([a.params, b.params], 1),
+        stat_slots=a.stat_slots + tuple(s + k for s in b.stat_slots), stat_rounds=None,
+        slot_codes=a.slot_codes + b.slot_codes, keys=keys, fold=Fold(k, False, (len(a.stat_slots), len(b.stat_slots))),
+    )  # fmt: skip
+    return dataclasses.replace(plan, stages=[stage])
+
+
+def _random_case(seed: int, c: int, dtype: torch.dtype, geometry: bool, new_ops: bool):
+    x = _images(dtype, b=4, c=c, h=9 + seed % 3, w=10 + seed % 4, seed=seed)
+    split = random_plan(x, seed, geometry=geometry, stages=2, ops_per_stage=3, rects=1, new_ops=False)
+    if new_ops:  # random ops before and after the fold (keys per position)
+        for st, ops in zip(split.stages, ([Op.GAUSSIAN_NOISE, Op.PIXEL_DROPOUT], [Op.SALT_AND_PEPPER, Op.FOG]), strict=True):
+            st.program[:, 2] = torch.tensor([int(ops[i % 2]) for i in range(4)], dtype=torch.int32)
+            g = torch.Generator().manual_seed(seed)
+            st.params[:, 2, :3] = torch.tensor([_param(ops[i % 2], g, bool(st.params[i, 2, 3] > 0.5)) for i in range(4)])
+            st.slot_codes = st.slot_codes[:2] + (tuple(sorted(int(o) for o in ops)),)
+            st.stat_slots = tuple(s for s in st.stat_slots if s != 2)
+            st.keys = torch.randint(0, 2**32, (4, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.int64)
+    assert bool((split.stages[1].program[:, 0] == SHARP).any())
+    return x, split, _folded(split)
+
+
+CASES = [(seed, c, dtype, geometry, new_ops)
+         for seed, (c, dtype, geometry, new_ops) in enumerate([
+             (3, torch.uint8, True, False), (3, torch.float32, True, False), (3, torch.uint8, False, False),
+             (1, torch.uint8, True, False), (4, torch.float32, True, False), (5, torch.uint8, True, False),
+             (3, torch.uint8, True, True), (3, torch.float16, False, True),
+         ])]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed,c,dtype,geometry,new_ops", CASES)
+def test_reference_folded_equals_split(seed, c, dtype, geometry, new_ops):
+    x, split, folded = _random_case(seed, c, dtype, geometry, new_ops)
+    ref = engine.execute(split, x, backend="torch")
+    assert torch.equal(engine.execute(folded, x, backend="torch"), ref)
+    unfolded = unfold(folded)
+    assert len(unfolded.stages) == 2
+    assert torch.equal(engine.execute(unfolded, x, backend="torch"), ref)
+
+
+@pytest.mark.parametrize("seed,c,dtype,geometry,new_ops", CASES)
+def test_backends_match_reference_on_folded_stages(seed, c, dtype, geometry, new_ops):
+    x, split, folded = _random_case(seed, c, dtype, geometry, new_ops)
+    ref = engine.execute(folded, x, backend="torch")
+    normalized = folded.epilogue.mean is not None
+    assert_matches(engine.execute(folded, x, backend="triton"), ref, normalized)
+    assert torch.equal(engine.execute(folded, x, backend="triton"), engine.execute(split, x, backend="triton"))
+    assert_matches(engine.execute(folded, x, backend="numba"), ref, normalized)
+
+
+def test_statistics_after_the_fold_read_the_sharpened_chain():
+    """AUTOCONTRAST right after a folded SHARPNESS: its reduction runs the fold (min / max of the sharpened values)."""
+    x = _images(b=5, h=12, w=14, seed=7)
+    plan = _plan([fastaug.RandomAffine(degrees=30), fastaug.RandomAdjustSharpness(0.0, p=1.0), fastaug.RandomAutocontrast(p=1.0)], x)
+    assert plan.stages[0].fold is not None and plan.stages[0].stat_slots == (1,)
+    ref = engine.execute(unfold(plan), x, backend="torch")
+    assert torch.equal(engine.execute(plan, x, backend="torch"), ref)
+    assert_matches(engine.execute(plan, x, backend="triton"), ref, False)
+
+
+def test_gradients_run_the_split_plan():
+    x = _images(torch.float32, b=3, seed=3).requires_grad_(True)
+    pipe = fastaug.Compose([fastaug.RandomAffine(degrees=20), fastaug.RandomAdjustSharpness(1.7, p=1.0)], seed=1)
+    calls = pipe.draw(x, torch.arange(3), 0)
+    plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
+    assert plan.stages[0].fold is not None
+    for backend in ("torch", "numba"):
+        out = fastaug.autograd.execute(plan, x, backend)
+        (gx,) = torch.autograd.grad(out.square().sum(), x)
+        x2 = x.detach().clone().requires_grad_(True)
+        out2 = fastaug.autograd.execute(unfold(plan), x2, "torch")
+        (gx2,) = torch.autograd.grad(out2.square().sum(), x2)
+        torch.testing.assert_close(out, out2, rtol=0, atol=1e-6)
+        torch.testing.assert_close(gx, gx2, rtol=1e-5, atol=1e-6)
+
+
+def test_numba_refuses_a_folded_stage():
+    x, _, folded = _random_case(0, 3, torch.uint8, True, False)
+    out = torch.empty(x.shape[0], 3, *folded.out_size, dtype=torch.float32)
+    stage = folded.stages[0]
+    stats = torch.zeros(x.shape[0], stage.program.shape[1], 3, 2)
+    luts = torch.zeros(x.shape[0], stage.program.shape[1], 3, 256)
+    with pytest.raises(ValueError, match="unfold"):
+        numba_backend.apply(x, stage, stats, luts, None, out)
