@@ -38,6 +38,7 @@ import weakref
 import torch
 
 from fastaug import autograd
+from fastaug.plan import unfold
 
 _PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _KEYS = itertools.count(1)
@@ -152,7 +153,7 @@ def compose_backward_op(
     from fastaug import engine
 
     aug = _pipeline(key)
-    plan = _plan(aug, x, indices, epoch)
+    plan = unfold(_plan(aug, x, indices, epoch))  # as autograd.execute runs it: the backward passes run split stages
     spec = autograd._Spec(plan, engine.resolve_backend(backend, x.device), aug.straight_through)
     tensors = autograd.plan_tensors(plan)
     with _autograd_dispatch():  # a custom op runs below autograd: the reference backward needs it back

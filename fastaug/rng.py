@@ -203,7 +203,7 @@ def bank(seed, epoch, indices: torch.Tensor, layout: Layout | None = None) -> It
     layout = layout or Layout()
     bk = Bank(seed, epoch, indices, layout)
     if layout.columns:
-        bk.hashes = hash32_table(seed, epoch, indices, layout)
+        bk.hashes, bk._uniforms = _hash32_table_uniforms(seed, epoch, indices, layout)
     token = _BANK.set(bk)
     try:
         yield bk
@@ -213,6 +213,11 @@ def bank(seed, epoch, indices: torch.Tensor, layout: Layout | None = None) -> It
 
 def hash32_table(seed, epoch, indices: torch.Tensor, layout: Layout) -> torch.Tensor:
     """The flat int64 [B * columns] of ``layout`` (see :class:`Layout`): :func:`hash32` of every segment, one launch."""
+    return _hash32_table_uniforms(seed, epoch, indices, layout)[0]
+
+
+def _hash32_table_uniforms(seed, epoch, indices: torch.Tensor, layout: Layout) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`hash32_table` and, where the same launch makes them (Triton), the draws' uniforms (else None)."""
     idx = indices.to(torch.int64)
     b = idx.shape[0]
     if isinstance(epoch, torch.Tensor) and epoch.device.type == "cpu":
@@ -222,14 +227,14 @@ def hash32_table(seed, epoch, indices: torch.Tensor, layout: Layout) -> torch.Te
         if idx.device.type == "cpu" and not device_epoch:
             from fastaug.kernels.numba import draws
 
-            return torch.from_numpy(draws.hash32_table(seed, epoch, idx.numpy(), layout.table(b, "cpu").numpy()))
+            return torch.from_numpy(draws.hash32_table(seed, epoch, idx.numpy(), layout.table(b, "cpu").numpy())), None
         if idx.device.type == "cuda" and (fused := _triton()) is not None:
             table = layout.table(b, idx.device)
             if not device_epoch:
-                return fused.hash32_table(prefix(seed, epoch), idx, table)
+                return fused.hash32_table_uniforms(prefix(seed, epoch), idx, table)
             if epoch.device == idx.device and epoch.numel() == 1:
-                return fused.hash32_table(seed_prefix(seed), idx, table, epoch=epoch)
-    return hash32_table_torch(seed, epoch, idx, layout.table(b, idx.device))
+                return fused.hash32_table_uniforms(seed_prefix(seed), idx, table, epoch=epoch)
+    return hash32_table_torch(seed, epoch, idx, layout.table(b, idx.device)), None
 
 
 def hash32_table_torch(seed, epoch, idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -492,7 +492,7 @@ def apply(
     if epilogue is not None:
         out.copy_(cast(finish(v, epilogue), out.dtype))
     else:
-        out.copy_(v)
+        out.copy_(cast(v, out.dtype))  # a uint8 intermediate (an integral stage): rounded and clamped, as the kernels store it
 
 
 def forward(src: torch.Tensor, stage: Stage, stats, luts, epilogue: Epilogue | None) -> torch.Tensor:

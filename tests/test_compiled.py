@@ -16,9 +16,18 @@ def _aug(backend="numba"):
     ], seed=2, backend=backend)  # fmt: skip
 
 
+def _aug_folded(backend="numba"):
+    """A SHARPNESS folded after the crop (plan.Fold), statistics after it: the backward runs the split Plan."""
+    return fastaug.Compose([
+        fastaug.RandomResizedCrop(12), fastaug.RandomAdjustSharpness(2.0, p=1.0), fastaug.RandomAutocontrast(p=1.0),
+        fastaug.Normalize([0.5] * 3, [0.25] * 3),
+    ], seed=2, backend=backend)  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [_aug, _aug_folded], ids=["jitter", "folded"])
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_compiled_step_has_no_graph_break_and_matches_eager(backend):
-    aug = _aug(backend)
+def test_compiled_step_has_no_graph_break_and_matches_eager(backend, make):
+    aug = make(backend)
     weight = torch.randn(3, 3, 3, 3)
 
     def step(x, idx):

@@ -125,9 +125,32 @@ def test_backends_match_reference_on_folded_stages(seed, c, dtype, geometry, new
     x, split, folded = _random_case(seed, c, dtype, geometry, new_ops)
     ref = engine.execute(folded, x, backend="torch")
     normalized = folded.epilogue.mean is not None
-    assert_matches(engine.execute(folded, x, backend="triton"), ref, normalized)
-    assert torch.equal(engine.execute(folded, x, backend="triton"), engine.execute(split, x, backend="triton"))
+    got = engine.execute(folded, x, backend="triton")
+    assert_matches(got, ref, normalized)
+    assert torch.equal(got, engine.execute(split, x, backend="triton"))
+    assert torch.equal(got, engine.execute(unfold(folded), x, backend="triton"))  # the split stages are views
     assert_matches(engine.execute(folded, x, backend="numba"), ref, normalized)
+
+
+@pytest.mark.parametrize("fill", [None, 300.0])
+def test_compiled_plans_give_the_split_values_on_every_backend(fill):
+    """Compiled uint8 plans (their split intermediates are uint8: Fold.integral): folded and unfolded, every backend. A
+    fill outside a uint8 image's range is clamped, so a stage boundary (or none) after the geometry changes nothing."""
+    x = _images(b=8, h=12, w=15, seed=11)
+    sharp = fastaug.RandomAdjustSharpness(0.3, p=0.8)
+    for transforms in ([RandAugment(num_ops=2, magnitude=9, fill=fill)],
+                       [fastaug.RandomAffine(degrees=40, fill=fill), sharp, fastaug.RandomEqualize(p=0.7), sharp]):
+        plan = _plan(transforms, x, seed=4)
+        assert plan.stages[0].fold is not None and plan.stages[0].fold.integral
+        ref = engine.execute(plan, x, backend="torch")
+        assert torch.equal(engine.execute(unfold(plan), x, backend="torch"), ref)
+        assert torch.equal(engine.execute(unfold(plan), x, backend="triton"), engine.execute(plan, x, backend="triton"))
+        assert_matches(engine.execute(plan, x, backend="triton"), ref, False)
+        assert_matches(engine.execute(plan, x, backend="numba"), ref, False)
+    if fill is not None:  # clamped: as the largest fill a uint8 image holds
+        a = _plan([fastaug.RandomAffine(degrees=40, fill=fill), sharp], x, seed=4)
+        b = _plan([fastaug.RandomAffine(degrees=40, fill=255.0), sharp], x, seed=4)
+        assert torch.equal(engine.execute(a, x, backend="torch"), engine.execute(b, x, backend="torch"))
 
 
 def test_statistics_after_the_fold_read_the_sharpened_chain():
@@ -140,20 +163,26 @@ def test_statistics_after_the_fold_read_the_sharpened_chain():
     assert_matches(engine.execute(plan, x, backend="triton"), ref, False)
 
 
-def test_gradients_run_the_split_plan():
-    x = _images(torch.float32, b=3, seed=3).requires_grad_(True)
-    pipe = fastaug.Compose([fastaug.RandomAffine(degrees=20), fastaug.RandomAdjustSharpness(1.7, p=1.0)], seed=1)
-    calls = pipe.draw(x, torch.arange(3), 0)
+@pytest.mark.parametrize("stat", [False, True])
+def test_gradients_run_the_split_plan(stat):
+    """autograd.execute runs the split Plan (its stages are views of the folded ones: the kernels must read them as
+    such); forward values and image gradients as the reference's autograd of the folded Plan."""
+    x = _images(torch.float32, b=4, seed=3).requires_grad_(True)
+    middle = [fastaug.RandomAutocontrast(p=1.0)] if stat else []
+    pipe = fastaug.Compose([fastaug.RandomResizedCrop(9), *middle, fastaug.RandomAdjustSharpness(0.0, p=0.8)], seed=1)
+    calls = pipe.draw(x, torch.arange(4), 0)
     plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
-    assert plan.stages[0].fold is not None
-    for backend in ("torch", "numba"):
+    assert plan.stages[0].fold is not None and plan.stages[0].fold.position == len(middle)
+    with torch.no_grad():
+        inference = engine.execute(plan, x, backend="torch")
+    ref = fastaug.autograd._reference_forward(plan, x, False)  # the folded Plan, differentiated by torch
+    (gref,) = torch.autograd.grad(ref.square().sum(), x)
+    torch.testing.assert_close(ref, inference, rtol=0, atol=1e-6)
+    for backend in ("torch", "numba", "triton"):
         out = fastaug.autograd.execute(plan, x, backend)
         (gx,) = torch.autograd.grad(out.square().sum(), x)
-        x2 = x.detach().clone().requires_grad_(True)
-        out2 = fastaug.autograd.execute(unfold(plan), x2, "torch")
-        (gx2,) = torch.autograd.grad(out2.square().sum(), x2)
-        torch.testing.assert_close(out, out2, rtol=0, atol=1e-6)
-        torch.testing.assert_close(gx, gx2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(gx, gref, rtol=1e-5, atol=1e-5)
 
 
 def test_numba_refuses_a_folded_stage():

@@ -490,7 +490,8 @@ def test_policy_draw_and_compile_do_not_sync_on_cpu(monkeypatch):
     # CPU draws are hashed in one compiled call (reading the indices is free there); the device form is checked here
     rng = fastaug.rng
     monkeypatch.setattr(rng, "_hash32", lambda s, e, i, slot, n: rng.hash32_torch(s, e, i.to(torch.int64), slot, n))
-    monkeypatch.setattr(rng, "hash32_table", lambda s, e, i, layout: rng.hash32_table_torch(s, e, i, layout.table(i.shape[0], i.device)))
+    monkeypatch.setattr(rng, "_hash32_table_uniforms",
+                        lambda s, e, i, layout: (rng.hash32_table_torch(s, e, i, layout.table(i.shape[0], i.device)), None))
     _forbid_syncs(monkeypatch)
     for pipe in pipes:
         for _ in range(2):  # the second call draws from its bank (rng.bank)

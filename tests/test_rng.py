@@ -95,6 +95,11 @@ def test_triton_bank_table_equals_single_draws(device_epoch, monkeypatch):
         else:
             fn = lambda s, e, i, t: fused.hash32_table(rng.prefix(s, e), i, t)  # noqa: E731
         _banked_equal_direct(seed, epoch, idx, fn)
+        # the same launch writes the draws' uniforms: rng.uniform's bits
+        table = LAYOUT.table(idx.shape[0], "cpu")
+        hashes, uniforms = fused.hash32_table_uniforms(rng.prefix(seed, epoch), idx, table)
+        assert uniforms.dtype == torch.float64 and torch.equal(uniforms, rng._to_uniform(hashes))
+        assert torch.equal(hashes, fused.hash32_table(rng.prefix(seed, epoch), idx, table))
 
 
 def test_bank_serves_its_draws_and_lists_the_others():

@@ -210,29 +210,38 @@ class MarkovPolicy(_Policy):
         key = ("markov", cv.h, cv.w, ctx.uint8, str(cv.device))
         if key not in self._tables:
             cdf0, cdf, mean, std = self._cdfs
-            self._tables[key] = (*(constant(v, torch.float64, cv.device) for v in (cdf0, cdf, mean, std)), *state_ranges(self, ctx))
+            posterize, start, end, signed = state_ranges(self, ctx)
+            values = torch.stack([constant(mean, torch.float64, cv.device), constant(std, torch.float64, cv.device), start, end], 1)
+            flags = torch.stack([posterize, signed], 1)
+            self._tables[key] = (constant(cdf0, torch.float64, cv.device), constant(cdf, torch.float64, cv.device), values, flags,
+                                 constant(list(range(self.num_slots)), torch.int64, cv.device))  # fmt: skip
         return self._tables[key]
 
     def draw(self, ctx: Context) -> PolicyDraw:
         b, s = ctx.canvas.b, self.num_slots
-        cdf0, cdf, mean, std, posterize, start, end, signed = self._chain_tables(ctx)
+        cdf0, cdf, values, flags, slots = self._chain_tables(ctx)
         u = ctx.uniform(1 + 4 * s)
         lo, hi = self.length
         length = lo + _pick(u[:, 0], hi - lo + 1)  # [B]
         step = u[:, 1:].view(b, s, 4)
+        pick = step[..., 0].t().contiguous()  # [S,B]: each slot's uniform, contiguous
         states, prev = [], None
-        for k in range(s):  # the chain: inverse CDF on the previous state's row
-            rows = cdf0.expand(b, -1) if prev is None else cdf[prev]
-            prev = torch.clamp((rows <= step[:, k, 0:1]).sum(1), max=len(STATES) - 1)
+        for k in range(s):  # the chain: inverse CDF on the previous state's row (the number of entries <= u: a row is
+            # non-decreasing and inf from its last possible state on, so the count is a state)
+            if prev is None:
+                prev = torch.searchsorted(cdf0, pick[k], right=True)
+            else:
+                prev = torch.searchsorted(cdf[prev], pick[k].unsqueeze(1), right=True).view(b)
             states.append(prev)
         op = torch.stack(states, 1)  # [B,S]
         z = torch.sqrt(-2.0 * torch.log1p(-step[..., 1])) * torch.cos((2.0 * math.pi) * step[..., 2])  # Box-Muller
-        m = torch.clamp(mean[op] + std[op] * z, 0.0, 1.0)
-        low = start[op]
-        value = low + m * (end[op] - low)  # linear onto the op's range
-        value = torch.where(posterize[op], torch.round(value), value)
-        value = torch.where(signed[op] & (step[..., 3] < 0.5), -value, value)
-        applied = (op != 0) & (torch.arange(s, device=op.device).unsqueeze(0) < length.unsqueeze(1))
+        mean, std, low, high = values[op].unbind(-1)  # one gather of each state's row
+        posterize, signed = flags[op].unbind(-1)
+        m = torch.clamp(mean + std * z, 0.0, 1.0)
+        value = low + m * (high - low)  # linear onto the op's range
+        value = torch.where(posterize, torch.round(value), value)
+        value = torch.where(signed & (step[..., 3] < 0.5), -value, value)
+        applied = (op != 0) & (slots.unsqueeze(0) < length.unsqueeze(1))
         return PolicyDraw(STATES, op, torch.zeros_like(op), value, applied)
 
     def calls(self, ctx: Context):

@@ -453,10 +453,11 @@ def _index_hash(idx, b, m, epoch, h0, EPOCH_PTR: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=HASH32_TABLE_PLAIN)
-def hash32_table_kernel(out, idx, epoch, table, total, T, h0, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
+def hash32_table_kernel(out, uni, idx, epoch, table, total, T, h0, EPOCH_PTR: tl.constexpr, BLOCK: tl.constexpr):
     """``fastaug.rng.hash32_table``: the draws of every column of ``table`` (int64 [4, T]: slot, j, flat position at
-    b = 0, row stride; ``fastaug.rng.Layout.table``) for the int64 indices ``idx`` [B], into the flat ``out``; one
-    launch for all the draws of a call. ``h0``, ``EPOCH_PTR``: as :func:`hash32_kernel`."""
+    b = 0, row stride; ``fastaug.rng.Layout.table``) for the int64 indices ``idx`` [B], into the flat ``out``, and their
+    uniforms (``fastaug.rng.uniform``'s: the top 24 bits times 2**-24, exact in float64) into the flat float64 ``uni``;
+    one launch for all the draws of a call. ``h0``, ``EPOCH_PTR``: as :func:`hash32_kernel`."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < total
     b = offs // T
@@ -468,6 +469,7 @@ def hash32_table_kernel(out, idx, epoch, table, total, T, h0, EPOCH_PTR: tl.cons
     h = _mix(h ^ slot.to(tl.uint32))
     h = _mix(h ^ (j * 0x2545F491))
     tl.store(out + dest, h.to(tl.int64), mask=m)
+    tl.store(uni + dest, (h >> 8).to(tl.float64) * (1.0 / 16777216.0), mask=m)
 
 
 @triton.jit
@@ -1540,12 +1542,15 @@ def hash32(h0: int, idx: torch.Tensor, slot: int, n: int, epoch: torch.Tensor | 
 
 def prepare_hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor,
                          epoch: torch.Tensor | None = None) -> tuple[torch.Tensor, Launch]:
-    """The flat output (int64) and the launch of :func:`hash32_table`."""
+    """The flat output (int64) and the launch of :func:`hash32_table`; the uniforms are the launch's ``uni`` (float64, the
+    second half of the same allocation)."""
     b, t = idx.shape[0], table.shape[1]
     total = b * t
-    out = torch.empty(total, dtype=torch.int64, device=idx.device)
+    both = torch.empty(2 * total, dtype=torch.int64, device=idx.device)
+    out, uni = both[:total], both[total:].view(torch.float64)
     ep = idx if epoch is None else epoch.reshape(1).to(torch.int64)  # idx: an unused pointer
-    args = {"out": out, "idx": idx.contiguous(), "epoch": ep, "table": table, "total": total, "T": t, "h0": _int32(h0)}
+    args = {"out": out, "uni": uni, "idx": idx.contiguous(), "epoch": ep, "table": table, "total": total, "T": t,
+            "h0": _int32(h0)}
     cx = {"EPOCH_PTR": epoch is not None, "BLOCK": HASH_BLOCK}
     return out, Launch("hash32_table_kernel", (max(triton.cdiv(total, HASH_BLOCK), 1), 1), args, cx, num_warps=4)
 
@@ -1553,10 +1558,16 @@ def prepare_hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor,
 def hash32_table(h0: int, idx: torch.Tensor, table: torch.Tensor, epoch: torch.Tensor | None = None) -> torch.Tensor:
     """``fastaug.rng.hash32_table`` (flat int64 [B * T]) of the int64 indices ``idx`` [B] and the columns of ``table``
     [4, T] on their device, in one launch; ``h0``, ``epoch``: as :func:`hash32`."""
+    return hash32_table_uniforms(h0, idx, table, epoch)[0]
+
+
+def hash32_table_uniforms(h0: int, idx: torch.Tensor, table: torch.Tensor,
+                          epoch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`hash32_table` and the uniforms of the same draws (flat float64 [B * T]), from the same launch."""
     out, spec = prepare_hash32_table(h0, idx, table, epoch)
     if out.numel():
         launch(spec)
-    return out
+    return out, spec.args["uni"]
 
 
 def reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor) -> Reduction:

@@ -125,7 +125,8 @@ def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channel
     stops, gsum, vmin, vmax, hist = views
     outputs = [(gsum[r], vmin[r].view(batch, channels), vmax[r].view(batch, channels), hist[r].view(batch, channels, 256))
                for r in range(rounds)]  # fmt: skip
-    args = {"prog": stage.program, "allowed": allowed, "stops": stops, "gsum": gsum, "vmin": vmin, "vmax": vmax, "hist": hist,
+    # a split stage's program is a view of its folded stage's (plan.unfold): the kernel reads rows of K
+    args = {"prog": stage.program.contiguous(), "allowed": allowed, "stops": stops, "gsum": gsum, "vmin": vmin, "vmax": vmax, "hist": hist,
             "B": batch, "K": k, "SS": stops.stride(0), "GS": gsum.stride(0), "ES": vmin.stride(0)}  # fmt: skip
     cx = {"R": rounds, "C": channels, "CP": triton.next_power_of_2(channels), "BLOCK": SETUP_BLOCK}
     return stops, outputs, fused.Launch("round_setup_kernel", (triton.cdiv(batch, SETUP_BLOCK), rounds), args, cx, num_warps=4)
