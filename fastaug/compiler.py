@@ -5,7 +5,7 @@ into one resampling that runs first; color ops then run in order on the resample
 runs after the color ops. A neighbourhood op (sharpness, blur) opens a new stage (it reads its neighbours
 in the stage input), but for one SHARPNESS per stage, which is folded in (``plan.Fold``: it recomputes the chain at its
 neighbours; not in a float64 image's Plan, whose split stages compute in float32 after the first); a uint8 image's
-geometry fill is clamped into [0, 255] (its values stay in range, with or without a stage boundary); statistics ops
+geometry fill is clamped into [0, 255] by the kernels (plan.Geometry); statistics ops
 (contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
 """
 
@@ -195,9 +195,6 @@ def _compose_geometry(
         bilinear = bilinear or call.bilinear
         if call.fill is not None:
             f = call.fill.to(pdtype)
-            if q:  # a uint8 image holds [0, 255]: a fill outside is clamped (torchvision's uint8 cast wraps it), so the
-                # geometry's values are in range on every backend, with or without a stage boundary after it
-                f = f.clamp(0.0, 255.0)
             if q != geo_q:
                 f = f / 255.0 if q else f * 255.0
             if call.applied is not None:

@@ -44,7 +44,8 @@ frame and in the window. Nearest: ``u = rint(X), v = rint(Y)`` (round half to ev
 value if valid else 0, ``m`` = 1 if valid else 0. Bilinear: ``u0 = floor(X)``, ``fx = X - u0`` (same for
 y), the four taps weighted ``(1-fx)(1-fy), fx(1-fy), (1-fx)fy, fx*fy``; ``S`` = sum of weight*value over
 valid taps, ``m`` = sum of weights over valid taps. Result: ``fill is None``: ``S``; nearest with fill:
-``fill[b,c] if m < 0.5 else S``; bilinear with fill: ``(S - fill[b,c]) * m + fill[b,c]``.
+``fill[b,c] if m < 0.5 else S``; bilinear with fill: ``(S - fill[b,c]) * m + fill[b,c]`` (with ``quantize`` the fill is
+clamped into [0, 255] first: a uint8 image's values).
 If ``geometry.quantize``: ``rint`` of the result.
 
 Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel vector, codes in
@@ -105,7 +106,7 @@ class Geometry:
     window: torch.Tensor  # [B,4] float32 (x_lo, y_lo, x_hi, y_hi), input pixel-index space
     clamp: bool  # True: clamp coordinates into the window (resize semantics)
     bilinear: bool  # False: nearest
-    fill: torch.Tensor | None  # [B,C] float32 in the geometry's domain; None: zero padding, no mask
+    fill: torch.Tensor | None  # [B,C] float32 in the geometry's domain (quantize: clamped into [0, 255]); None: zero padding
     quantize: bool  # rint the result (uint8 domain)
     displacement: torch.Tensor | None = None  # [B,Ho,Wo,2] per output pixel (dx, dy), added before the matrix (elastic)
 

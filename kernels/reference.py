@@ -81,6 +81,8 @@ def resample(v: torch.Tensor, geometry: Geometry, out_size: tuple[int, int]) -> 
         s = s * m
     if geometry.fill is not None:
         f = geometry.fill.to(v.dtype).view(b, c, 1, 1)
+        if geometry.quantize:  # a uint8 image's fill: clamped into [0, 255] (the Plan contract)
+            f = f.clamp(0.0, 255.0)
         s = torch.where(m < 0.5, f, s) if not geometry.bilinear else (s - f) * m + f
     return torch.round(s) if geometry.quantize else s
 

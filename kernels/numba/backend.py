@@ -215,6 +215,8 @@ def _run(
             raise ValueError("numba backend: a resampled sample must span fewer than 2**31 elements")
         flags[fused.I_GEO : fused.I_QUANT + 1] = (2 if geo.bilinear else 1, geo.clamp, geo.fill is not None, geo.quantize)
         mat, win, fill = _np(geo.matrix, ftype, (b, 9)), _np(geo.window, ftype, (b, 4)), _np(geo.fill, ftype, (b, c))
+        if geo.quantize:  # a uint8 image's fill: clamped into [0, 255] (the Plan contract)
+            fill = np.clip(fill, 0.0, 255.0)
     else:
         mat, win, fill = np.zeros((b, 9), ftype), np.zeros((b, 4), ftype), np.zeros((b, c), ftype)
     ep = epilogue

@@ -273,6 +273,15 @@ def _setup(mat_b, win_b, ys, xs, pmask, H, W, ssh, ssw, disp_b, Wo, HASD: tl.con
 
 
 @triton.jit
+def _fill_value(fill_c, QUANT: tl.constexpr, WORK: tl.constexpr):
+    """The fill of one channel; in a uint8 image's geometry (QUANT) clamped into [0, 255] (the Plan contract)."""
+    f = tl.load(fill_c).to(WORK)
+    if QUANT:
+        f = tl.minimum(tl.maximum(f, 0.0), 255.0)
+    return f
+
+
+@triton.jit
 def _sample(src_c, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
             GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
             IN_SCALE: tl.constexpr, WORK: tl.constexpr):
@@ -284,12 +293,12 @@ def _sample(src_c, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01
             s = s + w01 * _read(src_c + o01, k01, IN_SCALE, WORK)
             s = s + w11 * _read(src_c + o11, k11, IN_SCALE, WORK)
             if FILL:
-                f = tl.load(fill_c).to(WORK)
+                f = _fill_value(fill_c, QUANT, WORK)
                 s = (s - f) * m + f
         else:
             s = _read(src_c + o00, k00, IN_SCALE, WORK)
             if FILL:
-                f = tl.load(fill_c).to(WORK)
+                f = _fill_value(fill_c, QUANT, WORK)
                 s = tl.where(m < 0.5, f, s)
         if QUANT:
             s = _rint(s)
