@@ -1012,8 +1012,9 @@ def xy_masking_call(
     ny = rng.randint(seed, epoch, indices, slot + 1, ny_lo, ny_hi + 1)[:, 0]
     lx = rng.randint(seed, epoch, indices, slot + 2, lx_lo, lx_hi + 1, n=max(nx_hi, 1))
     ly = rng.randint(seed, epoch, indices, slot + 3, ly_lo, ly_hi + 1, n=max(ny_hi, 1))
-    x0 = torch.floor(rng.uniform(seed, epoch, indices, slot + 4, max(nx_hi, 1)) * (w - lx + 1)).to(torch.int64)
-    y0 = torch.floor(rng.uniform(seed, epoch, indices, slot + 5, max(ny_hi, 1)) * (h - ly + 1)).to(torch.int64)
+    # u (24 bits) times a positive integer is exact and >= 0: the truncating cast is the floor
+    x0 = (rng.uniform(seed, epoch, indices, slot + 4, max(nx_hi, 1)) * (w - lx + 1)).to(torch.int64)
+    y0 = (rng.uniform(seed, epoch, indices, slot + 5, max(ny_hi, 1)) * (h - ly + 1)).to(torch.int64)
     xr = torch.stack([x0, torch.zeros_like(x0), x0 + lx, torch.full_like(x0, h)], -1)[:, :nx_hi]
     yr = torch.stack([torch.zeros_like(y0), y0, torch.full_like(y0, w), y0 + ly], -1)[:, :ny_hi]
     rects = torch.cat([xr, yr], 1).to(torch.int32)

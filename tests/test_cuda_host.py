@@ -20,7 +20,7 @@ CEILING = {
     "TrivialAugmentWide + Normalize": 34,
     "AutoAugment + Normalize": 36,
     "MarkovPolicy(length=3) + Normalize": 78,
-    "XYMasking + RandomErasing": 108,
+    "XYMasking + RandomErasing": 98,
     "RandomPerspective + RandomResizedCrop": 111,
     "ElasticTransform + RandomFog": 104,
 }
