@@ -3,8 +3,8 @@
 Rules (the documented difference from sequential torchvision): all geometric ops of a sample compose
 into one resampling that runs first; color ops then run in order on the resampled image; erasing
 runs after the color ops. A neighbourhood op (sharpness, blur) opens a new stage (it reads its neighbours
-in the stage input), but for one SHARPNESS per stage, which is folded in (``plan.Fold``: it recomputes the chain at its
-neighbours; not in a float64 image's Plan, whose split stages compute in float32 after the first); a uint8 image's
+in the stage input), but SHARPNESS is folded in (``plan.Fold``: the samples that sharpen resume from a buffer of the
+chain before it; not in a float64 image's Plan, whose split stages compute in float32 after the first); a uint8 image's
 geometry fill is clamped into [0, 255] by the kernels (plan.Geometry); statistics ops
 (contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
 """
@@ -34,8 +34,7 @@ class _StageBuilder:
     segment_size: int = 0  # SUPERPIXELS: its segmentation size (0: full resolution)
     integral: bool = False  # the stage ends in the uint8 domain (set when the next stage opens)
     keys: list = field(default_factory=list)  # per position: [B] int64 keys of random ops, or None
-    fold_at: int | None = None  # the position of a folded SHARPNESS (see plan.Fold)
-    fold_integral: bool = False  # the part before it ends in the uint8 domain
+    folds: list = field(default_factory=list)  # (position, integral) of each folded SHARPNESS (see plan.Fold)
 
     quantized: list = field(default_factory=list)  # per position: the op runs in uint8's range (params[..., 3])
     permutations: list = field(default_factory=list)  # per position: the call's permutation token (distinct codes), or None
@@ -81,10 +80,9 @@ class _StageBuilder:
             params = constant(0.0, self.dtype, device).expand(b, 0, NUM_PARAMS)
         slots = tuple(k for k, s in enumerate(self.static) if any(int(o) in s for o in STAT_OPS))
         rounds = self._stat_rounds(slots)
-        fold = None
-        if self.fold_at is not None:
-            parts = (tuple(k for k in slots if k < self.fold_at), tuple(k for k in slots if k >= self.fold_at))
-            fold = Fold(self.fold_at, self.fold_integral, (self._stat_rounds(parts[0]), self._stat_rounds(parts[1])))
+        cuts = [0, *(k for k, _ in self.folds), len(self.codes)]
+        part_rounds = [self._stat_rounds(tuple(k for k in slots if lo <= k < hi)) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
+        folds = tuple(Fold(k, integral, (part_rounds[i], part_rounds[i + 1])) for i, (k, integral) in enumerate(self.folds))
         radius = max([r for op, r in FIXED_RADIUS.items() if self.static and int(op) in self.static[0]], default=0)
         for t in (self.taps, self.kernel):
             if t is not None:
@@ -105,18 +103,19 @@ class _StageBuilder:
             max_segments=self.max_segments,
             segment_size=self.segment_size,
             integral=self.integral,
-            fold=fold,
+            folds=folds,
         )
 
     def can_fold(self, static: tuple[int, ...]) -> bool:
         """A call that may hold ``static`` codes can run here as a folded SHARPNESS (see plan.Fold): SHARPNESS is its one
-        neighbourhood op, this stage holds no neighbourhood op or fold yet, and the maths is float32 (a float64 stage's
-        later parts compute in float32 once split: folding would change their values)."""
-        if self.dtype != torch.float32 or self.fold_at is not None:
+        neighbourhood op, no other neighbourhood op may run in this stage (its k = 0 op reads the stage input), and the
+        maths is float32 (a float64 stage's later parts compute in float32 once split: folding would change values)."""
+        if self.dtype != torch.float32:
             return False
         if {int(op) for op in NEIGHBOURHOOD_OPS} & set(static) != {int(Op.SHARPNESS)}:
             return False
-        return not any(int(op) in codes for codes in self.static for op in NEIGHBOURHOOD_OPS)
+        folded = {k for k, _ in self.folds}
+        return not any(int(op) in codes for k, codes in enumerate(self.static) if k not in folded for op in NEIGHBOURHOOD_OPS)
 
     def _stat_rounds(self, slots: tuple[int, ...]) -> int:
         """The most statistics ops one sample may run: a slot each, but positions of one permutation hold each of its
@@ -307,8 +306,8 @@ def compile_plan(calls: list[Call], shape: tuple[int, ...], dtype: torch.dtype, 
                 cur = stages[-1]
                 if cur.codes or len(stages) > 1 or geo_calls:
                     integral = domain_u8 and not (len(stages) == 1 and in_scale != 1.0)
-                    if cur.can_fold(static):  # SHARPNESS reads its neighbours' chain in this stage: no boundary image
-                        cur.fold_at, cur.fold_integral = len(cur.codes), integral
+                    if cur.can_fold(static):  # a folded SHARPNESS: no stage boundary image
+                        cur.folds.append((len(cur.codes), integral))
                     else:
                         cur.integral = integral
                         stages.append(_StageBuilder(dtype=pdtype))

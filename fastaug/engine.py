@@ -76,11 +76,13 @@ def stat_positions(stage: Stage) -> torch.Tensor:
     return (hit & constant(allowed, torch.bool, prog.device)).any(-1)
 
 
-def allowed_stat_codes(stage: Stage, device: torch.device) -> torch.Tensor:
+def allowed_stat_codes(stage: Stage, device: torch.device, part: tuple[int, int] | None = None) -> torch.Tensor:
     """[K] int64, a cached constant: bit ``code`` set where statistics op ``code`` may run at position k (the rule of
-    :func:`stat_positions` as bits, for a kernel)."""
+    :func:`stat_positions` as bits, for a kernel); ``part`` = (lo, hi): positions lo <= k < hi only."""
     stat = [int(op) for op in STAT_OPS]
-    bits = [sum(1 << code for code in stat if k in stage.stat_slots and code in stage.codes_at(k)) for k in range(stage.program.shape[1])]
+    lo, hi = part or (0, stage.program.shape[1])
+    bits = [sum(1 << code for code in stat if k in stage.stat_slots and code in stage.codes_at(k)) if lo <= k < hi else 0
+            for k in range(stage.program.shape[1])]  # fmt: skip
     return constant(bits, torch.int64, device)
 
 
@@ -132,7 +134,7 @@ def _round_stops(stage: Stage, found: torch.Tensor) -> torch.Tensor:
     return torch.where(found.unsqueeze(0) & (count.unsqueeze(0) == r1), pos, k_total).amin(2)  # int32: the kernels' stops
 
 
-def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channels: int):
+def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channels: int, folds: torch.Tensor | None = None):
     """Fill the statistics tables of a stage: one reduction per *round*, not per slot.
 
     Round r reduces, for every sample at once, the chain before that sample's r-th statistics op
@@ -144,10 +146,16 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
     of early-exiting programs.
     The stops of every round are computed at once; a round writes its entries with one ``index_put`` (skipped
     samples write the spare row of the flat tables), or, on a backend with ``reduce_into_tables`` (Triton), the
-    round's reduction and its entries are two launches."""
+    round's reduction and its entries are two launches.
+    With ``folds`` (a backend's fold buffers, ``plan.Fold``), the rounds run part by part (the positions between two
+    folds), each part followed by its fold's buffer fill: a sample's statistics after a fold read its chain resumed
+    from that fold's buffer."""
     batch = src.shape[0]
     work = table_dtype(src)
     stats, luts, flat_stats, flat_luts = _stage_buffers(stage, batch, channels, src.device, work)
+    if folds is not None and stage.folds:
+        _rounds_and_fills(backend, src, stage, channels, folds, (stats, luts, flat_stats, flat_luts), work)
+        return stats, luts
     if not stage.stat_slots:
         return stats, luts
     h, w = stage.out_size or tuple(src.shape[-2:])
@@ -187,6 +195,27 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
         if flat_luts is not None:
             flat_luts.index_put_((target[r],), equalize_luts(red.hist, work))
     return stats, luts
+
+
+def _rounds_and_fills(backend: ModuleType, src: torch.Tensor, stage: Stage, channels: int, folds: torch.Tensor, tables,
+                      work: torch.dtype) -> None:
+    """:func:`run_stage_stats` of a stage with folds on a backend with fold buffers (Triton): per part, its statistics
+    rounds (round setup + reduction + tables launches), then the fill of the fold that ends it."""
+    stats, luts, flat_stats, flat_luts = tables
+    batch = src.shape[0]
+    h, w = stage.out_size or tuple(src.shape[-2:])
+    contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    cuts = [0, *(f.position for f in stage.folds), stage.program.shape[1]]
+    for p, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        rounds = stage.folds[p].rounds[0] if p < len(stage.folds) else stage.folds[-1].rounds[1]
+        if rounds:
+            allowed = allowed_stat_codes(stage, src.device, (lo, hi))
+            stops, outputs = backend.round_setup(stage, allowed, batch, channels, work, src.device, rounds)
+            for r in range(rounds):
+                backend.reduce_into_tables(src, stage, stats, luts, stops[r], flat_stats, flat_luts, h * w, contrast, outputs[r],
+                                           folds)  # fmt: skip
+        if p < len(stage.folds):
+            backend.fold_fill(src, stage, stats, luts, folds, p)
 
 
 def presample(backend: ModuleType, src: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, Stage]:
@@ -249,17 +278,22 @@ def run_stage(
     body of the engine and of autograd. Returns (output, stats, luts)."""
     src, stage = prologue(mod, src, stage)
     src, stage = presample(mod, src, stage)
-    stats, luts = tables if tables is not None else run_stage_stats(mod, src, stage, plan.channels)
+    buffers = getattr(mod, "fold_buffers", None)
+    folds = buffers(src, stage) if buffers is not None and stage.folds else None  # plan.Fold, filled with the rounds
+    if tables is not None and folds is not None:
+        raise ValueError("a stage with folded SHARPNESS ops fills its fold buffers with its statistics: run it without tables")
+    stats, luts = tables if tables is not None else run_stage_stats(mod, src, stage, plan.channels, folds)
+    more = {} if folds is None else {"folds": folds}
     batch = src.shape[0]
     h, w = stage.out_size or tuple(src.shape[-2:])
     if last:
         ep = plan.epilogue
         fmt = torch.channels_last if is_channels_last(layout) else torch.contiguous_format
         out = empty((batch, ep.out_channels, h, w), ep.out_dtype, src.device, fmt)
-        mod.apply(src, stage, stats, luts, ep, out)
+        mod.apply(src, stage, stats, luts, ep, out, **more)
     else:
         out = empty((batch, plan.channels, h, w), torch.uint8 if compact and stage.integral else torch.float32, src.device)
-        mod.apply(src, stage, stats, luts, None, out)
+        mod.apply(src, stage, stats, luts, None, out, **more)
     return out, stats, luts
 
 

@@ -54,7 +54,7 @@ Program: ops ``program[b, k]`` for k = 0..K-1 in order on each pixel's channel v
 a ``reduce`` stopping sample b at k, before ``apply``. Neighbourhood ops (SHARPNESS, GAUSSIAN_BLUR,
 CONVOLVE, DOWNSCALE, SUPERPIXELS) run only at k = 0 of a stage without geometry (elsewhere they are identities) and read the
 stage input around the pixel: SHARPNESS its 3x3 stencil (border pixels unchanged); the one exception is a *folded*
-SHARPNESS (``stage.fold``): at position ``fold.position`` (any k, with or without geometry) it reads the chain before
+SHARPNESS (``stage.folds``): at a fold's position (any k > 0, or k = 0 after the geometry) it reads the chain before
 that position (geometry and ops 0..k-1) at its 3x3 neighbours in the stage's output frame (border pixels of that frame
 unchanged): what a stage split there would read from the stage boundary (see :class:`Fold`, :func:`unfold`); GAUSSIAN_BLUR its
 per-sample separable kernel ``taps[b]`` ([2, T]: x kernel, y kernel, centred, zero beyond the op's own
@@ -115,15 +115,16 @@ class Geometry:
 class Fold:
     """A SHARPNESS folded into a stage at ``position`` instead of opening the next stage there (static).
 
-    The kernel recomputes the chain before ``position`` at the 3x3 neighbours of a pixel (only for the samples whose op
-    there is SHARPNESS), so the stage boundary's intermediate image is neither written nor read. A stage holds at most
-    one fold, and no other neighbourhood op. :func:`unfold` splits the stage at ``position`` again: the same values (the
-    split stage's intermediate holds exactly the chain's values), for backends and backward passes that run
-    neighbourhood ops only at k = 0 of a stage without geometry."""
+    A stage may hold several (never in a stage whose k = 0 op reads its neighbours). A backend that runs folds writes,
+    for the samples whose op at ``position`` is SHARPNESS only, the chain before it into a buffer that the rest of
+    their chain resumes from (the Triton kernels: ``fold_fill_kernel``); the other samples run the stage in one pass,
+    so no stage boundary image is written or read for them. :func:`unfold` splits the stage at every fold: the same
+    values (a split intermediate holds exactly the chain's values: in the uint8 domain integers in [0, 255]), for
+    backends and backward passes that run neighbourhood ops only at k = 0 of a stage without geometry."""
 
     position: int  # k of the folded op
-    integral: bool  # the part before ``position`` ends in the uint8 domain (its split intermediate may be uint8)
-    rounds: tuple[int, int]  # the statistics rounds of the parts before and from ``position``
+    integral: bool  # the part before ``position`` ends in the uint8 domain (its split intermediate / buffer may be uint8)
+    rounds: tuple[int, int]  # the statistics rounds of the parts before and from ``position`` (up to the next fold)
 
 
 @dataclass
@@ -145,7 +146,7 @@ class Stage:
     max_segments: int = 0  # SUPERPIXELS at k = 0: the most segments a sample may ask for (static)
     segment_size: int = 0  # SUPERPIXELS: segment a copy whose larger side is at most this (0: full resolution)
     integral: bool = False  # its output values are integers in [0, 255] (uint8 domain at the end): uint8 holds them
-    fold: Fold | None = None  # a SHARPNESS folded in at fold.position (see Fold); None: none
+    folds: tuple[Fold, ...] = ()  # SHARPNESS ops folded in, by position (see Fold)
 
     def rounds(self) -> int:
         """Reduction rounds the stage needs: the most statistics ops one sample may run in it (static)."""
@@ -192,29 +193,33 @@ class Plan:
 
 
 def _split(stage: Stage) -> list[Stage]:
-    """``stage`` as the stages a split at its fold would make (views of its tensors: no device work)."""
-    fold = stage.fold
-    if fold is None:
+    """``stage`` as the stages a split at each of its folds would make (views of its tensors: no device work)."""
+    if not stage.folds:
         return [stage]
-    k = fold.position
-    codes = stage.slot_codes if stage.slot_codes is not None else (tuple(int(o) for o in Op),) * stage.program.shape[1]
-    keys = (None, None) if stage.keys is None else (stage.keys[:, :k], stage.keys[:, k:])
-    first = dataclasses.replace(
-        stage, program=stage.program[:, :k], params=stage.params[:, :k], stat_slots=tuple(s for s in stage.stat_slots if s < k),
-        stat_rounds=fold.rounds[0], slot_codes=codes[:k], radius=0, keys=keys[0], integral=fold.integral, fold=None,
-    )
-    second = Stage(
-        program=stage.program[:, k:], params=stage.params[:, k:], stat_slots=tuple(s - k for s in stage.stat_slots if s >= k),
-        stat_rounds=fold.rounds[1], slot_codes=codes[k:], radius=_catalogue.FIXED_RADIUS[Op.SHARPNESS], keys=keys[1],
-        integral=stage.integral,
-    )
-    return [first, second]
+    k_total = stage.program.shape[1]
+    codes = stage.slot_codes if stage.slot_codes is not None else (tuple(int(o) for o in Op),) * k_total
+    cuts = [0, *(f.position for f in stage.folds), k_total]
+    parts = []
+    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        first, last = i == 0, i == len(stage.folds)
+        common = dict(
+            program=stage.program[:, lo:hi], params=stage.params[:, lo:hi],
+            stat_slots=tuple(s - lo for s in stage.stat_slots if lo <= s < hi),
+            stat_rounds=stage.folds[-1].rounds[1] if last else stage.folds[i].rounds[0], slot_codes=codes[lo:hi],
+            keys=None if stage.keys is None else stage.keys[:, lo:hi],
+            integral=stage.integral if last else stage.folds[i].integral, folds=(),
+        )  # fmt: skip
+        if first:
+            parts.append(dataclasses.replace(stage, **common))
+        else:
+            parts.append(Stage(radius=_catalogue.FIXED_RADIUS[Op.SHARPNESS], **common))
+    return parts
 
 
 def unfold(plan: Plan) -> Plan:
     """``plan`` with every folded SHARPNESS (:class:`Fold`) opening a stage again: neighbourhood ops only at k = 0 of
     stages without geometry, as the numba backend and every backward pass run them. The same values; views only."""
-    if all(st.fold is None for st in plan.stages):
+    if not any(st.folds for st in plan.stages):
         return plan
     stages = [part for st in plan.stages for part in _split(st)]
     return dataclasses.replace(plan, stages=stages)

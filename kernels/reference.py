@@ -327,10 +327,11 @@ def apply_op(v: torch.Tensor, k: int, stage: Stage, stats: torch.Tensor, luts: t
         x = torch.where(pos, gamma_pow(torch.where(pos, x, torch.ones_like(x)), a), gamma_pow(x.detach(), a))
         x = torch.where(bb != 1.0, (x * bb).clamp(0.0, 1.0), x)
         choose(Op.GAMMA, torch.where(q, torch.floor(x * EPS_TO_UINT8), x))
-    if Op.SHARPNESS in present and stage.fold is not None and k == stage.fold.position:  # the chain so far around each pixel
+    folded = any(f.position == k for f in stage.folds)
+    if Op.SHARPNESS in present and folded:  # a folded SHARPNESS: the chain so far around each pixel
         choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
     if k == 0 and stage.geometry is None:  # neighbourhood ops: the stage input around each pixel
-        if Op.SHARPNESS in present and stage.fold is None:
+        if Op.SHARPNESS in present and not folded:
             choose(Op.SHARPNESS, _sharpen(v, a, q, bound))
         if Op.GAUSSIAN_BLUR in present and stage.taps is not None:
             choose(Op.GAUSSIAN_BLUR, _blur(v, stage.taps, q))

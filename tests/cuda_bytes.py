@@ -1,13 +1,16 @@
-"""Bytes of image data each call moves on the CUDA path, counted from its Triton launches on fake CUDA tensors.
+"""Bytes of image data each call moves on the CUDA path, counted launch by launch from its Plan.
 
 ``python tests/cuda_bytes.py`` prints, per case of ``cuda_cases.CASES`` (B=8, 3x224x224 uint8 in), the image bytes per
-image that the call's launches read and write, next to the compulsory bytes (the input read once, the output
-written once). Counted from the launches' arguments: an ``apply_kernel`` reads its ``src`` and writes its ``out``, a
-``reduce_kernel`` reads its ``src`` for the samples that have a statistics op in its round (the others exit at once:
-the share is taken from the same call's Plan compiled on the CPU for 256 samples, whose draws are the same bits);
-each image-sized tensor counts once per launch (a neighbourhood op's halo rows, read twice by adjacent tiles, and the
-small tables, parameters and statistics are not counted). A count of what the Plan launches, not a measurement of
-DRAM traffic: caches can only lower it."""
+image that the call's launches read and write, next to the compulsory bytes (the input read once, the output written
+once). The launches are the engine's (checked: the kernel sequence a fake-CUDA call logs is the one counted), the
+bytes per sample come from the same call's Plan compiled on the CPU for 256 samples (the same draws' bits): an
+``apply_kernel`` reads each sample's source and writes its output; a ``reduce_kernel`` reads the source of the samples
+with a statistics op in its round (the others exit at once); a ``fold_fill_kernel`` reads the source of the samples
+whose op at its fold is SHARPNESS and writes their chain into the fold's buffer (``plan.Fold``). A sample's source is
+the stage input, or after a folded SHARPNESS it ran, that fold's buffer (uint8 or float32). Each image-sized tensor
+counts once per launch (a neighbourhood op's halo rows, read twice by adjacent tiles, and the small tables, parameters
+and statistics are not counted). A count of what the Plan launches, not a measurement of DRAM traffic: caches can only
+lower it."""
 
 from __future__ import annotations
 
@@ -20,64 +23,88 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cuda_cases  # noqa: E402
-from fake_cuda import fake_cuda  # noqa: E402
-from fastaug.kernels.triton import fused as triton_fused  # noqa: E402
 
+import fastaug.functional  # noqa: E402
 from fastaug.compiler import compile_plan  # noqa: E402
 from fastaug.engine import stat_positions  # noqa: E402
+from fastaug.plan import Op  # noqa: E402
+
+_KERNELS = ("apply_kernel", "reduce_kernel", "fold_fill_kernel")
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
+def _launches(plan, shape: tuple[int, ...], dtype: torch.dtype) -> list[tuple[str, float, float]]:
+    """(kernel, bytes read, bytes written) per image of every image-touching launch of ``plan`` (for a batch of ``shape``
+    and ``dtype``), in the engine's order."""
+    batch, c, h, w = shape
+    src_bytes, out = float(c * h * w * torch.empty((), dtype=dtype).element_size()), []
+    for s, stage in enumerate(plan.stages):
+        ho, wo = stage.out_size or (h, w)
+        k_total = stage.program.shape[1]
+        prog = stage.program
+        found = stat_positions(stage) if k_total else torch.zeros(batch, 0, dtype=torch.bool)  # [B,K]
+        folds = [f.position for f in stage.folds]
+        buf_bytes = c * ho * wo * (1.0 if all(f.integral for f in stage.folds) else 4.0)
+        sharp = {f: prog[:, f] == int(Op.SHARPNESS) for f in folds}
 
+        def source(stop: int, folds=folds, sharp=sharp, buf_bytes=buf_bytes, src_bytes=src_bytes) -> torch.Tensor:
+            """[B] bytes of each sample's source for its chain before ``stop``: its last fold's buffer, or the input."""
+            last = torch.full((batch,), -1)
+            for f in folds:
+                last = torch.where(sharp[f] & (f < stop), f, last)
+            return torch.where(last >= 0, buf_bytes, src_bytes)
 
-def round_shares(pipe, n: int = 256) -> list[float]:
-    """Per reduction round of the call's Plan, in launch order: the share of samples that read the image."""
-    x = torch.zeros(n, 3, cuda_cases.H, cuda_cases.W, dtype=torch.uint8)
-    plan = compile_plan(pipe.draw(x, torch.arange(n), 1), tuple(x.shape), x.dtype, x.device)
-    shares = []
-    for stage in (s for s in plan.stages if s.stat_slots):
-        found = stat_positions(stage).sum(1)
-        shares += [float((found > r).float().mean()) for r in range(stage.rounds())]
-    return shares
+        cuts = [0, *folds, k_total]
+        parts = list(zip(cuts[:-1], cuts[1:], strict=True)) if folds else [(0, k_total)]
+        for p, (lo, hi) in enumerate(parts):
+            rounds = stage.rounds() if not folds else (stage.folds[p].rounds[0] if p < len(folds) else stage.folds[-1].rounds[1])
+            inside = found[:, lo:hi]
+            count = inside.cumsum(1)
+            for r in range(rounds):
+                hit = inside & (count == r + 1)
+                stop = torch.where(hit.any(1), hit.int().argmax(1) + lo, k_total)
+                read = sum(float(source(int(t))[b]) for b, t in enumerate(stop.tolist()) if t < k_total)
+                out.append(("reduce_kernel", read / batch, 0.0))
+            if folds and p < len(folds):
+                f = folds[p]
+                rows = sharp[f]
+                out.append(("fold_fill_kernel", float(source(f)[rows].sum()) / batch, float(rows.sum()) * buf_bytes / batch))
+        last = s == len(plan.stages) - 1
+        out_item = torch.empty((), dtype=plan.epilogue.out_dtype).element_size() if last else (1 if stage.integral else 4)
+        out_bytes = (plan.epilogue.out_channels if last else c) * ho * wo * out_item
+        out.append(("apply_kernel", float(source(k_total).mean()), float(out_bytes)))
+        src_bytes = float(out_bytes)
+    return out
 
 
 def count(name: str) -> dict:
-    """Per image: bytes read and written by the launches of one call of case ``name`` (its second call, after the
-    first built the cached constants), and the compulsory bytes."""
-    B, H, W = cuda_cases.B, cuda_cases.H, cuda_cases.W
+    """Per image: bytes read and written by the launches of one call of case ``name``, and the compulsory bytes; the
+    launch sequence is checked against the one a fake-CUDA call of the case logs."""
+    n = 256
     pipe = cuda_cases.CASES[name]()
-    shares = round_shares(pipe)
-    moved = {"read": 0.0, "written": 0, "launches": [], "rounds": 0}
-    with fake_cuda() as log:
-        intercept = triton_fused.launch
+    x = torch.zeros(n, 3, cuda_cases.H, cuda_cases.W, dtype=torch.uint8)
+    plans = []  # every Plan the call runs, in order (ElasticTransform's displacement field is one, inside its draw)
 
-        def record(spec) -> None:
-            intercept(spec)
-            if spec.kernel == "reduce_kernel":
-                share = shares[moved["rounds"]] if moved["rounds"] < len(shares) else 1.0
-                moved["rounds"] += 1
-                moved["read"] += share * _nbytes(spec.args["src"])
-                moved["launches"].append(f"reduce ({share:.0%} of the samples read)")
-            if spec.kernel == "apply_kernel":
-                moved["read"] += _nbytes(spec.args["src"])
-                moved["launches"].append(f"apply {str(spec.args['src'].dtype)[6:]} in")
-            if spec.kernel == "apply_kernel":
-                moved["written"] += _nbytes(spec.args["out"])
-                moved["launches"][-1] += f", {str(spec.args['out'].dtype)[6:]} out"
+    def spy(calls, shape, dtype, device):
+        plans.append((compile_plan(calls, shape, dtype, device), shape, dtype))
+        return plans[-1][0]
 
-        triton_fused.launch = record
-        idx = torch.arange(B, device="cuda")
-        for epoch in range(2):
-            x = torch.empty(B, 3, H, W, dtype=torch.uint8, device="cuda")
-            moved.update(read=0.0, written=0, launches=[], rounds=0)
-            log.reset()
-            out = pipe(x, indices=idx, epoch=epoch)
-    if moved["rounds"] != len(shares):
-        raise RuntimeError(f"{name}: {moved['rounds']} reduce launches, the Plan has {len(shares)} rounds")
-    compulsory = _nbytes(x) + _nbytes(out)
-    return {"read": moved["read"] / B, "written": moved["written"] / B, "compulsory": compulsory / B,
-            "ratio": (moved["read"] + moved["written"]) / compulsory, "launches": moved["launches"]}  # fmt: skip
+    saved = fastaug.functional.compile_plan
+    fastaug.functional.compile_plan = spy
+    try:
+        calls = pipe.draw(x, torch.arange(n), 1)
+    finally:
+        fastaug.functional.compile_plan = saved
+    spy(calls, tuple(x.shape), x.dtype, x.device)
+    counted = [launch for plan, shape, dtype in plans for launch in _launches(plan, shape, dtype)]
+    log, y = cuda_cases.run_case(name)
+    logged = [k for k in log.launches if k in _KERNELS]
+    if logged != [k for k, _, _ in counted]:
+        raise RuntimeError(f"{name}: the call launched {logged}, the count expects {[k for k, _, _ in counted]}")
+    read, written = sum(r for _, r, _ in counted), sum(w for _, _, w in counted)
+    compulsory = 3 * cuda_cases.H * cuda_cases.W + y.shape[1:].numel() * y.element_size()
+    names = {"apply_kernel": "apply", "reduce_kernel": "reduce", "fold_fill_kernel": "fold fill"}
+    passes = [f"{names[k]} {r / 1e6:.2f} MB in" + (f", {w / 1e6:.2f} MB out" if w else "") for k, r, w in counted]
+    return {"read": read, "written": written, "compulsory": compulsory, "ratio": (read + written) / compulsory, "launches": passes}
 
 
 def table() -> str:

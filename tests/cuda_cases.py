@@ -111,13 +111,13 @@ def draw_launches(log: CudaLog) -> int:
 
 def table() -> str:
     rows = ["| call (B=8, 3x224x224, fake CUDA) | torch ops dispatched | of them kernels | Triton: apply + reduce + tables + geometry "
-            "+ round setup | draws | host->device | device->host |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            "+ round setup + fold fill | draws | host->device | device->host |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name in CASES:
         log, _ = run_case(name)
         s = log.summary()
         draws = draw_launches(log)
         kinds = [log.launches.count(k) for k in ("apply_kernel", "reduce_kernel", "stats_tables_kernel", "compose_kernel",
-                                                  "round_setup_kernel")]
+                                                  "round_setup_kernel", "fold_fill_kernel")]
         rows.append(f"| {name} | {s['torch_ops']} | {s['torch_kernel_ops']} | {' + '.join(map(str, kinds))} | {draws} | "
                     f"{s['host_to_device']} | {s['device_to_host']} |")  # fmt: skip
     for name in BACKWARD_CASES:

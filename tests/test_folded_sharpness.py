@@ -1,11 +1,12 @@
-"""A SHARPNESS folded into a stage (``fastaug.plan.Fold``) gives the values of the stage split there, on every backend.
+"""SHARPNESS folded into a stage (``fastaug.plan.Fold``) gives the values of the stage split there, on every backend.
 
-The compiler folds one SHARPNESS per stage (after the geometry, or after other ops) instead of opening a stage: the
-kernels recompute the chain before it at its 3x3 neighbours. Checked: which calls fold (and which do not: a second
-SHARPNESS, a blur, float64 maths); ``unfold`` gives back the split Plan; the reference's folded stage equals the split
-Plan bit for bit; the Triton kernels (interpreter) and numba (which runs the unfolded Plan) match the reference on random
-folded stages (geometry nearest / bilinear with fill, statistics ops before and after the fold, random ops, 1 / 3 / 4 / 5
-channels); gradients (autograd runs the unfolded Plan) equal the split Plan's.
+The compiler folds SHARPNESS (after the geometry, or after other ops) instead of opening a stage: the Triton kernels
+write, for the samples that sharpen there only, the chain before it into a fold buffer and resume from it. Checked:
+which calls fold (and which do not: after a blur, float64 maths); ``unfold`` gives back the split Plan; the reference's
+folded stage equals the split Plan bit for bit; the Triton kernels (interpreter) and numba (which runs the unfolded
+Plan) match the reference on random folded stages (one and two folds; geometry nearest / bilinear with fill,
+statistics ops before and after a fold, random ops, 1 / 3 / 4 / 5 channels) and on compiled policies (uint8 fold
+buffers); gradients (autograd runs the unfolded Plan) equal the reference's autograd of the folded Plan.
 """
 
 from __future__ import annotations
@@ -43,55 +44,63 @@ def _images(dtype=torch.uint8, b=6, c=3, h=11, w=13, seed=0) -> torch.Tensor:
     return torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(dtype)
 
 
-def test_compiler_folds_one_sharpness_per_stage():
+def test_compiler_folds_sharpness():
     x = _images()
     sharp = fastaug.RandomAdjustSharpness(2.0, p=0.7)
     norm = fastaug.Normalize([0.5] * 3, [0.2] * 3)
     plan = _plan([fastaug.RandomAffine(degrees=20), sharp, fastaug.ColorJitter(contrast=0.4), sharp, norm], x)
-    assert len(plan.stages) == 2  # split: geometry | SHARPNESS, contrast | SHARPNESS (three stages before)
-    assert plan.stages[0].fold == Fold(position=0, integral=True, rounds=(0, 1))
-    assert plan.stages[0].geometry is not None and plan.stages[1].fold is None
+    assert len(plan.stages) == 1  # geometry | SHARPNESS, contrast | SHARPNESS were three stages
+    assert plan.stages[0].folds == (Fold(0, True, (0, 1)), Fold(2, True, (1, 0))) and plan.stages[0].geometry is not None
     split = unfold(plan)
     assert [st.program.shape[1] for st in split.stages] == [0, 2, 1]
     assert [st.geometry is not None for st in split.stages] == [True, False, False]
     assert [st.stat_slots for st in split.stages] == [(), (1,), ()] and [st.rounds() for st in split.stages] == [0, 1, 0]
+    assert [st.integral for st in split.stages] == [True, True, False] and all(not st.folds for st in split.stages)
     assert split.stages[1].program.data_ptr() == plan.stages[0].program.data_ptr()  # views, no copy
     assert unfold(split) is split
     # without geometry, a SHARPNESS after a color op folds at its position
     plan = _plan([fastaug.ColorJitter(brightness=0.3), sharp], x)
-    assert len(plan.stages) == 1 and plan.stages[0].fold.position == 1
-    # a blur opens a stage; so does a SHARPNESS after it; float64 maths never folds
+    assert len(plan.stages) == 1 and [f.position for f in plan.stages[0].folds] == [1]
+    # a blur opens a stage, and a SHARPNESS after it too (the blur reads the stage input); float64 maths never folds
     plan = _plan([fastaug.ColorJitter(brightness=0.3), fastaug.GaussianBlur(3), sharp], x)
-    assert [st.fold for st in plan.stages] == [None, None, None]
+    assert [st.folds for st in plan.stages] == [(), (), ()]
     plan = _plan([fastaug.RandomAffine(degrees=20), sharp], _images(torch.float64))
-    assert len(plan.stages) == 2 and plan.stages[0].fold is None
+    assert len(plan.stages) == 2 and not plan.stages[0].folds
 
 
-def test_randaugment_runs_two_stages():
-    """RandAugment(2): each slot may hold SHARPNESS; the first folds into the geometry's stage."""
-    plan = _plan([RandAugment(num_ops=2, magnitude=9), fastaug.Normalize([0.5] * 3, [0.2] * 3)], _images(b=8))
-    assert len(plan.stages) == 2 and plan.stages[0].fold == Fold(0, True, (0, 1)) and plan.stages[1].fold is None
+def test_policies_run_one_stage():
+    """RandAugment(2) and MarkovPolicy(3): each slot may sharpen; every slot folds into the geometry's stage."""
+    norm = fastaug.Normalize([0.5] * 3, [0.2] * 3)
+    plan = _plan([RandAugment(num_ops=2, magnitude=9), norm], _images(b=8))
+    assert len(plan.stages) == 1 and [f.position for f in plan.stages[0].folds] == [0, 1]
     assert len(unfold(plan).stages) == 3
+    plan = _plan([fastaug.MarkovPolicy.from_autoaugment(length=3), norm], _images(b=8))
+    assert len(plan.stages) == 1 and [f.position for f in plan.stages[0].folds] == [0, 1, 2]
 
 
 def _folded(plan: Plan) -> Plan:
-    """The two stages of ``plan`` (the second opening with SHARPNESS) as one stage with a fold."""
-    a, b = plan.stages
-    k = a.program.shape[1]
-    keys = None if a.keys is None else torch.cat([a.keys, b.keys], 1)
-    stage = dataclasses.replace(
-        a, program=torch.cat([a.program, b.program], 1), params=torch.cat([a.params, b.params], 1),
-        stat_slots=a.stat_slots + tuple(s + k for s in b.stat_slots), stat_rounds=None,
-        slot_codes=a.slot_codes + b.slot_codes, keys=keys, fold=Fold(k, False, (len(a.stat_slots), len(b.stat_slots))),
-    )  # fmt: skip
+    """The stages of ``plan`` (each after the first opening with SHARPNESS) as one stage with folds."""
+    first, *rest = plan.stages
+    stage, folds = first, []
+    for b in rest:
+        k = stage.program.shape[1]
+        keys = None if stage.keys is None else torch.cat([stage.keys, b.keys], 1)
+        rounds = (folds[-1].rounds[1] if folds else len(stage.stat_slots), len(b.stat_slots))
+        folds.append(Fold(k, False, rounds))
+        stage = dataclasses.replace(
+            stage, program=torch.cat([stage.program, b.program], 1), params=torch.cat([stage.params, b.params], 1),
+            stat_slots=stage.stat_slots + tuple(s + k for s in b.stat_slots), stat_rounds=None,
+            slot_codes=stage.slot_codes + b.slot_codes, keys=keys, folds=tuple(folds),
+        )  # fmt: skip
     return dataclasses.replace(plan, stages=[stage])
 
 
 def _random_case(seed: int, c: int, dtype: torch.dtype, geometry: bool, new_ops: bool):
     x = _images(dtype, b=4, c=c, h=9 + seed % 3, w=10 + seed % 4, seed=seed)
-    split = random_plan(x, seed, geometry=geometry, stages=2, ops_per_stage=3, rects=1, new_ops=False)
+    split = random_plan(x, seed, geometry=geometry, stages=2 + seed % 2, ops_per_stage=3, rects=1, new_ops=False)
     if new_ops:  # random ops before and after the fold (keys per position)
-        for st, ops in zip(split.stages, ([Op.GAUSSIAN_NOISE, Op.PIXEL_DROPOUT], [Op.SALT_AND_PEPPER, Op.FOG]), strict=True):
+        random_ops = ([Op.GAUSSIAN_NOISE, Op.PIXEL_DROPOUT], [Op.SALT_AND_PEPPER, Op.FOG], [Op.FOG, Op.GAUSSIAN_NOISE])
+        for st, ops in zip(split.stages, random_ops, strict=False):
             st.program[:, 2] = torch.tensor([int(ops[i % 2]) for i in range(4)], dtype=torch.int32)
             g = torch.Generator().manual_seed(seed)
             st.params[:, 2, :3] = torch.tensor([_param(ops[i % 2], g, bool(st.params[i, 2, 3] > 0.5)) for i in range(4)])
@@ -116,7 +125,7 @@ def test_reference_folded_equals_split(seed, c, dtype, geometry, new_ops):
     ref = engine.execute(split, x, backend="torch")
     assert torch.equal(engine.execute(folded, x, backend="torch"), ref)
     unfolded = unfold(folded)
-    assert len(unfolded.stages) == 2
+    assert len(unfolded.stages) == len(split.stages)
     assert torch.equal(engine.execute(unfolded, x, backend="torch"), ref)
 
 
@@ -141,7 +150,7 @@ def test_compiled_plans_give_the_split_values_on_every_backend(fill):
     for transforms in ([RandAugment(num_ops=2, magnitude=9, fill=fill)],
                        [fastaug.RandomAffine(degrees=40, fill=fill), sharp, fastaug.RandomEqualize(p=0.7), sharp]):
         plan = _plan(transforms, x, seed=4)
-        assert plan.stages[0].fold is not None and plan.stages[0].fold.integral
+        assert plan.stages[0].folds and all(f.integral for f in plan.stages[0].folds)
         ref = engine.execute(plan, x, backend="torch")
         assert torch.equal(engine.execute(unfold(plan), x, backend="torch"), ref)
         assert torch.equal(engine.execute(unfold(plan), x, backend="triton"), engine.execute(plan, x, backend="triton"))
@@ -157,7 +166,7 @@ def test_statistics_after_the_fold_read_the_sharpened_chain():
     """AUTOCONTRAST right after a folded SHARPNESS: its reduction runs the fold (min / max of the sharpened values)."""
     x = _images(b=5, h=12, w=14, seed=7)
     plan = _plan([fastaug.RandomAffine(degrees=30), fastaug.RandomAdjustSharpness(0.0, p=1.0), fastaug.RandomAutocontrast(p=1.0)], x)
-    assert plan.stages[0].fold is not None and plan.stages[0].stat_slots == (1,)
+    assert plan.stages[0].folds and plan.stages[0].stat_slots == (1,)
     ref = engine.execute(unfold(plan), x, backend="torch")
     assert torch.equal(engine.execute(plan, x, backend="torch"), ref)
     assert_matches(engine.execute(plan, x, backend="triton"), ref, False)
@@ -172,7 +181,7 @@ def test_gradients_run_the_split_plan(stat):
     pipe = fastaug.Compose([fastaug.RandomResizedCrop(9), *middle, fastaug.RandomAdjustSharpness(0.0, p=0.8)], seed=1)
     calls = pipe.draw(x, torch.arange(4), 0)
     plan = compile_plan(calls, tuple(x.shape), x.dtype, x.device)
-    assert plan.stages[0].fold is not None and plan.stages[0].fold.position == len(middle)
+    assert [f.position for f in plan.stages[0].folds] == [len(middle)]
     with torch.no_grad():
         inference = engine.execute(plan, x, backend="torch")
     ref = fastaug.autograd._reference_forward(plan, x, False)  # the folded Plan, differentiated by torch

@@ -384,10 +384,9 @@ def test_policy_inside_compose_is_one_plan():
     y, record = aug(x, indices=torch.arange(8), return_record=True, backend="torch")
     assert y.shape == (8, 3, 16, 16) and y.dtype == torch.float32
     plan = compile_plan(record.op_calls, tuple(x.shape), x.dtype, x.device)
-    # geometry (crop + the policy's ops) in stage 0, the first slot folded in (it may sharpen: plan.Fold); the second
-    # slot may sharpen too, so it opens a stage
-    assert len(plan.stages) == 2 and plan.stages[0].geometry is not None and plan.stages[0].fold.position == 0
-    assert [s.program.shape[1] for s in plan.stages] == [1, 1]
+    # geometry (crop + the policy's ops) and both slots in one stage: each slot may sharpen, a SHARPNESS folded in there
+    assert len(plan.stages) == 1 and plan.stages[0].geometry is not None
+    assert [f.position for f in plan.stages[0].folds] == [0, 1] and plan.stages[0].program.shape[1] == 2
     for i in range(8):
         names = [n for n, _ in record.calls(i)]
         assert names[0] == "resized_crop" and names[-1] == "normalize"

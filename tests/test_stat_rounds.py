@@ -21,7 +21,7 @@ def _stages(pipe: fa.Compose, n: int = 64):
     ([fa.AutoAugment()], [2]),  # two independent slots of a sub-policy
     ([fa.ColorJitter(0.4, 0.4, 0.4, 0.1), fa.ColorJitter(0.2, 0.2)], [2]),  # two permutations: one round each
     ([fa.ColorJitter(brightness=0.4, saturation=0.4)], []),  # no statistics op
-    ([fa.RandAugment(2, 9)], [1, 1]),  # each slot may be SHARPNESS, which opens a stage: one slot, one round each
+    ([fa.RandAugment(2, 9)], [2]),  # each slot may be SHARPNESS, folded in (plan.Fold): one stage, a round per slot
 ])  # fmt: skip
 def test_rounds_bound_the_busiest_sample(transforms, rounds):
     stages = _stages(fa.Compose(transforms, seed=1))

@@ -27,7 +27,8 @@ def test_every_kernel_has_ptx_and_cubin(compiled):
     arch, kernels = compiled
     assert set(kernels) == set(aot.representative_launches())
     assert {k.launch.kernel for k in kernels.values()} == {"apply_kernel", "reduce_kernel", "hash32_kernel", "hash32_table_kernel",
-                                                                 "stats_tables_kernel", "compose_kernel", "round_setup_kernel"}
+                                                                 "stats_tables_kernel", "compose_kernel", "round_setup_kernel",
+                                                                 "fold_fill_kernel"}
     for name, k in kernels.items():
         ptx, cubin = k.kernel.asm["ptx"], k.kernel.asm["cubin"]
         assert f".target sm_{arch}" in ptx, name

@@ -24,6 +24,7 @@ CHOSEN = {
     "stats_tables_kernel": ("B", "K", "pixels"),
     "compose_kernel": ("B",),
     "round_setup_kernel": ("B", "K", "SS", "GS", "ES"),
+    "fold_fill_kernel": ("H", "W"),
 }
 
 

@@ -199,7 +199,7 @@ def _run(
     b, c, h, w = src.shape
     ho, wo = _out_size(src, stage)
     k = stage.program.shape[1]
-    if stage.fold is not None:
+    if stage.folds:
         raise ValueError("the numba kernels run neighbourhood ops at k = 0 only: split the stage's folded SHARPNESS (fastaug.plan.unfold)")
     if stage.params.shape[-1] < NUM_PARAMS:
         raise ValueError(f"params must have {NUM_PARAMS} values per op, got {tuple(stage.params.shape)}")

@@ -1052,7 +1052,7 @@ def _blur_first(stage: Stage) -> bool:
 def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool:
     """CPU tensors; no quantized geometry; no folded SHARPNESS (``fastaug.plan.unfold`` first); not a stage of
     ``fastaug.plan.reference_backward`` (random ops: covered)."""
-    if src.device.type != "cpu" or not src.is_floating_point() or stage.fold is not None:
+    if src.device.type != "cpu" or not src.is_floating_point() or stage.folds:
         return False
     if stage.geometry is not None and stage.geometry.quantize:
         return False

@@ -1,9 +1,9 @@
 """Triton backend: fused GPU kernels for Plan stages (``reduce`` and ``apply``, see ``fastaug.plan``)."""
 
-from .fused import apply, reduce
+from .fused import apply, fold_buffers, fold_fill, reduce
 from .tables import reduce_into_tables, round_setup
 
-# a folded SHARPNESS (``fastaug.plan.Fold``) runs in the stage: the kernels recompute the chain at its neighbours
+# folded SHARPNESS ops (``fastaug.plan.Fold``) run in the stage: the samples that sharpen resume from a fold buffer
 FOLDS_SHARPNESS = True
 
-__all__ = ["apply", "reduce", "reduce_into_tables", "round_setup", "FOLDS_SHARPNESS"]
+__all__ = ["apply", "fold_buffers", "fold_fill", "reduce", "reduce_into_tables", "round_setup", "FOLDS_SHARPNESS"]

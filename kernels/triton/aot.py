@@ -21,7 +21,16 @@ from triton.backends.compiler import GPUTarget
 from fastaug.plan import Epilogue, Fold, Geometry, Op, Stage
 
 from . import geometry, tables
-from .fused import Launch, kernel_module, prepare_apply, prepare_hash32, prepare_hash32_table, prepare_reduce
+from .fused import (
+    Launch,
+    fold_buffers,
+    kernel_module,
+    prepare_apply,
+    prepare_fold_fill,
+    prepare_hash32,
+    prepare_hash32_table,
+    prepare_reduce,
+)
 
 _PTR_TYPES = {
     torch.bool: "*i1",
@@ -40,7 +49,7 @@ ALL_CODES = tuple(int(o) for o in Op)
 HOT = ("apply_u8_fp16_norm", "apply_u8_resize_fp16_cl", "apply_u8_affine_nearest_u8", "apply_u8_randaug_fp16",
        "apply_u8_jitter_fp16", "apply_f32_sharpness", "apply_u8_blur5_u8",
        "apply_u8_conv5_u8", "apply_u8_affine_noise_fp16", "apply_u8_elastic_fog_u8", "apply_u8_downscale_fp16",
-       "apply_u8_geo_fold_u8", "apply_u8_fold1_fp16")
+       "apply_u8_geo_folds_fp16", "fill_u8_geo_fold1")
 
 
 @dataclass
@@ -140,17 +149,17 @@ def representative_launches() -> dict[str, Launch]:
     specs["apply_u8_elastic_fog_u8"] = prepare_apply(u8_big, st, *_tables(b, 2, c), _epilogue(b, c, torch.uint8, False, 0),
                                                      torch.empty(b, c, ho, wo, dtype=torch.uint8))
 
-    # RandAugment's first stage: the geometry, then one slot of any op with SHARPNESS folded in (plan.Fold)
+    # RandAugment(2)'s stage: the geometry, then two slots of any op, each may sharpen (plan.Fold): the fills of the
+    # fold buffers (uint8), a reduction resuming from the first fold, the apply resuming from either
     ra_codes = tuple(sorted({0, *PER_CHANNEL_CODES, int(Op.SHARPNESS), int(Op.SATURATION), int(Op.HUE)}))
-    st = _stage(b, [ra_codes], 1, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
-    st.fold = Fold(0, True, (0, 1))
-    specs["apply_u8_geo_fold_u8"] = prepare_apply(u8_big, st, *_tables(b, 1, c), None, torch.empty(b, c, ho, wo, dtype=torch.uint8))
-    # a Markov chain's stage: two slots, SHARPNESS folded in at the second (the first recomputed at its neighbours)
-    st = _stage(b, [ra_codes, ra_codes], 2)
-    st.fold = Fold(1, True, (1, 1))
-    specs["apply_u8_fold1_fp16"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
-                                                 torch.empty(b, c, ho, wo, dtype=torch.float16))
-    specs["reduce_u8_fold1"] = prepare_reduce(u8, st, *_tables(b, 2, c), torch.zeros(b, dtype=torch.int32))
+    st = _stage(b, [ra_codes, ra_codes], 2, geometry=_geometry(b, c, True, False, True), out_size=(ho, wo))
+    st.folds = (Fold(0, True, (0, 1)), Fold(1, True, (1, 1)))
+    folds = fold_buffers(u8_big, st)
+    specs["fill_u8_geo_fold0"] = prepare_fold_fill(u8_big, st, *_tables(b, 2, c), folds, 0)
+    specs["fill_u8_geo_fold1"] = prepare_fold_fill(u8_big, st, *_tables(b, 2, c), folds, 1)
+    specs["reduce_u8_geo_folds"] = prepare_reduce(u8_big, st, *_tables(b, 2, c), torch.ones(b, dtype=torch.int32), folds=folds)
+    specs["apply_u8_geo_folds_fp16"] = prepare_apply(u8_big, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
+                                                     torch.empty(b, c, ho, wo, dtype=torch.float16), folds)
 
     st = _stage(b, [(0, int(Op.DOWNSCALE)), (0, 1, 2)], 2)
     specs["apply_u8_downscale_fp16"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),

@@ -725,7 +725,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
                                         par_b, False, 0, keys_b, par_b, False, 0, MX,
-                                        mat, mat, mat, Ho, Wo, CLAMP, False, -1)
+                                        par_b, 0, 0, 0, Ho, Wo, 0)
             g0 = _epi_back(g0, p0, 0, b, ys, xs, pmask, mean, std, rects, rvals, rphase, R, gmean, gstd, grv,
                            C, OUT_SCALE, NORM, RECTS, EPG, WORK)
             if OC > 1:
@@ -745,7 +745,7 @@ def backward_kernel(src, gout, prog, par, stf, stats, luts, mat, win, fill, mean
                                         ys, xs, pmask, H, W, ssc, ssh, ssw,
                                         C, C, K, CODES, RGB, GEO, BILINEAR, FILL, False, SHARP, IN_SCALE, WORK,
                                         par_b, False, 0, keys_b, par_b, False, 0, MX,
-                                        mat, mat, mat, Ho, Wo, CLAMP, False, -1)
+                                        par_b, 0, 0, 0, Ho, Wo, 0)
                 code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
                 cc = tl.load(par_b + k * 4 + 2).to(WORK)
                 st = tl.load(stf_b + k)
@@ -857,7 +857,7 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     """CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``) of float16 / bfloat16 / float32 / float64 with C <= 4;
     no quantized geometry; no folded SHARPNESS (``fastaug.plan.unfold`` first); not a stage of
     ``fastaug.plan.reference_backward`` (random ops: covered)."""
-    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or stage.fold is not None:
+    if src.dim() != 4 or src.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or stage.folds:
         return False
     if src.device.type != "cuda" and not knobs.runtime.interpret:
         return False

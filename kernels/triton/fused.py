@@ -845,55 +845,61 @@ def _op(v0, v1, v2, v3, k, code, a, bb, q, bound, st, lu, par_b, keys_b, C0, ys,
 
 
 @triton.jit
-def _folded_sharpen(v0, v1, v2, v3, k, a, q, bound, src0, fill_c, mat_b, win_b, disp_b, prog_b, par_b, stats_b, luts_b,
-                    keys_b, ys, xs, pmask, H, W, Ho, Wo, ssc, ssh, ssw, C0, MX, C: tl.constexpr, NCH: tl.constexpr,
-                    CODES: tl.constexpr, RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr,
-                    CLAMP: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr, HASD: tl.constexpr,
-                    IN_SCALE: tl.constexpr, WORK: tl.constexpr):
-    """SHARPNESS at position ``k`` of the chain (a folded one, ``plan.Fold``) on the values v0..v3: its 3x3 stencil reads
-    the chain before ``k`` (geometry and ops 0..k-1, no neighbourhood op) recomputed at each neighbour; the pixels on
-    the border of the stage's output frame (Ho, Wo) are unchanged. The same sums in the same order as ``_sharpen``."""
-    inner = pmask & (ys >= 1) & (ys < Ho - 1) & (xs >= 1) & (xs < Wo - 1)
-    n0 = tl.full(v0.shape, 0.0, WORK)
-    n1 = n0
-    n2 = n0
-    n3 = n0
-    for t in range(9):
-        if t != 4:
-            yy = ys + (t // 3 - 1)
-            xx = xs + (t % 3 - 1)
-            o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
-                mat_b, win_b, yy, xx, inner, H, W, ssh, ssw, disp_b, Wo, HASD, GEO, BILINEAR, CLAMP, WORK)
-            u0 = _sample(src0, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                         GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-            u1 = u0
-            u2 = u0
-            u3 = u0
-            if NCH > 1:
-                u1 = _sample(src0 + ssc, fill_c + 1, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                             GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-            if NCH > 2:
-                u2 = _sample(src0 + 2 * ssc, fill_c + 2, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
-                             m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-            if NCH > 3:
-                u3 = _sample(src0 + 3 * ssc, fill_c + 3, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
-                             m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-            for j in range(k):
-                code, aj, bj, qj, boundj = _load_op(prog_b, par_b, j, WORK)
-                u0, u1, u2, u3 = _op(u0, u1, u2, u3, j, code, aj, bj, qj, boundj, stats_b + j * (C * 2),
-                                     luts_b + j * (C * 256), par_b, keys_b, C0, yy, xx, MX, NCH, CODES, RGB, WORK)
-            n0 = n0 + u0
-            n1 = n1 + u1
-            n2 = n2 + u2
-            n3 = n3 + u3
-    v0 = _sharp_mix(v0, n0, inner, a, q, bound)
+def _sample_all(src0, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m, ssc, NCH: tl.constexpr,
+                GEO: tl.constexpr, BILINEAR: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr,
+                IN_SCALE: tl.constexpr, WORK: tl.constexpr):
+    """Channels 0..NCH-1 from ``src0`` (resampled if GEO)."""
+    v0 = _sample(src0, fill_c, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                 GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    v1 = v0
+    v2 = v0
+    v3 = v0
     if NCH > 1:
-        v1 = _sharp_mix(v1, n1, inner, a, q, bound)
+        v1 = _sample(src0 + ssc, fill_c + 1, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                     GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     if NCH > 2:
-        v2 = _sharp_mix(v2, n2, inner, a, q, bound)
+        v2 = _sample(src0 + 2 * ssc, fill_c + 2, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     if NCH > 3:
-        v3 = _sharp_mix(v3, n3, inner, a, q, bound)
+        v3 = _sample(src0 + 3 * ssc, fill_c + 3, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
+                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     return v0, v1, v2, v3
+
+
+@triton.jit
+def _resume_all(buf_c, a, q, bound, ys, xs, pmask, Ho, Wo, bsc, bsh, NCH: tl.constexpr, WORK: tl.constexpr):
+    """A folded SHARPNESS (``plan.Fold``) on channels 0..NCH-1 of the chain before it, read from its buffer
+    ``buf_c`` (the sample's rows of the fold's slot, channel 0): the values its chain resumes with."""
+    o = ys * bsh + xs
+    v0 = _sharpen(_read(buf_c + o, pmask, 1.0, WORK), buf_c, o, ys, xs, pmask, Ho, Wo, bsh, 1, a, q, bound, 1.0, WORK)
+    v1 = v0
+    v2 = v0
+    v3 = v0
+    if NCH > 1:
+        v1 = _sharpen(_read(buf_c + bsc + o, pmask, 1.0, WORK), buf_c + bsc, o, ys, xs, pmask, Ho, Wo, bsh, 1, a, q, bound,
+                      1.0, WORK)
+    if NCH > 2:
+        v2 = _sharpen(_read(buf_c + 2 * bsc + o, pmask, 1.0, WORK), buf_c + 2 * bsc, o, ys, xs, pmask, Ho, Wo, bsh, 1, a, q,
+                      bound, 1.0, WORK)
+    if NCH > 3:
+        v3 = _sharpen(_read(buf_c + 3 * bsc + o, pmask, 1.0, WORK), buf_c + 3 * bsc, o, ys, xs, pmask, Ho, Wo, bsh, 1, a, q,
+                      bound, 1.0, WORK)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _resume_point(prog_b, stop_b, STOP: tl.constexpr, FOLDS: tl.constexpr):
+    """(position, buffer slot) of the sample's last folded SHARPNESS before its stop; position -1: none."""
+    start = stop_b * 0 - 1
+    at = start * 0
+    slot = start * 0
+    for f in range(STOP):
+        if ((FOLDS >> f) & 1) != 0:
+            if (tl.load(prog_b + f) == SHARPNESS) & (f < stop_b):
+                start = start * 0 + f
+                at = slot
+            slot += 1
+    return start, at
 
 
 @triton.jit
@@ -905,27 +911,28 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
            SHARP: tl.constexpr, IN_SCALE: tl.constexpr, WORK: tl.constexpr,
            taps_b, BLUR: tl.constexpr, RAD: tl.constexpr, keys_b,
            kern_b, CONV: tl.constexpr, KRAD: tl.constexpr, MX,
-           mat_b, win_b, disp_b, Ho, Wo, CLAMP: tl.constexpr, HASD: tl.constexpr, FOLD: tl.constexpr):
+           buf_b, bss, bsc, bsh, Ho, Wo, FOLDS: tl.constexpr):
     """Channels C0..C0+NCH-1 (NCH <= 4) after the geometry and ops ``0..min(STOP, stop_b)-1`` (``MX`` = max(Ho, Wo)).
 
     All channels are sampled first (the taps die there), then one loop over the program applies each
     op to every channel under a single branch on the sample's op code. ``CODES`` has bit ``i`` set iff
-    op code ``i`` may occur; RGB-mixing ops need ``RGB`` (C == NCH == 3)."""
+    op code ``i`` may occur; RGB-mixing ops need ``RGB`` (C == NCH == 3). ``FOLDS``: bit k set iff a SHARPNESS is
+    folded in at k (``plan.Fold``); a sample that runs one before its stop resumes after the last from its buffer slot
+    (``buf_b`` + slot * ``bss``: the chain before it, written by ``fold_fill_kernel``), skipping the ops before."""
     src0 = src_b + C0 * ssc
-    v0 = _sample(src0, fill_b + C0, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                 GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-    v1 = v0
-    v2 = v0
-    v3 = v0
-    if NCH > 1:
-        v1 = _sample(src0 + ssc, fill_b + C0 + 1, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
-                     GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-    if NCH > 2:
-        v2 = _sample(src0 + 2 * ssc, fill_b + C0 + 2, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
-                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
-    if NCH > 3:
-        v3 = _sample(src0 + 3 * ssc, fill_b + C0 + 3, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11,
-                     m, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    start = -1
+    if FOLDS != 0:
+        start, at = _resume_point(prog_b, stop_b, STOP, FOLDS)
+        if start >= 0:
+            code, a, bb, q, bound = _load_op(prog_b, par_b, start, WORK)
+            v0, v1, v2, v3 = _resume_all(buf_b + at.to(tl.int64) * bss + C0 * bsc, a, q, bound, ys, xs, pmask, Ho, Wo, bsc,
+                                         bsh, NCH, WORK)
+        else:
+            v0, v1, v2, v3 = _sample_all(src0, fill_b + C0, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                         ssc, NCH, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
+    else:
+        v0, v1, v2, v3 = _sample_all(src0, fill_b + C0, o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                     ssc, NCH, GEO, BILINEAR, FILL, QUANT, IN_SCALE, WORK)
     if SHARP:  # SHARPNESS at k == 0 of a stage without geometry
         code, a, bb, q, bound = _load_op(prog_b, par_b, 0, WORK)
         if (code == SHARPNESS) & (stop_b > 0):
@@ -968,13 +975,7 @@ def _chain(src_b, C0, fill_b, prog_b, par_b, stats_b, luts_b, stop_b,
                 v3 = _downscale(src0 + 3 * ssc, ys, xs, pmask, H, W, ssh, ssw, a, bb, q, IN_SCALE, WORK)
     for k in range(STOP):
         code, a, bb, q, bound = _load_op(prog_b, par_b, k, WORK)
-        code = tl.where(k < stop_b, code, 0)  # past this sample's stop: IDENTITY
-        if FOLD >= 0:  # a folded SHARPNESS (plan.Fold): the chain before k at the 3x3 neighbours, recomputed
-            if (k == FOLD) & (code == SHARPNESS):
-                v0, v1, v2, v3 = _folded_sharpen(v0, v1, v2, v3, k, a, q, bound, src0, fill_b + C0, mat_b, win_b, disp_b,
-                                                 prog_b, par_b, stats_b, luts_b, keys_b, ys, xs, pmask, H, W, Ho, Wo,
-                                                 ssc, ssh, ssw, C0, MX, C, NCH, CODES, RGB, GEO, BILINEAR, CLAMP, FILL,
-                                                 QUANT, HASD, IN_SCALE, WORK)
+        code = tl.where((k < stop_b) & (k > start), code, 0)  # past its stop, or before it resumed: IDENTITY
         v0, v1, v2, v3 = _op(v0, v1, v2, v3, k, code, a, bb, q, bound, stats_b + k * (C * 2), luts_b + k * (C * 256),
                              par_b, keys_b, C0, ys, xs, MX, NCH, CODES, RGB, WORK)
     return v0, v1, v2, v3
@@ -1035,15 +1036,15 @@ def _tile(Ho, Wo, BH: tl.constexpr, BW: tl.constexpr):
 
 @triton.jit(do_not_specialize=APPLY_PLAIN)
 def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, rects, rvals, rphase, taps, keys, kern, disp,
-                 H, W, Ho, Wo, R,
-                 ssb, ssc, ssh, ssw, osb, osc, osh, osw,
+                 buf, H, W, Ho, Wo, R,
+                 ssb, ssc, ssh, ssw, osb, osc, osh, osw, bss, bsb, bsc, bsh,
                  C: tl.constexpr, OC: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, CODES: tl.constexpr,
                  RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                  FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                  EPI: tl.constexpr, OUT_SCALE: tl.constexpr, NORM: tl.constexpr, RECTS: tl.constexpr,
                  OUT_U8: tl.constexpr, WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
                  BLUR: tl.constexpr, RAD: tl.constexpr,
-                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr, FOLD: tl.constexpr = -1):
+                 CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr, FOLDS: tl.constexpr = 0):
     """Run one Stage (and the epilogue when EPI) on a tile of one sample; write ``out``.
 
     C <= 4: channels 0..NCH-1 go through the program together; otherwise a runtime loop over channels."""
@@ -1066,7 +1067,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                 C, NCH, K, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
-                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
+                                buf + b.to(tl.int64) * bsb, bss, bsc, bsh, Ho, Wo, FOLDS)
         _finish_store(v0, 0, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                       C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
         if OC > 1:
@@ -1086,7 +1087,7 @@ def apply_kernel(src, out, prog, par, stats, luts, mat, win, fill, mean, std, re
                                       C, 1, K, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                       taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
-                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
+                                buf + b.to(tl.int64) * bsb, bss, bsc, bsh, Ho, Wo, FOLDS)
             _finish_store(v, c, b, out_b, ys, xs, pmask, osc, osh, osw, mean, std, rects, rvals, rphase, R,
                           C, EPI, OUT_SCALE, NORM, RECTS, OUT_U8, WORK)
 
@@ -1127,15 +1128,15 @@ def _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C: tl.constexpr, BH: tl.conste
 
 
 @triton.jit(do_not_specialize=REDUCE_PLAIN)
-def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern, disp,
+def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, mat, win, fill, taps, keys, kern, disp, buf,
                   H, W, Ho, Wo,
-                  ssb, ssc, ssh, ssw,
+                  ssb, ssc, ssh, ssw, bss, bsb, bsc, bsh,
                   C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr, STOP: tl.constexpr, CODES: tl.constexpr,
                   RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr, CLAMP: tl.constexpr,
                   FILL: tl.constexpr, QUANT: tl.constexpr, SHARP: tl.constexpr, IN_SCALE: tl.constexpr,
                   WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLUR: tl.constexpr, RAD: tl.constexpr,
                  CONV: tl.constexpr, KRAD: tl.constexpr, HASD: tl.constexpr,
-                  MINMAX: tl.constexpr = True, HIST: tl.constexpr = True, GRAY: tl.constexpr = True, FOLD: tl.constexpr = -1):
+                  MINMAX: tl.constexpr = True, HIST: tl.constexpr = True, GRAY: tl.constexpr = True, FOLDS: tl.constexpr = 0):
     """Statistics of the chain before op ``stops[b]`` on a tile of one sample (see ``Reduction``); STOP
     bounds the op loop (>= every stop). A sample whose stop lies outside [0, K) is skipped."""
     b = tl.program_id(1)
@@ -1158,7 +1159,7 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                 C, NCH, STOP, CODES, RGB, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                 taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
-                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
+                                buf + b.to(tl.int64) * bsb, bss, bsc, bsh, Ho, Wo, FOLDS)
         _stats1(v0, 0, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
         if NCH > 1:
             _stats1(v1, 1, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
@@ -1180,8 +1181,64 @@ def reduce_kernel(src, gsum, vmin, vmax, hist, stops, prog, par, stats, luts, ma
                                           C, 1, STOP, CODES, False, GEO, BILINEAR, FILL, QUANT, SHARP, IN_SCALE, WORK,
                                           taps + b * (2 * (2 * RAD + 1)), BLUR, RAD, keys + b * K,
                                 kern + b * ((2 * KRAD + 1) * (2 * KRAD + 1)), CONV, KRAD, tl.maximum(Ho, Wo),
-                                mat + b * 9, win + b * 4, disp + b.to(tl.int64) * (Ho * Wo * 2), Ho, Wo, CLAMP, HASD, FOLD)
+                                buf + b.to(tl.int64) * bsb, bss, bsc, bsh, Ho, Wo, FOLDS)
                 _stats1(v, c, b, qk, pmask, vmin, vmax, hist, C, BH, BW, MINMAX, HIST)
+
+
+@triton.jit(do_not_specialize=REDUCE_PLAIN)
+def fold_fill_kernel(src, buf, prog, par, stats, luts, mat, win, fill, taps, keys, kern, disp,
+                     H, W, Ho, Wo,
+                     ssb, ssc, ssh, ssw, bss, bsb, bsc, bsh,
+                     AT: tl.constexpr, SLOT: tl.constexpr, C: tl.constexpr, NCH: tl.constexpr, K: tl.constexpr,
+                     CODES: tl.constexpr, RGB: tl.constexpr, GEO: tl.constexpr, BILINEAR: tl.constexpr,
+                     CLAMP: tl.constexpr, FILL: tl.constexpr, QUANT: tl.constexpr, IN_SCALE: tl.constexpr,
+                     WORK: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, HASD: tl.constexpr, FOLDS: tl.constexpr,
+                     BUF_U8: tl.constexpr):
+    """A folded SHARPNESS at position ``AT`` (``plan.Fold``, buffer slot ``SLOT``) on a tile of one sample: a sample whose
+    op there is SHARPNESS writes the chain before it (resuming from its earlier folds: ``FOLDS``, the positions below
+    ``AT``) into its rows of the slot; the others exit at once."""
+    b = tl.program_id(1)
+    prog_b = prog + b * K
+    if tl.load(prog_b + AT) == SHARPNESS:
+        ys, xs, pmask = _tile(Ho, Wo, BH, BW)
+        src_b = src + b.to(tl.int64) * ssb
+        par_b = par + b * (K * 4)
+        stats_b = stats + b * (K * C * 2)
+        luts_b = luts + b * (K * C * 256)
+        fill_b = fill + b * C
+        buf_b = buf + b.to(tl.int64) * bsb
+        out_b = buf_b + SLOT * bss
+        o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
+            mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, disp + b.to(tl.int64) * (Ho * Wo * 2), Wo, HASD,
+            GEO, BILINEAR, CLAMP, WORK)
+        if C <= 4:
+            v0, v1, v2, v3 = _chain(src_b, 0, fill_b, prog_b, par_b, stats_b, luts_b, AT,
+                                    o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                    ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                    C, NCH, AT, CODES, RGB, GEO, BILINEAR, FILL, QUANT, False, IN_SCALE, WORK,
+                                    par_b, False, 0, keys + b * K, par_b, False, 0, tl.maximum(Ho, Wo),
+                                    buf_b, bss, bsc, bsh, Ho, Wo, FOLDS)
+            _finish_store(v0, 0, b, out_b, ys, xs, pmask, bsc, bsh, 1, par, par, prog, par, prog, 0,
+                          C, False, 1.0, False, False, BUF_U8, WORK)
+            if NCH > 1:
+                _finish_store(v1, 1, b, out_b, ys, xs, pmask, bsc, bsh, 1, par, par, prog, par, prog, 0,
+                              C, False, 1.0, False, False, BUF_U8, WORK)
+            if NCH > 2:
+                _finish_store(v2, 2, b, out_b, ys, xs, pmask, bsc, bsh, 1, par, par, prog, par, prog, 0,
+                              C, False, 1.0, False, False, BUF_U8, WORK)
+            if NCH > 3:
+                _finish_store(v3, 3, b, out_b, ys, xs, pmask, bsc, bsh, 1, par, par, prog, par, prog, 0,
+                              C, False, 1.0, False, False, BUF_U8, WORK)
+        else:
+            for c in range(C):
+                v, _v1, _v2, _v3 = _chain(src_b, c, fill_b, prog_b, par_b, stats_b, luts_b, AT,
+                                          o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m,
+                                          ys, xs, pmask, H, W, ssc, ssh, ssw,
+                                          C, 1, AT, CODES, False, GEO, BILINEAR, FILL, QUANT, False, IN_SCALE, WORK,
+                                          par_b, False, 0, keys + b * K, par_b, False, 0, tl.maximum(Ho, Wo),
+                                          buf_b, bss, bsc, bsh, Ho, Wo, FOLDS)
+                _finish_store(v, c, b, out_b, ys, xs, pmask, bsc, bsh, 1, par, par, prog, par, prog, 0,
+                              C, False, 1.0, False, False, BUF_U8, WORK)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1251,7 +1308,7 @@ def _blocks(ho: int, wo: int, pixels: int) -> tuple[int, int]:
 def _tile_pixels(stage: Stage, stop: int) -> int:
     """Pixels per program instance: 16 per thread for plain passes (16-byte uint8 loads), 4 with a program,
     2 with a geometry or a neighbourhood op (taps keep many values live per pixel); chosen so that nothing spills."""
-    if stage.geometry is not None or stage.fold is not None or (stop > 0 and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS)):
+    if stage.geometry is not None or stage.folds or (stop > 0 and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS)):
         per_thread = 2
     else:
         per_thread = 16 if stop == 0 else 4
@@ -1269,8 +1326,29 @@ def _work(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Te
     return t.to(device=device, dtype=dtype).contiguous()
 
 
-def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int):
-    """Runtime arguments and constexprs shared by both kernels."""
+def fold_buffers(src: torch.Tensor, stage: Stage) -> torch.Tensor | None:
+    """The buffers of a stage's folded SHARPNESS ops (``plan.Fold``): [folds, B, C, Ho, Wo], uint8 where every fold's
+    chain before it ends in the uint8 domain (exact), else float32; None without folds. One allocation, no device work."""
+    if not stage.folds:
+        return None
+    bsz, c, h, w = src.shape
+    ho, wo = stage.out_size or (h, w)
+    dtype = torch.uint8 if all(f.integral for f in stage.folds) else torch.float32
+    return torch.empty(len(stage.folds), bsz, c, ho, wo, dtype=dtype, device=src.device)
+
+
+def _fold_args(stage: Stage, folds: torch.Tensor | None, stop: int, dummy: torch.Tensor) -> dict:
+    """The fold buffer and its strides (slot, sample, channel, row) for a launch reading folds before ``stop``."""
+    if not any(f.position < stop for f in stage.folds):
+        return dict(buf=dummy, bss=0, bsb=0, bsc=0, bsh=0)
+    if folds is None or folds.dim() != 5 or folds.shape[0] != len(stage.folds) or folds.stride(-1) != 1:
+        raise ValueError("a stage with folded SHARPNESS ops needs its fold buffers (fused.fold_buffers), filled in order")
+    return dict(buf=folds, bss=folds.stride(0), bsb=folds.stride(1), bsc=folds.stride(2), bsh=folds.stride(3))
+
+
+def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: int,
+            folds: torch.Tensor | None = None):
+    """Runtime arguments and constexprs shared by both kernels (``folds``: :func:`fold_buffers`)."""
     if src.dim() != 4:
         raise ValueError(f"expected a [B,C,H,W] batch, got shape {tuple(src.shape)}")
     if src.dtype not in SUPPORTED_DTYPES:
@@ -1287,8 +1365,10 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     k_total = prog.shape[1]
     codes = _codes_mask(stage, stop)
     rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
-    sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0) and stage.fold is None
-    fold = stage.fold.position if stage.fold is not None and stage.fold.position < stop else -1
+    fold_bits = sum(1 << f.position for f in stage.folds if f.position < stop)  # folded SHARPNESS ops before the stop
+    if stage.folds and stop > 0 and geo is None and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS):
+        raise ValueError("a stage with folded SHARPNESS ops cannot also read its input's neighbours at k = 0")
+    sharp = geo is None and stop > 0 and int(Op.SHARPNESS) in stage.codes_at(0) and not stage.folds
     blur = geo is None and stop > 0 and int(Op.GAUSSIAN_BLUR) in stage.codes_at(0) and stage.taps is not None
     conv = geo is None and stop > 0 and int(Op.CONVOLVE) in stage.codes_at(0) and stage.kernel is not None
     random = sum(1 << int(op) for op in RANDOM_OPS)
@@ -1311,6 +1391,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         W=w,
         Ho=ho,
         Wo=wo,
+        **_fold_args(stage, folds, stop, par),
     )
     bh, bw = _blocks(ho, wo, _tile_pixels(stage, stop))
     constexprs = dict(
@@ -1329,7 +1410,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
         CONV=conv,
         KRAD=(int(stage.kernel.shape[-1]) - 1) // 2 if conv else 0,
         HASD=bool(geo is not None and geo.displacement is not None),
-        FOLD=fold,
+        FOLDS=fold_bits,
         IN_SCALE=float(stage.in_scale),
         WORK=tl.float64 if fdt == torch.float64 else tl.float32,
         BH=bh,
@@ -1344,9 +1425,9 @@ def _strides(t: torch.Tensor, prefix: str) -> dict:
 
 
 def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,
-                  epilogue: Epilogue | None, out: torch.Tensor) -> Launch:
-    """The launch of ``apply_kernel`` for this stage (no device work)."""
-    common, cx, grid = _common(src, stage, stats, luts, stage.program.shape[1])
+                  epilogue: Epilogue | None, out: torch.Tensor, folds: torch.Tensor | None = None) -> Launch:
+    """The launch of ``apply_kernel`` for this stage (no device work; ``folds``: its filled :func:`fold_buffers`)."""
+    common, cx, grid = _common(src, stage, stats, luts, stage.program.shape[1], folds)
     dev = src.device
     bsz, c = src.shape[:2]
     ho, wo = common["Ho"], common["Wo"]
@@ -1379,6 +1460,7 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         keys=common["keys"],
         kern=common["kern"],
         disp=common["disp"],
+        **{n: common[n] for n in ("buf", "bss", "bsb", "bsc", "bsh")},
         H=common["H"],
         W=common["W"],
         Ho=ho,
@@ -1417,13 +1499,14 @@ def prepare_apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: to
         CONV=cx["CONV"],
         KRAD=cx["KRAD"],
         HASD=cx["HASD"],
-        FOLD=cx["FOLD"],
+        FOLDS=cx["FOLDS"],
     )
     return Launch("apply_kernel", grid, args, constexprs)
 
 
 def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, k: int | torch.Tensor,
-                   outputs: tuple[torch.Tensor, ...] | None = None, needs: tuple[bool, bool, bool] = (True, True, True)) -> Launch:
+                   outputs: tuple[torch.Tensor, ...] | None = None, needs: tuple[bool, bool, bool] = (True, True, True),
+                   folds: torch.Tensor | None = None) -> Launch:
     """The launch of ``reduce_kernel`` for the chain before op ``k`` (an int, or per-sample stops [B]:
     samples with a stop outside [0, K) are skipped); ``outputs`` = (gray_sum, min, max, hist int32)
     buffers, freshly initialised when ``None``; ``needs``: which of (min / max, histograms, gray sum) to compute (the
@@ -1439,7 +1522,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
             raise ValueError(f"k={k} outside the program (K={k_total})")
         stops = torch.full((bsz,), k, dtype=torch.int32, device=dev)
         bound = k
-    common, cx, grid = _common(src, stage, stats, luts, bound)
+    common, cx, grid = _common(src, stage, stats, luts, bound, folds)
     if outputs is None:
         outputs = (
             torch.zeros(bsz, dtype=torch.float64, device=dev),
@@ -1466,6 +1549,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         keys=common["keys"],
         kern=common["kern"],
         disp=common["disp"],
+        **{n: common[n] for n in ("buf", "bss", "bsb", "bsc", "bsh")},
         H=common["H"],
         W=common["W"],
         Ho=common["Ho"],
@@ -1489,7 +1573,7 @@ def prepare_reduce(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: t
         MINMAX=bool(needs[0]),
         HIST=bool(needs[1]),
         GRAY=bool(needs[2]),
-        FOLD=cx["FOLD"],
+        FOLDS=cx["FOLDS"],
     )
     return Launch("reduce_kernel", grid, args, constexprs)
 
@@ -1512,10 +1596,36 @@ def launch(spec: Launch) -> None:
 
 
 def apply(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor,
-          epilogue: Epilogue | None, out: torch.Tensor) -> None:
-    """Run the stage (and the epilogue if given) and write ``out`` through its strides."""
-    spec = prepare_apply(src, stage, stats, luts, epilogue, out)
+          epilogue: Epilogue | None, out: torch.Tensor, folds: torch.Tensor | None = None) -> None:
+    """Run the stage (and the epilogue if given) and write ``out`` through its strides (``folds``: the stage's filled
+    :func:`fold_buffers`)."""
+    spec = prepare_apply(src, stage, stats, luts, epilogue, out, folds)
     if out.numel():
+        launch(spec)
+
+
+def prepare_fold_fill(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, folds: torch.Tensor,
+                      slot: int) -> Launch:
+    """The launch of ``fold_fill_kernel`` for the stage's fold ``slot`` (no device work)."""
+    at = stage.folds[slot].position
+    common, cx, grid = _common(src, stage, stats, luts, at, folds)
+    _fold_args(stage, folds, stage.program.shape[1], common["par"])  # checks the buffers
+    args = {n: common[n] for n in ("prog", "par", "stats", "luts", "mat", "win", "fill", "taps", "keys", "kern", "disp",
+                                   "H", "W", "Ho", "Wo")}  # fmt: skip
+    args.update(src=src, buf=folds, bss=folds.stride(0), bsb=folds.stride(1), bsc=folds.stride(2), bsh=folds.stride(3),
+                **_strides(src, "ss"))
+    c = src.shape[1]
+    constexprs = dict(AT=at, SLOT=slot, C=c, NCH=c if c <= 4 else 1, K=cx["K"],
+                      **{n: cx[n] for n in ("CODES", "RGB", "GEO", "BILINEAR", "CLAMP", "FILL", "QUANT", "IN_SCALE", "WORK",
+                                            "BH", "BW", "HASD", "FOLDS")},
+                      BUF_U8=folds.dtype == torch.uint8)  # fmt: skip
+    return Launch("fold_fill_kernel", grid, args, constexprs)
+
+
+def fold_fill(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, folds: torch.Tensor, slot: int) -> None:
+    """Write fold ``slot``'s buffer: the chain before its SHARPNESS, for the samples that run it there (``plan.Fold``)."""
+    spec = prepare_fold_fill(src, stage, stats, luts, folds, slot)
+    if spec.grid[0] * spec.grid[1]:
         launch(spec)
 
 

@@ -106,13 +106,13 @@ def round_setup_kernel(prog, allowed, stops, gsum, vmin, vmax, hist, B, K, SS, G
                  mask=live[:, None])
 
 
-def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
-                        device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]], fused.Launch]:
+def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype, device: torch.device,
+                        rounds: int | None = None) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]], fused.Launch]:
     """``stops`` [R,B] int32, each round's reduction buffers (gray sum, min, max, hist: ``fused.prepare_reduce``'s
     ``outputs``), all views of one allocation, each round's row 16-byte aligned (the kernels that read them compile
     one variant whatever B and the round), and the launch that fills them. ``allowed`` [K] int64: bit ``code`` set
     where statistics op ``code`` may run at position k."""
-    rounds, k = stage.rounds(), stage.program.shape[1]
+    rounds, k = stage.rounds() if rounds is None else rounds, stage.program.shape[1]
     parts = [(torch.int32, batch), (torch.float64, batch), (dtype, batch * channels), (dtype, batch * channels),
              (torch.int32, batch * channels * 256)]  # (dtype, elements per round): stops, gsum, vmin, vmax, hist
     strides = [fused.aligned16(n * t.itemsize) for t, n in parts]  # bytes per round's row
@@ -133,11 +133,12 @@ def prepare_round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channel
 
 
 def round_setup(stage: Stage, allowed: torch.Tensor, batch: int, channels: int, dtype: torch.dtype,
-                device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
-    """The stops [R,B] of every statistics round of ``stage`` and their zeroed reduction buffers: one allocation,
-    one launch (instead of ~9 torch ops for the stops and 4 allocations per round)."""
-    stops, outputs, spec = prepare_round_setup(stage, allowed, batch, channels, dtype, device)
-    if batch and stage.rounds():
+                device: torch.device, rounds: int | None = None) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:
+    """The stops [R,B] of every statistics round of ``stage`` (``rounds`` of them, default ``stage.rounds()``; the
+    positions ``allowed`` admits) and their zeroed reduction buffers: one allocation, one launch (instead of ~9 torch
+    ops for the stops and 4 allocations per round)."""
+    stops, outputs, spec = prepare_round_setup(stage, allowed, batch, channels, dtype, device, rounds)
+    if batch and spec.constexprs["R"]:
         launch(spec)
     return stops, outputs
 
@@ -167,12 +168,12 @@ def launch(spec: fused.Launch) -> None:
 
 def reduce_into_tables(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Tensor, stop: torch.Tensor,
                        flat_stats: torch.Tensor, flat_luts: torch.Tensor | None, pixels: int, contrast: bool,
-                       outputs: tuple[torch.Tensor, ...] | None = None) -> None:
+                       outputs: tuple[torch.Tensor, ...] | None = None, folds: torch.Tensor | None = None) -> None:
     """One statistics round on the device: ``reduce_kernel`` for the per-sample stops, then the tables, two launches
     (``outputs``: the round's initialised reduction buffers from :func:`round_setup`; None: allocated here)."""
     autocontrast = any(int(Op.AUTOCONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
     # only the statistics the stage's ops read: AUTOCONTRAST the min / max, EQUALIZE the histograms, CONTRAST the gray sum
-    spec = fused.prepare_reduce(src, stage, stats, luts, stop, outputs, (autocontrast, flat_luts is not None, contrast))
+    spec = fused.prepare_reduce(src, stage, stats, luts, stop, outputs, (autocontrast, flat_luts is not None, contrast), folds)
     if spec.grid[0] * spec.grid[1]:
         fused.launch(spec)
     a = spec.args
