@@ -4,7 +4,8 @@ Rules (the documented difference from sequential torchvision): all geometric ops
 into one resampling that runs first; color ops then run in order on the resampled image; erasing
 runs after the color ops. A neighbourhood op (sharpness, blur) opens a new stage (it reads its neighbours
 in the stage input), but SHARPNESS is folded in (``plan.Fold``: the samples that sharpen resume from a buffer of the
-chain before it; not in a float64 image's Plan, whose split stages compute in float32 after the first); a uint8 image's
+chain before it; not in a stage whose k = 0 op reads its input's neighbours, such as one a blur opened, and not in a
+float64 image's Plan, whose split stages compute in float32 after the first); a uint8 image's
 geometry fill is clamped into [0, 255] by the kernels (plan.Geometry); statistics ops
 (contrast, autocontrast, equalize) get a reduction pass each. No host sync: everything is tensor ops.
 """

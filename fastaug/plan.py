@@ -209,8 +209,8 @@ def _split(stage: Stage) -> list[Stage]:
             keys=None if stage.keys is None else stage.keys[:, lo:hi],
             integral=stage.integral if last else stage.folds[i].integral, folds=(),
         )  # fmt: skip
-        if first:
-            parts.append(dataclasses.replace(stage, **common))
+        if first:  # the geometry, in_scale and output size; no neighbourhood op at k = 0 (none in a folded stage)
+            parts.append(dataclasses.replace(stage, radius=0, **common))
         else:
             parts.append(Stage(radius=_catalogue.FIXED_RADIUS[Op.SHARPNESS], **common))
     return parts

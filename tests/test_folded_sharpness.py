@@ -162,6 +162,35 @@ def test_compiled_plans_give_the_split_values_on_every_backend(fill):
         assert torch.equal(engine.execute(a, x, backend="torch"), engine.execute(b, x, backend="torch"))
 
 
+@pytest.mark.parametrize("c", [1, 3, 5])
+def test_three_folds_without_geometry_on_any_channel_count(c):
+    """Three folds in a stage without geometry, uint8 buffers, statistics between them; 1, 3 and 5 channels (5: the
+    kernels' runtime channel loop); some samples sharpen at two or three folds."""
+    x = _images(b=12, c=c, h=10, w=13, seed=c)
+    sharp = fastaug.RandomAdjustSharpness(0.2, p=0.6)
+    plan = _plan([fastaug.ColorJitter(brightness=0.4), sharp, fastaug.RandomEqualize(p=0.7), sharp,
+                  fastaug.RandomPosterize(4, p=0.5), sharp], x, seed=c)  # fmt: skip
+    stage = plan.stages[0]
+    assert len(plan.stages) == 1 and len(stage.folds) == 3 and all(f.integral for f in stage.folds)
+    sharpen = torch.stack([stage.program[:, f.position] == int(Op.SHARPNESS) for f in stage.folds], 1)
+    assert bool((sharpen.sum(1) >= 2).any())
+    ref = engine.execute(plan, x, backend="torch")
+    assert torch.equal(engine.execute(unfold(plan), x, backend="torch"), ref)
+    assert_matches(engine.execute(plan, x, backend="triton"), ref, False)
+    assert_matches(engine.execute(plan, x, backend="numba"), ref, False)
+
+
+def test_a_folded_stage_fills_its_buffers_with_its_statistics():
+    """The fold buffers are filled between the statistics rounds: a stage with folds cannot run with given tables."""
+    x = _images(b=4)
+    plan = _plan([fastaug.RandomAffine(degrees=20), fastaug.RandomAdjustSharpness(2.0, p=1.0)], x)
+    stage = plan.stages[0]
+    k = stage.program.shape[1]
+    tables = (torch.zeros(4, k, 3, 2), torch.zeros(4, k, 3, 256))
+    with pytest.raises(ValueError, match="without tables"):
+        engine.run_stage(engine.load_backend("triton"), x, stage, plan, True, x, tables)
+
+
 def test_statistics_after_the_fold_read_the_sharpened_chain():
     """AUTOCONTRAST right after a folded SHARPNESS: its reduction runs the fold (min / max of the sharpened values)."""
     x = _images(b=5, h=12, w=14, seed=7)

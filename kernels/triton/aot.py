@@ -161,6 +161,13 @@ def representative_launches() -> dict[str, Launch]:
     specs["apply_u8_geo_folds_fp16"] = prepare_apply(u8_big, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
                                                      torch.empty(b, c, ho, wo, dtype=torch.float16), folds)
 
+    # a long stage: folds at 1 and 33 (the fold bitmask exceeds 32 bits: a compile-time test, never an int32 shift)
+    st = _stage(b, [PER_CHANNEL_CODES] + [ra_codes] * 33, 34)
+    st.folds = (Fold(1, True, (1, 32)), Fold(33, True, (32, 1)))
+    folds = fold_buffers(u8, st)
+    specs["apply_u8_fold33_u8"] = prepare_apply(u8, st, *_tables(b, 34, c), None, torch.empty(b, c, ho, wo, dtype=torch.uint8), folds)
+    specs["fill_u8_fold33"] = prepare_fold_fill(u8, st, *_tables(b, 34, c), folds, 1)
+
     st = _stage(b, [(0, int(Op.DOWNSCALE)), (0, 1, 2)], 2)
     specs["apply_u8_downscale_fp16"] = prepare_apply(u8, st, *_tables(b, 2, c), _epilogue(b, c, torch.float16, True, 0),
                                                      torch.empty(b, c, ho, wo, dtype=torch.float16))

@@ -893,7 +893,7 @@ def _resume_point(prog_b, stop_b, STOP: tl.constexpr, FOLDS: tl.constexpr):
     start = stop_b * 0 - 1
     at = start * 0
     slot = start * 0
-    for f in range(STOP):
+    for f in tl.static_range(STOP):  # unrolled: the fold test is a compile-time one (FOLDS may exceed 32 bits)
         if ((FOLDS >> f) & 1) != 0:
             if (tl.load(prog_b + f) == SHARPNESS) & (f < stop_b):
                 start = start * 0 + f
@@ -1207,7 +1207,7 @@ def fold_fill_kernel(src, buf, prog, par, stats, luts, mat, win, fill, taps, key
         luts_b = luts + b * (K * C * 256)
         fill_b = fill + b * C
         buf_b = buf + b.to(tl.int64) * bsb
-        out_b = buf_b + SLOT * bss
+        out_b = buf_b + tl.full([], SLOT, tl.int64) * bss  # 64-bit: SLOT * bss may exceed 2**31
         o00, o10, o01, o11, k00, k10, k01, k11, w00, w10, w01, w11, m = _setup(
             mat + b * 9, win + b * 4, ys, xs, pmask, H, W, ssh, ssw, disp + b.to(tl.int64) * (Ho * Wo * 2), Wo, HASD,
             GEO, BILINEAR, CLAMP, WORK)
