@@ -19,7 +19,7 @@ from interpreted_triton import interpret  # noqa: F401  (first: Triton imported 
 
 # isort: split
 from fastaug.kernels.numba import backend as numba_backend
-from random_plans import _param, random_plan
+from random_plans import _param, plan_to, random_plan
 from test_triton_backend import assert_matches
 
 import fastaug
@@ -231,3 +231,32 @@ def test_numba_refuses_a_folded_stage():
     luts = torch.zeros(x.shape[0], stage.program.shape[1], 3, 256)
     with pytest.raises(ValueError, match="unfold"):
         numba_backend.apply(x, stage, stats, luts, None, out)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("seed,c,dtype,geometry,new_ops", CASES)
+def test_folded_stages_cuda(seed, c, dtype, geometry, new_ops, monkeypatch):
+    """The same random folded stages, compiled for the GPU (fold fills, resumes, statistics after folds)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x, _, folded = _random_case(seed, c, dtype, geometry, new_ops)
+    ref = engine.execute(folded, x, backend="torch")
+    got = engine.execute(plan_to(folded, torch.device("cuda")), x.cuda(), backend="triton")
+    assert_matches(got.cpu(), ref, folded.epilogue.mean is not None)
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("policy", ["randaugment", "markov"])
+def test_folded_policies_cuda(policy, monkeypatch):
+    """RandAugment(2) and MarkovPolicy(3) + Normalize as one folded stage on the GPU, against the reference on the CPU."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = _images(b=64, h=61, w=75, seed=5)
+    chosen = RandAugment(num_ops=2, magnitude=9) if policy == "randaugment" else fastaug.MarkovPolicy.from_autoaugment(length=3)
+    pipe = fastaug.Compose([chosen, fastaug.Normalize([0.5] * 3, [0.2] * 3)], seed=2)
+    want = pipe(x, indices=torch.arange(64), epoch=1, backend="torch")
+    got = pipe(x.cuda(), indices=torch.arange(64, device="cuda"), epoch=1, backend="triton")
+    assert_matches(got.cpu(), want, True)
