@@ -7,7 +7,10 @@ Every backend implements two primitives over one stage (see ``kernels/reference.
     reduce(src, stage, stats, luts, stop) -> Reduction  # statistics of each sample's chain before op stop[b]
     apply(src, stage, stats, luts, epilogue, out)       # run the stage, write `out`
 
-and :mod:`fastaug.engine` orchestrates stages and statistics, identically for all backends.
+and :mod:`fastaug.engine` orchestrates stages and statistics, identically for all backends. A stage with folded
+SHARPNESS ops (:class:`Fold`) runs as such on a backend that declares ``FOLDS_SHARPNESS`` (the reference in
+``apply_op``; Triton with two more primitives, ``fold_buffers`` and ``fold_fill``, between its statistics rounds); the
+engine hands every other backend :func:`unfold`'s split stages.
 
 ``stop`` is an int k (every sample) or an integer tensor [B] of per-sample positions; a sample whose
 stop lies outside [0, K) is skipped (its Reduction entries are unspecified, and should cost nothing).
