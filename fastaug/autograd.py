@@ -200,10 +200,6 @@ def _reference_forward(plan: Plan, x: torch.Tensor, straight_through: bool) -> t
     return ref.cast(src, plan.epilogue.out_dtype)
 
 
-def _uses_luts(stage: Stage) -> bool:
-    return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
-
-
 def _fused_forward(plan: Plan, x: torch.Tensor, backend: str):
     """:func:`fastaug.engine.execute`, keeping each stage's statistics tables (``luts`` None where no
     EQUALIZE may run: they are zeros, rebuilt in backward)."""
@@ -211,7 +207,7 @@ def _fused_forward(plan: Plan, x: torch.Tensor, backend: str):
     src, tables = x, []
     for s, stage in enumerate(plan.stages):
         src, stats, luts = engine.run_stage(mod, src, stage, plan, s == len(plan.stages) - 1, x)
-        tables.append((stats, luts if _uses_luts(stage) else None))
+        tables.append((stats, luts if stage.may_run(Op.EQUALIZE, positions=stage.stat_slots) else None))
     return src, tables
 
 
@@ -223,7 +219,7 @@ def _stage_inputs(plan: Plan, x: torch.Tensor, backend: str, straight_through: b
     for s, stage in enumerate(plan.stages):
         if saved is not None and saved[s][1] is not None:
             stats, luts = saved[s]
-        elif saved is not None and not _uses_luts(stage):
+        elif saved is not None and not stage.may_run(Op.EQUALIZE, positions=stage.stat_slots):
             stats = saved[s][0]
             k = stage.program.shape[1]
             luts = torch.zeros(x.shape[0], k, plan.channels, 256, dtype=stats.dtype, device=x.device)  # the tables' dtype

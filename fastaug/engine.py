@@ -86,10 +86,6 @@ def allowed_stat_codes(stage: Stage, device: torch.device, part: tuple[int, int]
     return constant(bits, torch.int64, device)
 
 
-def _can_equalize(stage: Stage) -> bool:
-    return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in stage.stat_slots)
-
-
 def table_dtype(src: torch.Tensor) -> torch.dtype:
     """The dtype of a stage's statistics tables: its working dtype, float64 for a float64 stage input (only the first
     stage of a Plan on float64 input; every backend then computes in float64), else float32. A float64 pixel at its
@@ -116,7 +112,7 @@ def _stage_buffers(stage: Stage, batch: int, channels: int, device: torch.device
     rows = batch * k + 1
     flat_stats = torch.zeros(rows, channels, 2, dtype=dtype, device=device)
     stats = flat_stats[: batch * k].view(batch, k, channels, 2)
-    if not _can_equalize(stage):
+    if not stage.may_run(Op.EQUALIZE, positions=stage.stat_slots):
         luts = constant(0.0, dtype, device).expand(batch, k, channels, 256)
         return stats, luts, flat_stats, None
     flat_luts = torch.zeros(rows, channels, 256, dtype=dtype, device=device)
@@ -166,7 +162,7 @@ def run_stage_stats(backend: ModuleType, src: torch.Tensor, stage: Stage, channe
         (found.sum(1) > stage.rounds()).any()
     ):
         raise RuntimeError(f"a sample runs more statistics ops than the stage's bound of {stage.rounds()} rounds (a compiler bug)")
-    contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    contrast = stage.may_run(Op.CONTRAST, positions=stage.stat_slots)
     on_device = getattr(backend, "reduce_into_tables", None)  # a backend that writes the entries itself (one launch)
     if on_device is not None:
         if setup is not None:  # the stops and the rounds' reduction buffers: one allocation and one launch
@@ -204,7 +200,7 @@ def _rounds_and_fills(backend: ModuleType, src: torch.Tensor, stage: Stage, chan
     stats, luts, flat_stats, flat_luts = tables
     batch = src.shape[0]
     h, w = stage.out_size or tuple(src.shape[-2:])
-    contrast = any(int(Op.CONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    contrast = stage.may_run(Op.CONTRAST, positions=stage.stat_slots)
     cuts = [0, *(f.position for f in stage.folds), stage.program.shape[1]]
     for p, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         rounds = stage.folds[p].rounds[0] if p < len(stage.folds) else stage.folds[-1].rounds[1]

@@ -159,6 +159,11 @@ class Stage:
         """Op codes that may occur at position k (static: backends specialise on it)."""
         return tuple(int(o) for o in Op) if self.slot_codes is None else self.slot_codes[k]
 
+    def may_run(self, *ops: Op, positions=None) -> bool:
+        """One of ``ops`` may occur at one of ``positions`` (default: every position), by :meth:`codes_at` (static)."""
+        positions = range(self.program.shape[1]) if positions is None else positions
+        return any(int(op) in self.codes_at(k) for k in positions for op in ops)
+
 
 @dataclass
 class Reduction:

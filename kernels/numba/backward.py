@@ -1057,7 +1057,7 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     if stage.geometry is not None and stage.geometry.quantize:
         return False
     neighbourhood = _blur_first(stage) or _first_is(stage, Op.CONVOLVE, stage.kernel) or _first_is(stage, Op.DOWNSCALE, stage.program)
-    if neighbourhood and any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(stage.program.shape[1])):
+    if neighbourhood and stage.may_run(Op.CONTRAST):
         return False  # a folded CONTRAST's mean stream has no taps / kernel gradient: the reference's
     return not reference_backward(stage, fused_random=True, fused_neighbourhood=True)
 
@@ -1149,7 +1149,7 @@ def stage_backward(
         gfill, gmean, gstd, grv, _np(stage.keys, np.int64, (b, k)), btaps, gtaps, kern, gkern,
     )  # fmt: skip
     # a sample's accumulator: a bilinear scatter interleaves the image gradient (2 streams if a CONTRAST may fold)
-    fold = any(int(Op.CONTRAST) in stage.codes_at(j) for j in range(k))
+    fold = stage.may_run(Op.CONTRAST, positions=range(k))
     bilinear = geo is not None and geo.bilinear
     acc_len = (2 if fold else 1) * c * h * w if bilinear else (c * h * w if fold else 1)
     acc_len = acc_len if needs.src else 1

@@ -871,11 +871,6 @@ def supports(src: torch.Tensor, stage: Stage, epilogue: Epilogue | None) -> bool
     return epilogue is None or epilogue.out_channels <= src.shape[1]
 
 
-def _equalizes(stage: Stage) -> bool:
-    """Whether EQUALIZE can run in the stage (its tables are read; else ``engine.stage_tables`` gave a zero view)."""
-    return any(int(Op.EQUALIZE) in stage.codes_at(k) for k in range(stage.program.shape[1]))
-
-
 def launch(spec) -> None:
     """Run a prepared launch with this module's kernels of the current mode (compiled or interpreted)."""
     _fused_any.run_launch(kernel_module(), spec)
@@ -925,7 +920,7 @@ def prepare_backward(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts:
     args = dict(
         src=src, gout=grad, prog=eff.contiguous(), par=par, stf=st_flag.to(torch.int32).contiguous(),
         stats=stats.detach().to(**fw).reshape(b, k, c, 2).contiguous() if k else par,
-        luts=luts.detach().to(**fw).reshape(b, k, c, 256).contiguous() if k and _equalizes(stage) else par,
+        luts=luts.detach().to(**fw).reshape(b, k, c, 256).contiguous() if k and stage.may_run(Op.EQUALIZE) else par,
         mat=tw(None if geo is None else geo.matrix, (b, 9)), win=tw(None if geo is None else geo.window, (b, 4)),
         fill=tw(None if geo is None else geo.fill, (b, c)),
         mean=tw(ep.mean if norm else None, (b, c)), std=tw(ep.std if norm else None, (b, c)),

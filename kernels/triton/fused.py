@@ -1364,7 +1364,7 @@ def _common(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts: torch.Te
     par = _work(stage.params, dev, fdt)
     k_total = prog.shape[1]
     codes = _codes_mask(stage, stop)
-    rgb = c == 3 and any(int(op) in stage.codes_at(k) for k in range(stop) for op in RGB_OPS)
+    rgb = c == 3 and stage.may_run(*RGB_OPS, positions=range(stop))
     fold_bits = sum(1 << f.position for f in stage.folds if f.position < stop)  # folded SHARPNESS ops before the stop
     if stage.folds and stop > 0 and geo is None and any(int(op) in stage.codes_at(0) for op in NEIGHBOURHOOD_OPS):
         raise ValueError("a stage with folded SHARPNESS ops cannot also read its input's neighbours at k = 0")

@@ -171,7 +171,7 @@ def reduce_into_tables(src: torch.Tensor, stage: Stage, stats: torch.Tensor, lut
                        outputs: tuple[torch.Tensor, ...] | None = None, folds: torch.Tensor | None = None) -> None:
     """One statistics round on the device: ``reduce_kernel`` for the per-sample stops, then the tables, two launches
     (``outputs``: the round's initialised reduction buffers from :func:`round_setup`; None: allocated here)."""
-    autocontrast = any(int(Op.AUTOCONTRAST) in stage.codes_at(k) for k in stage.stat_slots)
+    autocontrast = stage.may_run(Op.AUTOCONTRAST, positions=stage.stat_slots)
     # only the statistics the stage's ops read: AUTOCONTRAST the min / max, EQUALIZE the histograms, CONTRAST the gray sum
     spec = fused.prepare_reduce(src, stage, stats, luts, stop, outputs, (autocontrast, flat_luts is not None, contrast), folds)
     if spec.grid[0] * spec.grid[1]:
