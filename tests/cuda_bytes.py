@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cuda_cases  # noqa: E402
 
-import fastaug.functional  # noqa: E402
 from fastaug.compiler import compile_plan  # noqa: E402
 from fastaug.engine import stat_positions  # noqa: E402
 from fastaug.plan import Op  # noqa: E402
@@ -82,19 +81,9 @@ def count(name: str) -> dict:
     n = 256
     pipe = cuda_cases.CASES[name]()
     x = torch.zeros(n, 3, cuda_cases.H, cuda_cases.W, dtype=torch.uint8)
-    plans = []  # every Plan the call runs, in order (ElasticTransform's displacement field is one, inside its draw)
-
-    def spy(calls, shape, dtype, device):
-        plans.append((compile_plan(calls, shape, dtype, device), shape, dtype))
-        return plans[-1][0]
-
-    saved = fastaug.functional.compile_plan
-    fastaug.functional.compile_plan = spy
-    try:
+    with cuda_cases.spy_plans() as plans:  # every Plan the call runs, in order (ElasticTransform's field: in its draw)
         calls = pipe.draw(x, torch.arange(n), 1)
-    finally:
-        fastaug.functional.compile_plan = saved
-    spy(calls, tuple(x.shape), x.dtype, x.device)
+    plans.append((compile_plan(calls, tuple(x.shape), x.dtype, x.device), tuple(x.shape), x.dtype))
     counted = [launch for plan, shape, dtype in plans for launch in _launches(plan, shape, dtype)]
     log, y = cuda_cases.run_case(name)
     logged = [k for k in log.launches if k in _KERNELS]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -48,6 +49,29 @@ CASES = {
 _FLOAT_AWARE = ("reference pipeline", "blur-noise pipeline")  # their solarize threshold follows the input range
 
 
+@contextlib.contextmanager
+def spy_plans():
+    """Every Plan compiled inside the block, in order, as (plan, shape, dtype): a Compose's, and functional ops' (such as
+    ElasticTransform's displacement field, compiled inside its draw)."""
+    import fastaug.compose
+    import fastaug.functional
+
+    seen, original = [], fastaug.compose.compile_plan
+
+    def spy(calls, shape, dtype, device):
+        seen.append((original(calls, shape, dtype, device), tuple(shape), dtype))
+        return seen[-1][0]
+
+    modules = (fastaug.compose, fastaug.functional)
+    for module in modules:
+        module.compile_plan = spy
+    try:
+        yield seen
+    finally:
+        for module in modules:
+            module.compile_plan = original
+
+
 def run_case(name: str, host_indices: bool = False, dtype: torch.dtype = torch.uint8, device_epoch: bool = False) -> tuple[CudaLog, object]:
     """Build the case's pipeline (on the host, as a user does), call it twice on a fake CUDA batch (epochs 0 and 1) and
     return the log of the second call (the first builds the cached constants) and the second output.
@@ -72,35 +96,23 @@ def run_backward(name: str) -> tuple[CudaLog, object, object]:
     """The image gradient of the case's second call on a float32 batch: ``fastaug.autograd.plan_backward`` on the call's
     Plan with the forward's statistics tables, as ``PlanFunction.backward`` runs it (the autograd engine itself cannot
     run on fake CUDA tensors). Returns the log of the second backward alone, the gradient and the Plan."""
-    import fastaug.compose
     from fastaug import autograd
     from fastaug.plan import unfold
 
     pipe = CASES[name](float_input=True) if name in _FLOAT_AWARE else CASES[name]()
-    plans = []
-    compile_plan = fastaug.compose.compile_plan
-
-    def spy(*args, **kwargs):
-        plans.append(compile_plan(*args, **kwargs))
-        return plans[-1]
-
-    fastaug.compose.compile_plan = spy
-    try:
-        with fake_cuda() as log:
-            idx = torch.arange(B, device="cuda")
-            x = torch.empty(B, 3, H, W, dtype=torch.float32, device="cuda")
-            for epoch in range(2):
-                out = pipe(x, indices=idx, epoch=epoch)
-            plan = unfold(plans[-1])  # as autograd.execute runs it
-            tensors = autograd.plan_tensors(plan)
-            _, tables = autograd._fused_forward(plan, x, "triton")
-            grad = torch.empty(out.shape, dtype=out.dtype, device="cuda")
-            for _ in range(2):  # the second is logged (the first builds the backward's cached constants)
-                log.reset()
-                gx, _ = autograd.plan_backward(autograd._Spec(plan, "triton", False), x, tensors, grad, True,
-                                               [False] * len(tensors), tables)  # fmt: skip
-    finally:
-        fastaug.compose.compile_plan = compile_plan
+    with spy_plans() as plans, fake_cuda() as log:
+        idx = torch.arange(B, device="cuda")
+        x = torch.empty(B, 3, H, W, dtype=torch.float32, device="cuda")
+        for epoch in range(2):
+            out = pipe(x, indices=idx, epoch=epoch)
+        plan = unfold(plans[-1][0])  # as autograd.execute runs it
+        tensors = autograd.plan_tensors(plan)
+        _, tables = autograd._fused_forward(plan, x, "triton")
+        grad = torch.empty(out.shape, dtype=out.dtype, device="cuda")
+        for _ in range(2):  # the second is logged (the first builds the backward's cached constants)
+            log.reset()
+            gx, _ = autograd.plan_backward(autograd._Spec(plan, "triton", False), x, tensors, grad, True,
+                                           [False] * len(tensors), tables)  # fmt: skip
     return log, gx, plan
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cuda_cases import CASES, MEAN, STD, B, H, W, draw_launches, run_case
+from cuda_cases import CASES, MEAN, STD, B, H, W, draw_launches, run_case, spy_plans
 
 import fastaug
 import fastaug.compose
@@ -27,17 +27,11 @@ CEILING = {
 
 
 @pytest.fixture
-def plans(monkeypatch):
-    seen = []
-    compile_plan = fastaug.compose.compile_plan
-
-    def spy(*args, **kwargs):
-        seen.append(compile_plan(*args, **kwargs))
-        return seen[-1]
-
-    for module in (fastaug.compose, fastaug.functional):  # Compose's plan; functional ops' (ElasticTransform's field)
-        monkeypatch.setattr(module, "compile_plan", spy)
-    return seen
+def plans():
+    """(plan, shape, dtype) of every Plan the test compiles (Compose's; functional ops', such as ElasticTransform's
+    field), in order."""
+    with spy_plans() as seen:
+        yield seen
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -46,7 +40,7 @@ def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
     assert log.host_to_device == [] and log.host_to_device_async == []
     assert log.device_to_host == []
     assert out.device.type == "cuda" and out.shape[0] == B
-    second = plans[len(plans) // 2 :]  # the plans of the logged (second) call: ElasticTransform's field is one too
+    second = [p for p, _, _ in plans[len(plans) // 2 :]]  # the logged (second) call's: ElasticTransform's field is one too
     stages = [stage for plan in second for stage in plan.stages]
     # a stage's statistics rounds: all at once, or with folds part by part (between two folds: plan.Fold)
     parts = [[stage.rounds()] if not stage.folds else [stage.folds[0].rounds[0], *(f.rounds[1] for f in stage.folds)]
