@@ -201,9 +201,7 @@ def _rounds_and_fills(backend: ModuleType, src: torch.Tensor, stage: Stage, chan
     batch = src.shape[0]
     h, w = stage.out_size or tuple(src.shape[-2:])
     contrast = stage.may_run(Op.CONTRAST, positions=stage.stat_slots)
-    cuts = [0, *(f.position for f in stage.folds), stage.program.shape[1]]
-    for p, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
-        rounds = stage.folds[p].rounds[0] if p < len(stage.folds) else stage.folds[-1].rounds[1]
+    for p, (lo, hi, rounds) in enumerate(stage.parts()):
         if rounds:
             allowed = allowed_stat_codes(stage, src.device, (lo, hi))
             stops, outputs = backend.round_setup(stage, allowed, batch, channels, work, src.device, rounds)

@@ -159,6 +159,16 @@ class Stage:
         """Op codes that may occur at position k (static: backends specialise on it)."""
         return tuple(int(o) for o in Op) if self.slot_codes is None else self.slot_codes[k]
 
+    def parts(self) -> list[tuple[int, int, int]]:
+        """(lo, hi, rounds) of each part between folds (positions lo <= k < hi; its statistics rounds); without folds one
+        part, the whole program."""
+        k_total = self.program.shape[1]
+        if not self.folds:
+            return [(0, k_total, self.rounds())]
+        cuts = [0, *(f.position for f in self.folds), k_total]
+        rounds = [f.rounds[0] for f in self.folds] + [self.folds[-1].rounds[1]]
+        return list(zip(cuts[:-1], cuts[1:], rounds, strict=True))
+
     def may_run(self, *ops: Op, positions=None) -> bool:
         """One of ``ops`` may occur at one of ``positions`` (default: every position), by :meth:`codes_at` (static)."""
         positions = range(self.program.shape[1]) if positions is None else positions
@@ -204,16 +214,13 @@ def _split(stage: Stage) -> list[Stage]:
     """``stage`` as the stages a split at each of its folds would make (views of its tensors: no device work)."""
     if not stage.folds:
         return [stage]
-    k_total = stage.program.shape[1]
-    codes = stage.slot_codes if stage.slot_codes is not None else (tuple(int(o) for o in Op),) * k_total
-    cuts = [0, *(f.position for f in stage.folds), k_total]
+    codes = stage.slot_codes if stage.slot_codes is not None else (tuple(int(o) for o in Op),) * stage.program.shape[1]
     parts = []
-    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+    for i, (lo, hi, rounds) in enumerate(stage.parts()):
         first, last = i == 0, i == len(stage.folds)
         common = dict(
             program=stage.program[:, lo:hi], params=stage.params[:, lo:hi],
-            stat_slots=tuple(s - lo for s in stage.stat_slots if lo <= s < hi),
-            stat_rounds=stage.folds[-1].rounds[1] if last else stage.folds[i].rounds[0], slot_codes=codes[lo:hi],
+            stat_slots=tuple(s - lo for s in stage.stat_slots if lo <= s < hi), stat_rounds=rounds, slot_codes=codes[lo:hi],
             keys=None if stage.keys is None else stage.keys[:, lo:hi],
             integral=stage.integral if last else stage.folds[i].integral, folds=(),
         )  # fmt: skip

@@ -52,10 +52,7 @@ def _launches(plan, shape: tuple[int, ...], dtype: torch.dtype) -> list[tuple[st
                 last = torch.where(sharp[f] & (f < stop), f, last)
             return torch.where(last >= 0, buf_bytes, src_bytes)
 
-        cuts = [0, *folds, k_total]
-        parts = list(zip(cuts[:-1], cuts[1:], strict=True)) if folds else [(0, k_total)]
-        for p, (lo, hi) in enumerate(parts):
-            rounds = stage.rounds() if not folds else (stage.folds[p].rounds[0] if p < len(folds) else stage.folds[-1].rounds[1])
+        for p, (lo, hi, rounds) in enumerate(stage.parts()):
             inside = found[:, lo:hi]
             count = inside.cumsum(1)
             for r in range(rounds):
@@ -63,7 +60,7 @@ def _launches(plan, shape: tuple[int, ...], dtype: torch.dtype) -> list[tuple[st
                 stop = torch.where(hit.any(1), hit.int().argmax(1) + lo, k_total)
                 read = sum(float(source(int(t))[b]) for b, t in enumerate(stop.tolist()) if t < k_total)
                 out.append(("reduce_kernel", read / batch, 0.0))
-            if folds and p < len(folds):
+            if p < len(folds):
                 f = folds[p]
                 rows = sharp[f]
                 out.append(("fold_fill_kernel", float(source(f)[rows].sum()) / batch, float(rows.sum()) * buf_bytes / batch))

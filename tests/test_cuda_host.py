@@ -43,8 +43,7 @@ def test_call_copies_nothing_and_launches_what_the_plan_implies(name, plans):
     second = [p for p, _, _ in plans[len(plans) // 2 :]]  # the logged (second) call's: ElasticTransform's field is one too
     stages = [stage for plan in second for stage in plan.stages]
     # a stage's statistics rounds: all at once, or with folds part by part (between two folds: plan.Fold)
-    parts = [[stage.rounds()] if not stage.folds else [stage.folds[0].rounds[0], *(f.rounds[1] for f in stage.folds)]
-             for stage in stages]  # fmt: skip
+    parts = [[rounds for _, _, rounds in stage.parts()] for stage in stages]
     reduce_rounds = sum(sum(p) for p in parts)  # on a GPU every round launches (no early exit)
     assert log.launches.count("apply_kernel") == len(stages)
     assert log.launches.count("reduce_kernel") == reduce_rounds

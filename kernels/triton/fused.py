@@ -1609,11 +1609,10 @@ def prepare_fold_fill(src: torch.Tensor, stage: Stage, stats: torch.Tensor, luts
     """The launch of ``fold_fill_kernel`` for the stage's fold ``slot`` (no device work)."""
     at = stage.folds[slot].position
     common, cx, grid = _common(src, stage, stats, luts, at, folds)
-    _fold_args(stage, folds, stage.program.shape[1], common["par"])  # checks the buffers
     args = {n: common[n] for n in ("prog", "par", "stats", "luts", "mat", "win", "fill", "taps", "keys", "kern", "disp",
                                    "H", "W", "Ho", "Wo")}  # fmt: skip
-    args.update(src=src, buf=folds, bss=folds.stride(0), bsb=folds.stride(1), bsc=folds.stride(2), bsh=folds.stride(3),
-                **_strides(src, "ss"))
+    # the buffers (checked) with the fold's own slot among them: their arguments as a launch reading every fold's
+    args.update(src=src, **_fold_args(stage, folds, stage.program.shape[1], common["par"]), **_strides(src, "ss"))
     c = src.shape[1]
     constexprs = dict(AT=at, SLOT=slot, C=c, NCH=c if c <= 4 else 1, K=cx["K"],
                       **{n: cx[n] for n in ("CODES", "RGB", "GEO", "BILINEAR", "CLAMP", "FILL", "QUANT", "IN_SCALE", "WORK",
